@@ -1,0 +1,276 @@
+"""Calibration data for the timing model: loading, the efficiency model, and fitting.
+
+Calibration is data (STYLE.md rule 8). Each device has one JSON file under
+``gpus/calibration/<device>.json`` written by ``python -m kernels_numba.bench`` (hardware at
+hand) or by ``python -m kernels_numba.validate`` (H800, fitted to DeepSeek's published kernel
+tables). A file holds, per kernel family and implementation, at most four fitted parameters:
+
+``launch_s``
+    fixed time per call (kernel launch, Python/torch dispatch, thread wake-up), seconds.
+``compute_efficiency``
+    fraction of the device's dense peak (for the dtype) that the kernel sustains on full tiles.
+``memory_efficiency``
+    fraction of the peak memory bandwidth the kernel sustains.
+``overlap_exponent``
+    ``p`` in ``(compute_s**p + memory_s**p) ** (1/p)``: 1 means compute and memory traffic
+    add up (no overlap), large ``p`` tends to ``max`` (perfect overlap).
+
+The predicted time of a kernel is ``launch_s + combine(compute_s / compute_efficiency,
+memory_s / memory_efficiency)``, where ``compute_s`` is the FLOP count rounded up to whole
+tiles and whole waves over the SMs (or cores) divided by the peak, and ``memory_s`` is the
+bytes moved over the peak bandwidth. Only this module reads the files; nothing here is a
+hand-tuned constant except the documented defaults in ``gpus/calibration/defaults.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FAMILIES = ("gemm", "grouped_gemm", "gating", "permute", "attention_prefill", "attention_decode", "memory")
+PARAMETER_NAMES = ("launch_s", "compute_efficiency", "memory_efficiency", "overlap_exponent")
+# Bounds of the fitted parameters: physical limits, not tuning knobs.
+PARAMETER_BOUNDS = {
+    "launch_s": (0.0, 1e-2),
+    "compute_efficiency": (1e-3, 4.0),
+    "memory_efficiency": (1e-3, 4.0),
+    "overlap_exponent": (1.0, 16.0),
+}
+
+DTYPE_BYTES = {
+    "fp64": 8.0,
+    "fp32": 4.0,
+    "tf32": 4.0,
+    "bf16": 2.0,
+    "fp16": 2.0,
+    "fp8": 1.0,
+    "int8": 1.0,
+    "fp4": 0.5,
+}
+
+
+def calibration_dir() -> Path:
+    """Folder of the per-device calibration files (``gpus/calibration``)."""
+    return Path(__file__).resolve().parents[1] / "gpus" / "calibration"
+
+
+def dtype_bytes(dtype: str) -> float:
+    """Bytes per element of ``dtype``; ValueError for an unknown format."""
+    key = str(dtype).lower()
+    if key not in DTYPE_BYTES:
+        raise ValueError(f"unknown dtype {dtype!r}; allowed: {', '.join(DTYPE_BYTES)}")
+    return DTYPE_BYTES[key]
+
+
+@dataclass(frozen=True)
+class FamilyParams:
+    """The (at most four) fitted parameters of one kernel family on one device."""
+
+    launch_s: float
+    compute_efficiency: float
+    memory_efficiency: float
+    overlap_exponent: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    def as_vector(self) -> np.ndarray:
+        return np.array([getattr(self, n) for n in PARAMETER_NAMES], dtype=float)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> FamilyParams:
+        missing = [n for n in PARAMETER_NAMES if n not in data]
+        if missing:
+            raise ValueError(f"calibration parameters lack {missing}; each family needs {PARAMETER_NAMES}")
+        return cls(**{n: float(data[n]) for n in PARAMETER_NAMES})
+
+
+def combine(compute_s: float, memory_s: float, overlap_exponent: float) -> float:
+    """Smooth maximum of compute and memory time: the p-norm (p=1 sum, p->inf max)."""
+    top = max(compute_s, memory_s)
+    if top <= 0.0:
+        return 0.0
+    p = overlap_exponent
+    return float(top * ((compute_s / top) ** p + (memory_s / top) ** p) ** (1.0 / p))
+
+
+def predict_seconds(params: FamilyParams, compute_s: float, memory_s: float) -> float:
+    """``launch_s + combine(compute_s / compute_efficiency, memory_s / memory_efficiency)``."""
+    return params.launch_s + combine(
+        compute_s / params.compute_efficiency, memory_s / params.memory_efficiency, params.overlap_exponent
+    )
+
+
+@lru_cache(maxsize=64)
+def _load_json(path: str, mtime_ns: int) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        data: dict[str, Any] = json.load(handle)
+    return data
+
+
+def load_file(path: Path) -> dict[str, Any]:
+    """Parsed calibration JSON (cached by modification time, so re-written files are re-read)."""
+    return _load_json(str(path), path.stat().st_mtime_ns)
+
+
+def device_key(name: str) -> str:
+    """File stem for a device name: lower case, spaces and slashes as dashes."""
+    return name.strip().lower().replace(" ", "-").replace("/", "-")
+
+
+def defaults() -> dict[str, Any]:
+    """The uncalibrated defaults (``gpus/calibration/defaults.json``)."""
+    path = calibration_dir() / "defaults.json"
+    if not path.exists():
+        raise ValueError(f"missing {path}: the timing model needs its documented defaults file")
+    return load_file(path)
+
+
+def find_calibration(names: Sequence[str]) -> dict[str, Any] | None:
+    """The calibration file for the first of ``names`` that has one, else None.
+
+    A file is matched by its stem (``h800.json``) or by a ``"device"`` / ``"aliases"`` entry.
+    """
+    folder = calibration_dir()
+    if not folder.is_dir():
+        return None
+    wanted = [device_key(n) for n in names if n]
+    for key in wanted:
+        path = folder / f"{key}.json"
+        if path.exists():
+            return load_file(path)
+    for path in sorted(folder.glob("*.json")):
+        if path.name == "defaults.json":
+            continue
+        data = load_file(path)
+        labels = {device_key(str(data.get("device", "")))}
+        labels.update(device_key(str(a)) for a in data.get("aliases", []))
+        if labels.intersection(wanted):
+            return data
+    return None
+
+
+def family_params(
+    calibration: Mapping[str, Any] | None, family: str, impl: str | None = None
+) -> FamilyParams | None:
+    """Fitted parameters of ``family`` (for ``impl`` or the file's default implementation)."""
+    if calibration is None:
+        return None
+    families = calibration.get("families", {})
+    per_impl = families.get(family)
+    if not per_impl:
+        return None
+    chosen = impl or calibration.get("default_impl")
+    if chosen not in per_impl:
+        chosen = sorted(per_impl)[0]
+    return FamilyParams.from_mapping(per_impl[chosen])
+
+
+def default_params(kind: str) -> FamilyParams:
+    """Uncalibrated parameters for a device kind ("gpu" or "cpu") from defaults.json."""
+    data = defaults()
+    if kind not in data.get("kinds", {}):
+        raise ValueError(
+            f"no defaults for device kind {kind!r}; defaults.json has {list(data.get('kinds', {}))}"
+        )
+    return FamilyParams.from_mapping(data["kinds"][kind])
+
+
+# ---------------------------------------------------------------------------------------------
+# Fitting and the fixed held-out split
+
+
+def split_fit_holdout(keys: Sequence[Any]) -> tuple[list[int], list[int]]:
+    """Fixed rule: sort the distinct shape keys; even positions fit, odd positions are held out.
+
+    Whole shapes are held out (every implementation of a shape falls on the same side), and
+    the rule does not depend on the measured times or on a random draw.
+    """
+    distinct = sorted({repr(k) for k in keys})
+    side = {k: (i % 2) for i, k in enumerate(distinct)}
+    fit = [i for i, k in enumerate(keys) if side[repr(k)] == 0]
+    held = [i for i, k in enumerate(keys) if side[repr(k)] == 1]
+    return fit, held
+
+
+def fit_params(
+    predict: Callable[[FamilyParams, int], float],
+    measured_s: Sequence[float],
+    indices: Sequence[int],
+    initial: FamilyParams,
+    free: Sequence[str] = PARAMETER_NAMES,
+) -> FamilyParams:
+    """Least-squares fit of ``free`` parameters on log(predicted / measured) over ``indices``.
+
+    ``predict(params, i)`` gives the predicted time of sample ``i``. Parameters not in
+    ``free`` keep their ``initial`` values (used when a table cannot constrain them).
+    """
+    from scipy.optimize import least_squares
+
+    names = [n for n in PARAMETER_NAMES if n in free]
+    if not names or not indices:
+        return initial
+    base = initial.to_dict()
+    lo = np.array([PARAMETER_BOUNDS[n][0] for n in names])
+    hi = np.array([PARAMETER_BOUNDS[n][1] for n in names])
+
+    # Optimise log of the positive parameters, and the launch time in microseconds.
+    def unpack(x: np.ndarray) -> FamilyParams:
+        values = dict(base)
+        for name, value in zip(names, x, strict=True):
+            values[name] = float(value)
+        return FamilyParams(**values)
+
+    target = np.log(np.asarray([measured_s[i] for i in indices], dtype=float))
+
+    def residual(x: np.ndarray) -> np.ndarray:
+        params = unpack(x)
+        predicted = np.array([predict(params, i) for i in indices], dtype=float)
+        return np.log(np.maximum(predicted, 1e-15)) - target
+
+    x0 = np.clip(np.array([base[n] for n in names], dtype=float), lo, hi)
+    scale = np.array([1e-5 if n == "launch_s" else 1.0 for n in names])
+    best = None
+    for start in _starts(x0, names, lo, hi):
+        result = least_squares(residual, start, bounds=(lo, hi), x_scale=scale, loss="soft_l1", f_scale=0.1)
+        if best is None or result.cost < best.cost:
+            best = result
+    assert best is not None
+    return unpack(best.x)
+
+
+def _starts(x0: np.ndarray, names: Sequence[str], lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
+    """A few deterministic starting points (the fit is non-convex in the overlap exponent)."""
+    starts = [x0]
+    for p in (1.5, 4.0):
+        if "overlap_exponent" in names:
+            s = x0.copy()
+            s[list(names).index("overlap_exponent")] = p
+            starts.append(np.clip(s, lo, hi))
+    return starts
+
+
+def abs_pct_errors(predicted: Sequence[float], measured: Sequence[float]) -> np.ndarray:
+    """|predicted - measured| / measured, in percent."""
+    p = np.asarray(predicted, dtype=float)
+    m = np.asarray(measured, dtype=float)
+    return np.abs(p - m) / m * 100.0
+
+
+def summarise(errors_pct: Sequence[float]) -> dict[str, float | int]:
+    """Median and 90th percentile (linear interpolation) of absolute percentage errors."""
+    e = np.asarray(errors_pct, dtype=float)
+    if e.size == 0:
+        return {"median_pct": math.nan, "p90_pct": math.nan, "n": 0}
+    return {
+        "median_pct": round(float(np.median(e)), 2),
+        "p90_pct": round(float(np.percentile(e, 90)), 2),
+        "n": int(e.size),
+    }

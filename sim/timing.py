@@ -1,0 +1,439 @@
+"""Time of one operator on one device: roofline, predicted (calibrated), measured.
+
+Every function returns an :class:`OpTime` with three times over one spec (STYLE.md rule 7):
+
+* ``roofline_s``: ``max(FLOPs / peak(dtype), bytes / HBM bandwidth)``, no overheads;
+* ``predicted_s``: the calibrated model of :mod:`sim.calibration`: FLOPs rounded up to whole
+  tiles and whole waves over the SMs (cores for a CPU), divided by the peak and a fitted
+  compute efficiency; bytes over the bandwidth and a fitted memory efficiency; the two combined
+  by a fitted overlap exponent; plus a fitted launch time. At most four parameters per kernel
+  family and device, read from ``gpus/calibration/<device>.json``;
+* ``measured_s``: the measurement of that exact shape when the calibration file holds one.
+
+Which parameters a device uses: its own calibration file when there is one; otherwise a file
+that declares the device's architecture in ``applies_to_architectures`` (the H800 fit, from
+DeepSeek's published DeepGEMM / FlashMLA tables, is the best public evidence for Hopper parts
+such as H100, H200 and H20; each part keeps its own peaks, so only the efficiencies carry
+over); otherwise the uncalibrated defaults of ``gpus/calibration/defaults.json``.
+
+``gpu`` is a ``gpus.GPUProfile``, any object with the same fields, or a name (resolved with
+``gpus.get``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sim import calibration as cal
+
+__all__ = [
+    "OpTime",
+    "attention_time",
+    "gemm_time",
+    "grouped_gemm_time",
+    "memory_time",
+    "op_time",
+    "gating_time",
+    "permute_time",
+    "resolve_gpu",
+]
+
+_COMM_KINDS = ("dispatch", "combine", "allreduce")
+
+
+@dataclass(frozen=True)
+class OpTime:
+    """Times of one operator, seconds; ``bound_by`` is "compute", "memory" or "latency"."""
+
+    roofline_s: float
+    predicted_s: float
+    measured_s: float | None = None
+    bound_by: str = "compute"
+    flops: float = 0.0
+    bytes_moved: float = 0.0
+    family: str = ""
+    calibration: str = "default"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# Device resolution
+
+
+def resolve_gpu(gpu: Any) -> Any:
+    """A profile object for ``gpu`` (a name is resolved with ``gpus.get``)."""
+    if isinstance(gpu, str):
+        import gpus
+
+        return gpus.get(gpu)
+    for field in ("sm_count", "hbm_bandwidth_bytes_per_s", "peak_flops"):
+        if not hasattr(gpu, field):
+            raise ValueError(
+                f"gpu must be a GPU name or a profile with sm_count, peak_flops() and "
+                f"hbm_bandwidth_bytes_per_s; got {type(gpu).__name__} without {field!r}"
+            )
+    return gpu
+
+
+@dataclass(frozen=True)
+class _Device:
+    profile: Any
+    kind: str
+    calibration: Mapping[str, Any] | None
+    calibration_name: str
+
+    @property
+    def sm_count(self) -> int:
+        return max(1, int(self.profile.sm_count))
+
+    @property
+    def bandwidth(self) -> float:
+        return float(self.profile.hbm_bandwidth_bytes_per_s)
+
+    def peak(self, dtype: str) -> tuple[float, str]:
+        """Peak FLOP/s for ``dtype`` (or the nearest format the device has) and that format."""
+        key = str(dtype).lower()
+        cal.dtype_bytes(key)
+        supports = getattr(self.profile, "supports", None)
+        if supports is not None and not supports(key):
+            nearest = getattr(self.profile, "nearest_dtype", None)
+            key = nearest(key) if nearest is not None else key
+        return float(self.profile.peak_flops(key)), key
+
+    def params(self, family: str) -> tuple[cal.FamilyParams, str]:
+        found = cal.family_params(self.calibration, family)
+        if found is None and family != "memory":
+            found = cal.family_params(self.calibration, "memory")
+        if found is not None:
+            return found, self.calibration_name
+        return cal.default_params(self.kind), "default"
+
+    def tiles(self) -> Mapping[str, Any]:
+        data: Mapping[str, Any] = cal.defaults()["kinds"][self.kind]["tiles"]
+        return data
+
+
+def _device(gpu: Any) -> _Device:
+    profile = resolve_gpu(gpu)
+    names = [str(getattr(profile, "name", ""))] + [str(a) for a in getattr(profile, "aliases", ())]
+    data = cal.find_calibration(names)
+    label = str(data.get("device")) if data else "default"
+    if data is None:
+        arch = str(getattr(profile, "architecture", "")).lower()
+        if arch:
+            for path in sorted(cal.calibration_dir().glob("*.json")):
+                candidate = cal.load_file(path)
+                if arch in [str(a).lower() for a in candidate.get("applies_to_architectures", [])]:
+                    data = candidate
+                    label = f"{candidate.get('device')} (same architecture: {arch})"
+                    break
+    kind = str(data.get("kind", "")) if data else ""
+    if kind not in ("gpu", "cpu"):
+        name = str(getattr(profile, "name", "")).lower()
+        vendor = str(getattr(profile, "vendor", "")).lower()
+        kind = (
+            "cpu"
+            if name.startswith("cpu")
+            or "cpu" in str(getattr(profile, "architecture", "")).lower()
+            or (vendor in ("intel", "amd") and "mi" not in name)
+            else "gpu"
+        )
+    return _Device(profile=profile, kind=kind, calibration=data, calibration_name=label)
+
+
+def _measured(dev: _Device, family: str, shape: Mapping[str, Any]) -> float | None:
+    if dev.calibration is None or dev.calibration_name != str(dev.calibration.get("device")):
+        return None  # measurements belong to the device itself, not to a stand-in architecture
+    impl = dev.calibration.get("default_impl")
+    for record in dev.calibration.get("measurements", []):
+        if (
+            record.get("family") == family
+            and record.get("impl") == impl
+            and record.get("shape") == dict(shape)
+        ):
+            return float(record["measured_s"])
+    return None
+
+
+def _result(
+    dev: _Device,
+    family: str,
+    flops: float,
+    bytes_moved: float,
+    peak: float,
+    quantised_compute_s: float,
+    shape: Mapping[str, Any],
+) -> OpTime:
+    compute_s = flops / peak if flops > 0 else 0.0
+    memory_s = bytes_moved / dev.bandwidth
+    params, source = dev.params(family)
+    body_compute = quantised_compute_s / params.compute_efficiency
+    body_memory = memory_s / params.memory_efficiency
+    body = cal.combine(body_compute, body_memory, params.overlap_exponent)
+    predicted = params.launch_s + body
+    if params.launch_s > body:
+        bound = "latency"
+    else:
+        bound = "compute" if body_compute >= body_memory else "memory"
+    return OpTime(
+        roofline_s=max(compute_s, memory_s),
+        predicted_s=predicted,
+        measured_s=_measured(dev, family, shape),
+        bound_by=bound,
+        flops=flops,
+        bytes_moved=bytes_moved,
+        family=family,
+        calibration=source,
+    )
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or int(value) != value or int(value) < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _gemm_quantised_flops(dev: _Device, group_rows: Sequence[int], n: int, k: int) -> float:
+    """FLOPs executed when every group is padded to whole tiles and tiles run in whole waves.
+
+    Tile shape: ``block_m`` is the smallest configured size that covers the largest group
+    (capped at the largest), ``block_n`` the configured size that minimises padded work
+    (DeepGEMM picks its N block the same way). Waves: tiles / SMs rounded up.
+    """
+    tiles = dev.tiles()
+    sizes_m = sorted(int(b) for b in tiles["block_m"])
+    largest = max(group_rows)
+    block_m = next((b for b in sizes_m if b >= largest), sizes_m[-1])
+    best = math.inf
+    for block_n in sorted(int(b) for b in tiles["block_n"]):
+        count = sum(math.ceil(r / block_m) for r in group_rows if r > 0) * math.ceil(n / block_n)
+        waves = math.ceil(count / dev.sm_count)
+        work = waves * dev.sm_count * block_m * block_n * 2.0 * k
+        best = min(best, work)
+    return best
+
+
+def gemm_time(gpu: Any, m: int, n: int, k: int, dtype: str = "bf16") -> OpTime:
+    """Dense GEMM ``C[m, n] = A[m, k] @ B[k, n]``: 2mnk FLOP; A, B read once, C written once."""
+    m, n, k = (_positive_int(v, name) for v, name in ((m, "m"), (n, "n"), (k, "k")))
+    dev = _device(gpu)
+    peak, used = dev.peak(dtype)
+    size = cal.dtype_bytes(used)
+    out_size = max(size, 2.0) if used in ("fp8", "fp4", "int8") else size  # low-precision GEMMs write BF16
+    flops = 2.0 * m * n * k
+    bytes_moved = (m * k + k * n) * size + m * n * out_size
+    quant = _gemm_quantised_flops(dev, [m], n, k) / peak
+    return _result(
+        dev, "gemm", flops, bytes_moved, peak, quant, {"m": m, "n": n, "k": k, "dtype": str(dtype)}
+    )
+
+
+def grouped_gemm_time(gpu: Any, group_sizes: Sequence[int], n: int, k: int, dtype: str = "bf16") -> OpTime:
+    """Grouped expert GEMM: group ``g`` multiplies ``group_sizes[g]`` rows by its own ``[k, n]``.
+
+    Weights of every group with at least one row are read; empty groups cost nothing.
+    """
+    sizes = [int(s) for s in group_sizes]
+    if not sizes or any(s < 0 for s in sizes) or sum(sizes) == 0:
+        raise ValueError(
+            f"group_sizes must be non-negative token counts with a positive sum, got {sizes[:8]}"
+        )
+    n, k = _positive_int(n, "n"), _positive_int(k, "k")
+    dev = _device(gpu)
+    peak, used = dev.peak(dtype)
+    size = cal.dtype_bytes(used)
+    out_size = max(size, 2.0) if used in ("fp8", "fp4", "int8") else size
+    rows = sum(sizes)
+    active = sum(1 for s in sizes if s > 0)
+    flops = 2.0 * rows * n * k
+    bytes_moved = rows * k * size + active * k * n * size + rows * n * out_size
+    quant = _gemm_quantised_flops(dev, [s for s in sizes if s > 0], n, k) / peak
+    shape = {"group_sizes": sizes, "n": n, "k": k, "dtype": str(dtype)}
+    return _result(dev, "grouped_gemm", flops, bytes_moved, peak, quant, shape)
+
+
+def causal_pairs(q_len: int, kv_len: int, causal: bool) -> float:
+    """Number of (query, key) pairs attended; causal queries sit at the end of the keys."""
+    if not causal:
+        return float(q_len) * kv_len
+    offset = kv_len - q_len
+    total = 0.0
+    # sum over i of clamp(offset + i + 1, 0, kv_len), in closed form
+    first = max(0, -offset)  # queries before the first key see nothing
+    for_count = q_len - first
+    if for_count <= 0:
+        return 0.0
+    lo = offset + first + 1
+    hi = offset + q_len
+    total = (lo + hi) * for_count / 2.0
+    return float(min(total, float(q_len) * kv_len))
+
+
+def attention_time(
+    gpu: Any,
+    batch: int,
+    q_len: int,
+    kv_len: int,
+    num_heads: int,
+    qk_head_dim: int,
+    v_head_dim: int,
+    causal: bool = True,
+    dtype: str = "bf16",
+    kv_bytes: float | None = None,
+) -> OpTime:
+    """Attention forward (scores and values products), per layer.
+
+    FLOPs: ``2 * batch * num_heads * pairs * (qk_head_dim + v_head_dim)``, pairs from
+    :func:`causal_pairs`. Bytes: Q and O plus K/V; ``kv_bytes`` overrides the K/V bytes (a
+    compressed or shared cache: MLA's latent, GQA). Family ``attention_decode`` when
+    ``q_len <= 16`` (decode, with MTP drafts), else ``attention_prefill``. Prefill tiles are
+    128 query rows per (batch, head) in whole waves; decode kernels split the KV sequence
+    over SMs (FlashMLA), so decode is not wave-quantised.
+    """
+    batch, q_len, kv_len, num_heads = (
+        _positive_int(v, name)
+        for v, name in ((batch, "batch"), (q_len, "q_len"), (kv_len, "kv_len"), (num_heads, "num_heads"))
+    )
+    qk_head_dim, v_head_dim = (
+        _positive_int(qk_head_dim, "qk_head_dim"),
+        _positive_int(v_head_dim, "v_head_dim"),
+    )
+    if kv_bytes is not None and kv_bytes < 0:
+        raise ValueError(f"kv_bytes must be non-negative, got {kv_bytes}")
+    dev = _device(gpu)
+    peak, used = dev.peak(dtype)
+    size = cal.dtype_bytes(used)
+    pairs = causal_pairs(q_len, kv_len, bool(causal))
+    flops = 2.0 * batch * num_heads * pairs * (qk_head_dim + v_head_dim)
+    kv_total = (
+        float(kv_bytes)
+        if kv_bytes is not None
+        else batch * num_heads * kv_len * (qk_head_dim + v_head_dim) * size
+    )
+    bytes_moved = batch * num_heads * q_len * (qk_head_dim + v_head_dim) * size + kv_total
+    decode = q_len <= 16
+    family = "attention_decode" if decode else "attention_prefill"
+    if decode:
+        quant = flops / peak
+    else:
+        block_q = int(dev.tiles()["attention_block_q"])
+        units = batch * num_heads * math.ceil(q_len / block_q)
+        waves = math.ceil(units / dev.sm_count)
+        quant = flops / peak * (waves * dev.sm_count / units)
+    shape = {
+        "batch": batch,
+        "q_len": q_len,
+        "kv_len": kv_len,
+        "num_heads": num_heads,
+        "qk_head_dim": qk_head_dim,
+        "v_head_dim": v_head_dim,
+        "causal": bool(causal),
+        "dtype": str(dtype),
+    }
+    return _result(dev, family, flops, bytes_moved, peak, quant, shape)
+
+
+def memory_time(gpu: Any, bytes_moved: float, family: str = "memory", flops: float = 0.0) -> OpTime:
+    """A bandwidth-bound operator (norm, elementwise, permute): bytes read plus written.
+
+    ``family`` selects the fitted parameters ("memory", "gating", "permute").
+    """
+    if bytes_moved < 0 or flops < 0:
+        raise ValueError(f"bytes_moved and flops must be non-negative, got {bytes_moved}, {flops}")
+    if family not in cal.FAMILIES:
+        raise ValueError(f"unknown family {family!r}; allowed: {', '.join(cal.FAMILIES)}")
+    dev = _device(gpu)
+    peak, _ = dev.peak("fp32")
+    return _result(
+        dev, family, float(flops), float(bytes_moved), peak, float(flops) / peak, {"bytes": bytes_moved}
+    )
+
+
+def gating_time(gpu: Any, num_tokens: int, num_experts: int, top_k: int) -> OpTime:
+    """Top-k gating over router logits ``[num_tokens, num_experts]`` (scores, groups, top-k).
+
+    FLOPs counted as ``num_tokens * num_experts * (8 + top_k)``: scoring (exp or sigmoid and
+    normalisation, ~8 operations per logit) and a top-k selection pass per chosen expert.
+    Bytes: logits read in fp32, indices (int64) and weights (fp32) written.
+    """
+    t, e, k = (
+        _positive_int(num_tokens, "num_tokens"),
+        _positive_int(num_experts, "num_experts"),
+        _positive_int(top_k, "top_k"),
+    )
+    if k > e:
+        raise ValueError(f"top_k ({k}) cannot exceed num_experts ({e})")
+    flops = float(t) * e * (8 + k)
+    bytes_moved = t * e * 4.0 + t * k * 12.0
+    dev = _device(gpu)
+    peak, _ = dev.peak("fp32")
+    return _result(
+        dev, "gating", flops, bytes_moved, peak, flops / peak, {"num_tokens": t, "num_experts": e, "top_k": k}
+    )
+
+
+def permute_time(
+    gpu: Any, num_tokens: int, hidden: int, top_k: int, dtype: str = "bf16", combine: bool = False
+) -> OpTime:
+    """Token permute (dispatch to expert-contiguous rows) or un-permute with weighted combine.
+
+    Permute moves ``num_tokens * top_k`` rows of ``hidden`` (read + write); the combine reads
+    the same rows and writes ``num_tokens`` rows, with ``2 * num_tokens * top_k * hidden`` FLOP.
+    """
+    t, h, k = (
+        _positive_int(num_tokens, "num_tokens"),
+        _positive_int(hidden, "hidden"),
+        _positive_int(top_k, "top_k"),
+    )
+    size = cal.dtype_bytes(dtype)
+    if combine:
+        flops = 2.0 * t * k * h
+        bytes_moved = (t * k * h + t * h) * size + t * k * 12.0
+    else:
+        flops = 0.0
+        bytes_moved = (t * h + t * k * h) * size + t * k * 8.0
+    dev = _device(gpu)
+    peak, _ = dev.peak("fp32")
+    shape = {"num_tokens": t, "hidden": h, "top_k": k, "dtype": str(dtype), "combine": bool(combine)}
+    return _result(dev, "permute", flops, bytes_moved, peak, flops / peak, shape)
+
+
+def op_time(gpu: Any, op: Any) -> OpTime:
+    """Time of a ``moe.ops.Op`` (kinds gemm, grouped_gemm, attention, norm, elementwise, gating).
+
+    Communication kinds (dispatch, combine, allreduce) are timed by :mod:`sim.comm`; passing
+    one here is a ValueError. Attention ops are timed from their FLOP and byte counts (the Op
+    carries no head geometry): compute over the peak, bytes over the bandwidth, with the
+    prefill family's parameters unless ``op.m`` (query rows per sequence) is at most 16.
+    """
+    kind = getattr(op, "kind", None)
+    dtype = str(getattr(op, "dtype", "bf16") or "bf16")
+    if kind == "gemm":
+        return gemm_time(gpu, op.m, op.n, op.k, dtype)
+    if kind == "grouped_gemm":
+        sizes = tuple(getattr(op, "group_sizes", ()) or ())
+        if not sizes:
+            sizes = (int(op.m),)
+        return grouped_gemm_time(gpu, sizes, op.n, op.k, dtype)
+    traffic = float(getattr(op, "bytes_read", 0.0) or 0.0) + float(getattr(op, "bytes_written", 0.0) or 0.0)
+    flops = float(getattr(op, "flops", 0.0) or 0.0)
+    if kind == "attention":
+        dev = _device(gpu)
+        peak, _ = dev.peak(dtype)
+        m = getattr(op, "m", None)
+        family = "attention_decode" if (m is not None and 0 < int(m) <= 16) else "attention_prefill"
+        return _result(dev, family, flops, traffic, peak, flops / peak, {"op": getattr(op, "name", "")})
+    if kind in ("norm", "elementwise"):
+        return memory_time(gpu, traffic, family="memory", flops=flops)
+    if kind == "gating":
+        return memory_time(gpu, traffic, family="gating", flops=flops)
+    if kind in _COMM_KINDS:
+        raise ValueError(f"op {getattr(op, 'name', '')!r} is communication ({kind}); time it with sim.comm")
+    raise ValueError(
+        f"unknown op kind {kind!r}; allowed: gemm, grouped_gemm, attention, norm, elementwise, gating"
+    )

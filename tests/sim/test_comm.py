@@ -1,0 +1,128 @@
+"""Tests of sim.comm: link selection, collective formulas, calibration by fraction of peak."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from sim import calibration as cal
+from sim import comm
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeNode:
+    scale_out_bandwidth_bytes_per_s_per_gpu: float = 50e9
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeProfile:
+    """Made-up device without a calibration file: links fall back to the H800 fractions."""
+
+    name: str = "Fake-Link"
+    aliases: tuple[str, ...] = ()
+    nvlink_bandwidth_bytes_per_s_per_direction: float = 400e9
+    pcie_bandwidth_bytes_per_s_per_direction: float = 64e9
+    node: FakeNode = FakeNode()
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeCluster:
+    profile: FakeProfile
+    nodes: int
+    gpus_per_node: int = 8
+
+    @property
+    def num_gpus(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+    @property
+    def scale_up_domain_gpus(self) -> int:
+        return self.gpus_per_node
+
+    @property
+    def scale_up_bandwidth_bytes_per_s_per_direction(self) -> float:
+        return self.profile.nvlink_bandwidth_bytes_per_s_per_direction
+
+    @property
+    def scale_out_bandwidth_bytes_per_s_per_gpu(self) -> float:
+        return self.profile.node.scale_out_bandwidth_bytes_per_s_per_gpu
+
+
+H800_LINKS = cal.find_calibration(["H800"])["links"]  # type: ignore[index]
+
+
+def _fraction(kind: str) -> float:
+    e = H800_LINKS[kind]
+    return float(e["bandwidth_bytes_per_s"]) / float(e["peak_bandwidth_bytes_per_s"])
+
+
+def test_link_uses_h800_fraction_of_own_peak() -> None:
+    c = FakeCluster(FakeProfile(), nodes=2)
+    nv = comm.link(c, "nvlink")
+    assert nv.bandwidth_bytes_per_s == pytest.approx(400e9 * _fraction("nvlink"))
+    assert nv.latency_s == pytest.approx(float(H800_LINKS["nvlink"]["latency_s"]))
+    assert "fraction" in nv.calibration
+
+
+def test_all_to_all_single_node_is_nvlink() -> None:
+    c = FakeCluster(FakeProfile(), nodes=1)
+    nv = comm.link(c, "nvlink")
+    t = comm.all_to_all_time(c, 8e6)
+    assert t.link == "nvlink"
+    assert t.predicted_s == pytest.approx(nv.latency_s + 8e6 * 7 / 8 / nv.bandwidth_bytes_per_s)
+
+
+def test_all_to_all_multi_node_bounded_by_ib() -> None:
+    c = FakeCluster(FakeProfile(), nodes=8)
+    ib = comm.link(c, "ib")
+    nv = comm.link(c, "nvlink")
+    t = comm.all_to_all_time(c, 64e6)
+    inter = 64e6 * 56 / 64 / ib.bandwidth_bytes_per_s
+    assert t.bound_by == "ib"
+    assert t.predicted_s == pytest.approx(max(ib.latency_s, nv.latency_s) + inter)
+
+
+def test_all_reduce_ring_in_node_and_hierarchical_across() -> None:
+    one = FakeCluster(FakeProfile(), nodes=1)
+    nv = comm.link(one, "nvlink")
+    t = comm.all_reduce_time(one, 1e9)
+    assert t.predicted_s == pytest.approx(2 * (7 / 8 * 1e9 / nv.bandwidth_bytes_per_s + 7 * nv.latency_s))
+    many = FakeCluster(FakeProfile(), nodes=4)
+    t4 = comm.all_reduce_time(many, 1e9)
+    assert t4.predicted_s > t.predicted_s
+    rs = comm.reduce_scatter_time(many, 1e9)
+    ag = comm.all_gather_time(many, 1e9)
+    assert rs.predicted_s + ag.predicted_s == pytest.approx(t4.predicted_s)
+
+
+def test_p2p_and_trivial_groups() -> None:
+    c = FakeCluster(FakeProfile(), nodes=2)
+    ib = comm.link(c, "ib")
+    assert comm.p2p_time(c, 1e6).predicted_s == pytest.approx(ib.latency_s + 1e6 / ib.bandwidth_bytes_per_s)
+    assert comm.p2p_time(ib, 0).bound_by == "latency"
+    assert comm.all_to_all_time(c, 1e6, num_gpus=1).predicted_s == 0.0
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda c: comm.all_to_all_time(c, -1), "non-negative"),
+        (lambda c: comm.all_reduce_time(c, 1, num_gpus=999), "between 1 and"),
+        (lambda c: comm.link(c, "ethernet"), "unknown link type"),
+        (lambda c: comm.all_to_all_time(object(), 1), "gpus.Cluster"),
+    ],
+)
+def test_bad_input(call, match) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=match):
+        call(FakeCluster(FakeProfile(), nodes=2))
+
+
+def test_real_h800_cluster_matches_deepep_intranode() -> None:
+    gpus = pytest.importorskip("gpus")
+    if not hasattr(gpus, "cluster"):
+        pytest.skip("gpus.cluster not available yet")
+    c = gpus.cluster("H800", num_gpus=8)
+    nv = comm.link(c, "nvlink")
+    # DeepEP (docs/legacy.md): 153-158 GB/s intranode on H800; tolerance 10%
+    assert 153e9 * 0.9 <= nv.bandwidth_bytes_per_s <= 158e9 * 1.1

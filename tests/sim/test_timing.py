@@ -1,0 +1,182 @@
+"""Tests of sim.timing: roofline, wave quantisation, calibration lookup, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sim import calibration as cal
+from sim import timing
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeGPU:
+    """A made-up device with round numbers (not a real part), so the arithmetic is checkable."""
+
+    name: str = "Fake-1"
+    architecture: str = "testarch"
+    aliases: tuple[str, ...] = ()
+    vendor: str = "NVIDIA"
+    sm_count: int = 100
+    hbm_bandwidth_bytes_per_s: float = 1e12
+    peaks: tuple[tuple[str, float], ...] = (("bf16", 1e15), ("fp8", 2e15), ("fp32", 1e14))
+
+    def peak_flops(self, dtype: str) -> float:
+        table = dict(self.peaks)
+        if dtype not in table:
+            raise ValueError(f"no {dtype}")
+        return table[dtype]
+
+    def supports(self, dtype: str) -> bool:
+        return dtype in dict(self.peaks)
+
+    def nearest_dtype(self, dtype: str) -> str:
+        return "bf16"
+
+
+GPU = FakeGPU()
+DEFAULT = cal.default_params("gpu")
+
+
+def test_gemm_roofline_compute_bound() -> None:
+    t = timing.gemm_time(GPU, 8192, 8192, 8192, "bf16")
+    flops = 2 * 8192**3
+    assert t.flops == flops
+    assert t.roofline_s == pytest.approx(flops / 1e15)
+    assert t.bound_by == "compute"
+    # uncalibrated: roofline (with quantisation) plus the default launch time
+    assert t.predicted_s >= t.roofline_s + DEFAULT.launch_s * 0.999
+    assert t.measured_s is None
+
+
+def test_gemm_roofline_memory_bound_decode() -> None:
+    t = timing.gemm_time(GPU, 1, 8192, 8192, "bf16")
+    bytes_moved = (8192 + 8192 * 8192 + 8192) * 2
+    assert t.bytes_moved == bytes_moved
+    assert t.roofline_s == pytest.approx(bytes_moved / 1e12)
+    assert t.bound_by in ("memory", "latency")
+
+
+def test_wave_quantisation_one_extra_row_costs_a_wave() -> None:
+    # 100 SMs. m = 1280 = 10 tiles of 128; n = 2560 with 256-wide tiles: 100 tiles = one wave.
+    fast = FakeGPU(hbm_bandwidth_bytes_per_s=1e18)  # make memory negligible
+    full = timing.gemm_time(fast, 1280, 2560, 65536, "bf16")
+    over = timing.gemm_time(fast, 1281, 2560, 65536, "bf16")
+    assert full.predicted_s - DEFAULT.launch_s == pytest.approx(full.roofline_s, rel=1e-3)
+    # best tiling for 1281 rows: 11 x 40 tiles of 128x64 = 440 tiles = 5 waves of 100
+    padded = 5 * 100 * 128 * 64 * 2 * 65536 / 1e15
+    assert over.predicted_s - DEFAULT.launch_s == pytest.approx(padded, rel=1e-3)
+    assert over.roofline_s < 1.01 * full.roofline_s
+
+
+def test_unsupported_dtype_uses_nearest() -> None:
+    fp4 = timing.gemm_time(GPU, 4096, 4096, 4096, "fp4")
+    bf16 = timing.gemm_time(GPU, 4096, 4096, 4096, "bf16")
+    assert fp4.roofline_s == pytest.approx(bf16.roofline_s)
+
+
+def test_grouped_gemm_skew_costs_more_than_balanced() -> None:
+    fast = FakeGPU(hbm_bandwidth_bytes_per_s=1e18)  # compute-bound, so quantisation shows
+    balanced = timing.grouped_gemm_time(fast, [512] * 8, 4096, 4096)
+    skewed = timing.grouped_gemm_time(fast, [3648, 64, 64, 64, 64, 64, 64, 64], 4096, 4096)
+    assert balanced.flops == skewed.flops
+    assert skewed.predicted_s > balanced.predicted_s
+
+
+def test_grouped_gemm_empty_groups_read_no_weights() -> None:
+    a = timing.grouped_gemm_time(GPU, [100, 0, 0, 0], 1024, 1024)
+    b = timing.grouped_gemm_time(GPU, [100], 1024, 1024)
+    assert a.bytes_moved == b.bytes_moved
+
+
+def test_attention_causal_pairs_closed_form() -> None:
+    assert timing.causal_pairs(4, 4, True) == 10
+    assert timing.causal_pairs(2, 5, True) == 4 + 5
+    assert timing.causal_pairs(3, 7, False) == 21
+    brute = sum(min(7, max(0, 7 - 3 + i + 1)) for i in range(3))
+    assert timing.causal_pairs(3, 7, True) == brute
+
+
+def test_attention_families_and_kv_bytes() -> None:
+    prefill = timing.attention_time(GPU, 1, 4096, 4096, 128, 192, 128, True, "bf16")
+    assert prefill.family == "attention_prefill"
+    assert prefill.flops == pytest.approx(2 * 128 * (4096 * 4097 / 2) * 320)
+    decode = timing.attention_time(
+        GPU, 64, 1, 4096, 128, 576, 512, True, "bf16", kv_bytes=64 * 4096 * 576 * 2
+    )
+    assert decode.family == "attention_decode"
+    assert decode.bytes_moved == pytest.approx(64 * 128 * 1088 * 2 + 64 * 4096 * 576 * 2)
+
+
+def test_memory_time_is_bandwidth_plus_launch() -> None:
+    t = timing.memory_time(GPU, 1e9)
+    assert t.roofline_s == pytest.approx(1e-3)
+    assert t.predicted_s == pytest.approx(1e-3 + DEFAULT.launch_s, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: timing.gemm_time(GPU, 0, 1, 1), "m must be a positive integer"),
+        (lambda: timing.gemm_time(GPU, 1, 1, 1, "fp7"), "unknown dtype"),
+        (lambda: timing.grouped_gemm_time(GPU, [], 8, 8), "group_sizes"),
+        (lambda: timing.memory_time(GPU, -1), "non-negative"),
+        (lambda: timing.gemm_time(object(), 1, 1, 1), "gpu must be"),
+        (lambda: timing.gating_time(GPU, 10, 8, 9), "top_k"),
+    ],
+)
+def test_bad_input_raises(call: Any, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeOp:
+    name: str
+    kind: str
+    m: int = 0
+    n: int = 0
+    k: int = 0
+    group_sizes: tuple[int, ...] = ()
+    flops: float = 0.0
+    bytes_read: float = 0.0
+    bytes_written: float = 0.0
+    dtype: str = "bf16"
+
+
+def test_op_time_dispatches_by_kind() -> None:
+    g = timing.op_time(GPU, FakeOp("q_proj", "gemm", 128, 256, 512))
+    assert g.predicted_s == timing.gemm_time(GPU, 128, 256, 512).predicted_s
+    e = timing.op_time(GPU, FakeOp("rmsnorm", "norm", bytes_read=1e6, bytes_written=1e6))
+    assert e.bytes_moved == 2e6
+    with pytest.raises(ValueError, match="sim.comm"):
+        timing.op_time(GPU, FakeOp("dispatch", "dispatch"))
+
+
+@settings(deadline=None, max_examples=25)
+@given(m=st.integers(1, 5000), n=st.integers(1, 5000), k=st.integers(1, 5000))
+def test_predicted_never_below_roofline_without_calibration(m: int, n: int, k: int) -> None:
+    t = timing.gemm_time(GPU, m, n, k)
+    assert t.predicted_s >= t.roofline_s
+    assert math.isfinite(t.predicted_s)
+
+
+def test_h800_uses_fitted_calibration_and_reports_measured() -> None:
+    gpus = pytest.importorskip("gpus")
+    if not hasattr(gpus, "get"):
+        pytest.skip("gpus.get not available yet")
+    data = cal.find_calibration(["H800"])
+    assert data is not None and data["families"], "gpus/calibration/h800.json must hold fitted families"
+    t = timing.gemm_time("H800", 4096, 7168, 16384, "fp8")
+    assert t.calibration == "H800"
+    # DeepGEMM README (2025-04-09 table): 1520 TFLOPS for this shape; the measured time is echoed back
+    assert t.measured_s == pytest.approx(2 * 4096 * 7168 * 16384 / 1520e12, rel=1e-3)
+    assert t.predicted_s == pytest.approx(t.measured_s, rel=0.25)
+    # H100 borrows the Hopper efficiencies of the H800 fit
+    h100 = timing.gemm_time("H100", 4096, 7168, 16384, "fp8")
+    assert "same architecture" in h100.calibration
