@@ -206,11 +206,14 @@ def fit_params(
     indices: Sequence[int],
     initial: FamilyParams,
     free: Sequence[str] = PARAMETER_NAMES,
+    max_efficiency: float = PARAMETER_BOUNDS["compute_efficiency"][1],
 ) -> FamilyParams:
     """Least-squares fit of ``free`` parameters on log(predicted / measured) over ``indices``.
 
     ``predict(params, i)`` gives the predicted time of sample ``i``. Parameters not in
     ``free`` keep their ``initial`` values (used when a table cannot constrain them).
+    ``max_efficiency`` caps both efficiencies: 1 for a GPU against its datasheet peaks; above 1
+    is physical on a CPU whose caches beat the measured DRAM copy ceiling.
     """
     from scipy.optimize import least_squares
 
@@ -219,7 +222,7 @@ def fit_params(
         return initial
     base = initial.to_dict()
     lo = np.array([PARAMETER_BOUNDS[n][0] for n in names])
-    hi = np.array([PARAMETER_BOUNDS[n][1] for n in names])
+    hi = np.array([max_efficiency if n.endswith("efficiency") else PARAMETER_BOUNDS[n][1] for n in names])
 
     # Optimise log of the positive parameters, and the launch time in microseconds.
     def unpack(x: np.ndarray) -> FamilyParams:

@@ -15,7 +15,9 @@ bandwidth and latency of a link come from calibration data, never from code cons
 Formulas (per GPU, bandwidth per direction): all-to-all with ``n`` ranks, a scale-up domain of
 ``d`` GPUs and uniform destinations sends ``(d-1)/n`` of its bytes over NVLink and
 ``(n-d)/n`` over IB, in parallel: ``t = latency + max(nvlink_bytes / bw_nvlink, ib_bytes /
-bw_ib)``. Ring all-reduce inside a domain: ``2 (n-1)/n * B / bw + 2 (n-1) latency``; across
+bw_ib)``. Ring all-reduce inside a domain: ``2 ((n-1)/n * B / bw + latency)``: the
+latency is the fixed cost of one collective phase (DeepEP's fitted kernel latency), paid once
+per phase because the ring's steps are pipelined; across
 domains, hierarchical (reduce-scatter in the domain, all-reduce of ``B/d`` across domains over
 each GPU's NIC, all-gather in the domain). Reduce-scatter and all-gather are the halves.
 """
@@ -173,7 +175,7 @@ def _ring(n: int, size: float, chosen: Link, passes: int) -> float:
     """``passes`` ring phases (reduce-scatter or all-gather) of ``size`` bytes over ``n`` ranks."""
     if n <= 1:
         return 0.0
-    return passes * ((n - 1) / n * size / chosen.bandwidth_bytes_per_s + (n - 1) * chosen.latency_s)
+    return passes * ((n - 1) / n * size / chosen.bandwidth_bytes_per_s + chosen.latency_s)
 
 
 def _collective(cluster: Any, size: float, num_gpus: int | None, passes: int) -> CommTime:

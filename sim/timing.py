@@ -56,6 +56,8 @@ class OpTime:
     bytes_moved: float = 0.0
     family: str = ""
     calibration: str = "default"
+    compute_s: float = 0.0  # tile- and wave-quantised FLOPs over the peak (model input)
+    memory_s: float = 0.0  # bytes over the peak bandwidth (model input)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,9 +108,12 @@ class _Device:
         return float(self.profile.peak_flops(key)), key
 
     def params(self, family: str) -> tuple[cal.FamilyParams, str]:
+        # A family the device file lacks borrows, in order, the file's "memory" then "gemm"
+        # parameters (same device, nearest kind of kernel), before the uncalibrated defaults.
         found = cal.family_params(self.calibration, family)
-        if found is None and family != "memory":
-            found = cal.family_params(self.calibration, "memory")
+        for fallback in ("memory", "gemm"):
+            if found is None:
+                found = cal.family_params(self.calibration, fallback)
         if found is not None:
             return found, self.calibration_name
         return cal.default_params(self.kind), "default"
@@ -128,9 +133,9 @@ def _device(gpu: Any) -> _Device:
         if arch:
             for path in sorted(cal.calibration_dir().glob("*.json")):
                 candidate = cal.load_file(path)
-                if arch in [str(a).lower() for a in candidate.get("applies_to_architectures", [])]:
+                if any(str(a).lower() in arch for a in candidate.get("applies_to_architectures", [])):
                     data = candidate
-                    label = f"{candidate.get('device')} (same architecture: {arch})"
+                    label = f"{candidate.get('device')} (same architecture: {arch.split()[0]})"
                     break
     kind = str(data.get("kind", "")) if data else ""
     if kind not in ("gpu", "cpu"):
@@ -189,6 +194,8 @@ def _result(
         bytes_moved=bytes_moved,
         family=family,
         calibration=source,
+        compute_s=quantised_compute_s,
+        memory_s=memory_s,
     )
 
 

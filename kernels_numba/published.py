@@ -1,0 +1,415 @@
+"""DeepSeek's published H800 kernel tables: parse, fit on half the shapes, score the other half.
+
+Tables (all H800 SXM5, from ``../shared/reference/measured_calibration.json`` and
+``deepseek_figures.md`` section 4; the newest table version of each shape is used):
+
+``deepgemm_gemm``
+    DeepGEMM README @a9967bc..327ec92 (2025-04-09, the last version with tables): 18 dense
+    FP8 GEMM shapes, TFLOPS. Time = 2mnk / TFLOPS.
+``deepgemm_grouped_gemm``
+    Same README: 4 contiguous-layout shapes (v2 = v3 values) and 6 masked-layout shapes.
+    Time = 2 * groups * m_per_group * n * k / TFLOPS.
+``flashmla``
+    FlashMLA README (2025-04-22 update): 3000 GB/s memory-bound, 660 TFLOPS compute-bound
+    (dense MLA decode, BF16). The README gives rates, not shapes: we place them at the grid of
+    FlashMLA's own ``tests/test_flash_mla.py`` (batch 128, 1 KV head, d_qk 576, d_v 512) at
+    ``s_k = 8192``: memory-bound h_q = 16, s_q = 1; compute-bound h_q = 128, s_q = 2. These
+    shapes are an assumption; at these sizes the launch time is < 2% of the kernel, so the
+    score is insensitive to it.
+``deepep``
+    DeepEP normal kernels (docs/legacy.md after 3b1045d: intranode EP8, internode EP16/32/64)
+    and low-latency kernels (README @d8dd185, 2025-06-05: EP8..256), dispatch and combine.
+    Bandwidth rows: time = bytes / reported bandwidth; latency rows: the reported time.
+
+Fitting: the fixed rule of :func:`sim.calibration.split_fit_holdout` (sort the shape keys,
+even positions fit, odd positions held out). Parameters that a table's fit half cannot
+constrain are taken from the DeepGEMM dense-GEMM fit (stated per table in the output).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sim import calibration as cal
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "measured_calibration.json"
+
+# DeepEP workload (docs/legacy.md and README): hidden 7168, top-8; FP8 dispatch carries one
+# float32 scale per 128 channels; BF16 combine.
+DEEPEP_HIDDEN = 7168
+DEEPEP_TOP_K = 8
+DEEPEP_DISPATCH_TOKEN_BYTES = DEEPEP_HIDDEN + DEEPEP_HIDDEN // 128 * 4
+DEEPEP_COMBINE_TOKEN_BYTES = DEEPEP_HIDDEN * 2
+DEEPEP_GPUS_PER_NODE = 8
+
+# Newest DeepEP figures (deepseek_figures.md 4.2): (mode, ep, direction) -> value
+DEEPEP_NORMAL_GB_S = {  # docs/legacy.md after 3b1045d (2025-04-22), 4096 tokens per batch
+    (8, "dispatch"): 153.0,
+    (8, "combine"): 158.0,
+    (16, "dispatch"): 43.0,
+    (16, "combine"): 43.0,
+    (32, "dispatch"): 58.0,
+    (32, "combine"): 57.0,
+    (64, "dispatch"): 51.0,
+    (64, "combine"): 50.0,
+}
+DEEPEP_LOW_LATENCY_US = {  # README @d8dd185 (2025-06-05), 128 tokens per batch
+    (8, "dispatch"): 77.0,
+    (8, "combine"): 114.0,
+    (16, "dispatch"): 118.0,
+    (16, "combine"): 195.0,
+    (32, "dispatch"): 155.0,
+    (32, "combine"): 273.0,
+    (64, "dispatch"): 173.0,
+    (64, "combine"): 314.0,
+    (128, "dispatch"): 192.0,
+    (128, "combine"): 369.0,
+    (256, "dispatch"): 194.0,
+    (256, "combine"): 360.0,
+}
+DEEPEP_SOURCE = (
+    "deepseek-ai/DeepEP docs/legacy.md (after 3b1045d, 2025-04-22) normal kernels; "
+    "README @d8dd185 (2025-06-05) low-latency kernels; H800 + CX7 400 Gb/s"
+)
+H800_NVLINK_PEAK = 200e9  # 400 GB/s bidirectional (DESIGN.md; NVIDIA H800 datasheet)
+H800_IB_PEAK = 50e9  # ConnectX-7 400 Gb/s per GPU
+
+
+@dataclass
+class Row:
+    """One published measurement: a shape key, its measured time and what predicts it."""
+
+    table: str
+    key: tuple[Any, ...]
+    measured_s: float
+    source: str
+    compute_s: float = 0.0
+    memory_s: float = 0.0
+    shape: dict[str, Any] = field(default_factory=dict)
+    family: str = ""
+
+
+def load_reference(path: Path = REFERENCE) -> list[dict[str, Any]]:
+    if not path.exists():
+        raise ValueError(f"reference table {path} not found; it ships in ../shared/reference")
+    with open(path, encoding="utf-8") as handle:
+        records: list[dict[str, Any]] = json.load(handle)
+    return records
+
+
+def _h800() -> Any:
+    import gpus
+
+    return gpus.get("H800")
+
+
+def gemm_rows(records: list[dict[str, Any]]) -> list[Row]:
+    from sim import timing
+
+    gpu = _h800()
+    rows = []
+    pattern = re.compile(r"^GEMM TFLOPS M=(\d+) N=(\d+) K=(\d+)$")
+    for r in records:
+        match = pattern.match(str(r.get("metric", "")))
+        if not match or "H800" not in str(r.get("hardware")):
+            continue
+        m, n, k = (int(g) for g in match.groups())
+        t = timing.gemm_time(gpu, m, n, k, "fp8")
+        shape = {"m": m, "n": n, "k": k, "dtype": "fp8"}
+        measured = 2.0 * m * n * k / (float(r["value"]) * 1e12)
+        rows.append(
+            Row(
+                "deepgemm_gemm",
+                (m, n, k),
+                measured,
+                f"{r['id']}: {r['source']}",
+                t.compute_s,
+                t.memory_s,
+                shape,
+                "gemm",
+            )
+        )
+    return rows
+
+
+def grouped_rows(records: list[dict[str, Any]]) -> list[Row]:
+    from sim import timing
+
+    gpu = _h800()
+    rows = []
+    pattern = re.compile(r"^grouped GEMM TFLOPS groups=(\d+) M/group=(\d+) N=(\d+) K=(\d+)$")
+    for r in records:
+        match = pattern.match(str(r.get("metric", "")))
+        if not match or "H800" not in str(r.get("hardware")):
+            continue
+        g, m, n, k = (int(x) for x in match.groups())
+        layout = "contiguous" if m * g >= 16384 else "masked"  # the README's two tables
+        t = timing.grouped_gemm_time(gpu, [m] * g, n, k, "fp8")
+        shape = {"group_sizes": [m] * g, "n": n, "k": k, "dtype": "fp8"}
+        measured = 2.0 * g * m * n * k / (float(r["value"]) * 1e12)
+        rows.append(
+            Row(
+                "deepgemm_grouped_gemm",
+                (layout, g, m, n, k),
+                measured,
+                f"{r['id']}: {r['source']}",
+                t.compute_s,
+                t.memory_s,
+                shape,
+                "grouped_gemm",
+            )
+        )
+    return rows
+
+
+def flashmla_rows(records: list[dict[str, Any]]) -> list[Row]:
+    from sim import timing
+
+    gpu = _h800()
+    by_id = {r["id"]: r for r in records}
+    rows = []
+    batch, s_k, d_qk, d_v = 128, 8192, 576, 512
+    for rid, h_q, s_q, kind in (("R409", 16, 1, "memory"), ("R410", 128, 2, "compute")):
+        r = by_id.get(rid)
+        if r is None:
+            raise ValueError(f"reference record {rid} (FlashMLA) missing from {REFERENCE}")
+        kv_bytes = batch * s_k * d_qk * 2.0
+        t = timing.attention_time(gpu, batch, s_q, s_k, h_q, d_qk, d_v, False, "bf16", kv_bytes=kv_bytes)
+        if kind == "memory":
+            measured = t.bytes_moved / (float(r["value"]) * 1e9)
+        else:
+            measured = t.flops / (float(r["value"]) * 1e12)
+        shape = {
+            "batch": batch,
+            "q_len": s_q,
+            "kv_len": s_k,
+            "num_heads": h_q,
+            "qk_head_dim": d_qk,
+            "v_head_dim": d_v,
+            "causal": False,
+            "dtype": "bf16",
+        }
+        rows.append(
+            Row(
+                "flashmla",
+                (kind, h_q, s_q),
+                measured,
+                f"{rid}: {r['source']}",
+                t.compute_s,
+                t.memory_s,
+                shape,
+                "attention_decode",
+            )
+        )
+    return rows
+
+
+def deepep_bytes(ep: int, direction: str, tokens: int) -> tuple[float, float]:
+    """(NVLink bytes, RDMA bytes) per GPU for ``tokens`` tokens sent to top-8 experts over ``ep``
+    ranks with uniform destinations (8 GPUs per node)."""
+    per_token = DEEPEP_DISPATCH_TOKEN_BYTES if direction == "dispatch" else DEEPEP_COMBINE_TOKEN_BYTES
+    total = tokens * DEEPEP_TOP_K * per_token
+    local = min(ep, DEEPEP_GPUS_PER_NODE)
+    intra = total * (local - 1) / ep
+    inter = total * (ep - local) / ep
+    return intra, inter
+
+
+def deepep_rows() -> list[Row]:
+    rows = []
+    for (ep, direction), gb_s in sorted(DEEPEP_NORMAL_GB_S.items()):
+        intra, inter = deepep_bytes(ep, direction, 4096)
+        # The reported figure is the bottleneck link's bandwidth: NVLink intranode, RDMA internode.
+        link_bytes = intra if ep <= DEEPEP_GPUS_PER_NODE else inter
+        measured = link_bytes / (gb_s * 1e9)
+        rows.append(
+            Row(
+                "deepep",
+                ("normal", ep, direction),
+                measured,
+                DEEPEP_SOURCE,
+                shape={
+                    "mode": "normal",
+                    "ep": ep,
+                    "direction": direction,
+                    "nvlink_bytes": intra if ep <= 8 else 0.0,
+                    "rdma_bytes": inter,
+                },
+            )
+        )
+    for (ep, direction), us in sorted(DEEPEP_LOW_LATENCY_US.items()):
+        intra, inter = deepep_bytes(ep, direction, 128)
+        rows.append(
+            Row(
+                "deepep",
+                ("low_latency", ep, direction),
+                us * 1e-6,
+                DEEPEP_SOURCE,
+                shape={
+                    "mode": "low_latency",
+                    "ep": ep,
+                    "direction": direction,
+                    "nvlink_bytes": intra,
+                    "rdma_bytes": inter,
+                },
+            )
+        )
+    return rows
+
+
+def deepep_predict(x: np.ndarray, row: Row) -> float:
+    """``latency + max(nvlink_bytes / bw_nvlink, rdma_bytes / bw_rdma)``; x = (latency_s,
+    bw_nvlink, bw_rdma) in (s, bytes/s)."""
+    latency, bw_nv, bw_ib = float(x[0]), float(x[1]), float(x[2])
+    return latency + max(row.shape["nvlink_bytes"] / bw_nv, row.shape["rdma_bytes"] / bw_ib)
+
+
+def fit_deepep(rows: list[Row], indices: list[int]) -> np.ndarray:
+    from scipy.optimize import least_squares
+
+    def residual(x: np.ndarray) -> np.ndarray:
+        scaled = np.array([x[0] * 1e-6, x[1] * 1e9, x[2] * 1e9])
+        return np.array([np.log(deepep_predict(scaled, rows[i]) / rows[i].measured_s) for i in indices])
+
+    result = least_squares(residual, np.array([20.0, 150.0, 45.0]), bounds=([0.0, 1.0, 1.0], [1e3, 1e3, 1e3]))
+    return np.array([result.x[0] * 1e-6, result.x[1] * 1e9, result.x[2] * 1e9])
+
+
+def _initial(gemm: cal.FamilyParams | None) -> cal.FamilyParams:
+    return gemm if gemm is not None else cal.FamilyParams(5e-6, 0.8, 0.8, 2.0)
+
+
+def fit_and_score(records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Fit the H800 parameters per table on the fit half, score the held-out half.
+
+    Returns ``{"tables": {name: summary}, "families": {...}, "links": {...}, "rows": [...]}``.
+    """
+    records = load_reference() if records is None else records
+    out: dict[str, Any] = {"tables": {}, "families": {}, "links": {}, "rows": []}
+    gemm_params: cal.FamilyParams | None = None
+    for name, rows, family, free in (
+        ("deepgemm_gemm", gemm_rows(records), "gemm", cal.PARAMETER_NAMES),
+        ("deepgemm_grouped_gemm", grouped_rows(records), "grouped_gemm", cal.PARAMETER_NAMES),
+        ("flashmla", flashmla_rows(records), "attention_decode", None),
+    ):
+        if not rows:
+            raise ValueError(f"no rows for table {name} in {REFERENCE}")
+        fit_idx, held_idx = cal.split_fit_holdout([r.key for r in rows])
+        measured = [r.measured_s for r in rows]
+
+        def predict(params: cal.FamilyParams, i: int, rows: list[Row] = rows) -> float:
+            return cal.predict_seconds(params, rows[i].compute_s, rows[i].memory_s)
+
+        start = _initial(gemm_params)
+        if free is None:
+            # A table this small can pin only what its fit half is bound by; the rest comes
+            # from the DeepGEMM fit. The fit half's rows are memory- or compute-bound:
+            bound = {"memory" if rows[i].memory_s > rows[i].compute_s else "compute" for i in fit_idx}
+            free = tuple(f"{b}_efficiency" for b in sorted(bound))
+        params = cal.fit_params(predict, measured, fit_idx, start, free, max_efficiency=1.0)
+        if family == "gemm":
+            gemm_params = params
+        errors = cal.abs_pct_errors([predict(params, i) for i in held_idx], [measured[i] for i in held_idx])
+        summary = cal.summarise(errors)
+        summary["fitted"] = list(free)
+        summary["fit_n"] = len(fit_idx)
+        out["tables"][name] = summary
+        out["families"][family] = {
+            "published": {
+                **params.to_dict(),
+                "fit_table": name,
+                "fitted_parameters": list(free),
+                "held_out_median_pct": summary["median_pct"],
+            }
+        }
+        for i, r in enumerate(rows):
+            out["rows"].append(
+                {
+                    "table": name,
+                    "key": list(r.key),
+                    "held_out": i in held_idx,
+                    "measured_s": r.measured_s,
+                    "predicted_s": predict(params, i),
+                    "source": r.source,
+                    "family": family,
+                    "shape": r.shape,
+                }
+            )
+    rows = deepep_rows()
+    fit_idx, held_idx = cal.split_fit_holdout([r.key for r in rows])
+    x = fit_deepep(rows, fit_idx)
+    errors = cal.abs_pct_errors(
+        [deepep_predict(x, rows[i]) for i in held_idx], [rows[i].measured_s for i in held_idx]
+    )
+    summary = cal.summarise(errors)
+    summary["fitted"] = ["latency_s", "nvlink_bandwidth_bytes_per_s", "rdma_bandwidth_bytes_per_s"]
+    summary["fit_n"] = len(fit_idx)
+    out["tables"]["deepep"] = summary
+    out["links"] = {
+        "nvlink": {
+            "bandwidth_bytes_per_s": float(x[1]),
+            "latency_s": float(x[0]),
+            "peak_bandwidth_bytes_per_s": H800_NVLINK_PEAK,
+            "source": f"fitted to {DEEPEP_SOURCE}",
+        },
+        "ib": {
+            "bandwidth_bytes_per_s": float(x[2]),
+            "latency_s": float(x[0]),
+            "peak_bandwidth_bytes_per_s": H800_IB_PEAK,
+            "source": f"fitted to {DEEPEP_SOURCE}",
+        },
+    }
+    for i, r in enumerate(rows):
+        out["rows"].append(
+            {
+                "table": "deepep",
+                "key": list(r.key),
+                "held_out": i in held_idx,
+                "measured_s": r.measured_s,
+                "predicted_s": deepep_predict(x, r),
+                "source": r.source,
+                "family": "deepep",
+                "shape": r.shape,
+            }
+        )
+    return out
+
+
+def h800_calibration(result: Mapping[str, Any], date: str) -> dict[str, Any]:
+    """The ``gpus/calibration/h800.json`` document for a :func:`fit_and_score` result."""
+    measurements = [
+        {
+            "family": r["family"],
+            "impl": "published",
+            "shape": r["shape"],
+            "measured_s": r["measured_s"],
+            "source": r["source"],
+        }
+        for r in result["rows"]
+        if r["family"] != "deepep"
+    ]
+    return {
+        "schema": 1,
+        "device": "H800",
+        "aliases": ["H800-SXM5", "H800 SXM", "H800-SXM"],
+        "kind": "gpu",
+        "date": date,
+        "source": "fitted by python -m kernels_numba.validate to DeepSeek's published H800 tables "
+        "(DeepGEMM 2025-04-09, FlashMLA 2025-04-22, DeepEP 2025-04-22 / 2025-06-05); "
+        "see kernels_numba/published.py",
+        "applies_to_architectures": ["hopper"],
+        "applies_note": "No public kernel tables exist for H100/H200/H20; their timing uses these Hopper "
+        "efficiencies with their own peaks and bandwidths (sim/timing.py docstring).",
+        "default_impl": "published",
+        "families": result["families"],
+        "links": result["links"],
+        "published_scores": result["tables"],
+        "measurements": measurements,
+    }
