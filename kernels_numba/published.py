@@ -294,11 +294,12 @@ def fit_and_score(records: list[dict[str, Any]] | None = None) -> dict[str, Any]
     records = load_reference() if records is None else records
     out: dict[str, Any] = {"tables": {}, "families": {}, "links": {}, "rows": []}
     gemm_params: cal.FamilyParams | None = None
-    for name, rows, family, free in (
+    tables: list[tuple[str, list[Row], str, tuple[str, ...] | None]] = [
         ("deepgemm_gemm", gemm_rows(records), "gemm", cal.PARAMETER_NAMES),
         ("deepgemm_grouped_gemm", grouped_rows(records), "grouped_gemm", cal.PARAMETER_NAMES),
         ("flashmla", flashmla_rows(records), "attention_decode", None),
-    ):
+    ]
+    for name, rows, family, free in tables:
         if not rows:
             raise ValueError(f"no rows for table {name} in {REFERENCE}")
         fit_idx, held_idx = cal.split_fit_holdout([r.key for r in rows])

@@ -267,7 +267,7 @@ def abs_pct_errors(predicted: Sequence[float], measured: Sequence[float]) -> np.
     return np.abs(p - m) / m * 100.0
 
 
-def summarise(errors_pct: Sequence[float]) -> dict[str, float | int]:
+def summarise(errors_pct: Sequence[float] | np.ndarray) -> dict[str, Any]:
     """Median and 90th percentile (linear interpolation) of absolute percentage errors."""
     e = np.asarray(errors_pct, dtype=float)
     if e.size == 0:
