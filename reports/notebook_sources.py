@@ -1,0 +1,838 @@
+# ruff: noqa: E501  (cell sources: their lines are notebook code, which ruff does not lint)
+"""Cell sources of the five notebooks (``reports/build_notebooks.py`` writes the .ipynb files).
+
+Each notebook is a list of ``(kind, source)`` pairs; kind is "md", "code" or "parameters" (the
+papermill cell of plain literals). Keep the code here readable: it is what a user sees in
+JupyterLab.
+"""
+
+from __future__ import annotations
+
+SETUP_NOTE = """
+Figures use plotly's "notebook" renderer (plotly.js inlined in the page), so JupyterLab shows
+them and the batch report's HTML draws them offline.
+"""
+
+GPUS_NOTEBOOK: list[tuple[str, str]] = [
+    ("md", """
+    # 1. GPU profiles: what each chip can do, and what export control took away
+
+    Every simulation in this project starts from a GPU profile: dense peak FLOP/s per number
+    format, HBM capacity and bandwidth, NVLink (scale-up) and InfiniBand (scale-out) bandwidth
+    per GPU, and a rental price, each with its source in `gpus/data/*.toml`. This notebook puts
+    the profiles side by side: their rooflines with ridge points, and what the export-control
+    variants (H800, H20, A800) lost against the chip they were cut from.
+    """),
+    ("parameters", """
+    gpu = "H800"  # the GPU this run focuses on
+    compare_gpus = ["H100", "H800", "H20", "A800", "A100", "H200", "B200"]
+    dtype = "bf16"  # number format of the rooflines
+    summary_path = ""  # the batch runner sets this to collect headline figures
+    """),
+    ("code", """
+    import numpy as np
+    import plotly.graph_objects as go
+    from IPython.display import Markdown, display
+
+    import gpus
+    from reports.nbtools import setup_plotly, show_table, write_summary
+
+    setup_plotly()
+    focus = gpus.get(gpu)
+    profiles = [gpus.get(name) for name in compare_gpus]
+    if focus.name not in [p.name for p in profiles]:
+        profiles.append(focus)
+    """),
+    ("md", """
+    ## The profiles
+
+    Dense peaks (2:4-sparsity datasheet figures halved); NVLink and InfiniBand per GPU and per
+    direction. A format the chip lacks (FP8 on Ampere) is shown as n/a, not zero.
+    """),
+    ("code", """
+    def tflops(profile, fmt):
+        value = profile.peak_flops_per_s.get(fmt)
+        return value / 1e12 if value else float("nan")
+
+
+    rows = [
+        {
+            "GPU": p.name,
+            "BF16 TFLOPS": tflops(p, "bf16"),
+            "FP8 TFLOPS": tflops(p, "fp8"),
+            "FP64 TFLOPS": tflops(p, "fp64"),
+            "HBM GB": p.hbm_bytes / 1e9,
+            "HBM TB/s": p.hbm_bandwidth_bytes_per_s / 1e12,
+            "NVLink GB/s/dir": p.nvlink_bandwidth_bytes_per_s_per_direction / 1e9,
+            "IB GB/s/GPU/dir": p.node.scale_out_bandwidth_bytes_per_s_per_gpu / 1e9,
+            "TDP W": p.tdp_w,
+            "USD/GPU-hour": p.price.usd_per_gpu_hour,
+        }
+        for p in profiles
+    ]
+    show_table(rows)
+    """),
+    ("md", """
+    ## Rooflines
+
+    Attainable throughput is the lesser of the peak and (arithmetic intensity x HBM bandwidth).
+    The ridge point (peak / bandwidth, in FLOP per byte) is where a kernel stops being limited by
+    memory. The dotted lines mark two MoE expert GEMMs (hidden 7168 to 2048, FP8 weights): a
+    decode-sized one with 32 tokens per expert and a prefill-sized one with 4,096. A chip with a
+    low ridge point (H20) runs decode near its peak; H100/H800 leave most of their FLOPs idle there.
+    """),
+    ("code", """
+    def expert_gemm_intensity(tokens, hidden=7168, intermediate=2048, weight_bytes=1, act_bytes=2):
+        flops = 2 * tokens * hidden * intermediate
+        moved = hidden * intermediate * weight_bytes + tokens * (hidden + intermediate) * act_bytes
+        return flops / moved
+
+
+    intensity = np.logspace(-1, 4, 300)  # FLOP per byte of HBM traffic
+    fig = go.Figure()
+    ridges = {}
+    for p in profiles:
+        fmt = dtype if dtype in p.peak_flops_per_s else p.nearest_dtype(dtype)
+        peak = p.peak_flops_per_s[fmt]
+        bandwidth = p.hbm_bandwidth_bytes_per_s
+        ridges[p.name] = peak / bandwidth
+        width = 4 if p.name == focus.name else 2
+        fig.add_scatter(x=intensity, y=np.minimum(peak, intensity * bandwidth) / 1e12, mode="lines",
+                        name=f"{p.name} ({fmt})", line={"width": width}, legendgroup=p.name)
+        fig.add_scatter(x=[ridges[p.name]], y=[peak / 1e12], mode="markers", legendgroup=p.name,
+                        marker={"size": 10, "symbol": "diamond"}, showlegend=False,
+                        hovertemplate=f"{p.name} ridge: %{{x:.0f}} FLOP/B, %{{y:.0f}} TFLOPS<extra></extra>")
+    for label, tokens in (("decode expert GEMM, 32 tokens", 32), ("prefill expert GEMM, 4096 tokens", 4096)):
+        fig.add_vline(x=expert_gemm_intensity(tokens), line_dash="dot", annotation_text=label)
+    fig.update_xaxes(type="log", title="arithmetic intensity (FLOP per byte)")
+    fig.update_yaxes(type="log", title=f"attainable TFLOPS ({dtype})")
+    fig.update_layout(title=f"Rooflines ({dtype}, dense), ridge points marked", height=520)
+    fig.show()
+    display(Markdown(f"{focus.name}: ridge point at **{ridges[focus.name]:.0f} FLOP/byte**; a decode expert GEMM "
+                     f"with 32 tokens sits at {expert_gemm_intensity(32):.0f} FLOP/byte."))
+    """),
+    ("md", """
+    ## What export control cut
+
+    Each restricted chip against the chip it was derived from (1.0 = unchanged). H800 kept H100's
+    tensor throughput and lost NVLink (900 to 400 GB/s, both directions together) and FP64; H20
+    kept NVLink and gained memory but lost most of its tensor throughput; A800 is A100 with
+    NVLink cut to 400 GB/s.
+    """),
+    ("code", """
+    parents = {"H800": "H100", "H20": "H100", "A800": "A100", "H800-PCIe": "H100-PCIe"}
+    known = set(gpus.names())
+    metrics = {
+        "BF16 FLOPs": lambda p: p.peak_flops_per_s.get("bf16"),
+        "FP8 FLOPs": lambda p: p.peak_flops_per_s.get("fp8"),
+        "FP64 FLOPs": lambda p: p.peak_flops_per_s.get("fp64"),
+        "HBM bandwidth": lambda p: p.hbm_bandwidth_bytes_per_s,
+        "HBM capacity": lambda p: p.hbm_bytes,
+        "NVLink": lambda p: p.nvlink_bandwidth_bytes_per_s_per_direction,
+        "InfiniBand per GPU": lambda p: p.node.scale_out_bandwidth_bytes_per_s_per_gpu,
+    }
+    fig = go.Figure()
+    cut_rows = []
+    for restricted, parent in parents.items():
+        if restricted not in known or parent not in known:
+            continue
+        r, p = gpus.get(restricted), gpus.get(parent)
+        ratios = []
+        for label, get in metrics.items():
+            ours, theirs = get(r), get(p)
+            ratios.append(ours / theirs if ours and theirs else None)
+        cut_rows.append({"GPU": f"{restricted} / {parent}",
+                         **{k: (v if v is not None else float("nan")) for k, v in zip(metrics, ratios)}})
+        fig.add_bar(name=f"{restricted} vs {parent}", x=list(metrics), y=ratios,
+                    text=[f"{v:.2f}" if v is not None else "n/a" for v in ratios])
+    fig.add_hline(y=1.0, line_dash="dash")
+    fig.update_layout(barmode="group", title="Restricted chip / original chip, per resource",
+                      yaxis_title="ratio (1 = unchanged)", height=480)
+    fig.show()
+    show_table(cut_rows)
+    """),
+    ("code", """
+    h100 = gpus.get("H100") if "H100" in known else None
+    write_summary(summary_path, {
+        "gpu": focus.name,
+        "bf16_tflops": tflops(focus, "bf16"),
+        "hbm_tb_per_s": focus.hbm_bandwidth_bytes_per_s / 1e12,
+        "nvlink_gb_per_s_per_direction": focus.nvlink_bandwidth_bytes_per_s_per_direction / 1e9,
+        "ridge_flop_per_byte": ridges[focus.name],
+        "bf16_vs_h100": tflops(focus, "bf16") / tflops(h100, "bf16") if h100 else float("nan"),
+    })
+    """),
+]
+
+
+TRAINING_NOTEBOOK: list[tuple[str, str]] = [
+    ("md", """
+    # 2. Training cost: DeepSeek-V3 reproduced, V4 projected
+
+    `sim.estimate_training` simulates one optimizer step (pipeline schedule, expert all-to-all
+    over NVLink and InfiniBand, data-parallel gradient traffic, memory check) with SimPy and
+    scales it to a token budget. First the check: DeepSeek-V3's published pre-training
+    configuration against the figures DeepSeek published (predictions, never fitted to). Then the
+    projection: the chosen model on each GPU, and where each step's time goes.
+    """),
+    ("parameters", """
+    model = "deepseek-v4-flash"
+    gpu = "H800"  # the GPU this run focuses on (always included)
+    compare_gpus = ["H100", "H800", "H20", "A800"]
+    num_gpus = 2048
+    tokens = 32e12  # training tokens (V4-Flash: 32T, V4-Pro: 33T)
+    seq_len = 4096
+    global_batch_seqs = 15360
+    precision = "fp8"  # a GPU without FP8 runs the nearest format and says so in its notes
+    plan = "auto"  # "auto" searches the plans that fit, or e.g. {"tp": 1, "pp": 8, "ep": 64, "schedule": "dualpipe"}
+    reproduce_v3 = True  # simulate DeepSeek-V3's published run first
+    summary_path = ""
+    """),
+    ("code", """
+    import plotly.graph_objects as go
+    from IPython.display import Markdown, display
+
+    import gpus
+    import moe
+    import sim
+    from reports.nbtools import pct_error, setup_plotly, show_table, write_summary
+    from reports.published import published
+
+    setup_plotly()
+    focus = gpus.get(gpu)
+    names = list(dict.fromkeys([*compare_gpus, focus.name]))
+    summary = {"model": moe.get(model).name, "gpu": focus.name}
+    """),
+    ("md", """
+    ## DeepSeek-V3, as published
+
+    2,048 H800, PP16 with DualPipe, EP64 over 8 nodes, ZeRO-1 data parallelism, no tensor
+    parallelism, FP8 GEMMs, sequences of 4,096 tokens, 15,360 sequences per step (DeepSeek-V3
+    report; ISCA'25 Table 4). The bars show predicted / published, with each check's tolerance.
+    """),
+    ("code", """
+    if reproduce_v3:
+        v3 = sim.estimate_training(model="deepseek-v3", gpu="H800", num_gpus=2048, tp=1, pp=16, ep=64,
+                                   seq_len=4096, global_batch_seqs=15360, tokens=14.8e12, precision="fp8",
+                                   schedule="dualpipe", usd_per_gpu_hour=2.0)
+        predicted = {
+            "v3_gpu_hours_per_trillion": 1e12 / v3.tokens_per_s_per_gpu / 3600,
+            "v3_step_time_s": v3.step_time_s,
+            "v3_tokens_per_s_per_gpu": v3.tokens_per_s_per_gpu,
+            "v3_mfu_causal": v3.mfu,
+            "v3_mfu_noncausal": v3.mfu_noncausal,
+        }
+        rows = []
+        for key, value in predicted.items():
+            ref = published(key)
+            error = (value - ref.value) if ref.absolute else pct_error(value, ref.value)
+            within = abs(error) <= (ref.tolerance if ref.absolute else 100 * ref.tolerance)
+            rows.append({"figure": ref.description, "published": ref.value, "simulated": value,
+                         "error": f"{error:+.3f}" if ref.absolute else f"{error:+.1f}%",
+                         "tolerance": f"{ref.tolerance}" if ref.absolute else f"{100 * ref.tolerance:.0f}%",
+                         "within": "yes" if within else "NO", "source": ref.source})
+        show_table(rows)
+        fig = go.Figure()
+        fig.add_bar(x=[published(k).description for k in predicted],
+                    y=[v / published(k).value for k, v in predicted.items()],
+                    error_y={"type": "data", "symmetric": True,
+                             "array": [published(k).tolerance / (published(k).value if published(k).absolute
+                                                                 else 1.0) for k in predicted]},
+                    text=[f"{v / published(k).value:.2f}" for k, v in predicted.items()])
+        fig.add_hline(y=1.0, line_dash="dash")
+        fig.update_layout(title="DeepSeek-V3 pre-training: simulated / published (error bar = tolerance)",
+                          yaxis_title="ratio", height=450)
+        fig.show()
+        fig = go.Figure(go.Bar(x=list(v3.breakdown_s), y=list(v3.breakdown_s.values())))
+        fig.update_layout(title=f"Where V3's {v3.step_time_s:.1f} s step goes (bound by {v3.bound_by})",
+                          yaxis_title="seconds per step", height=420)
+        fig.show()
+        summary["v3_step_time_s"] = v3.step_time_s
+        summary["v3_gpu_hours_per_trillion"] = predicted["v3_gpu_hours_per_trillion"]
+        summary["v3_gpu_hours_error_pct"] = pct_error(predicted["v3_gpu_hours_per_trillion"],
+                                                      published("v3_gpu_hours_per_trillion").value)
+    else:
+        display(Markdown("_V3 reproduction skipped (`reproduce_v3 = False`)._"))
+    """),
+    ("md", """
+    ## The chosen model on each GPU
+
+    The same token budget on the same number of GPUs of each kind, with the fastest plan that fits
+    (`plan="auto"`), costed at each GPU's typical rental price; the error bars span the profile's
+    low-high price range. A plan that cannot fit is listed with the reason instead of a number.
+    """),
+    ("code", """
+    results, failures = {}, []
+    for name in names:
+        kwargs = dict(model=model, gpu=name, num_gpus=num_gpus, seq_len=seq_len,
+                      global_batch_seqs=global_batch_seqs, tokens=tokens, precision=precision)
+        if plan == "auto":
+            kwargs["plan"] = "auto"
+        else:
+            kwargs.update(plan)
+        try:
+            results[name] = sim.estimate_training(**kwargs)
+        except ValueError as error:  # e.g. no plan fits in this GPU's memory
+            failures.append({"GPU": name, "why not": str(error)})
+
+    rows = []
+    for name, t in results.items():
+        price = gpus.get(name).price
+        rows.append({
+            "GPU": name, "days": t.gpu_hours / num_gpus / 24, "GPU-hours": t.gpu_hours,
+            "USD": t.cost_usd, "USD low": t.gpu_hours * price.usd_per_gpu_hour_low,
+            "USD high": t.gpu_hours * price.usd_per_gpu_hour_high,
+            "tokens/s/GPU": t.tokens_per_s_per_gpu, "MFU": t.mfu, "bound by": t.bound_by,
+            "notes": "; ".join(t.notes) if not isinstance(t.notes, str) else t.notes,
+        })
+    show_table(rows)
+    if failures:
+        show_table(failures)
+    fig = go.Figure()
+    fig.add_bar(x=[r["GPU"] for r in rows], y=[r["USD"] / 1e6 for r in rows], name="USD (typical price)",
+                error_y={"type": "data", "symmetric": False,
+                         "array": [(r["USD high"] - r["USD"]) / 1e6 for r in rows],
+                         "arrayminus": [(r["USD"] - r["USD low"]) / 1e6 for r in rows]},
+                text=[f"{r['days']:.0f} days" for r in rows])
+    fig.update_layout(title=f"{summary['model']}: {tokens / 1e12:.0f}T tokens on {num_gpus} GPUs",
+                      yaxis_title="million USD (bar: typical rental; whiskers: price range)", height=450)
+    fig.show()
+    """),
+    ("md", """
+    ## Where the step time goes
+
+    Each bar is one simulated optimizer step, split the way the simulator accounts for it
+    (compute, exposed communication, pipeline bubble, optimizer...). The parts sum to the step.
+    """),
+    ("code", """
+    fig = go.Figure()
+    parts = list(dict.fromkeys(k for t in results.values() for k in t.breakdown_s))
+    for part in parts:
+        fig.add_bar(name=part, x=list(results), y=[t.breakdown_s.get(part, 0.0) for t in results.values()])
+    fig.update_layout(barmode="stack", title="Step time by component", yaxis_title="seconds per step", height=450)
+    fig.show()
+    if focus.name in results:
+        t = results[focus.name]
+        summary.update({"step_time_s": t.step_time_s, "gpu_hours": t.gpu_hours, "cost_usd": t.cost_usd,
+                        "days": t.gpu_hours / num_gpus / 24, "bound_by": t.bound_by})
+    else:
+        summary["infeasible"] = next((f["why not"] for f in failures if f["GPU"] == focus.name), "")
+    write_summary(summary_path, summary)
+    """),
+]
+
+SERVING_NOTEBOOK: list[tuple[str, str]] = [
+    ("md", """
+    # 3. Serving cost: dollars per million tokens against speed per user
+
+    `sim.estimate_serving` runs a SimPy simulation of a deployment (batch steps whose time is
+    what their batch and KV lengths cost; KV capacity bounds the batch) under a workload, and
+    charges the GPU-hours to the tokens. Raising concurrency raises throughput per GPU (cheaper
+    tokens) and lowers tokens/s per user: the curve below is that trade-off, per GPU, with
+    DeepSeek's API prices marked. Then input against output tokens, and what prefix-cache hits
+    and multi-token prediction (MTP) change.
+    """),
+    ("parameters", """
+    model = "deepseek-v4-flash"
+    gpu = "H800"  # the GPU this run focuses on (always included)
+    compare_gpus = ["H100", "H800", "H20", "A800"]
+    nodes = 2  # nodes per co-located instance; experts and attention spread over all its GPUs
+    input_len = 4383  # DeepSeek Day-6 mean prompt length
+    output_len = 1211
+    cache_hit_rate = 0.563  # Day-6 share of input tokens served from the prefix cache
+    concurrency_per_gpu = [1, 4, 16, 64]  # requests in flight per GPU, the sweep's x
+    cache_hit_rates = [0.0, 0.563, 0.9]
+    mtp_draft_tokens = 1
+    mtp_acceptance = 0.85  # DeepSeek-V3 report: 85-90% second-token acceptance
+    target_tokens_per_s_per_user = 20.0
+    duration_s = 120.0  # simulated seconds per point
+    seed = 0
+    summary_path = ""
+    """),
+    ("code", """
+    import plotly.graph_objects as go
+    from IPython.display import Markdown, display
+
+    import gpus
+    import moe
+    import sim
+    from reports.nbtools import setup_plotly, show_table, write_summary
+    from reports.published import API_PRICES_SOURCE, api_prices
+
+    setup_plotly()
+    focus = gpus.get(gpu)
+    model_name = moe.get(model).name
+    names = list(dict.fromkeys([*compare_gpus, focus.name]))
+    prices = api_prices(model_name)
+
+
+    def serve(name, per_gpu, hit_rate=cache_hit_rate, mtp=True):
+        profile = gpus.get(name)
+        num_gpus = nodes * profile.node.gpus_per_node
+        deployment = {"mode": "colocated", "nodes": nodes, "ep": num_gpus, "attn_dp": num_gpus}
+        workload = {"input_len": input_len, "output_len": output_len, "cache_hit_rate": hit_rate,
+                    "concurrency": per_gpu * num_gpus}
+        if mtp and mtp_draft_tokens:
+            workload.update({"mtp_draft_tokens": mtp_draft_tokens, "mtp_acceptance": mtp_acceptance})
+        return sim.estimate_serving(model=model, gpu=name, deployment=deployment, workload=workload,
+                                    duration_s=duration_s, seed=seed)
+
+
+    def record(name, per_gpu, s):
+        return {"GPU": name, "concurrency/GPU": per_gpu, "tokens/s/user": s.tokens_per_s_per_user,
+                "output tok/s/GPU": s.output_tokens_per_s_per_gpu, "TTFT p50 s": s.ttft_p50_s,
+                "TPOT p50 ms": 1e3 * s.tpot_p50_s, "USD/M output": s.usd_per_million_output_tokens,
+                "USD/M input": s.usd_per_million_input_tokens,
+                "USD/M input hit": s.usd_per_million_input_tokens_cache_hit,
+                "USD/M input miss": s.usd_per_million_input_tokens_cache_miss}
+    """),
+    ("md", """
+    ## Cost against speed per user
+    """),
+    ("code", """
+    sweep, failures = {}, []
+    for name in names:
+        for per_gpu in concurrency_per_gpu:
+            try:
+                sweep.setdefault(name, []).append(record(name, per_gpu, serve(name, per_gpu)))
+            except ValueError as error:  # e.g. the weights do not fit on this many GPUs
+                failures.append({"GPU": name, "concurrency/GPU": per_gpu, "why not": str(error)})
+                break
+    fig = go.Figure()
+    for name, points in sweep.items():
+        fig.add_scatter(x=[p["tokens/s/user"] for p in points], y=[p["USD/M output"] for p in points],
+                        mode="lines+markers", name=name, text=[f"{p['concurrency/GPU']}/GPU" for p in points])
+    if prices:
+        fig.add_hline(y=prices["output"], line_dash="dash",
+                      annotation_text=f"DeepSeek API, {model_name} output: ${prices['output']}/M")
+    fig.update_xaxes(title="tokens/s per user (mean 1/TPOT)")
+    fig.update_yaxes(type="log", title="USD per million output tokens (rental)")
+    fig.update_layout(title=f"{model_name}, {nodes}-node co-located instances: cost vs interactivity", height=500)
+    fig.show()
+    show_table([p for points in sweep.values() for p in points])
+    if failures:
+        show_table(failures)
+    if prices:
+        display(Markdown(f"API prices: {API_PRICES_SOURCE}."))
+    """),
+    ("md", """
+    ## Input against output
+
+    At the cheapest point of each GPU that still gives at least the target speed per user:
+    the price of a million cache-hit input tokens, cache-miss input tokens and output tokens,
+    next to DeepSeek's list prices (diamonds).
+    """),
+    ("code", """
+    chosen = {}
+    for name, points in sweep.items():
+        fast = [p for p in points if p["tokens/s/user"] >= target_tokens_per_s_per_user]
+        if fast:
+            chosen[name] = min(fast, key=lambda p: p["USD/M output"])
+    kinds = [("USD/M input hit", "cache_hit"), ("USD/M input miss", "cache_miss"), ("USD/M output", "output")]
+    fig = go.Figure()
+    for column, _ in kinds:
+        fig.add_bar(name=column, x=list(chosen), y=[p[column] for p in chosen.values()])
+    if prices:
+        fig.add_scatter(x=[c for c, _ in kinds], y=[prices[k] for _, k in kinds], mode="markers",
+                        marker={"symbol": "diamond", "size": 12, "color": "black"},
+                        name="DeepSeek API price", xaxis="x2")
+        fig.update_layout(xaxis2={"overlaying": "x", "side": "top", "title": "API price by token kind"})
+    fig.update_layout(barmode="group", title=f"At >= {target_tokens_per_s_per_user:.0f} tokens/s per user",
+                      yaxis_title="USD per million tokens", yaxis_type="log", height=480)
+    fig.show()
+    missing = [n for n in sweep if n not in chosen]
+    if missing:
+        display(Markdown(f"No swept point reaches {target_tokens_per_s_per_user} tokens/s per user on: "
+                         + ", ".join(missing) + "."))
+    """),
+    ("md", """
+    ## Cache hits and multi-token prediction
+
+    A prefix-cache hit skips the prefill compute for that token, so input tokens get cheaper as
+    the hit rate grows. MTP drafts extra tokens per decode step; with the acceptance rate above,
+    each step yields more than one token, so output tokens get cheaper and faster.
+    """),
+    ("code", """
+    middle = concurrency_per_gpu[len(concurrency_per_gpu) // 2]
+    hits = [record(focus.name, middle, serve(focus.name, middle, hit_rate=h)) for h in cache_hit_rates]
+    no_mtp = [record(focus.name, c, serve(focus.name, c, mtp=False)) for c in concurrency_per_gpu]
+    fig = go.Figure()
+    fig.add_scatter(x=cache_hit_rates, y=[r["USD/M input"] for r in hits], mode="lines+markers",
+                    name="USD/M input (blended)")
+    fig.update_layout(title=f"{focus.name}: input cost vs prefix-cache hit rate ({middle} requests/GPU)",
+                      xaxis_title="cache hit rate (fraction of input tokens)", yaxis_title="USD per million",
+                      height=420)
+    fig.show()
+    fig = go.Figure()
+    with_mtp = sweep.get(focus.name, [])
+    fig.add_scatter(x=[p["tokens/s/user"] for p in with_mtp], y=[p["USD/M output"] for p in with_mtp],
+                    mode="lines+markers", name=f"MTP {mtp_draft_tokens} draft, {mtp_acceptance:.0%} accepted")
+    fig.add_scatter(x=[p["tokens/s/user"] for p in no_mtp], y=[p["USD/M output"] for p in no_mtp],
+                    mode="lines+markers", name="no MTP")
+    fig.update_layout(title=f"{focus.name}: what multi-token prediction buys", xaxis_title="tokens/s per user",
+                      yaxis_title="USD per million output tokens", yaxis_type="log", height=420)
+    fig.show()
+    """),
+    ("code", """
+    summary = {"model": model_name, "gpu": focus.name}
+    if focus.name in chosen:
+        best = chosen[focus.name]
+        summary.update({"usd_per_million_output": best["USD/M output"], "usd_per_million_input": best["USD/M input"],
+                        "tokens_per_s_per_user": best["tokens/s/user"],
+                        "output_tokens_per_s_per_gpu": best["output tok/s/GPU"]})
+    else:
+        summary["note"] = f"no point reaches {target_tokens_per_s_per_user} tokens/s per user"
+    write_summary(summary_path, summary)
+    """),
+]
+
+VALIDATION_NOTEBOOK: list[tuple[str, str]] = [
+    ("md", """
+    # 4. Validation: how far to trust the numbers
+
+    Two kinds of evidence. Kernels: the timing model's predicted time against the time measured
+    on real hardware, for every kernel family and shape the harness ran (`python -m
+    kernels_numba.bench` measures, `python -m kernels_numba.validate` scores held-out shapes).
+    End to end: every published figure the simulators reproduce (DeepSeek's GPU-hours, step
+    time, MFU, serving throughput and cost), with its error, its tolerance and its source. The
+    end-to-end figures are predictions: nothing was fitted to them.
+    """),
+    ("parameters", """
+    run_training = True  # simulate the published training runs (a few seconds each)
+    run_serving = True  # simulate the published serving systems
+    summary_path = ""
+    """),
+    ("code", """
+    import plotly.graph_objects as go
+    from IPython.display import Markdown, display
+
+    from reports import validation
+    from reports.nbtools import not_available, setup_plotly, show_table, write_summary
+
+    setup_plotly()
+    summary = {}
+    """),
+    ("md", """
+    ## Kernels: predicted against measured
+
+    Each point is one kernel at one shape on one device; the diagonal is a perfect prediction
+    and the band is +-15%. Held-out shapes (not used to fit the family's parameters) are the
+    ones that count.
+    """),
+    ("code", """
+    points = validation.kernel_points()
+    if points is None:
+        not_available("predicted-vs-measured kernel times", "kernels_numba (calibration data)")
+    else:
+        fig = go.Figure()
+        low = min(min(p["measured_s"], p["predicted_s"]) for p in points)
+        high = max(max(p["measured_s"], p["predicted_s"]) for p in points)
+        line = [low * 0.8, high * 1.25]
+        fig.add_scatter(x=line, y=line, mode="lines", line={"color": "gray"}, name="exact")
+        fig.add_scatter(x=line + line[::-1], y=[v * 1.15 for v in line] + [v * 0.85 for v in line[::-1]],
+                        fill="toself", mode="none", fillcolor="rgba(128,128,128,0.2)", name="+-15%")
+        groups = sorted({(p["device"], p["family"], p["impl"]) for p in points})
+        for device, family, impl in groups:
+            chosen = [p for p in points if (p["device"], p["family"], p["impl"]) == (device, family, impl)]
+            fig.add_scatter(x=[p["measured_s"] for p in chosen], y=[p["predicted_s"] for p in chosen],
+                            mode="markers", name=f"{family}/{impl} on {device}",
+                            marker={"symbol": ["circle" if p["held_out"] else "circle-open" for p in chosen]},
+                            text=[p["shape"] for p in chosen])
+        fig.update_xaxes(type="log", title="measured time (s)")
+        fig.update_yaxes(type="log", title="predicted time (s)")
+        fig.update_layout(title="Kernel times: predicted vs measured (filled: held-out shapes)", height=560)
+        fig.show()
+    scores = validation.kernel_scores()
+    if scores is None:
+        not_available("held-out kernel error scores", "kernels_numba.validate")
+    else:
+        rows = [{"device": scores.get("device"), "family/impl": key, "median error %": v["median_pct"],
+                 "p90 error %": v.get("p90_pct"), "shapes": v["n"]} for key, v in scores["held_out"].items()]
+        rows += [{"device": "H800 (published)", "family/impl": key, "median error %": v["median_pct"],
+                  "p90 error %": v.get("p90_pct"), "shapes": v["n"]} for key, v in scores["published"].items()]
+        show_table(rows)
+        summary["kernel_families_scored"] = len(rows)
+        summary["kernel_median_pct_worst"] = max(r["median error %"] for r in rows) if rows else None
+    """),
+    ("md", """
+    ## Published figures the simulators reproduce
+
+    Relative error = (simulated - published) / published; MFU is compared in percentage points.
+    A check passes when the error is within its tolerance (set before the simulators were run).
+    """),
+    ("code", """
+    checks = validation.published_checks(training=run_training, serving=run_serving)
+    show_table([c.table_row() for c in checks])
+    measured = [c for c in checks if c.error is not None]
+    if measured:
+        fig = go.Figure()
+        fig.add_bar(x=[c.description for c in measured], y=[c.error_pct_or_points for c in measured],
+                    marker_color=["seagreen" if c.within else "crimson" for c in measured],
+                    error_y={"type": "data", "array": [0.0] * len(measured)}, name="error")
+        fig.add_scatter(x=[c.description for c in measured], y=[c.tolerance_pct_or_points for c in measured],
+                        mode="markers", marker={"symbol": "line-ew-open", "size": 18}, name="+tolerance")
+        fig.add_scatter(x=[c.description for c in measured], y=[-c.tolerance_pct_or_points for c in measured],
+                        mode="markers", marker={"symbol": "line-ew-open", "size": 18}, name="-tolerance")
+        fig.update_layout(title="Simulated vs published: error (green within tolerance, red outside)",
+                          yaxis_title="error (% or MFU points)", height=560, xaxis_tickangle=-30)
+        fig.show()
+    missing = [c for c in checks if c.error is None]
+    if missing:
+        display(Markdown("**Not checked yet** (the simulator it needs has not landed, or it failed): "
+                         + "; ".join(f"{c.description}: {c.note}" for c in missing)))
+    summary.update({"checks": len(checks), "within_tolerance": sum(bool(c.within) for c in checks),
+                    "not_checked": len(missing)})
+    write_summary(summary_path, summary)
+    """),
+]
+
+NERFED_NOTEBOOK: list[tuple[str, str]] = [
+    ("md", """
+    # 5. The "nerfed GPU" question: what each export-control cut costs
+
+    H800 is H100 with NVLink cut; H20 is H100 with most of its tensor throughput cut (and more,
+    faster memory). Which cut costs a MoE model more, in training and in serving? This notebook
+    applies each cut to H100 one at a time, then sweeps each resource (NVLink bandwidth, HBM
+    bandwidth, peak FLOPs, price) around H800 and H20 to show which one the cost depends on.
+
+    Run interactively (`interactive = True`), the last section offers controls (GPU, model,
+    bandwidths, FLOPs, price) that redraw its figures; under papermill the parameters cell
+    drives the same code once.
+    """),
+    ("parameters", """
+    model = "deepseek-v4-flash"
+    gpu = "H20"  # the what-if section starts from this GPU
+    compare_gpus = ["H800", "H20"]  # the sensitivity sweeps run on these
+    baseline_gpu = "H100"
+    factors = [0.5, 0.75, 1.0, 1.5, 2.0]  # multiples of each resource in the sweeps
+    measures = ["training", "serving"]
+    num_gpus = 2048  # training cluster
+    tokens = 32e12
+    train_plan = {"tp": 1, "pp": 8, "ep": 64, "schedule": "dualpipe"}  # fixed, so sweeps compare like with like
+    seq_len = 4096
+    global_batch_seqs = 15360
+    serve_nodes = 2
+    serve_concurrency_per_gpu = 16
+    input_len = 4383
+    output_len = 1211
+    cache_hit_rate = 0.563
+    duration_s = 60.0
+    nvlink_gb_per_s_per_direction = 0.0  # what-if values; 0 means "as the profile says"
+    hbm_tb_per_s = 0.0
+    flops_scale = 1.0
+    usd_per_gpu_hour = 0.0
+    interactive = True  # papermill runs set this to False
+    summary_path = ""
+    """),
+    ("code", """
+    import dataclasses
+
+    import plotly.graph_objects as go
+    from IPython.display import Markdown, display
+    from plotly.subplots import make_subplots
+
+    import gpus
+    import moe
+    import sim
+    from reports.nbtools import setup_plotly, show_table, write_summary
+
+    setup_plotly()
+    model_name = moe.get(model).name
+
+
+    def modified(profile, nvlink=1.0, hbm=1.0, flops=1.0, **replace):
+        \"\"\"The profile with resources scaled (or replaced); its name stays, so its calibration applies.\"\"\"
+        return dataclasses.replace(
+            profile,
+            nvlink_bandwidth_bytes_per_s_per_direction=profile.nvlink_bandwidth_bytes_per_s_per_direction * nvlink,
+            hbm_bandwidth_bytes_per_s=profile.hbm_bandwidth_bytes_per_s * hbm,
+            peak_flops_per_s={k: v * flops for k, v in profile.peak_flops_per_s.items()},
+            **replace,
+        )
+
+
+    def training_cost(profile, price):
+        t = sim.estimate_training(model=model, gpu=profile, num_gpus=num_gpus, seq_len=seq_len,
+                                  global_batch_seqs=global_batch_seqs, tokens=tokens, precision="fp8",
+                                  usd_per_gpu_hour=price, **train_plan)
+        return t.usd_per_million_tokens, t.bound_by
+
+
+    def serving_cost(profile, price):
+        n = serve_nodes * profile.node.gpus_per_node
+        s = sim.estimate_serving(model=model, gpu=profile,
+                                 deployment={"mode": "colocated", "nodes": serve_nodes, "ep": n, "attn_dp": n},
+                                 workload={"input_len": input_len, "output_len": output_len,
+                                           "cache_hit_rate": cache_hit_rate,
+                                           "concurrency": serve_concurrency_per_gpu * n},
+                                 usd_per_gpu_hour=price, duration_s=duration_s, seed=0)
+        return s.usd_per_million_output_tokens, getattr(s, "bound_by", "")
+
+
+    COST = {"training": training_cost, "serving": serving_cost}
+    UNITS = {"training": "USD per million training tokens", "serving": "USD per million output tokens"}
+
+
+    def cost(measure, profile, price):
+        try:
+            return COST[measure](profile, price)
+        except ValueError as error:  # the plan or deployment does not fit: no number, say why
+            return float("nan"), f"infeasible: {error}"
+    """),
+    ("md", """
+    ## One cut at a time, starting from H100
+
+    Each step applies one restricted chip's resource to H100 and keeps H100's rental price, so
+    the bar shows what that cut alone does to the cost; the last bars are the real chips at
+    their own prices.
+    """),
+    ("code", """
+    base = gpus.get(baseline_gpu)
+    base_price = base.price.usd_per_gpu_hour
+    h800, h20 = gpus.get("H800"), gpus.get("H20")
+    steps = [
+        (f"{base.name}", base, base_price),
+        ("+ H800 NVLink", modified(base, nvlink=h800.nvlink_bandwidth_bytes_per_s_per_direction
+                                   / base.nvlink_bandwidth_bytes_per_s_per_direction), base_price),
+        ("+ H20 FLOPs", modified(base, flops=h20.peak_flops_per_s["bf16"] / base.peak_flops_per_s["bf16"]),
+         base_price),
+        ("+ H20 HBM (size, bandwidth)", modified(base, hbm=h20.hbm_bandwidth_bytes_per_s / base.hbm_bandwidth_bytes_per_s,
+                                                 hbm_bytes=h20.hbm_bytes), base_price),
+        ("H800 at its price", h800, h800.price.usd_per_gpu_hour),
+        ("H20 at its price", h20, h20.price.usd_per_gpu_hour),
+    ]
+    cut_rows = []
+    for label, profile, price in steps:
+        row = {"case": label, "USD/GPU-hour": price}
+        for measure in measures:
+            value, bound = cost(measure, profile, price)
+            row[UNITS[measure]] = value
+            row[f"{measure} bound by"] = bound
+        cut_rows.append(row)
+    show_table(cut_rows)
+    fig = make_subplots(rows=1, cols=len(measures), subplot_titles=[UNITS[m] for m in measures])
+    for col, measure in enumerate(measures, start=1):
+        fig.add_bar(x=[r["case"] for r in cut_rows], y=[r[UNITS[measure]] for r in cut_rows],
+                    name=measure, row=1, col=col)
+    fig.update_layout(title=f"{model_name}: each cut applied to {base.name} alone", height=480, showlegend=False)
+    fig.show()
+    """),
+    ("md", """
+    ## Sensitivity: which resource does the cost depend on?
+
+    Each line scales one resource of the GPU (the others as the profile says) and shows the cost
+    relative to the unmodified GPU. A flat line: that resource does not bind. A line falling as
+    the resource grows: it does. Price is linear by construction and serves as the yardstick.
+    """),
+    ("code", """
+    knobs = {
+        "NVLink bandwidth": lambda p, f: (modified(p, nvlink=f), p.price.usd_per_gpu_hour),
+        "HBM bandwidth": lambda p, f: (modified(p, hbm=f), p.price.usd_per_gpu_hour),
+        "peak FLOPs": lambda p, f: (modified(p, flops=f), p.price.usd_per_gpu_hour),
+        "price": lambda p, f: (p, p.price.usd_per_gpu_hour * f),
+    }
+    sensitivity = []
+    fig = make_subplots(rows=len(measures), cols=len(compare_gpus), shared_xaxes=True,
+                        subplot_titles=[f"{g}: {m}" for m in measures for g in compare_gpus])
+    for row, measure in enumerate(measures, start=1):
+        for col, name in enumerate(compare_gpus, start=1):
+            profile = gpus.get(name)
+            reference, _ = cost(measure, profile, profile.price.usd_per_gpu_hour)
+            for i, (knob, make) in enumerate(knobs.items()):
+                ratios = []
+                for f in factors:
+                    value = reference if f == 1.0 else cost(measure, *make(profile, f))[0]
+                    ratios.append(value / reference)
+                    sensitivity.append({"GPU": name, "measure": measure, "resource": knob, "factor": f,
+                                        "relative cost": value / reference})
+                fig.add_scatter(x=factors, y=ratios, mode="lines+markers", name=knob, legendgroup=knob,
+                                showlegend=(row == 1 and col == 1), line={"color": f"hsl({90 * i},60%,45%)"},
+                                row=row, col=col)
+    fig.update_xaxes(type="log", title_text="resource x factor")
+    fig.update_yaxes(type="log", title_text="cost / cost at factor 1")
+    fig.update_layout(title=f"{model_name}: cost sensitivity to each resource", height=380 * len(measures))
+    fig.show()
+    """),
+    ("md", """
+    ## What if? (interactive)
+
+    Pick a GPU and model, set NVLink and HBM bandwidth, scale the FLOPs and set a price; the
+    figure compares the modified chip with the original. Under papermill the parameters cell
+    sets these values and the same function draws once.
+    """),
+    ("code", """
+    def what_if(gpu_name, model_choice, nvlink_gb_s, hbm_tb_s, flop_scale, price):
+        global model
+        model = model_choice
+        original = gpus.get(gpu_name)
+        nvlink_now = original.nvlink_bandwidth_bytes_per_s_per_direction
+        nvlink_factor = nvlink_gb_s * 1e9 / nvlink_now if nvlink_gb_s > 0 and nvlink_now > 0 else 1.0
+        hbm_factor = hbm_tb_s * 1e12 / original.hbm_bandwidth_bytes_per_s if hbm_tb_s > 0 else 1.0
+        changed = modified(original, nvlink=nvlink_factor, hbm=hbm_factor, flops=flop_scale)
+        new_price = price if price > 0 else original.price.usd_per_gpu_hour
+        rows = []
+        for measure in measures:
+            before, bound_before = cost(measure, original, original.price.usd_per_gpu_hour)
+            after, bound_after = cost(measure, changed, new_price)
+            rows.append({"measure": UNITS[measure], "original": before, "modified": after,
+                         "ratio": after / before, "bound (original)": bound_before, "bound (modified)": bound_after})
+        fig = go.Figure()
+        fig.add_bar(name=f"{original.name} as profiled", x=[r["measure"] for r in rows], y=[r["original"] for r in rows])
+        fig.add_bar(name="modified", x=[r["measure"] for r in rows], y=[r["modified"] for r in rows])
+        fig.update_layout(barmode="group", height=420,
+                          title=f"{model_choice} on {original.name}: NVLink x{nvlink_factor:.2f}, "
+                                f"HBM x{hbm_factor:.2f}, FLOPs x{flop_scale:.2f}, ${new_price:.2f}/GPU-hour")
+        fig.show()
+        show_table(rows)
+        return rows
+
+
+    if interactive:
+        import ipywidgets as widgets
+
+        start = gpus.get(gpu)
+        controls = {
+            "gpu_name": widgets.Dropdown(options=gpus.names(), value=start.name, description="GPU"),
+            "model_choice": widgets.Dropdown(options=moe.names(), value=model, description="model"),
+            "nvlink_gb_s": widgets.FloatSlider(value=start.nvlink_bandwidth_bytes_per_s_per_direction / 1e9,
+                                               min=0, max=1800, step=25, description="NVLink GB/s"),
+            "hbm_tb_s": widgets.FloatSlider(value=start.hbm_bandwidth_bytes_per_s / 1e12, min=0.5, max=10,
+                                            step=0.1, description="HBM TB/s"),
+            "flop_scale": widgets.FloatLogSlider(value=1.0, base=2, min=-3, max=3, description="FLOPs x"),
+            "price": widgets.FloatSlider(value=start.price.usd_per_gpu_hour, min=0.25, max=10, step=0.05,
+                                         description="USD/GPU-h"),
+        }
+        redraw = widgets.Button(description="Redraw", button_style="primary")
+        output = widgets.Output()
+
+        def on_redraw(_=None):
+            with output:
+                output.clear_output(wait=True)
+                what_if(**{name: control.value for name, control in controls.items()})
+
+        redraw.on_click(on_redraw)
+        display(widgets.VBox([*controls.values(), redraw, output]))
+        on_redraw()
+        what_if_rows = []
+    else:
+        what_if_rows = what_if(gpu, model, nvlink_gb_per_s_per_direction, hbm_tb_per_s, flops_scale,
+                               usd_per_gpu_hour)
+    """),
+    ("code", """
+    summary = {"model": model_name}
+    for row in cut_rows:
+        for measure in measures:
+            summary[f"{measure}: {row['case']}"] = row[UNITS[measure]]
+    for row in what_if_rows:
+        summary[f"what-if ratio, {row['measure']}"] = row["ratio"]
+    write_summary(summary_path, summary)
+    """),
+]
+
+NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
+    "01_gpus": GPUS_NOTEBOOK,
+    "02_training_cost": TRAINING_NOTEBOOK,
+    "03_serving_cost": SERVING_NOTEBOOK,
+    "04_validation": VALIDATION_NOTEBOOK,
+    "05_nerfed_gpus": NERFED_NOTEBOOK,
+}
