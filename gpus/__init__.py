@@ -28,12 +28,13 @@ from .loader import (
     register,
     unregister,
 )
-from .profile import DTYPES, GPUProfile, NodeSpec, PriceSpec, normalize_dtype
+from .profile import DTYPES, SCALE_UP_TOPOLOGIES, GPUProfile, NodeSpec, PriceSpec, normalize_dtype
 
 __all__ = [
     "CALIBRATION_DIR",
     "DATA_DIR",
     "DTYPES",
+    "SCALE_UP_TOPOLOGIES",
     "Cluster",
     "DataFileError",
     "GPUProfile",

@@ -97,6 +97,19 @@ class Cluster:
         return nvlink if nvlink > 0 else self.profile.pcie_bandwidth_bytes_per_s_per_direction
 
     @property
+    def scale_up_topology(self) -> str:
+        return self.profile.node.scale_up_topology
+
+    @property
+    def scale_up_pair_bandwidth_bytes_per_s_per_direction(self) -> float:
+        """Bandwidth one GPU can send to one other GPU of its domain, per direction: the full link
+        through a switch or a bridge; one of the (domain - 1) links in a full mesh."""
+        if self.scale_up_topology == "full-mesh" and self.scale_up_domain_gpus > 1:
+            links = self.profile.node.scale_up_domain_gpus - 1
+            return self.scale_up_bandwidth_bytes_per_s_per_direction / links
+        return self.scale_up_bandwidth_bytes_per_s_per_direction
+
+    @property
     def scale_out_bandwidth_bytes_per_s_per_gpu(self) -> float:
         """Per-GPU share of the node's NIC bandwidth, per direction."""
         return self.profile.node.scale_out_bandwidth_bytes_per_s_per_gpu
@@ -120,6 +133,7 @@ class Cluster:
             "gpus_per_node": self.gpus_per_node,
             "num_gpus": self.num_gpus,
             "scale_up_domain_gpus": self.scale_up_domain_gpus,
+            "scale_up_topology": self.scale_up_topology,
             "nodes_per_scale_up_domain": self.nodes_per_scale_up_domain,
             "scale_up_bandwidth_bytes_per_s_per_direction": self.scale_up_bandwidth_bytes_per_s_per_direction,
             "scale_out_bandwidth_bytes_per_s_per_gpu": self.scale_out_bandwidth_bytes_per_s_per_gpu,

@@ -30,7 +30,8 @@ Sections and keys (``FIELDS`` below is the authority):
 * ``[interconnect]`` ``nvlink_per_direction``, ``pcie_per_direction`` (GB/s, one direction:
   H800's "400 GB/s" NVLink is 200 each way)
 * ``[power]`` ``tdp`` (W)
-* ``[node]`` ``gpus_per_node`` (GPUs), ``scale_up_domain_gpus`` (GPUs; 72 for NVL72),
+* ``[node]`` ``gpus_per_node`` (GPUs), ``scale_up_domain_gpus`` (GPUs; 72 for NVL72), optional
+  ``scale_up_topology`` (a word, no unit: switch | full-mesh | bridge | none; default switch),
   ``nics_per_node`` (NICs), ``nic_bandwidth_per_direction`` (Gbit/s, per NIC)
 * ``[price]`` ``usd_per_gpu_hour``, ``usd_per_gpu_hour_low``, ``usd_per_gpu_hour_high``
   (USD/GPU-hour), optional ``purchase_usd_per_gpu`` (USD)
@@ -52,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from . import units
-from .profile import DTYPES, GPUProfile, NodeSpec, PriceSpec, normalize_dtype
+from .profile import DTYPES, SCALE_UP_TOPOLOGIES, GPUProfile, NodeSpec, PriceSpec, normalize_dtype
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
@@ -86,6 +87,7 @@ class FieldSpec:
     integer: bool = False
     allow_zero: bool = False
     needs_date: bool = False
+    choices: tuple[str, ...] = ()  # for dimension "text": the allowed values
 
 
 FIELDS: tuple[FieldSpec, ...] = (
@@ -105,6 +107,8 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("power", "tdp", "tdp_w", "w"),
     FieldSpec("node", "gpus_per_node", "node.gpus_per_node", "count", integer=True),
     FieldSpec("node", "scale_up_domain_gpus", "node.scale_up_domain_gpus", "count", integer=True),
+    FieldSpec("node", "scale_up_topology", "node.scale_up_topology", "text", required=False,
+              choices=SCALE_UP_TOPOLOGIES),
     FieldSpec("node", "nics_per_node", "node.nics_per_node", "count", integer=True, allow_zero=True),
     FieldSpec("node", "nic_bandwidth_per_direction", "node.nic_bandwidth_bytes_per_s_per_direction",
               "bytes_per_s"),
@@ -150,7 +154,7 @@ def _resolve_sources(raw: Any, catalog: Mapping[str, str], path: Path, where: st
 
 
 def _read_quantity(raw: Any, spec: FieldSpec, catalog: Mapping[str, str], path: Path,
-                   out: dict[str, Any]) -> float:
+                   out: dict[str, Any]) -> Any:
     where = f"{spec.section}.{spec.key}"
     if not isinstance(raw, dict):
         raise DataFileError(path, where, "must be a table like "
@@ -159,14 +163,24 @@ def _read_quantity(raw: Any, spec: FieldSpec, catalog: Mapping[str, str], path: 
     if unknown:
         raise DataFileError(path, where, f"unknown key(s) {', '.join(unknown)}; allowed: "
                             f"{', '.join(sorted(_QUANTITY_KEYS))}")
-    for needed in ("value", "unit", "source") + (("date",) if spec.needs_date else ()):
+    text = spec.dimension == "text"
+    for needed in ("value", "source") + (() if text else ("unit",)) + (("date",) if spec.needs_date else ()):
         if needed not in raw:
             raise DataFileError(path, where, f"missing '{needed}'")
-    allowed_units = units.units_of(spec.dimension)
-    if raw["unit"] not in allowed_units:
-        raise DataFileError(path, where, f"unit {raw['unit']!r} is not allowed here; use one of: "
-                            f"{', '.join(allowed_units)}")
-    value = units.to_si(_number(raw["value"], path, where, spec), raw["unit"])
+    value: Any
+    if text:
+        if "unit" in raw:
+            raise DataFileError(path, where, "takes no unit (it is a word, not a number)")
+        if raw["value"] not in spec.choices:
+            raise DataFileError(path, where,
+                                f"value {raw['value']!r} is not one of: {', '.join(spec.choices)}")
+        value = raw["value"]
+    else:
+        allowed_units = units.units_of(spec.dimension)
+        if raw["unit"] not in allowed_units:
+            raise DataFileError(path, where, f"unit {raw['unit']!r} is not allowed here; use one of: "
+                                f"{', '.join(allowed_units)}")
+        value = units.to_si(_number(raw["value"], path, where, spec), raw["unit"])
     out["sources"][spec.attr] = _resolve_sources(raw["source"], catalog, path, where)
     if "note" in raw:
         if not isinstance(raw["note"], str):
@@ -215,7 +229,7 @@ def parse_profile(data: Mapping[str, Any], path: str | Path = "<data>") -> GPUPr
     for spec in FIELDS:
         specs_by_section.setdefault(spec.section, {})[spec.key] = spec
     out: dict[str, Any] = {"sources": {}, "notes": {}, "confidence": {}, "dates": {}}
-    values: dict[str, float] = {}
+    values: dict[str, Any] = {}
     for section, specs in specs_by_section.items():
         table = data.get(section)
         if table is None:
@@ -253,6 +267,7 @@ def parse_profile(data: Mapping[str, Any], path: str | Path = "<data>") -> GPUPr
             scale_up_domain_gpus=int(values["node.scale_up_domain_gpus"]),
             nics_per_node=int(values["node.nics_per_node"]),
             nic_bandwidth_bytes_per_s_per_direction=values["node.nic_bandwidth_bytes_per_s_per_direction"],
+            scale_up_topology=values.get("node.scale_up_topology", "switch"),
         )
     except ValueError as error:
         raise DataFileError(path, "node", str(error)) from None

@@ -13,6 +13,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+# How the GPUs of a scale-up domain are joined: through switches (NVSwitch: every GPU reaches any
+# other at its full link bandwidth), as a full mesh (HCCS on Ascend, Infinity Fabric on MI300X: a
+# pair shares one link), by bridges (NVLink-bridged PCIe pairs), or not at all.
+SCALE_UP_TOPOLOGIES: tuple[str, ...] = ("switch", "full-mesh", "bridge", "none")
+
 # Number formats a profile may list, widest first.
 DTYPES: tuple[str, ...] = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "fp4", "int8")
 
@@ -103,16 +108,21 @@ class NodeSpec:
 
     ``scale_up_domain_gpus`` is the number of GPUs joined by the scale-up fabric (NVLink/NVSwitch,
     HCCS, Infinity Fabric): 8 for an HGX board, 2 for NVLink-bridged PCIe pairs, 72 for an NVL72
-    rack (a domain larger than a node, then a whole number of nodes). NIC bandwidth is per NIC and
-    per direction; ``scale_out_bandwidth_bytes_per_s_per_gpu`` shares the node's NICs over its GPUs.
+    rack (a domain larger than a node, then a whole number of nodes). ``scale_up_topology`` is one
+    of ``SCALE_UP_TOPOLOGIES``. NIC bandwidth is per NIC and per direction;
+    ``scale_out_bandwidth_bytes_per_s_per_gpu`` shares the node's NICs over its GPUs.
     """
 
     gpus_per_node: int
     scale_up_domain_gpus: int
     nics_per_node: int
     nic_bandwidth_bytes_per_s_per_direction: float
+    scale_up_topology: str = "switch"
 
     def __post_init__(self) -> None:
+        if self.scale_up_topology not in SCALE_UP_TOPOLOGIES:
+            raise ValueError(f"scale_up_topology must be one of {', '.join(SCALE_UP_TOPOLOGIES)}, "
+                             f"got {self.scale_up_topology!r}")
         _positive_int(self.gpus_per_node, "gpus_per_node")
         _positive_int(self.scale_up_domain_gpus, "scale_up_domain_gpus")
         _positive_int(self.nics_per_node, "nics_per_node", allow_zero=True)
@@ -138,6 +148,7 @@ class NodeSpec:
         return {
             "gpus_per_node": self.gpus_per_node,
             "scale_up_domain_gpus": self.scale_up_domain_gpus,
+            "scale_up_topology": self.scale_up_topology,
             "nics_per_node": self.nics_per_node,
             "nic_bandwidth_bytes_per_s_per_direction": self.nic_bandwidth_bytes_per_s_per_direction,
             "scale_out_bandwidth_bytes_per_s_per_gpu": self.scale_out_bandwidth_bytes_per_s_per_gpu,
