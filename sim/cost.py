@@ -1,0 +1,171 @@
+"""Cost helpers shared by the training and serving simulators.
+
+Two ways to price a GPU-hour:
+
+* rental: a price per GPU-hour, with a low-high range (the GPU profile's ``PriceSpec`` carries
+  ``usd_per_gpu_hour``, ``usd_per_gpu_hour_low`` and ``usd_per_gpu_hour_high``);
+* TCO: purchase price amortised over a service life, plus power x PUE x electricity price.
+
+All money is in USD, all time in seconds or hours as the name says. Nothing here knows about
+models or simulators: it turns GPU-hours (or GPU-seconds) and token counts into dollars.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+SECONDS_PER_HOUR = 3600.0
+HOURS_PER_YEAR = 8766.0  # 365.25 days
+
+
+@dataclass(frozen=True)
+class PriceRange:
+    """A GPU-hour price with its low-high range, in USD per GPU-hour."""
+
+    usd_per_gpu_hour: float
+    usd_per_gpu_hour_low: float
+    usd_per_gpu_hour_high: float
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("usd_per_gpu_hour", "usd_per_gpu_hour_low", "usd_per_gpu_hour_high"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive finite number of USD per GPU-hour, got {value!r}.")
+        if not self.usd_per_gpu_hour_low <= self.usd_per_gpu_hour <= self.usd_per_gpu_hour_high:
+            raise ValueError(
+                "A price range needs low <= price <= high, got "
+                f"{self.usd_per_gpu_hour_low} <= {self.usd_per_gpu_hour} <= {self.usd_per_gpu_hour_high}."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TCOSpec:
+    """Total cost of ownership of one GPU, per hour of service.
+
+    ``usd_per_gpu_hour`` = purchase / (amortisation_years x 8766 h)
+    + power_w_per_gpu / 1000 x pue x usd_per_kwh.
+    ``power_w_per_gpu`` is the all-in electrical draw attributed to one GPU (board power plus its
+    share of host, network and storage); ``pue`` multiplies it for cooling and distribution.
+    """
+
+    purchase_usd_per_gpu: float
+    amortisation_years: float = 4.0
+    power_w_per_gpu: float = 700.0
+    pue: float = 1.3
+    usd_per_kwh: float = 0.08
+
+    def __post_init__(self) -> None:
+        for name in ("purchase_usd_per_gpu", "amortisation_years", "power_w_per_gpu", "usd_per_kwh"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"TCO field {name} must be a finite number >= 0, got {value!r}.")
+        if self.amortisation_years <= 0:
+            raise ValueError(f"amortisation_years must be > 0, got {self.amortisation_years!r}.")
+        if not (isinstance(self.pue, int | float) and self.pue >= 1.0):
+            raise ValueError(f"pue (power usage effectiveness) must be >= 1.0, got {self.pue!r}.")
+
+    @property
+    def capital_usd_per_gpu_hour(self) -> float:
+        return self.purchase_usd_per_gpu / (self.amortisation_years * HOURS_PER_YEAR)
+
+    @property
+    def energy_usd_per_gpu_hour(self) -> float:
+        return self.power_w_per_gpu / 1000.0 * self.pue * self.usd_per_kwh
+
+    @property
+    def usd_per_gpu_hour(self) -> float:
+        return self.capital_usd_per_gpu_hour + self.energy_usd_per_gpu_hour
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.update(
+            capital_usd_per_gpu_hour=self.capital_usd_per_gpu_hour,
+            energy_usd_per_gpu_hour=self.energy_usd_per_gpu_hour,
+            usd_per_gpu_hour=self.usd_per_gpu_hour,
+        )
+        return out
+
+
+_TCO_KEYS = {"purchase_usd_per_gpu", "amortisation_years", "power_w_per_gpu", "pue", "usd_per_kwh"}
+
+
+def tco_from_mapping(spec: Mapping[str, Any]) -> TCOSpec:
+    """Build a TCOSpec from a dict, rejecting unknown keys."""
+    unknown = set(spec) - _TCO_KEYS
+    if unknown:
+        raise ValueError(f"Unknown TCO keys {sorted(unknown)}; allowed: {sorted(_TCO_KEYS)}.")
+    if "purchase_usd_per_gpu" not in spec:
+        raise ValueError("A TCO needs purchase_usd_per_gpu (USD per GPU, the server price divided by its GPUs).")
+    return TCOSpec(**{k: float(v) for k, v in spec.items()})
+
+
+def price_range(
+    profile_price: Any = None,
+    usd_per_gpu_hour: float | None = None,
+    tco: TCOSpec | Mapping[str, Any] | None = None,
+) -> PriceRange:
+    """The price used for a run and its range.
+
+    * ``tco`` given: the TCO price, with no range (low = high = price).
+    * ``usd_per_gpu_hour`` given: that price; the range is the profile's range widened to include it.
+    * otherwise the profile's ``PriceSpec`` (``usd_per_gpu_hour``, ``_low``, ``_high``).
+    """
+    if tco is not None:
+        spec = tco if isinstance(tco, TCOSpec) else tco_from_mapping(tco)
+        price = spec.usd_per_gpu_hour
+        if price <= 0:
+            raise ValueError("The TCO price per GPU-hour came out as 0: give a purchase price or power.")
+        return PriceRange(price, price, price, source="TCO: " + repr(spec))
+    low = high = None
+    source = ""
+    base = None
+    if profile_price is not None:
+        base = getattr(profile_price, "usd_per_gpu_hour", None)
+        low = getattr(profile_price, "usd_per_gpu_hour_low", None) or base
+        high = getattr(profile_price, "usd_per_gpu_hour_high", None) or base
+        source = str(getattr(profile_price, "source", ""))
+    if usd_per_gpu_hour is not None:
+        if not (isinstance(usd_per_gpu_hour, int | float) and math.isfinite(usd_per_gpu_hour)
+                and usd_per_gpu_hour > 0):
+            raise ValueError(f"usd_per_gpu_hour must be a positive number, got {usd_per_gpu_hour!r}.")
+        price = float(usd_per_gpu_hour)
+        low = min(price, low) if low else price
+        high = max(price, high) if high else price
+        return PriceRange(price, low, high, source="given" + (f"; range from profile: {source}" if source else ""))
+    if base is None:
+        raise ValueError("No price: pass usd_per_gpu_hour, a tco, or a GPU profile that has a price.")
+    return PriceRange(float(base), float(low or base), float(high or base), source=source)
+
+
+def rental_cost_usd(gpu_hours: float, usd_per_gpu_hour: float) -> float:
+    """GPU-hours x USD per GPU-hour."""
+    if gpu_hours < 0:
+        raise ValueError(f"gpu_hours must be >= 0, got {gpu_hours!r}.")
+    return gpu_hours * usd_per_gpu_hour
+
+
+def cost_range_usd(gpu_hours: float, price: PriceRange) -> dict[str, float]:
+    """Cost of ``gpu_hours`` at the price and at the ends of its range."""
+    return {
+        "usd": rental_cost_usd(gpu_hours, price.usd_per_gpu_hour),
+        "usd_low": rental_cost_usd(gpu_hours, price.usd_per_gpu_hour_low),
+        "usd_high": rental_cost_usd(gpu_hours, price.usd_per_gpu_hour_high),
+    }
+
+
+def usd_per_million_tokens(num_gpus: float, usd_per_gpu_hour: float, tokens_per_s: float) -> float:
+    """USD per million tokens when ``num_gpus`` GPUs produce ``tokens_per_s`` tokens per second.
+
+    Returns ``inf`` when no tokens are produced.
+    """
+    if tokens_per_s <= 0:
+        return math.inf
+    usd_per_s = num_gpus * usd_per_gpu_hour / SECONDS_PER_HOUR
+    return usd_per_s / tokens_per_s * 1e6

@@ -1,0 +1,499 @@
+"""The SimPy serving simulation: arrivals, prefill batches, KV transfer, decode steps, completions.
+
+Events are batch steps and request arrivals/completions, never one event per token per request:
+a decode instance advances all its requests by one step per event; each request's finishing
+step is known when it joins the batch (its remaining tokens / expected tokens per step), and a
+heap pops it when that step is reached. The KV length of the batch is tracked as running sums,
+so a step costs O(requests finishing) plus one cached step-time look-up.
+
+Flows:
+
+* disaggregated: arrival -> least-loaded prefill instance (FIFO queue; batches of up to
+  ``max_tokens_per_gpu`` computed tokens per GPU) -> first token -> KV transfer over RDMA ->
+  least-loaded decode instance (FIFO queue; admitted while its KV cache has room for the whole
+  request and the batch cap allows) -> decode steps -> completion.
+* colocated: one queue per instance; each iteration runs every admitted decode request for one
+  step plus a chunk of pending prefill (chunked prefill, up to ``max_tokens_per_gpu`` tokens per
+  GPU), as vLLM and SGLang do.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import simpy
+
+from sim.serving.deployment import Deployment, InstanceSpec, kv_bytes_per_token, memory_plan
+from sim.serving.kvcache import KVCacheManager
+from sim.serving.metrics import RequestLog, WindowCounter
+from sim.serving.stepcost import StepCost, StepCostModel
+from sim.serving.workloads import Workload, draw_requests
+
+KV_BUCKET_TOKENS = 64  # decode step times are looked up at the mean KV length rounded to a KV page
+
+
+@dataclass
+class RoleStats:
+    """What one role's instances did inside the measurement window."""
+
+    busy_s: float = 0.0
+    steps: int = 0
+    batch_sum: float = 0.0
+    kv_blocked_steps: int = 0
+    bound_votes: dict[str, float] = field(default_factory=dict)
+    breakdown_s: dict[str, float] = field(default_factory=dict)
+    hit_s: float = 0.0  # prefill time attributable to cached prefixes
+
+    def record(self, cost: StepCost, t0: float, t1: float, window: tuple[float, float], batch: float) -> None:
+        if t1 <= window[0] or t0 >= window[1]:
+            return
+        frac = (min(t1, window[1]) - max(t0, window[0])) / (t1 - t0) if t1 > t0 else 1.0
+        self.busy_s += (t1 - t0) * frac
+        self.steps += 1
+        self.batch_sum += batch
+        self.bound_votes[cost.bound_by] = self.bound_votes.get(cost.bound_by, 0.0) + (t1 - t0) * frac
+        scale = (t1 - t0) * frac / cost.time_s if cost.time_s > 0 else 0.0
+        for k, v in cost.breakdown_s.items():
+            self.breakdown_s[k] = self.breakdown_s.get(k, 0.0) + v * scale
+
+
+class Simulation:
+    """One run. Build it, call :meth:`run`, read the counters and the request log."""
+
+    def __init__(self, model: Any, gpu: Any, deployment: Deployment, workload: Workload,
+                 duration_s: float, warmup_s: float, rng: np.random.Generator) -> None:
+        self.model = model
+        self.gpu = gpu
+        self.dep = deployment
+        self.wl = workload
+        self.rng = rng
+        self.env = simpy.Environment()
+        self.start_s = warmup_s
+        self.end_s = warmup_s + duration_s
+        self.window = (self.start_s, self.end_s)
+        self.log = RequestLog(capacity=max(1024, (workload.concurrency or 0) * 4))
+        self.input_tokens = WindowCounter(*self.window)
+        self.cached_input_tokens = WindowCounter(*self.window)
+        self.output_tokens = WindowCounter(*self.window)
+        self.completed_in_window = 0
+        self.events = 0
+        self.r = workload.tokens_per_decode_step
+        self.stats: dict[str, RoleStats] = {}
+        self._draw_buffer: list[tuple[int, int, int]] = []
+        self.prefill: list[PrefillInstance] = []
+        self.decode: list[DecodeInstance] = []
+        self.colocated: list[ColocatedInstance] = []
+        draft = workload.mtp_draft_tokens
+        if deployment.mode == "disaggregated":
+            assert deployment.prefill is not None and deployment.decode is not None
+            pcost = StepCostModel(model, gpu, deployment.prefill, draft, rng)
+            dcost = StepCostModel(model, gpu, deployment.decode, draft, rng)
+            self.stats["prefill"] = RoleStats()
+            self.stats["decode"] = RoleStats()
+            self.decode = [DecodeInstance(self, deployment.decode, dcost, i) for i in range(deployment.decode.instances)]
+            self.prefill = [PrefillInstance(self, deployment.prefill, pcost, i)
+                            for i in range(deployment.prefill.instances)]
+        else:
+            assert deployment.colocated is not None
+            ccost = StepCostModel(model, gpu, deployment.colocated, draft, rng)
+            self.stats["colocated"] = RoleStats()
+            self.colocated = [ColocatedInstance(self, deployment.colocated, ccost, i)
+                              for i in range(deployment.colocated.instances)]
+        self.max_request_tokens = min(i.kv.capacity_tokens for i in self.decode + self.colocated)  # type: ignore
+
+    # ---- requests -----------------------------------------------------------------------------
+    def _next_lengths(self) -> tuple[int, int, int]:
+        if not self._draw_buffer:
+            d = draw_requests(self.wl, self.rng, 4096)
+            self._draw_buffer = list(zip(d.input_len.tolist(), d.output_len.tolist(), d.cached_tokens.tolist(),
+                                         strict=True))
+            self._draw_buffer.reverse()
+        return self._draw_buffer.pop()
+
+    def new_request(self, lengths: tuple[int, int, int] | None = None) -> None:
+        n_in, n_out, cached = lengths if lengths is not None else self._next_lengths()
+        total = n_in + n_out
+        if total > self.max_request_tokens:
+            raise ValueError(
+                f"A request of {n_in} + {n_out} tokens needs more KV cache than one instance holds "
+                f"({self.max_request_tokens} tokens); shorten the lengths or use larger instances."
+            )
+        rid = self.log.new(self.env.now, n_in, n_out, cached)
+        self.events += 1
+        if self.prefill:
+            target = min(self.prefill, key=lambda p: p.queued_tokens)
+            target.submit(rid)
+        else:
+            target_c = min(self.colocated, key=lambda c: c.load)
+            target_c.submit(rid)
+
+    def to_decode(self, rids: list[int]) -> None:
+        for rid in rids:
+            target = min(self.decode, key=lambda d: d.load)
+            target.submit(rid)
+
+    def finished(self, rid: int) -> None:
+        now = self.env.now
+        self.log.mark("finish_s", rid, now)
+        self.events += 1
+        if self.start_s <= now <= self.end_s:
+            self.completed_in_window += 1
+        if self.wl.kind == "closed":
+            self.new_request()
+
+    # ---- sources --------------------------------------------------------------------------------
+    def _open_loop(self) -> Any:
+        rate = float(self.wl.arrival_rate_per_s or 0.0)
+        while True:
+            gaps = self.rng.exponential(1.0 / rate, 4096)
+            for gap in gaps:
+                yield self.env.timeout(float(gap))
+                self.new_request()
+
+    def _trace(self) -> Any:
+        assert self.wl.trace is not None
+        n = len(self.wl.trace)
+        cached = np.floor(self.wl.cache_hit_rate * np.array([r.input_len for r in self.wl.trace])
+                          + self.rng.random(n)).astype(int)
+        for row, c in zip(self.wl.trace, cached, strict=True):
+            delay = row.arrival_time_s - self.env.now
+            if delay > 0:
+                yield self.env.timeout(delay)
+            self.new_request((row.input_len, row.output_len, min(int(c), row.input_len - 1)))
+
+    def run(self) -> None:
+        if self.wl.kind == "closed":
+            for _ in range(int(self.wl.concurrency or 0)):
+                self.new_request()
+        elif self.wl.kind == "open":
+            self.env.process(self._open_loop())
+        else:
+            self.env.process(self._trace())
+        self.env.run(until=self.end_s)
+
+    def count_output(self, tokens: float, t0: float, t1: float) -> None:
+        self.output_tokens.add(tokens, t0, t1)
+
+
+class _DecodeBatch:
+    """Running decode requests with O(1) KV-length bookkeeping.
+
+    A request that joins at step s0 with KV length len0 has length len0 + r (s - s0) at step s, so the
+    batch's total KV length is S0 + r (n s - Sstart) with S0 = sum len0 and Sstart = sum s0.
+    """
+
+    def __init__(self, r: float) -> None:
+        self.r = r
+        self.step = 0
+        self.heap: list[tuple[int, int]] = []
+        self.len0: dict[int, int] = {}
+        self.start: dict[int, int] = {}
+        self.sum_len0 = 0
+        self.sum_start = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.len0)
+
+    def join(self, rid: int, kv_len: int, tokens_left: int) -> None:
+        steps = int(math.ceil(tokens_left / self.r)) if tokens_left > 0 else 0
+        heapq.heappush(self.heap, (self.step + steps, rid))
+        self.len0[rid] = kv_len
+        self.start[rid] = self.step
+        self.sum_len0 += kv_len
+        self.sum_start += self.step
+
+    def mean_kv(self) -> float:
+        n = self.size
+        return (self.sum_len0 + self.r * (n * self.step - self.sum_start)) / n if n else 0.0
+
+    def pop_done(self) -> list[tuple[int, int]]:
+        """(rid, steps it ran) of requests whose last step has run."""
+        out = []
+        while self.heap and self.heap[0][0] <= self.step:
+            _, rid = heapq.heappop(self.heap)
+            s0 = self.start.pop(rid)
+            self.sum_start -= s0
+            self.sum_len0 -= self.len0.pop(rid)
+            out.append((rid, self.step - s0))
+        return out
+
+
+class PrefillInstance:
+    def __init__(self, sim: Simulation, spec: InstanceSpec, cost: StepCostModel, index: int) -> None:
+        self.sim = sim
+        self.spec = spec
+        self.cost = cost
+        self.queue: deque[int] = deque()
+        self.queued_tokens = 0
+        self.wake = sim.env.event()
+        self.budget = spec.max_tokens_per_gpu * spec.attn_dp
+        self.kv_bytes_per_token = kv_bytes_per_token(sim.model, spec.kv_dtype)
+        self.stats = sim.stats["prefill"]
+        sim.env.process(self.run())
+
+    def submit(self, rid: int) -> None:
+        self.queue.append(rid)
+        log = self.sim.log
+        self.queued_tokens += int(log.input_len[rid] - log.cached_tokens[rid])
+        if not self.wake.triggered:
+            self.wake.succeed()
+
+    def run(self) -> Any:
+        env = self.sim.env
+        log = self.sim.log
+        layers = self.cost.num_layers
+        while True:
+            if not self.queue:
+                self.wake = env.event()
+                yield self.wake
+            batch: list[int] = []
+            computed = 0
+            while self.queue:
+                rid = self.queue[0]
+                n_new = int(log.input_len[rid] - log.cached_tokens[rid])
+                if batch and computed + n_new > self.budget:
+                    break
+                self.queue.popleft()
+                batch.append(rid)
+                computed += n_new
+            self.queued_tokens -= computed
+            t0 = env.now
+            attn = 0.0
+            attn_no_prefix = 0.0
+            longest = 0
+            in_tokens = 0
+            cached_tokens = 0
+            for rid in batch:
+                log.mark("prefill_start_s", rid, t0)
+                n_in = int(log.input_len[rid])
+                c = int(log.cached_tokens[rid])
+                n_new = n_in - c
+                nb, cb = _bucket(n_new), _bucket(c) if c else 0
+                attn += self.cost.prefill_attention(nb, cb)
+                if c:
+                    attn_no_prefix += self.cost.prefill_attention(nb, 0)
+                else:
+                    attn_no_prefix += self.cost.prefill_attention(nb, 0)
+                longest = max(longest, n_new)
+                in_tokens += n_in
+                cached_tokens += c
+            dp = self.spec.attn_dp
+            tokens_per_gpu = max(int(math.ceil(computed / dp)), longest)
+            attn_per_gpu = max(attn / dp, attn / len(batch))
+            step = self.cost.prefill_step(tokens_per_gpu, attn_per_gpu)
+            yield env.timeout(step.time_s)
+            t1 = env.now
+            self.sim.events += 1
+            self.stats.record(step, t0, t1, self.sim.window, len(batch))
+            hit_share = min(1.0, max(0.0, (attn - attn_no_prefix) / dp * layers / step.time_s)) if step.time_s else 0.0
+            if t1 > self.sim.start_s and t0 < self.sim.end_s:
+                frac = (min(t1, self.sim.end_s) - max(t0, self.sim.start_s)) / (t1 - t0)
+                self.stats.hit_s += hit_share * (t1 - t0) * frac
+            self.sim.input_tokens.add(in_tokens, t0, t1)
+            self.sim.cached_input_tokens.add(cached_tokens, t0, t1)
+            self.sim.count_output(len(batch), t1, t1)
+            to_decode = []
+            kv_bytes = 0.0
+            for rid in batch:
+                log.mark("first_token_s", rid, t1)
+                if log.output_len[rid] <= 1:
+                    self.sim.finished(rid)
+                else:
+                    to_decode.append(rid)
+                    kv_bytes += float(log.input_len[rid]) * self.kv_bytes_per_token
+            if to_decode:
+                delay = self.cost.kv_transfer_time(kv_bytes / dp)
+                env.process(self._transfer(to_decode, delay))
+
+    def _transfer(self, rids: list[int], delay: float) -> Any:
+        if delay > 0:
+            yield self.sim.env.timeout(delay)
+        self.sim.to_decode(rids)
+
+
+def _bucket(tokens: int) -> int:
+    """Round a token count up to a whole KV page (cache key for operator times)."""
+    return max(KV_BUCKET_TOKENS, int(math.ceil(tokens / KV_BUCKET_TOKENS)) * KV_BUCKET_TOKENS)
+
+
+class DecodeInstance:
+    def __init__(self, sim: Simulation, spec: InstanceSpec, cost: StepCostModel, index: int) -> None:
+        self.sim = sim
+        self.spec = spec
+        self.cost = cost
+        self.plan = memory_plan(sim.model, sim.gpu, spec, sim.wl.mtp_draft_tokens)
+        self.kv = KVCacheManager(self.plan.kv_capacity_tokens)
+        self.waiting: deque[int] = deque()
+        self.batch = _DecodeBatch(sim.r)
+        self.max_batch = (spec.max_batch_per_gpu or 10**9) * spec.attn_dp
+        self.wake = sim.env.event()
+        self.stats = sim.stats["decode"]
+        sim.env.process(self.run())
+
+    @property
+    def load(self) -> int:
+        return self.batch.size + len(self.waiting)
+
+    def submit(self, rid: int) -> None:
+        self.waiting.append(rid)
+        if not self.wake.triggered:
+            self.wake.succeed()
+
+    def _admit(self) -> bool:
+        """Admit waiting requests in order; True when one is held back by the KV cache."""
+        log = self.sim.log
+        now = self.sim.env.now
+        while self.waiting and self.batch.size < self.max_batch:
+            rid = self.waiting[0]
+            footprint = int(log.input_len[rid] + log.output_len[rid])
+            if not self.kv.reserve(footprint):
+                return True
+            self.waiting.popleft()
+            log.mark("decode_admit_s", rid, now)
+            self.batch.join(rid, int(log.input_len[rid]) + 1, int(log.output_len[rid]) - 1)
+        return False
+
+    def run(self) -> Any:
+        env = self.sim.env
+        log = self.sim.log
+        dp = self.spec.attn_dp
+        while True:
+            blocked = self._admit()
+            if self.batch.size == 0:
+                self.wake = env.event()
+                yield self.wake
+                continue
+            n = self.batch.size
+            b_gpu = int(math.ceil(n / dp))
+            kv = _bucket(int(round(self.batch.mean_kv())))
+            step = self.cost.decode_step(b_gpu, kv)
+            t0 = env.now
+            yield env.timeout(step.time_s)
+            t1 = env.now
+            self.sim.events += 1
+            self.batch.step += 1
+            self.stats.record(step, t0, t1, self.sim.window, n)
+            if blocked and t0 >= self.sim.start_s:
+                self.stats.kv_blocked_steps += 1
+            self.sim.count_output(n * self.sim.r, t0, t1)
+            for rid, steps in self.batch.pop_done():
+                overshoot = steps * self.sim.r - (int(log.output_len[rid]) - 1)
+                self.sim.count_output(-overshoot, t1, t1)
+                self.kv.release(int(log.input_len[rid] + log.output_len[rid]))
+                self.sim.finished(rid)
+
+
+class ColocatedInstance:
+    """Continuous batching with chunked prefill on one instance."""
+
+    def __init__(self, sim: Simulation, spec: InstanceSpec, cost: StepCostModel, index: int) -> None:
+        self.sim = sim
+        self.spec = spec
+        self.cost = cost
+        self.plan = memory_plan(sim.model, sim.gpu, spec, sim.wl.mtp_draft_tokens)
+        self.kv = KVCacheManager(self.plan.kv_capacity_tokens)
+        self.waiting: deque[int] = deque()
+        self.prefilling: deque[list[int]] = deque()  # [rid, tokens still to compute]
+        self.batch = _DecodeBatch(sim.r)
+        self.max_batch = (spec.max_batch_per_gpu or 10**9) * spec.attn_dp
+        self.budget = spec.max_tokens_per_gpu * spec.attn_dp
+        self.wake = sim.env.event()
+        self.stats = sim.stats["colocated"]
+        sim.env.process(self.run())
+
+    @property
+    def load(self) -> int:
+        return self.batch.size + len(self.waiting) + len(self.prefilling)
+
+    def submit(self, rid: int) -> None:
+        self.waiting.append(rid)
+        if not self.wake.triggered:
+            self.wake.succeed()
+
+    def _admit(self) -> bool:
+        log = self.sim.log
+        now = self.sim.env.now
+        while self.waiting and self.batch.size + len(self.prefilling) < self.max_batch:
+            rid = self.waiting[0]
+            if not self.kv.reserve(int(log.input_len[rid] + log.output_len[rid])):
+                return True
+            self.waiting.popleft()
+            log.mark("prefill_start_s", rid, now)
+            self.prefilling.append([rid, int(log.input_len[rid] - log.cached_tokens[rid])])
+        return False
+
+    def run(self) -> Any:
+        env = self.sim.env
+        log = self.sim.log
+        dp = self.spec.attn_dp
+        while True:
+            blocked = self._admit()
+            if self.batch.size == 0 and not self.prefilling:
+                self.wake = env.event()
+                yield self.wake
+                continue
+            # the prefill chunk of this iteration
+            budget = self.budget
+            chunk: list[tuple[int, int, bool]] = []  # rid, tokens this iteration, completes
+            attn = 0.0
+            for entry in self.prefilling:
+                if budget <= 0:
+                    break
+                rid, left = entry
+                take = min(left, budget)
+                done_before = int(log.input_len[rid]) - left
+                attn += self.cost.prefill_attention(_bucket(take), _bucket(done_before) if done_before else 0)
+                chunk.append((rid, take, take == left))
+                budget -= take
+            chunk_tokens = sum(c[1] for c in chunk)
+            n = self.batch.size
+            b_gpu = int(math.ceil(n / dp))
+            kv = _bucket(int(round(self.batch.mean_kv()))) if n else 0
+            p_gpu = int(math.ceil(chunk_tokens / dp))
+            attn_gpu = max(attn / dp, attn / len(chunk)) if chunk else 0.0
+            step = self.cost.mixed_step(b_gpu, kv, p_gpu, attn_gpu)
+            t0 = env.now
+            yield env.timeout(step.time_s)
+            t1 = env.now
+            self.sim.events += 1
+            self.stats.record(step, t0, t1, self.sim.window, n)
+            decode_tokens = n * (1 + self.sim.wl.mtp_draft_tokens)
+            share = chunk_tokens / (chunk_tokens + decode_tokens) if chunk_tokens + decode_tokens else 0.0
+            if t1 > self.sim.start_s and t0 < self.sim.end_s:
+                frac = (min(t1, self.sim.end_s) - max(t0, self.sim.start_s)) / (t1 - t0)
+                self.stats.hit_s += 0.0
+                self.stats.breakdown_s["prefill_share_s"] = (
+                    self.stats.breakdown_s.get("prefill_share_s", 0.0) + share * (t1 - t0) * frac)
+            if blocked and t0 >= self.sim.start_s:
+                self.stats.kv_blocked_steps += 1
+            if n:
+                self.batch.step += 1
+                self.sim.count_output(n * self.sim.r, t0, t1)
+                for rid, steps in self.batch.pop_done():
+                    overshoot = steps * self.sim.r - (int(log.output_len[rid]) - 1)
+                    self.sim.count_output(-overshoot, t1, t1)
+                    self.kv.release(int(log.input_len[rid] + log.output_len[rid]))
+                    self.sim.finished(rid)
+            for rid, take, completes in chunk:
+                head = self.prefilling[0]
+                if completes:
+                    self.prefilling.popleft()
+                    n_in = int(log.input_len[rid])
+                    self.sim.input_tokens.add(n_in, t1, t1)
+                    self.sim.cached_input_tokens.add(int(log.cached_tokens[rid]), t1, t1)
+                    log.mark("first_token_s", rid, t1)
+                    self.sim.count_output(1, t1, t1)
+                    if log.output_len[rid] <= 1:
+                        self.kv.release(int(log.input_len[rid] + log.output_len[rid]))
+                        self.sim.finished(rid)
+                    else:
+                        log.mark("decode_admit_s", rid, t1)
+                        self.batch.join(rid, n_in + 1, int(log.output_len[rid]) - 1)
+                else:
+                    head[1] -= take
