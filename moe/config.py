@@ -1,0 +1,771 @@
+"""Model configurations: a Hugging Face ``config.json`` becomes a frozen :class:`MoEModel`.
+
+Field names follow Hugging Face where one exists. The parser dispatches on ``model_type`` (or, when
+that is absent, on ``architectures``); unknown keys are ignored because real configs carry many
+(tokenizer ids, rope scaling, quantisation...). Missing required fields and non-positive, NaN or
+non-integer sizes raise :class:`ValueError` with a sentence naming the field.
+
+Accounting (parameters, FLOPs, KV cache, memory) lives in :mod:`moe.accounting`; the per-layer
+operator list in :mod:`moe.ops`. The methods on :class:`MoEModel` are thin wrappers around them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from moe import accounting
+
+__all__ = [
+    "AttentionSpec",
+    "MoEModel",
+    "SUPPORTED_MODEL_TYPES",
+    "from_hf_config",
+]
+
+# model_type -> family parser name. Architectures map onto the same model types.
+SUPPORTED_MODEL_TYPES: dict[str, str] = {
+    "deepseek_v2": "deepseek",
+    "deepseek_v3": "deepseek",
+    "deepseek_v32": "deepseek",
+    "deepseek_v4": "deepseek_v4",
+    "mixtral": "mixtral",
+    "qwen2_moe": "qwen_moe",
+    "qwen3_moe": "qwen_moe",
+    "gpt_oss": "gpt_oss",
+}
+
+_ARCHITECTURES: dict[str, str] = {
+    "DeepseekV2ForCausalLM": "deepseek_v2",
+    "DeepseekV3ForCausalLM": "deepseek_v3",
+    "DeepseekV32ForCausalLM": "deepseek_v32",
+    "DeepseekV4ForCausalLM": "deepseek_v4",
+    "MixtralForCausalLM": "mixtral",
+    "Qwen2MoeForCausalLM": "qwen2_moe",
+    "Qwen3MoeForCausalLM": "qwen3_moe",
+    "GptOssForCausalLM": "gpt_oss",
+}
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """Shape of one model's attention.
+
+    ``kind``: "mha" (num_kv_heads == num_heads), "gqa" (fewer KV heads), "mla" (DeepSeek multi-head
+    latent attention, V2/V3; with ``index_topk`` set it is V3.2's DeepSeek Sparse Attention), "csa"
+    (DeepSeek-V4: one shared 512-d KV head, a sliding window of raw entries, and per-layer KV
+    compression with ``compress_ratios``; ratio-4 layers select ``index_topk`` compressed entries
+    with a lightning indexer, ratio-128 layers attend to all compressed entries, ratio 0 is
+    window-only).
+
+    ``layer_windows`` gives each main layer's sliding window in tokens (None = full attention).
+    """
+
+    kind: str
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    qk_nope_head_dim: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
+    sliding_window: int | None = None
+    layer_windows: tuple[int | None, ...] = ()
+    qkv_bias: bool = False
+    o_bias: bool = False
+    qk_norm: bool = False
+    sinks: bool = False
+    index_n_heads: int = 0
+    index_head_dim: int = 0
+    index_topk: int = 0
+    o_groups: int = 0
+    o_lora_rank: int = 0
+    compress_ratios: tuple[int, ...] = ()
+    mtp_compress_ratio: int = 0
+
+    @property
+    def qk_head_dim(self) -> int:
+        """Query/key width per head used by the score product (MLA: nope + rope)."""
+        if self.kind == "mla":
+            return self.qk_nope_head_dim + self.qk_rope_head_dim
+        return self.head_dim
+
+    @property
+    def value_head_dim(self) -> int:
+        """Value width per head."""
+        if self.kind == "mla":
+            return self.v_head_dim
+        return self.head_dim
+
+    def window(self, layer: int) -> int | None:
+        """Sliding window of main layer ``layer`` in tokens, or None for full attention."""
+        if self.layer_windows:
+            return self.layer_windows[layer]
+        return self.sliding_window
+
+    def compress_ratio(self, layer: int) -> int:
+        """KV compression ratio of main layer ``layer`` (0: none). Only "csa" models compress."""
+        if self.kind != "csa":
+            return 0
+        return self.compress_ratios[layer]
+
+    def has_indexer(self, layer: int) -> bool:
+        """Whether ``layer`` runs a lightning indexer (V3.2 DSA: every layer; V4: ratio-4 layers)."""
+        if self.kind == "mla":
+            return self.index_topk > 0
+        if self.kind == "csa":
+            return self.compress_ratios[layer] == 4
+        return False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class MoEModel:
+    """A Mixture-of-Experts (or dense) decoder, in Hugging Face field names.
+
+    Counts follow ``DESIGN.md``: ``total_params`` and ``active_params`` exclude the MTP modules
+    (itemised in ``params_breakdown["mtp"]``); ``active_params`` includes embedding, output head and
+    router. See :mod:`moe.accounting` for the formulas and their sources.
+    """
+
+    name: str
+    architecture: str
+    hidden_size: int
+    num_layers: int
+    vocab_size: int
+    tie_word_embeddings: bool
+    intermediate_size: int
+    moe_intermediate_size: int
+    num_routed_experts: int
+    num_shared_experts: int
+    experts_per_token: int
+    attention: AttentionSpec
+    moe_layers: tuple[bool, ...]
+    shared_expert_intermediate_size: int = 0
+    shared_expert_gate: bool = False
+    n_group: int = 1
+    topk_group: int = 1
+    scoring_func: str = "softmax"
+    router_bias: bool = False
+    expert_bias: bool = False
+    num_hash_layers: int = 0
+    hc_mult: int = 0
+    num_mtp_modules: int = 0
+    max_position_embeddings: int = 0
+    expert_dtype: str = "bf16"
+    source: str = ""
+    notes: tuple[str, ...] = ()
+    hf_config: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    # ---- shape -------------------------------------------------------------------------------
+    @property
+    def num_dense_layers(self) -> int:
+        """Main layers whose FFN is a dense MLP."""
+        return sum(1 for is_moe in self.moe_layers if not is_moe)
+
+    @property
+    def num_moe_layers(self) -> int:
+        """Main layers whose FFN is a Mixture of Experts."""
+        return sum(1 for is_moe in self.moe_layers if is_moe)
+
+    def is_moe_layer(self, layer: int) -> bool:
+        self._check_layer(layer)
+        return self.moe_layers[layer]
+
+    def _check_layer(self, layer: int) -> None:
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < self.num_layers:
+            raise ValueError(
+                f"layer must be an integer from 0 to {self.num_layers - 1} for {self.name}; got {layer!r}."
+            )
+
+    # ---- parameters --------------------------------------------------------------------------
+    @cached_property
+    def params_breakdown(self) -> dict[str, int]:
+        """Parameters by component (total, MTP itemised separately under "mtp")."""
+        return accounting.params_breakdown(self)
+
+    @cached_property
+    def active_params_breakdown(self) -> dict[str, int]:
+        """Parameters one token uses, by component (MTP excluded)."""
+        return accounting.active_params_breakdown(self)
+
+    @cached_property
+    def total_params(self) -> int:
+        """All parameters except the MTP modules (DESIGN.md convention)."""
+        return sum(v for k, v in self.params_breakdown.items() if k != "mtp")
+
+    @cached_property
+    def active_params(self) -> int:
+        """Parameters used per token: embedding, head and router included, MTP excluded."""
+        return sum(self.active_params_breakdown.values())
+
+    @property
+    def active_non_embedding_params(self) -> int:
+        """Active parameters minus the input embedding (output head kept)."""
+        return self.active_params - self.params_breakdown["embedding"]
+
+    @property
+    def mtp_params(self) -> int:
+        """Parameters of the multi-token-prediction modules (embedding and head shared, not counted)."""
+        return self.params_breakdown["mtp"]
+
+    # ---- FLOPs -------------------------------------------------------------------------------
+    def forward_flops_per_token(
+        self, context_len: int = 4096, causal: bool = True
+    ) -> accounting.FlopsBreakdown:
+        """Forward FLOP per token, averaged over a sequence of ``context_len`` (see accounting)."""
+        return accounting.forward_flops_per_token(self, context_len, causal)
+
+    def attention_flops_per_token(self, context_len: int = 4096, causal: bool = True) -> float:
+        """Forward score + value (and indexer score) FLOP per token, averaged over the sequence."""
+        return accounting.attention_flops_per_token(self, context_len, causal)
+
+    def training_flops_per_token(self, seq_len: int = 4096, causal: bool = True) -> float:
+        """6 x active non-embedding params + 3 x forward attention FLOP at ``seq_len`` (DESIGN.md)."""
+        return accounting.training_flops_per_token(self, seq_len, causal)
+
+    # ---- memory ------------------------------------------------------------------------------
+    def kv_cache_bytes_per_token(self, dtype: str = "bf16", context_len: int = 4096) -> float:
+        """KV-cache bytes per token at ``context_len`` (total cache / context_len; MTP excluded)."""
+        return accounting.kv_cache_bytes_per_token(self, dtype, context_len)
+
+    def kv_cache_breakdown(self, dtype: str = "bf16", context_len: int = 4096) -> dict[str, float]:
+        """KV-cache bytes per token by part (attention entries, indexer keys, compressor state)."""
+        return accounting.kv_cache_breakdown(self, dtype, context_len)
+
+    def memory_bytes(self, recipe: str = "bf16", include_mtp: bool = True) -> accounting.MemoryBreakdown:
+        """Weight, gradient, master-weight and optimizer bytes for a precision recipe."""
+        return accounting.memory_bytes(self, recipe, include_mtp)
+
+    def weight_bytes(self, recipe: str = "bf16", include_mtp: bool = True) -> float:
+        """Bytes of the weights as served under ``recipe`` (see accounting.memory_bytes)."""
+        return accounting.memory_bytes(self, recipe, include_mtp).weights_bytes
+
+    # ---- operators ---------------------------------------------------------------------------
+    def layer_ops(
+        self, layer: int, num_tokens: int, context_len: int, phase: str = "forward", **kwargs: Any
+    ) -> list:
+        """Operators of main layer ``layer`` for ``num_tokens`` tokens (see :func:`moe.ops.layer_ops`)."""
+        from moe import ops
+
+        return ops.layer_ops(self, layer, num_tokens, context_len, phase, **kwargs)
+
+    def head_ops(self, num_tokens: int, phase: str = "forward", **kwargs: Any) -> list:
+        """Embedding lookup, final norm and output head (see :func:`moe.ops.head_ops`)."""
+        from moe import ops
+
+        return ops.head_ops(self, num_tokens, phase, **kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data view: the configuration plus the headline accounting."""
+        out: dict[str, Any] = {}
+        for k, v in self.__dict__.items():
+            if k in ("hf_config",) or k.startswith("_") or k in _CACHED:
+                continue
+            if isinstance(v, AttentionSpec):
+                out[k] = v.to_dict()
+            elif isinstance(v, tuple):
+                out[k] = list(v)
+            else:
+                out[k] = v
+        out["num_dense_layers"] = self.num_dense_layers
+        out["num_moe_layers"] = self.num_moe_layers
+        out["total_params"] = self.total_params
+        out["active_params"] = self.active_params
+        out["params_breakdown"] = dict(self.params_breakdown)
+        return out
+
+
+_CACHED = {"params_breakdown", "active_params_breakdown", "total_params", "active_params"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------------------------
+
+
+class _Fields:
+    """Typed, validated access to a raw config dict; every error names the field."""
+
+    def __init__(self, raw: Mapping[str, Any], what: str):
+        self.raw = raw
+        self.what = what
+
+    def has(self, key: str) -> bool:
+        return key in self.raw and self.raw[key] is not None
+
+    def first_key(self, *keys: str) -> str | None:
+        for k in keys:
+            if self.has(k):
+                return k
+        return None
+
+    def size(self, *keys: str, default: int | None = None, allow_zero: bool = False) -> int:
+        """A positive integer size from the first of ``keys`` present."""
+        key = self.first_key(*keys)
+        if key is None:
+            if default is not None:
+                return default
+            names = " or ".join(repr(k) for k in keys)
+            raise ValueError(f"{self.what} config is missing required field {names}.")
+        return _as_size(self.raw[key], key, self.what, allow_zero=allow_zero)
+
+    def optional_size(self, key: str) -> int:
+        """A size that may be absent or null (0 then), e.g. V2-Lite's q_lora_rank."""
+        if not self.has(key):
+            return 0
+        return _as_size(self.raw[key], key, self.what, allow_zero=True)
+
+    def flag(self, key: str, default: bool) -> bool:
+        if not self.has(key):
+            return default
+        value = self.raw[key]
+        if not isinstance(value, bool):
+            raise ValueError(f"{self.what} config field {key!r} must be true or false; got {value!r}.")
+        return value
+
+    def text(self, key: str, default: str) -> str:
+        if not self.has(key):
+            return default
+        value = self.raw[key]
+        if not isinstance(value, str):
+            raise ValueError(f"{self.what} config field {key!r} must be a string; got {value!r}.")
+        return value
+
+
+def _as_size(value: Any, key: str, what: str, allow_zero: bool = False) -> int:
+    lowest = "zero or a positive integer" if allow_zero else "a positive integer"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{what} config field {key!r} must be {lowest}; got {value!r}.")
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise ValueError(f"{what} config field {key!r} must be {lowest}; got {value!r}.")
+        value = int(value)
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{what} config field {key!r} must be {lowest}; got {value!r}.")
+    return int(value)
+
+
+def _resolve_model_type(raw: Mapping[str, Any]) -> str:
+    supported = sorted(SUPPORTED_MODEL_TYPES)
+    model_type = raw.get("model_type")
+    if isinstance(model_type, str) and model_type in SUPPORTED_MODEL_TYPES:
+        return model_type
+    archs = raw.get("architectures") or []
+    if isinstance(archs, str):
+        archs = [archs]
+    for arch in archs if isinstance(archs, list) else []:
+        if arch in _ARCHITECTURES:
+            return _ARCHITECTURES[arch]
+    named = model_type if model_type else (archs[0] if archs else None)
+    if named is None:
+        raise ValueError(
+            "config has neither 'model_type' nor 'architectures', so its architecture is unknown; "
+            f"supported model types: {', '.join(supported)}."
+        )
+    raise ValueError(
+        f"unsupported architecture {named!r} (model_type={model_type!r}, architectures={archs!r}); "
+        f"supported model types: {', '.join(supported)} "
+        f"(architectures: {', '.join(sorted(_ARCHITECTURES))})."
+    )
+
+
+def _load(path_or_dict: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    if isinstance(path_or_dict, Mapping):
+        return dict(path_or_dict), "dict"
+    if not isinstance(path_or_dict, str | Path):
+        raise ValueError(
+            f"from_hf_config takes a path to a config.json or a dict; got {type(path_or_dict).__name__}."
+        )
+    path = Path(path_or_dict)
+    if path.is_dir():
+        path = path / "config.json"
+    if not path.is_file():
+        raise ValueError(f"no config file at {str(path)!r}; pass a config.json path, its folder, or a dict.")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{str(path)!r} is not valid JSON: {exc}.") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{str(path)!r} must hold a JSON object, not {type(raw).__name__}.")
+    return raw, str(path)
+
+
+def from_hf_config(path_or_dict: str | Path | Mapping[str, Any], name: str | None = None) -> MoEModel:
+    """Build a :class:`MoEModel` from a Hugging Face ``config.json`` (path, folder or dict).
+
+    Supported: DeepSeek-V2/V2-Lite/V3/V3.2/V4, Mixtral, Qwen2-MoE, Qwen3-MoE, gpt-oss. A config
+    that nests its text model under ``text_config`` is read from there.
+    """
+    raw, origin = _load(path_or_dict)
+    if "text_config" in raw and isinstance(raw["text_config"], Mapping) and "hidden_size" not in raw:
+        inner = dict(raw["text_config"])
+        inner.setdefault("architectures", raw.get("architectures"))
+        raw = inner
+    model_type = _resolve_model_type(raw)
+    family = SUPPORTED_MODEL_TYPES[model_type]
+    if name is None:
+        name = str(raw.get("_name") or raw.get("_name_or_path") or model_type)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"model name must be a non-empty string; got {name!r}.")
+    parser = _PARSERS[family]
+    source = str(raw.get("_source", origin))
+    return parser(raw, model_type, name, source)
+
+
+def _common_tail(f: _Fields) -> dict[str, Any]:
+    return {
+        "tie_word_embeddings": f.flag("tie_word_embeddings", False),
+        "max_position_embeddings": f.size("max_position_embeddings", default=0, allow_zero=True),
+    }
+
+
+def _check_topk(what: str, experts: int, top_k: int) -> None:
+    if top_k > experts:
+        raise ValueError(
+            f"{what} config routes each token to {top_k} experts but has only {experts}; "
+            "num_experts_per_tok must not exceed the number of routed experts."
+        )
+
+
+def _parse_deepseek(raw: Mapping[str, Any], model_type: str, name: str, source: str) -> MoEModel:
+    what = {"deepseek_v2": "DeepSeek-V2", "deepseek_v3": "DeepSeek-V3", "deepseek_v32": "DeepSeek-V3.2"}[
+        model_type
+    ]
+    f = _Fields(raw, what)
+    hidden = f.size("hidden_size")
+    layers = f.size("num_hidden_layers")
+    heads = f.size("num_attention_heads")
+    experts = f.size("n_routed_experts")
+    top_k = f.size("num_experts_per_tok")
+    _check_topk(what, experts, top_k)
+    first_dense = f.size("first_k_dense_replace", default=0, allow_zero=True)
+    freq = f.size("moe_layer_freq", default=1)
+    if first_dense > layers:
+        raise ValueError(
+            f"{what} config has first_k_dense_replace={first_dense} but only {layers} layers; "
+            "it must not exceed num_hidden_layers."
+        )
+    moe_layers = tuple(i >= first_dense and i % freq == 0 for i in range(layers))
+    index_topk = f.optional_size("index_topk")
+    index_heads = f.optional_size("index_n_heads") if index_topk else 0
+    index_dim = f.optional_size("index_head_dim") if index_topk else 0
+    if index_topk and (index_heads == 0 or index_dim == 0):
+        raise ValueError(
+            f"{what} config sets index_topk={index_topk} but not a positive 'index_n_heads' and "
+            "'index_head_dim'; the sparse-attention indexer needs both."
+        )
+    attention = AttentionSpec(
+        kind="mla",
+        num_heads=heads,
+        num_kv_heads=heads,
+        head_dim=f.size("qk_nope_head_dim") + f.size("qk_rope_head_dim"),
+        q_lora_rank=f.optional_size("q_lora_rank"),
+        kv_lora_rank=f.size("kv_lora_rank"),
+        qk_nope_head_dim=f.size("qk_nope_head_dim"),
+        qk_rope_head_dim=f.size("qk_rope_head_dim"),
+        v_head_dim=f.size("v_head_dim"),
+        layer_windows=tuple([None] * layers),
+        qkv_bias=f.flag("attention_bias", False),
+        o_bias=f.flag("attention_bias", False),
+        index_n_heads=index_heads,
+        index_head_dim=index_dim,
+        index_topk=index_topk,
+    )
+    topk_method = f.text("topk_method", "greedy")
+    return MoEModel(
+        name=name,
+        architecture=model_type,
+        hidden_size=hidden,
+        num_layers=layers,
+        vocab_size=f.size("vocab_size"),
+        intermediate_size=f.size("intermediate_size")
+        if first_dense
+        else f.size("intermediate_size", default=0, allow_zero=True),
+        moe_intermediate_size=f.size("moe_intermediate_size"),
+        num_routed_experts=experts,
+        num_shared_experts=f.size("n_shared_experts", default=0, allow_zero=True),
+        shared_expert_intermediate_size=f.size("n_shared_experts", default=0, allow_zero=True)
+        * f.size("moe_intermediate_size"),
+        experts_per_token=top_k,
+        attention=attention,
+        moe_layers=moe_layers,
+        n_group=f.size("n_group", default=1),
+        topk_group=f.size("topk_group", default=1),
+        scoring_func=f.text("scoring_func", "softmax"),
+        # noaux_tc keeps a per-expert score-correction bias (HF: e_score_correction_bias).
+        router_bias=topk_method == "noaux_tc",
+        num_mtp_modules=f.size("num_nextn_predict_layers", default=0, allow_zero=True),
+        source=source,
+        hf_config=MappingProxyType(dict(raw)),
+        **_common_tail(f),
+    )
+
+
+def _parse_deepseek_v4(raw: Mapping[str, Any], model_type: str, name: str, source: str) -> MoEModel:
+    what = "DeepSeek-V4"
+    f = _Fields(raw, what)
+    hidden = f.size("hidden_size")
+    layers = f.size("num_hidden_layers")
+    heads = f.size("num_attention_heads")
+    experts = f.size("n_routed_experts")
+    top_k = f.size("num_experts_per_tok")
+    _check_topk(what, experts, top_k)
+    mtp = f.size("num_nextn_predict_layers", default=0, allow_zero=True)
+    if not f.has("compress_ratios"):
+        raise ValueError(f"{what} config is missing required field 'compress_ratios'.")
+    ratios_raw = raw["compress_ratios"]
+    if not isinstance(ratios_raw, Sequence) or isinstance(ratios_raw, str):
+        raise ValueError(f"{what} config field 'compress_ratios' must be a list of integers, one per layer.")
+    ratios = [_as_size(r, "compress_ratios", what, allow_zero=True) for r in ratios_raw]
+    if len(ratios) < layers:
+        raise ValueError(
+            f"{what} config lists {len(ratios)} compress_ratios for {layers} layers; "
+            "it needs one per layer (plus one per MTP module)."
+        )
+    window = f.size("sliding_window")
+    head_dim = f.size("head_dim")
+    rope = f.size("qk_rope_head_dim")
+    if rope >= head_dim:
+        raise ValueError(
+            f"{what} config has qk_rope_head_dim={rope} >= head_dim={head_dim}; it must be smaller."
+        )
+    o_groups = f.size("o_groups")
+    if heads % o_groups:
+        raise ValueError(f"{what} config: num_attention_heads={heads} must divide by o_groups={o_groups}.")
+    needs_indexer = any(r == 4 for r in ratios[:layers])
+    attention = AttentionSpec(
+        kind="csa",
+        num_heads=heads,
+        num_kv_heads=f.size("num_key_value_heads", default=1),
+        head_dim=head_dim,
+        q_lora_rank=f.size("q_lora_rank"),
+        qk_nope_head_dim=head_dim - rope,
+        qk_rope_head_dim=rope,
+        v_head_dim=head_dim,
+        sliding_window=window,
+        layer_windows=tuple([window] * layers),
+        sinks=True,  # attn_sink, one per head (reference inference/model.py)
+        index_n_heads=f.size("index_n_heads") if needs_indexer else 0,
+        index_head_dim=f.size("index_head_dim") if needs_indexer else 0,
+        index_topk=f.size("index_topk") if needs_indexer else 0,
+        o_groups=o_groups,
+        o_lora_rank=f.size("o_lora_rank"),
+        compress_ratios=tuple(ratios[:layers]),
+        mtp_compress_ratio=ratios[layers] if len(ratios) > layers else 0,
+    )
+    hash_layers = f.size("num_hash_layers", default=0, allow_zero=True)
+    notes = [
+        "V4 routes the first num_hash_layers MoE layers by a token-id -> expert table (tid2eid, an "
+        "integer buffer of vocab x top-k); it is not a trainable parameter and is not counted.",
+        "Every V4 layer is an MoE layer (no dense FFN layers); the shared expert has moe_intermediate_size.",
+    ]
+    return MoEModel(
+        name=name,
+        architecture=model_type,
+        hidden_size=hidden,
+        num_layers=layers,
+        vocab_size=f.size("vocab_size"),
+        intermediate_size=0,
+        moe_intermediate_size=f.size("moe_intermediate_size"),
+        num_routed_experts=experts,
+        num_shared_experts=f.size("n_shared_experts", default=0, allow_zero=True),
+        shared_expert_intermediate_size=f.size("n_shared_experts", default=0, allow_zero=True)
+        * f.size("moe_intermediate_size"),
+        experts_per_token=top_k,
+        attention=attention,
+        moe_layers=tuple([True] * layers),
+        scoring_func=f.text("scoring_func", "sqrtsoftplus"),
+        router_bias=f.text("topk_method", "noaux_tc") == "noaux_tc",
+        num_hash_layers=hash_layers,
+        hc_mult=f.size("hc_mult", default=0, allow_zero=True),
+        num_mtp_modules=mtp,
+        expert_dtype=f.text("expert_dtype", "fp4"),
+        source=source,
+        notes=tuple(notes),
+        hf_config=MappingProxyType(dict(raw)),
+        **_common_tail(f),
+    )
+
+
+def _gqa_attention(f: _Fields, layers: int, hidden: int, **extra: Any) -> AttentionSpec:
+    heads = f.size("num_attention_heads")
+    kv_heads = f.size("num_key_value_heads", default=heads)
+    if heads % kv_heads:
+        raise ValueError(
+            f"{f.what} config: num_attention_heads={heads} must be a multiple of "
+            f"num_key_value_heads={kv_heads}."
+        )
+    if f.has("head_dim"):
+        head_dim = f.size("head_dim")
+    else:
+        if hidden % heads:
+            raise ValueError(
+                f"{f.what} config has no 'head_dim' and hidden_size={hidden} does not divide by "
+                f"num_attention_heads={heads}; add head_dim."
+            )
+        head_dim = hidden // heads
+    window = extra.pop("window", None)
+    layer_windows = extra.pop("layer_windows", tuple([window] * layers))
+    return AttentionSpec(
+        kind="mha" if kv_heads == heads else "gqa",
+        num_heads=heads,
+        num_kv_heads=kv_heads,
+        head_dim=head_dim,
+        sliding_window=window,
+        layer_windows=layer_windows,
+        **extra,
+    )
+
+
+def _parse_mixtral(raw: Mapping[str, Any], model_type: str, name: str, source: str) -> MoEModel:
+    f = _Fields(raw, "Mixtral")
+    hidden = f.size("hidden_size")
+    layers = f.size("num_hidden_layers")
+    experts = f.size("num_local_experts")
+    top_k = f.size("num_experts_per_tok")
+    _check_topk("Mixtral", experts, top_k)
+    window = f.size("sliding_window") if f.has("sliding_window") else None
+    ffn = f.size("intermediate_size")
+    return MoEModel(
+        name=name,
+        architecture=model_type,
+        hidden_size=hidden,
+        num_layers=layers,
+        vocab_size=f.size("vocab_size"),
+        intermediate_size=0,
+        moe_intermediate_size=ffn,
+        num_routed_experts=experts,
+        num_shared_experts=0,
+        experts_per_token=top_k,
+        attention=_gqa_attention(f, layers, hidden, window=window),
+        moe_layers=tuple([True] * layers),
+        scoring_func="softmax",
+        source=source,
+        hf_config=MappingProxyType(dict(raw)),
+        **_common_tail(f),
+    )
+
+
+def _parse_qwen_moe(raw: Mapping[str, Any], model_type: str, name: str, source: str) -> MoEModel:
+    what = "Qwen2-MoE" if model_type == "qwen2_moe" else "Qwen3-MoE"
+    f = _Fields(raw, what)
+    hidden = f.size("hidden_size")
+    layers = f.size("num_hidden_layers")
+    experts = f.size("num_experts")
+    top_k = f.size("num_experts_per_tok")
+    _check_topk(what, experts, top_k)
+    step = f.size("decoder_sparse_step", default=1)
+    mlp_only = raw.get("mlp_only_layers") or []
+    if not isinstance(mlp_only, list):
+        raise ValueError(f"{what} config field 'mlp_only_layers' must be a list of layer indices.")
+    mlp_only_set = {_as_size(i, "mlp_only_layers", what, allow_zero=True) for i in mlp_only}
+    moe_layers = tuple((i not in mlp_only_set) and (i + 1) % step == 0 for i in range(layers))
+    window = None
+    if f.flag("use_sliding_window", False) and f.has("sliding_window"):
+        window = f.size("sliding_window")
+    is_qwen2 = model_type == "qwen2_moe"
+    shared_size = f.size("shared_expert_intermediate_size", default=0, allow_zero=True)
+    attention = _gqa_attention(
+        f,
+        layers,
+        hidden,
+        window=window,
+        qkv_bias=f.flag("attention_bias", is_qwen2) or is_qwen2,
+        qk_norm=not is_qwen2,
+    )
+    return MoEModel(
+        name=name,
+        architecture=model_type,
+        hidden_size=hidden,
+        num_layers=layers,
+        vocab_size=f.size("vocab_size"),
+        intermediate_size=f.size("intermediate_size")
+        if not all(moe_layers)
+        else f.size("intermediate_size", default=0, allow_zero=True),
+        moe_intermediate_size=f.size("moe_intermediate_size"),
+        num_routed_experts=experts,
+        num_shared_experts=1 if shared_size else 0,
+        shared_expert_intermediate_size=shared_size,
+        shared_expert_gate=bool(shared_size),
+        experts_per_token=top_k,
+        attention=attention,
+        moe_layers=moe_layers,
+        scoring_func="softmax",
+        source=source,
+        hf_config=MappingProxyType(dict(raw)),
+        **_common_tail(f),
+    )
+
+
+def _parse_gpt_oss(raw: Mapping[str, Any], model_type: str, name: str, source: str) -> MoEModel:
+    f = _Fields(raw, "gpt-oss")
+    hidden = f.size("hidden_size")
+    layers = f.size("num_hidden_layers")
+    experts = f.size("num_local_experts", "num_experts")
+    top_k = f.size("num_experts_per_tok", "experts_per_token")
+    _check_topk("gpt-oss", experts, top_k)
+    window = f.size("sliding_window") if f.has("sliding_window") else None
+    layer_types = raw.get("layer_types")
+    if layer_types is None:
+        # gpt-oss alternates banded (sliding) and dense layers, starting with a banded one.
+        layer_types = ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers)]
+    if not isinstance(layer_types, list) or len(layer_types) != layers:
+        raise ValueError(f"gpt-oss config field 'layer_types' must list one type per layer ({layers}).")
+    windows: list[int | None] = []
+    for t in layer_types:
+        if t == "sliding_attention":
+            if window is None:
+                raise ValueError("gpt-oss config has sliding_attention layers but no 'sliding_window'.")
+            windows.append(window)
+        elif t == "full_attention":
+            windows.append(None)
+        else:
+            raise ValueError(
+                f"gpt-oss config layer type {t!r} is unknown; allowed: 'sliding_attention', 'full_attention'."
+            )
+    bias = f.flag("attention_bias", True)
+    attention = _gqa_attention(
+        f, layers, hidden, window=window, layer_windows=tuple(windows), qkv_bias=bias, o_bias=bias, sinks=True
+    )
+    quant = raw.get("quantization_config") or {}
+    expert_dtype = "mxfp4" if isinstance(quant, Mapping) and quant.get("quant_method") == "mxfp4" else "bf16"
+    return MoEModel(
+        name=name,
+        architecture=model_type,
+        hidden_size=hidden,
+        num_layers=layers,
+        vocab_size=f.size("vocab_size"),
+        intermediate_size=0,
+        moe_intermediate_size=f.size("intermediate_size"),
+        num_routed_experts=experts,
+        num_shared_experts=0,
+        experts_per_token=top_k,
+        attention=attention,
+        moe_layers=tuple([True] * layers),
+        scoring_func="softmax",
+        router_bias=True,
+        expert_bias=True,
+        expert_dtype=expert_dtype,
+        source=source,
+        hf_config=MappingProxyType(dict(raw)),
+        **_common_tail(f),
+    )
+
+
+_PARSERS = {
+    "deepseek": _parse_deepseek,
+    "deepseek_v4": _parse_deepseek_v4,
+    "mixtral": _parse_mixtral,
+    "qwen_moe": _parse_qwen_moe,
+    "gpt_oss": _parse_gpt_oss,
+}
