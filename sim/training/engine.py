@@ -46,6 +46,8 @@ class Segment:
     category: str
     link: str | None = None
     bound_by: str = "compute"
+    mix: tuple[tuple[str, float], ...] = ()  # compute: (category, share of the time) pairs
+    compute_bound_s: float = 0.0  # the part of duration_s limited by math throughput (SM count)
 
 
 class CostModel(Protocol):
@@ -73,7 +75,8 @@ class RankTimeline:
     """What one rank did: busy intervals per stream and the schedule actions it ran."""
 
     rank: int
-    compute: list[tuple[float, float, str, str]] = field(default_factory=list)  # start, end, category, bound
+    # start, end, (category, share) pairs, bound
+    compute: list[tuple[float, float, tuple[tuple[str, float], ...], str]] = field(default_factory=list)
     comm: list[tuple[float, float, str, str]] = field(default_factory=list)  # start, end, category, link
     # ready, start, end, phase, label
     actions: list[tuple[float, float, float, str, str]] = field(default_factory=list)
@@ -167,7 +170,8 @@ class _Simulation:
             self.num_events += 1
             if self.record:
                 if seg.stream == "compute":
-                    timeline.compute.append((start, env.now, seg.category, seg.bound_by))
+                    mix = seg.mix or ((seg.category, 1.0),)
+                    timeline.compute.append((start, env.now, mix, seg.bound_by))
                 else:
                     timeline.comm.append((start, env.now, seg.category, seg.link or ""))
 
@@ -266,37 +270,49 @@ _COMM_PRIORITY = ("ep_comm", "pp_comm", "dp_comm")
 def breakdown(timeline: RankTimeline) -> dict[str, float]:
     """Split ``timeline.end_s`` into compute categories, exposed communication and idle time.
 
-    Sweep over the rank's busy intervals: a moment counts for the compute category running
-    then; if no compute runs, for the first active communication kind (EP, PP, DP); otherwise
-    it is pipeline bubble. The values sum to ``timeline.end_s``.
+    Sweep over the rank's busy intervals: a moment counts for the compute running then (split
+    by the segment's category mix); if no compute runs, for the first active communication
+    kind (EP, PP, DP, TP, CP); otherwise it is pipeline bubble. The values sum to ``end_s``.
     """
-    points: list[tuple[float, int, str]] = []
-    for start, end, category, _ in timeline.compute:
-        points.append((start, 1, "c:" + category))
-        points.append((end, -1, "c:" + category))
+    points: list[tuple[float, int, int, str]] = []
+    mixes: list[tuple[tuple[str, float], ...]] = []
+    for i, (start, end, mix, _) in enumerate(timeline.compute):
+        mixes.append(mix)
+        points.append((start, 1, i, "compute"))
+        points.append((end, -1, i, "compute"))
     for start, end, category, _ in timeline.comm:
-        points.append((start, 1, "m:" + category))
-        points.append((end, -1, "m:" + category))
+        points.append((start, 1, -1, category))
+        points.append((end, -1, -1, category))
     points.sort(key=lambda p: (p[0], p[1]))
-    active: dict[str, int] = defaultdict(int)
+    active_comm: dict[str, int] = defaultdict(int)
+    active_compute: dict[int, int] = defaultdict(int)
     out: dict[str, float] = defaultdict(float)
     last = 0.0
-    for t, delta, name in points:
+    for t, delta, index, name in points:
         if t > last:
-            out[_attribute(active)] += t - last
+            span = t - last
+            running = [i for i, c in active_compute.items() if c > 0]
+            if running:
+                for category, share in mixes[running[0]]:
+                    out["compute_" + category] += span * share
+            else:
+                out[_exposed(active_comm)] += span
             last = t
-        active[name] += delta
+        if index >= 0:
+            active_compute[index] += delta
+        else:
+            active_comm[name] += delta
     if timeline.end_s > last:
         out["bubble"] += timeline.end_s - last
     return dict(out)
 
 
-def _attribute(active: dict[str, int]) -> str:
-    for name, count in active.items():
-        if count > 0 and name.startswith("c:"):
-            return "compute_" + name[2:]
+def _exposed(active: dict[str, int]) -> str:
     for kind in _COMM_PRIORITY:
-        if active.get("m:" + kind, 0) > 0:
+        if active.get(kind, 0) > 0:
+            return "exposed_" + kind
+    for kind, count in active.items():
+        if count > 0:
             return "exposed_" + kind
     return "bubble"
 

@@ -1,0 +1,442 @@
+"""``sim.estimate_training``: one simulated optimizer step, scaled to a token budget.
+
+The step is simulated (:mod:`sim.training.engine`) for one pipeline replica; every other
+replica runs the same program in lock-step, so throughput scales with the number of replicas.
+GPU-hours = num_gpus x steps x step time; steps = tokens / (global batch x sequence length).
+MFU (ISCA'25 Table 4 convention, DESIGN.md): model FLOPs per token from
+``moe.MoEModel.training_flops_per_token`` (6 x active non-embedding parameters + 3 x forward
+attention; no recomputation, no MTP), over the dense BF16 peak even for FP8 runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sim.training import engine
+from sim.training.costs import TrainingCostModel, Unit, layer_units
+from sim.training.memory import memory_report
+from sim.training.plan import (
+    RECOMPUTE_CHOICES,
+    TrainingPlan,
+    partition_units,
+    pieces_of_ranks,
+    split_by_counts,
+)
+from sim.training.schedules import get_schedule
+
+__all__ = ["TrainingResult", "estimate_training", "build_plan", "simulate_plan"]
+
+SECONDS_PER_HOUR = 3600.0
+PHASE_NAMES = {
+    "forward": "1F",
+    "steady": "1F1B",
+    "backward": "1B",
+    "weight": "1W",
+    "bubble": "bubble",
+    "optimizer": "opt",
+}
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """One training configuration's simulated step and its cost at a token budget."""
+
+    model: str
+    gpu: str
+    num_gpus: int
+    tokens: float
+    step_time_s: float
+    breakdown_s: dict[str, float]
+    phases_s: dict[str, float]
+    bound_by: str
+    tokens_per_s_per_gpu: float
+    mfu: float
+    mfu_noncausal: float
+    gpu_hours: float
+    days: float
+    cost_usd: float
+    cost_usd_range: tuple[float, float]
+    usd_per_million_tokens: float
+    usd_per_gpu_hour: float
+    steps: float
+    notes: tuple[str, ...]
+    plan: dict[str, Any]
+    memory_per_gpu_bytes: float
+    memory_capacity_bytes: float
+    runners_up: tuple[dict[str, Any], ...] = ()
+    simulated_events: int = 0
+    wall_time_s: float = 0.0
+    layer_times_s: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _resolve(model: Any, gpu: Any) -> tuple[Any, Any]:
+    import gpus
+    import moe
+
+    return moe.get(model), gpus.get(gpu)
+
+
+def build_plan(
+    model: Any,
+    gpu: Any,
+    num_gpus: int,
+    *,
+    tp: int = 1,
+    pp: int = 1,
+    ep: int = 1,
+    dp: int | None = None,
+    cp: int = 1,
+    seq_len: int = 4096,
+    global_batch_seqs: int = 1024,
+    precision: str = "bf16",
+    schedule: str = "1f1b",
+    virtual_stages: int = 1,
+    micro_batch_seqs: int = 1,
+    recompute: str = "selective",
+    comm_sm_count: int | None = None,
+    max_nodes_per_token: int | None = None,
+    layers_per_stage: Sequence[int] | None = None,
+    free_comm: bool = False,
+    routing_skew: float = 0.0,
+    seed: int = 0,
+) -> tuple[TrainingPlan, Any, TrainingCostModel, list[list[Unit]], list[str]]:
+    """Validate a plan; build its schedule layout and cost model.
+
+    Returns (plan, layout, cost, pieces, notes).
+    """
+    import gpus
+
+    notes: list[str] = []
+    for name, value in (
+        ("num_gpus", num_gpus),
+        ("tp", tp),
+        ("pp", pp),
+        ("ep", ep),
+        ("cp", cp),
+        ("seq_len", seq_len),
+        ("global_batch_seqs", global_batch_seqs),
+        ("micro_batch_seqs", micro_batch_seqs),
+        ("virtual_stages", virtual_stages),
+    ):
+        if not isinstance(value, (int, np.integer)) or int(value) < 1:
+            raise ValueError(f"{name} must be a positive whole number, got {value!r}.")
+    if dp is None:
+        if num_gpus % (tp * pp):
+            raise ValueError(
+                f"num_gpus ({num_gpus}) must be a multiple of tp*pp ({tp}*{pp}={tp * pp}) "
+                "so that dp is whole."
+            )
+        dp = num_gpus // (tp * pp)
+    if tp * pp * dp != num_gpus:
+        raise ValueError(
+            f"tp*pp*dp must equal num_gpus: {tp}*{pp}*{dp}={tp * pp * dp}, but num_gpus={num_gpus}."
+        )
+    experts = model.num_routed_experts
+    if experts and experts % ep:
+        raise ValueError(f"ep ({ep}) must divide the number of routed experts ({experts}).")
+    if not experts and ep != 1:
+        raise ValueError(f"{model.name} has no routed experts; ep must be 1, got {ep}.")
+    if (tp * dp) % ep:
+        raise ValueError(
+            f"ep ({ep}) must divide tp*dp ({tp}*{dp}={tp * dp}): experts are sharded inside the DP group."
+        )
+    if dp % cp:
+        raise ValueError(
+            f"cp ({cp}) must divide dp ({dp}): context-parallel ranks come from the DP dimension."
+        )
+    if seq_len % cp:
+        raise ValueError(f"seq_len ({seq_len}) must be a multiple of cp ({cp}).")
+    if model.attention.num_heads % tp:
+        raise ValueError(f"tp ({tp}) must divide the attention heads ({model.attention.num_heads}).")
+    if recompute not in RECOMPUTE_CHOICES:
+        raise ValueError(f"unknown recompute {recompute!r}; allowed: {', '.join(RECOMPUTE_CHOICES)}.")
+    replicas = dp // cp
+    per_replica = global_batch_seqs / (replicas * micro_batch_seqs)
+    if per_replica != int(per_replica):
+        raise ValueError(
+            f"global_batch_seqs ({global_batch_seqs}) must be a multiple of (dp/cp)*micro_batch_seqs "
+            f"({replicas}*{micro_batch_seqs}={replicas * micro_batch_seqs})."
+        )
+    num_microbatches = int(per_replica)
+    sched = get_schedule(schedule)
+    layout = sched.build(pp, num_microbatches, virtual_stages)
+    gemm_dtype = gpu.nearest_dtype(precision)
+    if gemm_dtype != precision:
+        notes.append(f"{gpu.name} has no {precision} tensor cores; GEMMs run in {gemm_dtype}.")
+    cluster = gpus.cluster(gpu, num_gpus=num_gpus)
+    gpn = int(cluster.gpus_per_node)
+    if comm_sm_count is None:
+        comm_sm_count = 20 if sched.name in ("dualpipe", "dualpipev") and ep > 1 else 0  # V3-TR 3.2.2
+    if max_nodes_per_token is None:
+        # Node-limited routing: DeepSeek-V3 topk_group (4 of 8 groups, one group per node, V3-TR 2.1.2).
+        max_nodes_per_token = int(model.topk_group) if model.n_group > 1 else int(model.experts_per_token)
+    units = layer_units(model)
+    import moe
+
+    per_layer = [
+        moe.accounting.layer_params(model, u.index if u.kind == "layer" else None)
+        if u.kind in ("layer", "mtp")
+        else None
+        for u in units
+    ]
+
+    def unit_params(i: int, u: Unit) -> tuple[float, float]:
+        if u.kind == "embedding":
+            return float(model.vocab_size * model.hidden_size), 0.0
+        if u.kind == "head":
+            return (0.0 if model.tie_word_embeddings else float(model.vocab_size * model.hidden_size)), 0.0
+        parts = per_layer[i]
+        assert parts is not None
+        total = sum(c.total for c in parts.values())
+        expert = parts["routed_experts"].total
+        extra = 2 * model.hidden_size * model.hidden_size if u.kind == "mtp" else 0
+        return float(total - expert + extra), float(expert)
+
+    params = [unit_params(i, u) for i, u in enumerate(units)]
+    recipe = "fp8" if gemm_dtype == "fp8" else "bf16"
+    mem = moe.accounting.memory_bytes(model, recipe)
+    n_params = float(mem.params or 1)
+    base = TrainingPlan(
+        tp=tp,
+        pp=pp,
+        dp=dp,
+        ep=ep,
+        cp=cp,
+        schedule=sched.name,
+        virtual_stages=virtual_stages,
+        micro_batch_seqs=micro_batch_seqs,
+        num_microbatches=num_microbatches,
+        seq_len=seq_len,
+        global_batch_seqs=global_batch_seqs,
+        precision=precision,
+        gemm_dtype=gemm_dtype,
+        recompute=recompute,
+        comm_sm_count=int(comm_sm_count),
+        max_nodes_per_token=max_nodes_per_token,
+        dispatch_fp8=gemm_dtype == "fp8",
+        pp_across_nodes=(num_gpus // pp) >= gpn or pp > gpn,
+        layers_per_piece=(),
+        piece_units=(),
+        piece_params=(),
+        pieces_of_rank=(),
+        weight_bytes_per_param=mem.weights_bytes / n_params,
+        grad_bytes_per_param=mem.gradients_bytes / n_params,
+        # AdamW update: read grad, read+write master and both moments, write the working weights.
+        optimizer_bytes_moved_per_param=(
+            mem.gradients_bytes + 2 * (mem.master_weights_bytes + mem.optimizer_bytes) + mem.weights_bytes
+        )
+        / n_params,
+    )
+    num_pieces = sched.num_model_pieces(pp, virtual_stages)
+    rng = np.random.default_rng(seed)
+    probe = TrainingCostModel(
+        model=model,
+        gpu=gpu,
+        cluster=cluster,
+        plan=base,
+        pieces=[[u] for u in units],
+        free_comm=free_comm,
+        routing_skew=0.0,
+    )
+    if layers_per_stage is not None:
+        if len(layers_per_stage) != num_pieces:
+            raise ValueError(
+                f"layers_per_stage has {len(layers_per_stage)} entries; the schedule needs {num_pieces}."
+            )
+        pieces = split_by_counts(units, layers_per_stage)
+    else:
+        costs = []
+        for u in units:
+            lc = probe.unit_cost(u)
+            costs.append(sum(s.duration_s for s in lc.forward + lc.backward + lc.weight))
+        pieces = partition_units(units, costs, num_pieces)
+    piece_params = []
+    for p in pieces:
+        idx = [units.index(u) for u in p]
+        piece_params.append((sum(params[i][0] for i in idx), sum(params[i][1] for i in idx)))
+    plan = dataclasses.replace(
+        base,
+        layers_per_piece=tuple(sum(1 for u in p if u.kind in ("layer", "mtp")) for p in pieces),
+        piece_units=tuple(tuple(_unit_name(u) for u in p) for p in pieces),
+        piece_params=tuple(piece_params),
+        pieces_of_rank=pieces_of_ranks(layout),
+    )
+    cost = TrainingCostModel(
+        model=model,
+        gpu=gpu,
+        cluster=cluster,
+        plan=plan,
+        pieces=pieces,
+        free_comm=free_comm,
+        routing_skew=routing_skew,
+        rng=rng,
+    )
+    return plan, layout, cost, pieces, notes
+
+
+def _unit_name(u: Unit) -> str:
+    return {"embedding": "embed", "head": "head"}.get(u.kind, f"{'mtp' if u.kind == 'mtp' else 'L'}{u.index}")
+
+
+def simulate_plan(
+    model: Any,
+    gpu: Any,
+    num_gpus: int,
+    tokens: float,
+    usd_per_gpu_hour: float | None,
+    check_memory: bool = True,
+    **kwargs: Any,
+) -> TrainingResult:
+    t0 = time.perf_counter()
+    plan, layout, cost, pieces, notes = build_plan(model, gpu, num_gpus, **kwargs)
+    mem = memory_report(model, gpu, plan, layout, pieces)
+    worst = max(mem, key=lambda r: r.total_bytes)
+    if check_memory and worst.headroom_bytes < 0:
+        raise ValueError(
+            f"plan {plan.short()} does not fit in {gpu.name} memory: pipeline rank {worst.rank} needs "
+            f"{worst.total_bytes / 1e9:.1f} GB (weights {worst.weights_bytes / 1e9:.1f}, gradients "
+            f"{worst.gradients_bytes / 1e9:.1f}, optimizer {worst.optimizer_bytes / 1e9:.1f}, activations "
+            f"{worst.activations_bytes / 1e9:.1f}) of {worst.capacity_bytes / 1e9:.1f} GB, "
+            f"{-worst.headroom_bytes / 1e9:.1f} GB too much; use more pipeline/expert parallelism, "
+            f"more recomputation or a smaller micro-batch."
+        )
+    result = engine.simulate_step(layout, cost)
+    critical = result.timelines[result.critical_rank]
+    breakdown = engine.breakdown(critical)
+    phases = {PHASE_NAMES.get(k, k): v for k, v in engine.phase_breakdown(critical).items()}
+    step = result.step_time_s
+    tokens_per_step = plan.global_batch_seqs * plan.seq_len
+    tps_gpu = tokens_per_step / step / num_gpus
+    peak_bf16 = gpu.peak_flops("bf16")
+    mfu = model.training_flops_per_token(plan.seq_len, causal=True) * tps_gpu / peak_bf16
+    mfu_nc = model.training_flops_per_token(plan.seq_len, causal=False) * tps_gpu / peak_bf16
+    steps = tokens / tokens_per_step
+    gpu_hours = num_gpus * steps * step / SECONDS_PER_HOUR
+    price = gpu.price.usd_per_gpu_hour if usd_per_gpu_hour is None else float(usd_per_gpu_hour)
+    low = gpu.price.usd_per_gpu_hour_low if usd_per_gpu_hour is None else price
+    high = gpu.price.usd_per_gpu_hour_high if usd_per_gpu_hour is None else price
+    if usd_per_gpu_hour is None:
+        notes.append(f"price {price} USD/GPU-hour from the {gpu.name} profile ({gpu.price.source}).")
+    busy = _resource_busy(critical)
+    bound_by = max(busy, key=lambda k: busy[k])
+    return TrainingResult(
+        model=model.name,
+        gpu=gpu.name,
+        num_gpus=num_gpus,
+        tokens=float(tokens),
+        step_time_s=step,
+        breakdown_s=breakdown,
+        phases_s=phases,
+        bound_by=bound_by,
+        tokens_per_s_per_gpu=tps_gpu,
+        mfu=mfu,
+        mfu_noncausal=mfu_nc,
+        gpu_hours=gpu_hours,
+        days=steps * step / 86400.0,
+        cost_usd=gpu_hours * price,
+        cost_usd_range=(gpu_hours * low, gpu_hours * high),
+        usd_per_million_tokens=gpu_hours * price / (tokens / 1e6) if tokens > 0 else 0.0,
+        usd_per_gpu_hour=price,
+        steps=steps,
+        notes=tuple(notes),
+        plan=plan.to_dict(),
+        memory_per_gpu_bytes=worst.total_bytes,
+        memory_capacity_bytes=worst.capacity_bytes,
+        simulated_events=result.num_events,
+        wall_time_s=time.perf_counter() - t0,
+    )
+
+
+def _resource_busy(timeline: engine.RankTimeline) -> dict[str, float]:
+    """Busy seconds per resource on the critical rank: compute, hbm, nvlink, ib."""
+    busy = {"compute": 0.0, "hbm": 0.0, "nvlink": 0.0, "ib": 0.0}
+    for start, end, _mix, bound in timeline.compute:
+        busy["compute" if bound == "compute" else "hbm"] += end - start
+    for start, end, _cat, link in timeline.comm:
+        if link in busy:
+            busy[link] += end - start
+    return busy
+
+
+def estimate_training(
+    model: Any = "deepseek-v3",
+    gpu: Any = "H800",
+    num_gpus: int = 2048,
+    tp: int = 1,
+    pp: int = 16,
+    ep: int = 64,
+    seq_len: int = 4096,
+    global_batch_seqs: int = 15360,
+    tokens: float = 14.8e12,
+    precision: str = "fp8",
+    schedule: str = "dualpipe",
+    usd_per_gpu_hour: float | None = None,
+    *,
+    plan: str | None = None,
+    dp: int | None = None,
+    virtual_stages: int = 1,
+    micro_batch_seqs: int = 1,
+    context_parallel: int = 1,
+    recompute: str = "selective",
+    comm_sm_count: int | None = None,
+    max_nodes_per_token: int | None = None,
+    layers_per_stage: Sequence[int] | None = None,
+    free_comm: bool = False,
+    routing_skew: float = 0.0,
+    seed: int = 0,
+) -> TrainingResult:
+    """Simulate one optimizer step of ``model`` on ``num_gpus`` ``gpu``s and cost ``tokens`` of training.
+
+    ``plan="auto"`` searches TP/PP/EP/schedule combinations that fit (see :func:`search_plans`)
+    and returns the fastest, with the runners-up in ``runners_up``.
+    """
+    m, g = _resolve(model, gpu)
+    if plan is not None and plan != "auto":
+        raise ValueError(f"plan must be None or 'auto', got {plan!r}.")
+    if plan == "auto":
+        from sim.training.search import search_plans
+
+        return search_plans(
+            m,
+            g,
+            num_gpus,
+            seq_len=seq_len,
+            global_batch_seqs=global_batch_seqs,
+            tokens=tokens,
+            precision=precision,
+            usd_per_gpu_hour=usd_per_gpu_hour,
+        )
+    return simulate_plan(
+        m,
+        g,
+        num_gpus,
+        tokens,
+        usd_per_gpu_hour,
+        tp=tp,
+        pp=pp,
+        ep=ep,
+        dp=dp,
+        cp=context_parallel,
+        seq_len=seq_len,
+        global_batch_seqs=global_batch_seqs,
+        precision=precision,
+        schedule=schedule,
+        virtual_stages=virtual_stages,
+        micro_batch_seqs=micro_batch_seqs,
+        recompute=recompute,
+        comm_sm_count=comm_sm_count,
+        max_nodes_per_token=max_nodes_per_token,
+        layers_per_stage=layers_per_stage,
+        free_comm=free_comm,
+        routing_skew=routing_skew,
+        seed=seed,
+    )

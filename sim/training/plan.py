@@ -1,0 +1,168 @@
+"""Execution plan of a training run: parallel degrees, schedule, layer split, precision.
+
+``num_gpus = tp * pp * dp``; experts are sharded over ``ep`` ranks inside the ``tp * dp``
+group (DESIGN.md), so ``ep`` divides ``tp * dp`` and the number of routed experts, and the
+expert data-parallel degree is ``tp * dp / ep``. Context parallelism (``cp``) splits each
+sequence over ``cp`` GPUs taken from the data-parallel dimension (``cp`` divides ``dp``; the
+number of model replicas that see different sequences is ``dp / cp``).
+
+Layer split: the model's units (embedding, layers, MTP modules, output head) are cut into
+the schedule's pieces as contiguous runs that minimise the slowest piece's simulated
+forward+backward time (a linear partition), unless ``layers_per_stage`` is given. The
+embedding goes with the first piece and the head and MTP with the last; with DualPipe the
+first and last pieces sit on the same rank, as the V3 report describes (V3-TR 3.2.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sim.training.costs import Unit
+from sim.training.schedules import ScheduleLayout
+
+__all__ = ["TrainingPlan", "partition_units", "RECOMPUTE_CHOICES"]
+
+RECOMPUTE_CHOICES = ("none", "selective", "full")
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    tp: int
+    pp: int
+    dp: int
+    ep: int
+    cp: int
+    schedule: str
+    virtual_stages: int
+    micro_batch_seqs: int
+    num_microbatches: int
+    seq_len: int
+    global_batch_seqs: int
+    precision: str  # as requested
+    gemm_dtype: str  # what the GEMMs run in on this GPU
+    recompute: str
+    comm_sm_count: int
+    max_nodes_per_token: int
+    dispatch_fp8: bool
+    pp_across_nodes: bool
+    layers_per_piece: tuple[int, ...]
+    piece_units: tuple[tuple[str, ...], ...]
+    piece_params: tuple[tuple[float, float], ...]  # (non-expert, expert) parameters per piece
+    pieces_of_rank: tuple[tuple[int, ...], ...]
+    weight_bytes_per_param: float
+    grad_bytes_per_param: float
+    optimizer_bytes_moved_per_param: float
+
+    @property
+    def num_gpus(self) -> int:
+        return self.tp * self.pp * self.dp
+
+    @property
+    def expert_dp(self) -> int:
+        return self.tp * self.dp // self.ep
+
+    @property
+    def replicas(self) -> int:
+        """Model replicas that process different sequences (DP over CP)."""
+        return self.dp // self.cp
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["num_gpus"] = self.num_gpus
+        d["expert_dp"] = self.expert_dp
+        return d
+
+    def short(self) -> str:
+        cp = f" CP{self.cp}" if self.cp > 1 else ""
+        return (
+            f"TP{self.tp} PP{self.pp} DP{self.dp} EP{self.ep}{cp} {self.schedule}"
+            f" mb={self.micro_batch_seqs}x{self.num_microbatches} {self.gemm_dtype}"
+        )
+
+
+def partition_units(units: Sequence[Unit], costs: Sequence[float], num_pieces: int) -> list[list[Unit]]:
+    """Contiguous split of ``units`` into ``num_pieces`` minimising the largest piece cost.
+
+    Embedding stays with the first transformer layer and the head with the last unit; every
+    piece must hold at least one transformer layer (or MTP module), else ValueError.
+    """
+    blocks: list[list[Unit]] = []
+    block_costs: list[float] = []
+    pending: list[Unit] = []
+    pending_cost = 0.0
+    for unit, cost in zip(units, costs, strict=True):
+        pending.append(unit)
+        pending_cost += cost
+        if unit.kind in ("layer", "mtp"):
+            blocks.append(pending)
+            block_costs.append(pending_cost)
+            pending, pending_cost = [], 0.0
+    if pending:
+        if not blocks:
+            raise ValueError("the model has no transformer layers to place on pipeline stages.")
+        blocks[-1] += pending
+        block_costs[-1] += pending_cost
+    n = len(blocks)
+    if num_pieces > n:
+        raise ValueError(
+            f"the schedule needs {num_pieces} pipeline pieces but the model has only {n} transformer "
+            f"layers (MTP included): a stage would get no layers; use a smaller pp (or fewer virtual stages)."
+        )
+    # Linear partition by dynamic programming on prefix sums (n <= a few hundred).
+    prefix = [0.0]
+    for c in block_costs:
+        prefix.append(prefix[-1] + c)
+    inf = float("inf")
+    best = [[inf] * (n + 1) for _ in range(num_pieces + 1)]
+    cut = [[0] * (n + 1) for _ in range(num_pieces + 1)]
+    best[0][0] = 0.0
+    for p in range(1, num_pieces + 1):
+        for i in range(p, n - (num_pieces - p) + 1):
+            for j in range(p - 1, i):
+                v = max(best[p - 1][j], prefix[i] - prefix[j])
+                if v < best[p][i] - 1e-15:
+                    best[p][i] = v
+                    cut[p][i] = j
+    bounds = []
+    i = n
+    for p in range(num_pieces, 0, -1):
+        j = cut[p][i]
+        bounds.append((j, i))
+        i = j
+    bounds.reverse()
+    return [[u for b in blocks[j:i] for u in b] for j, i in bounds]
+
+
+def split_by_counts(units: Sequence[Unit], layers_per_stage: Sequence[int]) -> list[list[Unit]]:
+    """Split by explicit transformer-layer counts per piece (MTP counts as a layer)."""
+    if any(int(c) < 1 for c in layers_per_stage):
+        raise ValueError(
+            f"layers_per_stage {list(layers_per_stage)} gives a stage no layers; "
+            "every stage needs at least one."
+        )
+    blocks: list[list[Unit]] = []
+    pending: list[Unit] = []
+    for unit in units:
+        pending.append(unit)
+        if unit.kind in ("layer", "mtp"):
+            blocks.append(pending)
+            pending = []
+    if pending:
+        blocks[-1] += pending
+    if sum(layers_per_stage) != len(blocks):
+        raise ValueError(
+            f"layers_per_stage sums to {sum(layers_per_stage)} but the model has {len(blocks)} "
+            f"layers (MTP modules included)."
+        )
+    out = []
+    i = 0
+    for c in layers_per_stage:
+        out.append([u for b in blocks[i : i + int(c)] for u in b])
+        i += int(c)
+    return out
+
+
+def pieces_of_ranks(layout: ScheduleLayout) -> tuple[tuple[int, ...], ...]:
+    return tuple(layout.pieces_on_rank(r) for r in range(layout.num_ranks))
