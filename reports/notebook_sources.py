@@ -32,11 +32,13 @@ GPUS_NOTEBOOK: list[tuple[str, str]] = [
     ("code", """
     import numpy as np
     import plotly.graph_objects as go
+    import plotly.io as pio
     from IPython.display import Markdown, display
 
     import gpus
     from reports.nbtools import setup_plotly, show_table, write_summary
 
+    pio.renderers.default = "notebook"  # plotly.js inlined: figures show in JupyterLab and in offline HTML
     setup_plotly()
     focus = gpus.get(gpu)
     profiles = [gpus.get(name) for name in compare_gpus]
@@ -102,8 +104,11 @@ GPUS_NOTEBOOK: list[tuple[str, str]] = [
         fig.add_scatter(x=[ridges[p.name]], y=[peak / 1e12], mode="markers", legendgroup=p.name,
                         marker={"size": 10, "symbol": "diamond"}, showlegend=False,
                         hovertemplate=f"{p.name} ridge: %{{x:.0f}} FLOP/B, %{{y:.0f}} TFLOPS<extra></extra>")
+    top = max(p.peak_flops_per_s.get(dtype, 0.0) for p in profiles) / 1e12
     for label, tokens in (("decode expert GEMM, 32 tokens", 32), ("prefill expert GEMM, 4096 tokens", 4096)):
-        fig.add_vline(x=expert_gemm_intensity(tokens), line_dash="dot", annotation_text=label)
+        x = expert_gemm_intensity(tokens)  # a vertical trace: add_vline's annotation misplaces on log axes
+        fig.add_scatter(x=[x, x], y=[intensity[0] * 1e-1, top * 1.5], mode="lines", name=label,
+                        line={"dash": "dot", "color": "gray"})
     fig.update_xaxes(type="log", title="arithmetic intensity (FLOP per byte)")
     fig.update_yaxes(type="log", title=f"attainable TFLOPS ({dtype})")
     fig.update_layout(title=f"Rooflines ({dtype}, dense), ridge points marked", height=520)
@@ -190,6 +195,7 @@ TRAINING_NOTEBOOK: list[tuple[str, str]] = [
     """),
     ("code", """
     import plotly.graph_objects as go
+    import plotly.io as pio
     from IPython.display import Markdown, display
 
     import gpus
@@ -198,6 +204,7 @@ TRAINING_NOTEBOOK: list[tuple[str, str]] = [
     from reports.nbtools import pct_error, setup_plotly, show_table, write_summary
     from reports.published import published
 
+    pio.renderers.default = "notebook"  # plotly.js inlined: figures show in JupyterLab and in offline HTML
     setup_plotly()
     focus = gpus.get(gpu)
     names = list(dict.fromkeys([*compare_gpus, focus.name]))
@@ -351,6 +358,7 @@ SERVING_NOTEBOOK: list[tuple[str, str]] = [
     """),
     ("code", """
     import plotly.graph_objects as go
+    import plotly.io as pio
     from IPython.display import Markdown, display
 
     import gpus
@@ -359,6 +367,7 @@ SERVING_NOTEBOOK: list[tuple[str, str]] = [
     from reports.nbtools import setup_plotly, show_table, write_summary
     from reports.published import API_PRICES_SOURCE, api_prices
 
+    pio.renderers.default = "notebook"  # plotly.js inlined: figures show in JupyterLab and in offline HTML
     setup_plotly()
     focus = gpus.get(gpu)
     model_name = moe.get(model).name
@@ -504,11 +513,13 @@ VALIDATION_NOTEBOOK: list[tuple[str, str]] = [
     """),
     ("code", """
     import plotly.graph_objects as go
+    import plotly.io as pio
     from IPython.display import Markdown, display
 
     from reports import validation
     from reports.nbtools import not_available, setup_plotly, show_table, write_summary
 
+    pio.renderers.default = "notebook"  # plotly.js inlined: figures show in JupyterLab and in offline HTML
     setup_plotly()
     summary = {}
     """),
@@ -628,6 +639,7 @@ NERFED_NOTEBOOK: list[tuple[str, str]] = [
     import dataclasses
 
     import plotly.graph_objects as go
+    import plotly.io as pio
     from IPython.display import Markdown, display
     from plotly.subplots import make_subplots
 
@@ -636,6 +648,7 @@ NERFED_NOTEBOOK: list[tuple[str, str]] = [
     import sim
     from reports.nbtools import setup_plotly, show_table, write_summary
 
+    pio.renderers.default = "notebook"  # plotly.js inlined: figures show in JupyterLab and in offline HTML
     setup_plotly()
     model_name = moe.get(model).name
 

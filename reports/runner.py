@@ -260,9 +260,10 @@ def write_summaries(spec: ReportSpec, results: Sequence[RunResult], out_dir: Pat
             if key not in metric_keys:
                 metric_keys.append(key)
     columns = ["run_id", "scenario", "notebook", "model", "gpu", "status", "seconds", "html", "error"]
+    headers = [f"summary_{k}" if k in columns else k for k in metric_keys]
     with (out_dir / "summary.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(columns + metric_keys)
+        writer.writerow(columns + headers)
         for record, result in zip(records, ordered, strict=True):
             row = [record[c] if record[c] is not None else "" for c in columns]
             row += [_format_value(result.summary[k]) if k in result.summary else "" for k in metric_keys]
