@@ -379,12 +379,25 @@ def _builtin() -> tuple[tuple[GPUProfile, ...], dict[str, GPUProfile]]:
     return tuple(profiles), _index(profiles)
 
 
+def _declares_cpu(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and str(data.get("kind", "")).lower() == "cpu"
+
+
 def _cpu_files() -> list[Path]:
-    return sorted(CALIBRATION_DIR.glob("cpu-*.json"))
+    """Calibration files that describe a CPU: ``cpu-*.json``, or any file with ``"kind": "cpu"``."""
+    found = set(CALIBRATION_DIR.glob("cpu-*.json"))
+    found.update(p for p in CALIBRATION_DIR.glob("*.json")
+                 if p not in found and p.name != "defaults.json" and _declares_cpu(p))
+    return sorted(found)
 
 
 def _cpu_name(path: Path) -> str:
-    return "CPU-" + path.stem[len("cpu-"):]
+    stem = path.stem
+    return "CPU-" + (stem[len("cpu-"):] if stem.lower().startswith("cpu-") else stem)
 
 
 def names() -> list[str]:
@@ -451,14 +464,19 @@ def slug(device_name: str) -> str:
 def calibration_path(device_name: str | GPUProfile) -> Path:
     """``gpus/calibration/<slug>.json`` for a device; a known GPU name or alias maps to its canonical
     name ("NVIDIA H800" -> h800.json), any other name to its own slug. The file may not exist."""
+    profile: GPUProfile | None
     if isinstance(device_name, GPUProfile):
-        label = device_name.name
+        profile = device_name
     else:
         try:
-            label = get(device_name).name
+            profile = get(device_name)
         except ValueError:
-            label = device_name
-    return CALIBRATION_DIR / f"{slug(label)}.json"
+            profile = None
+    if profile is None:
+        return CALIBRATION_DIR / f"{slug(str(device_name))}.json"
+    if profile.data_file.endswith(".json"):  # a CPU profile built from its own calibration file
+        return Path(profile.data_file)
+    return CALIBRATION_DIR / f"{slug(profile.name)}.json"
 
 
 def load_calibration(device_name: str | GPUProfile) -> dict[str, Any] | None:
@@ -548,7 +566,7 @@ def cpu_profile_from_calibration(path: str | Path) -> GPUProfile:
     for attr in ("peak_flops_per_s", "hbm_bandwidth_bytes_per_s", "sm_count"):
         notes.setdefault(attr, "measured on this machine by kernels_numba (a ceiling, not a datasheet peak)")
     device = str(_first(data, "device", "device_name", "cpu") or _cpu_name(path))
-    name = _cpu_name(path) if path.stem.startswith("cpu-") else f"CPU-{slug(device)}"
+    name = _cpu_name(path)
     return GPUProfile(
         name=name,
         full_name=device,

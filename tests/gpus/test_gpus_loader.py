@@ -200,6 +200,18 @@ def test_cpu_profile_from_calibration(tmp_path, monkeypatch):
     assert gpus.get("H800").name == "H800"  # GPUs still resolve
 
 
+def test_cpu_profile_from_a_file_declaring_kind_cpu(tmp_path, monkeypatch):
+    monkeypatch.setattr(loader, "CALIBRATION_DIR", tmp_path)
+    (tmp_path / "buildbox.json").write_text(json.dumps({**CPU_CALIBRATION, "kind": "cpu"}))
+    (tmp_path / "h800.json").write_text(json.dumps({"device": "H800", "kind": "gpu"}))
+    (tmp_path / "defaults.json").write_text(json.dumps({"kinds": {}}))
+    cpu_names = [n for n in gpus.names() if n.startswith("CPU-")]
+    assert cpu_names == ["CPU-buildbox"]
+    cpu = gpus.get("CPU-buildbox")
+    assert gpus.calibration_path(cpu) == tmp_path / "buildbox.json"
+    assert gpus.calibration_path("cpu buildbox") == tmp_path / "buildbox.json"
+
+
 @pytest.mark.parametrize(("data", "field"), [
     ({"device": "x", "ceilings": {"copy_bytes_per_s": 1e10}}, "ceilings.matmul_flops_per_s"),
     ({"device": "x", "ceilings": {"matmul_flops_per_s": {"fp32": 1e11}}}, "ceilings.copy_bytes_per_s"),
