@@ -180,10 +180,10 @@ def test_memory_recipes():
     assert fp8.params == m.total_params + m.params_breakdown["mtp"]
 
 
-def test_v4_flash_weights_match_checkpoint_size():
-    # The V4-Flash safetensors tensors total 148.65 GiB (listing, code-index file id 62608729298),
-    # scales included. The fp4_experts recipe should land within 1.5% (compressor weights, stored BF16,
-    # are counted as FP8 here).
-    m = moe.get("deepseek-v4-flash")
-    weights = m.memory_bytes("fp4_experts").weights_bytes
-    assert abs(weights / (148.65 * 2**30) - 1) <= 0.015, weights / 2**30
+@pytest.mark.parametrize(("name", "gib"), [("deepseek-v4-flash", 148.65), ("deepseek-v4-pro", 805.32)])
+def test_v4_weights_match_checkpoint_size(name, gib):
+    # Sum of the safetensors tensors, scales included: V4-Flash 148.65 GiB (listing, code-index file id
+    # 62608729298), V4-Pro 805.32 GiB (id 62525154746). The fp4_experts recipe should land within 1.5%
+    # (compressor weights, stored BF16, are counted as FP8 here).
+    weights = moe.get(name).memory_bytes("fp4_experts").weights_bytes
+    assert abs(weights / (gib * 2**30) - 1) <= 0.015, weights / 2**30
