@@ -1,0 +1,106 @@
+"""estimate_training: bad input, properties, and DeepSeek figures (predictions, not fits)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sim.training.api import estimate_training
+
+SMALL = dict(model="deepseek-v2-lite", gpu="H800", num_gpus=64, tp=1, pp=4, ep=8, seq_len=2048,
+             global_batch_seqs=256, tokens=1e9, precision="bf16", schedule="1f1b")
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        ({"num_gpus": 62}, "multiple of tp\\*pp"),
+        ({"dp": 8}, "tp\\*pp\\*dp must equal"),
+        ({"ep": 7}, "must divide the number of routed experts"),
+        ({"ep": 16, "num_gpus": 32, "global_batch_seqs": 64}, "must divide tp\\*dp"),
+        ({"pp": 32, "ep": 2, "num_gpus": 64, "global_batch_seqs": 64}, "no layers"),
+        ({"schedule": "gpipe-ish"}, "unknown schedule"),
+        ({"model": "deepseek-v3", "pp": 2, "ep": 8, "num_gpus": 16, "global_batch_seqs": 64}, "does not fit"),
+    ],
+)
+def test_bad_input_is_a_clear_error(change: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        estimate_training(**{**SMALL, **change})
+
+
+def test_fp8_on_a800_falls_back_to_bf16_and_says_so() -> None:
+    t = estimate_training(**{**SMALL, "gpu": "A800", "precision": "fp8"})
+    assert t.plan["gemm_dtype"] == "bf16"
+    assert any("fp8" in n for n in t.notes)
+
+
+def test_breakdowns_sum_to_step_time() -> None:
+    t = estimate_training(**SMALL)
+    assert sum(t.breakdown_s.values()) == pytest.approx(t.step_time_s)
+    assert sum(t.phases_s.values()) == pytest.approx(t.step_time_s)
+    assert t.to_dict()["step_time_s"] == t.step_time_s
+
+
+def test_doubling_dp_doubles_throughput_at_same_step_time() -> None:
+    a = estimate_training(**SMALL, free_comm=True)
+    b = estimate_training(**{**SMALL, "num_gpus": 128, "global_batch_seqs": 512}, free_comm=True)
+    # the pipeline part is identical; only the ZeRO-1 optimizer shard (1/dp of the state) shrinks
+    opt_a, opt_b = a.breakdown_s["compute_optimizer"], b.breakdown_s["compute_optimizer"]
+    assert b.step_time_s - opt_b == pytest.approx(a.step_time_s - opt_a, rel=1e-12)
+    assert opt_b == pytest.approx(opt_a / 2, rel=0.05)
+    assert b.tokens_per_s_per_gpu * 128 == pytest.approx(2 * a.tokens_per_s_per_gpu * 64, rel=0.01)
+    # with communication, the larger DP group only adds gradient-synchronisation time
+    c = estimate_training(**SMALL)
+    d = estimate_training(**{**SMALL, "num_gpus": 128, "global_batch_seqs": 512})
+    assert d.step_time_s >= c.step_time_s
+    assert d.step_time_s - c.step_time_s <= d.breakdown_s.get("exposed_dp_comm", 0.0) + 1e-9
+
+
+def test_one_gpu_one_microbatch_is_the_sum_of_operator_times() -> None:
+    import gpus
+    import moe
+    from sim.training.api import build_plan
+    from sim.training.engine import simulate_step
+
+    m, g = moe.get("deepseek-v2-lite"), gpus.get("H800")
+    plan, layout, cost, pieces, _ = build_plan(m, g, 1, pp=1, ep=1, seq_len=1024, global_batch_seqs=1,
+                                               precision="bf16", schedule="1f1b")
+    result = simulate_step(layout, cost)
+    ops = 0.0
+    for u in pieces[0]:
+        lc = cost.unit_cost(u)
+        ops += sum(s.duration_s for s in lc.forward + lc.backward + lc.weight)
+    ops += sum(s.duration_s for s in cost.tail_segments(0))
+    assert result.step_time_s == pytest.approx(ops, rel=1e-9)
+
+
+# DeepSeek-V3 at its published configuration. References: V3-TR Table 1 and p.5 (180K H800
+# GPU-hours per trillion tokens), ISCA'25 Table 4 (19.926 s per step, MFU 38.94% causal,
+# 43.73% non-causal). Tolerances from the issue. These are predictions; they currently miss
+# (the simulated step is ~30% short: see the report), so they are strict xfails that will
+# flag the day they pass.
+V3 = dict(model="deepseek-v3", gpu="H800", num_gpus=2048, tp=1, pp=16, ep=64, seq_len=4096,
+          global_batch_seqs=15360, tokens=1e12, precision="fp8", schedule="dualpipe", usd_per_gpu_hour=2.0)
+
+
+@pytest.fixture(scope="module")
+def v3():  # type: ignore[no-untyped-def]
+    return estimate_training(**V3)
+
+
+def test_v3_runs_and_is_explained(v3) -> None:  # type: ignore[no-untyped-def]
+    assert v3.step_time_s > 0 and 0 < v3.mfu < v3.mfu_noncausal < 1
+    assert set(v3.phases_s) >= {"1F", "1F1B", "1B", "1W", "bubble", "opt"}
+    assert v3.plan["layers_per_piece"][0] >= 1 and len(v3.plan["layers_per_piece"]) == 16
+
+
+@pytest.mark.xfail(strict=True, reason="simulated V3 step ~14.0 s vs 19.926 s published: per-layer kernel "
+                   "times from the DeepGEMM/FlashMLA-fitted calibration are ~55% of the H800 trace's")
+def test_v3_step_time_and_gpu_hours_within_15_percent(v3) -> None:  # type: ignore[no-untyped-def]
+    assert v3.step_time_s == pytest.approx(19.926, rel=0.15)
+    assert v3.gpu_hours == pytest.approx(180e3, rel=0.15)
+
+
+@pytest.mark.xfail(strict=True, reason="MFU follows the short step time (see above)")
+def test_v3_mfu_within_5_points(v3) -> None:  # type: ignore[no-untyped-def]
+    assert abs(v3.mfu - 0.3894) <= 0.05
+    assert abs(v3.mfu_noncausal - 0.4373) <= 0.05
