@@ -48,7 +48,7 @@ class RunResult:
 
 
 def estimate_run(phases: Sequence[Phase], usd_per_gpu_hour: float | None = None, **plan: Any) -> RunResult:
-    rows = []
+    rows: list[dict[str, Any]] = []
     total_h = total_days = total_usd = 0.0
     num_gpus = int(plan.get("num_gpus", 2048))
     for ph in phases:
@@ -108,7 +108,7 @@ def projections(
     import moe
     from sim.training.search import search_plans
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in models:
         m = moe.get(name)
         tokens = PROJECTION_MODELS.get(name, 14.8e12)

@@ -1,0 +1,53 @@
+"""Wall time to simulate one DeepSeek-V3 step on 2,048 H800 (target < 2 s), and SimPy events/s
+of the training engine as a ratio to a bare SimPy timeout loop measured in the same run."""
+
+from __future__ import annotations
+
+import time
+
+import simpy
+
+
+def bare_simpy_events_per_s(n: int = 200_000) -> float:
+    env = simpy.Environment()
+
+    def loop(env: simpy.Environment):  # type: ignore[no-untyped-def]
+        for _ in range(n):
+            yield env.timeout(1.0)
+
+    env.process(loop(env))
+    t0 = time.perf_counter()
+    env.run()
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    import gpus
+    import moe
+    from sim.training.api import build_plan, estimate_training
+    from sim.training.engine import simulate_step
+
+    kw = dict(tp=1, pp=16, ep=64, seq_len=4096, global_batch_seqs=15360, precision="fp8", schedule="dualpipe")
+    t0 = time.perf_counter()
+    r = estimate_training(model="deepseek-v3", gpu="H800", num_gpus=2048, tokens=1e12, **kw)
+    whole = time.perf_counter() - t0
+    plan, layout, cost, _, _ = build_plan(moe.get("deepseek-v3"), gpus.get("H800"), 2048, **kw)
+    for _ in range(1):
+        simulate_step(layout, cost)  # warm the cost caches
+    t1 = time.perf_counter()
+    res = simulate_step(layout, cost)
+    engine_s = time.perf_counter() - t1
+    events = len(res.timelines) and res.num_events
+    engine_rate = events / engine_s
+    bare = bare_simpy_events_per_s()
+    print(
+        f"V3 step on 2048 H800: estimate_training wall {whole:.2f} s (target < 2 s); "
+        f"engine only {engine_s:.2f} s for {events} segments; step {r.step_time_s:.2f} s"
+    )
+    print(
+        f"engine segments/s {engine_rate:,.0f}; bare SimPy timeouts/s {bare:,.0f}; ratio {engine_rate / bare:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""``moe-sim train``: simulate a training step and cost a token budget from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("train", help="simulate MoE training: step time, MFU, GPU-hours, USD")
+    p.add_argument("--model", default="deepseek-v3")
+    p.add_argument("--gpu", default="H800")
+    p.add_argument("--num-gpus", type=int, default=2048)
+    p.add_argument("--tp", type=int, default=1)
+    p.add_argument("--pp", type=int, default=16)
+    p.add_argument("--ep", type=int, default=64)
+    p.add_argument("--cp", type=int, default=1, help="context parallel degree (taken from DP)")
+    p.add_argument("--seq-len", type=int, default=4096)
+    p.add_argument("--global-batch-seqs", type=int, default=15360)
+    p.add_argument("--tokens", type=float, default=14.8e12)
+    p.add_argument("--precision", default="fp8")
+    p.add_argument("--schedule", default="dualpipe")
+    p.add_argument("--usd-per-gpu-hour", type=float, default=None)
+    p.add_argument("--plan", choices=["auto"], default=None, help="search parallel plans")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from sim.training.api import estimate_training
+
+    try:
+        t = estimate_training(
+            model=args.model,
+            gpu=args.gpu,
+            num_gpus=args.num_gpus,
+            tp=args.tp,
+            pp=args.pp,
+            ep=args.ep,
+            seq_len=args.seq_len,
+            global_batch_seqs=args.global_batch_seqs,
+            tokens=args.tokens,
+            precision=args.precision,
+            schedule=args.schedule,
+            usd_per_gpu_hour=args.usd_per_gpu_hour,
+            plan=args.plan,
+            context_parallel=args.cp,
+        )
+    except ValueError as err:
+        print(f"error: {err}")
+        return 2
+    if args.json:
+        print(json.dumps(t.to_dict(), default=str))
+        return 0
+    print(
+        f"{t.model} on {t.num_gpus} x {t.gpu}: step {t.step_time_s:.3f} s, "
+        f"{t.tokens_per_s_per_gpu:,.0f} tokens/s/GPU, MFU {t.mfu * 100:.1f}% causal / "
+        f"{t.mfu_noncausal * 100:.1f}% non-causal, bound by {t.bound_by}"
+    )
+    print(
+        f"{t.tokens / 1e12:.2f}T tokens: {t.gpu_hours / 1e3:,.1f}K GPU-hours, {t.days:.1f} days, "
+        f"${t.cost_usd / 1e6:,.2f}M (${t.usd_per_million_tokens:.3f} per M tokens)"
+    )
+    print("breakdown (s): " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(t.breakdown_s.items())))
+    print("phases (s):    " + ", ".join(f"{k} {v:.3f}" for k, v in t.phases_s.items()))
+    for n in t.notes:
+        print("note:", n)
+    return 0
