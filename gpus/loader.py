@@ -449,7 +449,7 @@ def get(name: str | GPUProfile) -> GPUProfile:
             return index[key]
     for path in _cpu_files():
         if _key(_cpu_name(path)) in keys or _key(path.stem) in keys:
-            return cpu_profile_from_calibration(path)
+            return _cpu_profile_cached(str(path), path.stat().st_mtime_ns)
     raise ValueError(f"unknown GPU {name!r}; known: {', '.join(names())} (aliases such as 'h800' or "
                      "'H800-SXM5' work too; add a GPU with gpus.load_profile(path) or gpus.register(path))")
 
@@ -502,6 +502,12 @@ def _first(data: Mapping[str, Any], *keys: str) -> Any:
         if key in data and data[key] is not None:
             return data[key]
     return None
+
+
+@lru_cache(maxsize=16)
+def _cpu_profile_cached(path: str, mtime_ns: int) -> GPUProfile:
+    """Re-read only when the file changes (a new bench run rewrites it)."""
+    return cpu_profile_from_calibration(path)
 
 
 def cpu_profile_from_calibration(path: str | Path) -> GPUProfile:
