@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BYTES_PER_ELEMENT",
+    "KV_DTYPES",
+    "layer_kv_bytes",
     "RECIPES",
     "FlopsBreakdown",
     "MemoryBreakdown",
@@ -449,6 +451,53 @@ def training_flops_per_token(model: MoEModel, seq_len: int = 4096, causal: bool 
 # ---------------------------------------------------------------------------------------------
 
 
+KV_DTYPES = (*BYTES_PER_ELEMENT, "fp8_mixed")
+
+
+def _entry_bytes(nope: int, rope: int, dtype: str) -> float:
+    """Bytes of one cached vector of ``nope`` position-free and ``rope`` rotary elements.
+
+    "fp8_mixed" is FlashMLA's FP8 KV layout (github deepseek-ai/FlashMLA README, FP8 sparse decoding:
+    656 B per token and layer for V3.2 = 512 FP8 values + 4 FP32 scales + 64 BF16 RoPE values): FP8
+    E4M3 with one FP32 scale per 128 values for the position-free part, BF16 for the RoPE part.
+    """
+    if not isinstance(dtype, str) or dtype.lower() not in KV_DTYPES:
+        raise ValueError(f"unknown KV-cache dtype {dtype!r}; allowed: {', '.join(KV_DTYPES)}.")
+    if dtype.lower() == "fp8_mixed":
+        return nope + math.ceil(nope / 128) * 4.0 + rope * 2.0
+    return (nope + rope) * BYTES_PER_ELEMENT[dtype.lower()]
+
+
+def layer_kv_bytes(model: MoEModel, layer: int, context_len: int, dtype: str = "bf16") -> dict[str, float]:
+    """KV-cache bytes one sequence of ``context_len`` tokens holds in main layer ``layer``, by part.
+
+    Parts as in :func:`kv_cache_breakdown` (total bytes, not per token).
+    """
+    length = _check_len(context_len, "context_len")
+    a = model.attention
+    window = a.window(layer)
+    attn = indexer = state = 0.0
+    if a.kind in ("mha", "gqa"):
+        entries = length if window is None else min(length, window)
+        attn = entries * 2 * a.num_kv_heads * _entry_bytes(a.head_dim, 0, dtype)
+    elif a.kind == "mla":
+        attn = length * _entry_bytes(a.kv_lora_rank, a.qk_rope_head_dim, dtype)
+        if a.index_topk:
+            indexer = length * _entry_bytes(a.index_head_dim, 0, dtype)
+    else:  # csa
+        assert window is not None
+        ratio = a.compress_ratios[layer]
+        entries = min(length, window) + (length // ratio if ratio else 0)
+        attn = entries * _entry_bytes(a.head_dim - a.qk_rope_head_dim, a.qk_rope_head_dim, dtype)
+        if ratio:
+            coff = 2 if ratio == 4 else 1
+            state += 2 * (coff * ratio) * (coff * a.head_dim) * 4.0
+        if ratio == 4:
+            indexer = (length // 4) * _entry_bytes(a.index_head_dim, 0, dtype)
+            state += 2 * (2 * 4) * (2 * a.index_head_dim) * 4.0
+    return {"attention": attn, "indexer": indexer, "compressor_state": state}
+
+
 def kv_cache_breakdown(model: MoEModel, dtype: str = "bf16", context_len: int = 4096) -> dict[str, float]:
     """KV-cache bytes per token for one sequence of ``context_len`` tokens, by part.
 
@@ -461,39 +510,16 @@ def kv_cache_breakdown(model: MoEModel, dtype: str = "bf16", context_len: int = 
     * "compressor_state": V4's pending-compression buffers (kv and gate score for the last
       (1 + overlap) x ratio tokens, FP32 as in DeepSeek's inference/model.py), per sequence.
 
-    Divided by ``context_len`` (DESIGN.md), MTP layers excluded.
+    ``dtype``: a uniform element type ("bf16", "fp8", ...) or "fp8_mixed" (FlashMLA's FP8 layout,
+    see :func:`_entry_bytes`). Divided by ``context_len`` (DESIGN.md); MTP layers excluded.
     """
     length = _check_len(context_len, "context_len")
-    b = bytes_per_element(dtype)
-    a = model.attention
-    attn = 0.0
-    indexer = 0.0
-    state = 0.0
+    _entry_bytes(1, 0, dtype)
+    totals = {"attention": 0.0, "indexer": 0.0, "compressor_state": 0.0}
     for layer in range(model.num_layers):
-        window = a.window(layer)
-        if a.kind in ("mha", "gqa"):
-            entries = length if window is None else min(length, window)
-            attn += entries * 2 * a.num_kv_heads * a.head_dim * b
-        elif a.kind == "mla":
-            attn += length * (a.kv_lora_rank + a.qk_rope_head_dim) * b
-            if a.index_topk:
-                indexer += length * a.index_head_dim * b
-        else:  # csa
-            assert window is not None
-            ratio = a.compress_ratios[layer]
-            entries = min(length, window) + (length // ratio if ratio else 0)
-            attn += entries * a.head_dim * b
-            if ratio:
-                coff = 2 if ratio == 4 else 1
-                state += 2 * (coff * ratio) * (coff * a.head_dim) * 4.0
-            if ratio == 4:
-                indexer += (length // 4) * a.index_head_dim * b
-                state += 2 * (2 * 4) * (2 * a.index_head_dim) * 4.0
-    return {
-        "attention": attn / length,
-        "indexer": indexer / length,
-        "compressor_state": state / length,
-    }
+        for k, v in layer_kv_bytes(model, layer, length, dtype).items():
+            totals[k] += v
+    return {k: v / length for k, v in totals.items()}
 
 
 def kv_cache_bytes_per_token(model: MoEModel, dtype: str = "bf16", context_len: int = 4096) -> float:

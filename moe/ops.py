@@ -308,7 +308,7 @@ def layer_ops(
         raise ValueError(f"unknown phase {phase!r}; allowed: {', '.join(PHASES)}.")
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS)}.")
-    accounting.bytes_per_element(kv_dtype)
+    accounting._entry_bytes(1, 0, kv_dtype)
     if dispatch_dtype is None:
         dispatch_dtype = "bf16" if precision == "bf16" else "fp8"
     accounting.bytes_per_element(dispatch_dtype)
@@ -336,14 +336,14 @@ def _attention_ops(
     b.vector("attn_norm", "norm", tokens * h)
     heads = _split(a.num_heads, tp, "num_attention_heads")
     decode = phase == "decode"
-    kv_b = accounting.bytes_per_element(kv_dtype)
+    kv_b = accounting._entry_bytes(128, 0, kv_dtype) / 128  # bytes per cached element (scales included)
     main_per_token, idx_per_token = accounting.layer_attention_flops_per_token(
         model, layer, length, not decode
     )
     reach_keys = main_per_token / accounting._pair_flops(model)[0]
     num_seqs = tokens if decode else tokens / length
     q_len = 1 if decode else length
-    kv_layer_bytes = _kv_layer_bytes(model, layer, length, kv_b)
+    kv_layer_bytes = accounting.layer_kv_bytes(model, layer, length, kv_dtype)["attention"]
 
     if a.kind in ("mha", "gqa"):
         kv_heads = max(1, a.num_kv_heads // tp) if a.num_kv_heads >= tp else 1
@@ -490,20 +490,6 @@ def _attention_ops(
         b.gemm("wo_b", tokens, h, groups * a.o_lora_rank)
     if hc:
         b.vector("hc_attn_post", "elementwise", tokens * hc * h, 2.0 * hc)
-
-
-def _kv_layer_bytes(model: MoEModel, layer: int, length: int, kv_b: float) -> float:
-    """KV-cache bytes one sequence of ``length`` tokens holds in ``layer`` (entries only)."""
-    a = model.attention
-    window = a.window(layer)
-    if a.kind in ("mha", "gqa"):
-        entries = length if window is None else min(length, window)
-        return entries * 2 * a.num_kv_heads * a.head_dim * kv_b
-    if a.kind == "mla":
-        return length * (a.kv_lora_rank + a.qk_rope_head_dim) * kv_b
-    assert window is not None
-    ratio = a.compress_ratios[layer]
-    return (min(length, window) + (length // ratio if ratio else 0)) * a.head_dim * kv_b
 
 
 def _ffn_ops(

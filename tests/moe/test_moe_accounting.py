@@ -187,3 +187,42 @@ def test_v4_weights_match_checkpoint_size(name, gib):
     # (compressor weights, stored BF16, are counted as FP8 here).
     weights = moe.get(name).memory_bytes("fp4_experts").weights_bytes
     assert abs(weights / (gib * 2**30) - 1) <= 0.015, weights / 2**30
+
+
+def test_fp8_mixed_kv_layout():
+    # FlashMLA README (FP8 sparse decoding): 656 B per token and layer = 512 FP8 + 4 FP32 scales + 64 BF16
+    # RoPE values, so V3/V3.2 hold 656 x 61 = 40,016 B per token (reference deepseek_figures.md sec. 2.2);
+    # V3.2's FP8 indexer key: 128 FP8 values + one FP32 scale = 132 B per token and layer.
+    assert moe.get("deepseek-v3").kv_cache_bytes_per_token("fp8_mixed", 4096) == 40_016
+    parts = moe.get("deepseek-v3.2").kv_cache_breakdown("fp8_mixed", 4096)
+    assert parts["indexer"] == 132 * 61
+
+
+def test_qwen2_moe_from_config():
+    # Qwen/Qwen1.5-MoE-A2.7B config.json (copies via the code index, e.g. file id 54591096139); Qwen blog
+    # "Qwen1.5-MoE: Matching 7B Model Performance with 1/3 Activated Parameters" (Mar 2024): 14.3B total,
+    # 2.7B activated. Tolerance 1% / 3%.
+    cfg = {
+        "architectures": ["Qwen2MoeForCausalLM"],
+        "model_type": "qwen2_moe",
+        "hidden_size": 2048,
+        "intermediate_size": 5632,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 16,
+        "vocab_size": 151936,
+        "num_experts": 60,
+        "num_experts_per_tok": 4,
+        "moe_intermediate_size": 1408,
+        "shared_expert_intermediate_size": 5632,
+        "decoder_sparse_step": 1,
+        "tie_word_embeddings": False,
+        "max_window_layers": 21,
+        "use_sliding_window": False,
+        "sliding_window": 32768,
+    }
+    m = moe.from_hf_config(cfg)
+    assert m.attention.qkv_bias and m.shared_expert_gate and m.num_moe_layers == 24
+    assert abs(m.total_params / 14.3e9 - 1) <= 0.01
+    assert abs(m.active_params / 2.7e9 - 1) <= 0.03
+    assert m.attention.window(0) is None  # use_sliding_window false

@@ -131,7 +131,7 @@ def test_layer_structure():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"dtype": "fp6"}, "unknown dtype 'fp6'"),
+        ({"dtype": "fp6"}, "unknown KV-cache dtype 'fp6'"),
         ({"context_len": 0}, "context_len must be a positive integer"),
         ({"context_len": -5}, "context_len must be a positive integer"),
         ({"context_len": math.nan}, "context_len must be a positive integer"),
