@@ -45,7 +45,8 @@ def main() -> None:
         f"engine only {engine_s:.2f} s for {events} segments; step {r.step_time_s:.2f} s"
     )
     print(
-        f"engine segments/s {engine_rate:,.0f}; bare SimPy timeouts/s {bare:,.0f}; ratio {engine_rate / bare:.3f}"
+        f"engine segments/s {engine_rate:,.0f}; bare SimPy timeouts/s {bare:,.0f}; "
+        f"ratio {engine_rate / bare:.3f}"
     )
 
 
