@@ -68,3 +68,17 @@ def test_cluster_unknown_gpu():
         gpus.cluster("X1", num_gpus=8)
     with pytest.raises(ValueError, match="nodes must be a positive whole number"):
         gpus.Cluster("H800", 0)
+
+
+def test_full_mesh_and_bridge_topologies():
+    # AMD MI300X data sheet: 7 Infinity Fabric links x 64 GB/s each way, a full mesh of 8 GPUs.
+    mi300x = gpus.cluster("MI300X", nodes=2)
+    assert mi300x.scale_up_topology == "full-mesh"
+    assert mi300x.scale_up_bandwidth_bytes_per_s_per_direction == 448e9
+    assert mi300x.scale_up_pair_bandwidth_bytes_per_s_per_direction == pytest.approx(64e9)
+    # NVIDIA H100 PCIe table: NVLink bridge 600 GB/s both ways, pairs of cards only.
+    pcie = gpus.cluster("H100-PCIe", nodes=1)
+    assert (pcie.scale_up_domain_gpus, pcie.scale_up_domains_per_node) == (2, 4)
+    assert pcie.scale_up_pair_bandwidth_bytes_per_s_per_direction == 300e9
+    # Through NVSwitch a GPU reaches any other at its full link rate (H800: 200 GB/s, DeepEP #16).
+    assert gpus.cluster("H800").scale_up_pair_bandwidth_bytes_per_s_per_direction == 200e9

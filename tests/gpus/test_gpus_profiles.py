@@ -150,3 +150,36 @@ def test_unknown_name_lists_known_names(bad):
 def test_ridge_point():
     # H800: 989.5e12 / 3.35e12 = 295 FLOP per byte (BF16).
     assert gpus.get("H800").ridge_point_flop_per_byte("bf16") == pytest.approx(295.4, rel=1e-3)
+
+
+def test_low_confidence_figures_are_marked():
+    # No public datasheet exists for H800, H20, A800 or the Ascend 910B (reference gpu_specs.md §7):
+    # each of them marks some figures as secondary, assumed or low.
+    for name in ("H800", "H20", "A800", "Ascend-910B"):
+        levels = set(gpus.get(name).confidence.values())
+        assert levels & {"secondary", "assumed", "low", "derived"}, name
+    assert gpus.get("Ascend-910B").confidence["hbm_bandwidth_bytes_per_s"] == "low"
+    assert gpus.get("H20").confidence["sm_count"] == "low"
+
+
+def test_formats_absent_on_other_vendors():
+    ascend = gpus.get("Ascend-910B")
+    for dtype in ("fp64", "tf32", "fp8", "fp4"):
+        assert not ascend.supports(dtype)
+    assert ascend.nearest_dtype("fp8") == "bf16"
+    assert ascend.nearest_dtype("fp64") == "fp32"
+    # AMD MI300X data sheet: FP8 2,614.9 dense TFLOPS, no FP4 on CDNA 3.
+    mi300x = gpus.get("MI300X")
+    assert mi300x.peak_flops("fp8") == pytest.approx(2614.9e12)
+    assert mi300x.nearest_dtype("fp4") == "fp8"
+    # NVIDIA HGX B200 page: FP4 72 PFLOPS dense per 8 GPUs = 9 PFLOPS each.
+    assert gpus.get("B200").peak_flops("fp4") == pytest.approx(9e15)
+
+
+def test_price_ranges_and_purchase():
+    # DeepSeek-V3 Table 1: $2 per H800 GPU-hour; SemiAnalysis (2024): ~$12,000 per H20.
+    assert gpus.get("H20").price.purchase_usd_per_gpu == 12000
+    assert gpus.get("A800").price.purchase_usd_per_gpu is None
+    for name in gpus.names():
+        price = gpus.get(name).price
+        assert price.usd_per_gpu_hour_low <= price.usd_per_gpu_hour <= price.usd_per_gpu_hour_high
