@@ -152,7 +152,7 @@ def _attention_params(model: MoEModel, layer: int | None) -> tuple[_Count, int]:
         # V4-Pro safetensors listing: wq_a [1536,7168], wq_b [65536,1536], wkv [512,7168],
         # wo_a [16384,4096], wo_b [7168,16384], compressor wkv [512|1024,7168], ape [128,512]|[4,1024].
         d = a.head_dim
-        ratio = a.mtp_compress_ratio if layer is None else a.compress_ratios[layer]
+        ratio = a.compress_ratio(model.num_layers if layer is None else layer)
         c.gemm += h * a.q_lora_rank + a.q_lora_rank * a.num_heads * d  # wq_a, wq_b
         norms += a.q_lora_rank + d  # q_norm, kv_norm
         c.gemm += h * d  # wkv (one shared K=V head)
@@ -193,7 +193,7 @@ def layer_params(model: MoEModel, layer: int | None) -> dict[str, _Count]:
     attn, attn_norms = _attention_params(model, layer)
     out["attention"] = attn
     out["norms"].other += 2 * h + attn_norms  # input_layernorm, post_attention_layernorm
-    is_moe = True if layer is None else model.moe_layers[layer]
+    is_moe = layer is None or layer >= model.num_layers or model.moe_layers[layer]
     if is_moe:
         e = _expert_params(model, model.moe_intermediate_size, model.expert_bias)
         out["routed_experts"] = _Count(e.gemm * model.num_routed_experts, e.other * model.num_routed_experts)
@@ -339,7 +339,7 @@ def _layer_reach(model: MoEModel, layer: int, context_len: int, causal: bool) ->
     # csa: a sliding window of raw entries plus compressed entries.
     assert window is not None
     keys = mean(_sum_min(length, window), min(length, window))
-    ratio = a.compress_ratios[layer]
+    ratio = a.compress_ratio(layer)
     indexer = 0.0
     if ratio == 4:
         keys += mean(_sum_min_floor(length, 4, a.index_topk), min(a.index_topk, length // 4))
@@ -486,7 +486,7 @@ def layer_kv_bytes(model: MoEModel, layer: int, context_len: int, dtype: str = "
             indexer = length * _entry_bytes(a.index_head_dim, 0, dtype)
     else:  # csa
         assert window is not None
-        ratio = a.compress_ratios[layer]
+        ratio = a.compress_ratio(layer)
         entries = min(length, window) + (length // ratio if ratio else 0)
         attn = entries * _entry_bytes(a.head_dim - a.qk_rope_head_dim, a.qk_rope_head_dim, dtype)
         if ratio:

@@ -105,15 +105,24 @@ class AttentionSpec:
         return self.head_dim
 
     def window(self, layer: int) -> int | None:
-        """Sliding window of main layer ``layer`` in tokens, or None for full attention."""
-        if self.layer_windows:
-            return self.layer_windows[layer]
-        return self.sliding_window
+        """Sliding window of layer ``layer`` in tokens, or None for full attention.
+
+        Indices past the main layers denote MTP modules' layers: V4's use the sliding window, the
+        others attend like the last main layer.
+        """
+        if layer >= len(self.layer_windows):
+            if self.kind == "csa" or not self.layer_windows:
+                return self.sliding_window
+            return self.layer_windows[-1]
+        return self.layer_windows[layer]
 
     def compress_ratio(self, layer: int) -> int:
-        """KV compression ratio of main layer ``layer`` (0: none). Only "csa" models compress."""
+        """KV compression ratio of layer ``layer`` (0: none; MTP layers past the main ones use
+        ``mtp_compress_ratio``). Only "csa" models compress."""
         if self.kind != "csa":
             return 0
+        if layer >= len(self.compress_ratios):
+            return self.mtp_compress_ratio
         return self.compress_ratios[layer]
 
     def has_indexer(self, layer: int) -> bool:
@@ -121,7 +130,7 @@ class AttentionSpec:
         if self.kind == "mla":
             return self.index_topk > 0
         if self.kind == "csa":
-            return self.compress_ratios[layer] == 4
+            return self.compress_ratio(layer) == 4
         return False
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,13 +187,20 @@ class MoEModel:
         return sum(1 for is_moe in self.moe_layers if is_moe)
 
     def is_moe_layer(self, layer: int) -> bool:
-        self._check_layer(layer)
-        return self.moe_layers[layer]
+        """Whether layer ``layer`` has an MoE FFN (MTP layers, indices >= num_layers, always do)."""
+        self._check_layer(layer, allow_mtp=True)
+        return layer >= self.num_layers or self.moe_layers[layer]
 
-    def _check_layer(self, layer: int) -> None:
-        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < self.num_layers:
+    def _check_layer(self, layer: int, allow_mtp: bool = False) -> None:
+        top = self.num_layers + (self.num_mtp_modules if allow_mtp else 0)
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < top:
+            extra = (
+                f" (main layers 0-{self.num_layers - 1}, MTP modules from {self.num_layers})"
+                if allow_mtp and self.num_mtp_modules
+                else ""
+            )
             raise ValueError(
-                f"layer must be an integer from 0 to {self.num_layers - 1} for {self.name}; got {layer!r}."
+                f"layer must be an integer from 0 to {top - 1} for {self.name}{extra}; got {layer!r}."
             )
 
     # ---- parameters --------------------------------------------------------------------------

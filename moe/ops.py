@@ -282,7 +282,10 @@ def layer_ops(
     kv_dtype: str = "bf16",
     dispatch_dtype: str | None = None,
 ) -> list[Op]:
-    """Operators of main layer ``layer`` on one rank.
+    """Operators of layer ``layer`` on one rank.
+
+    ``layer`` counts main layers from 0; ``num_layers + j`` is MTP module j's layer (its joining
+    projection and one MoE decoder layer; the shared output head is in :func:`head_ops`).
 
     ``num_tokens``: tokens this rank's attention processes. Phases: "forward" (training forward),
     "prefill" (same shapes: sequences of ``context_len`` tokens, causal), "decode" (``num_tokens``
@@ -299,7 +302,7 @@ def layer_ops(
     "fp8" runs linear GEMMs in FP8 and dispatches in FP8 (DeepSeek-V3), "fp4_experts" also stores
     routed-expert weights in FP4.
     """
-    model._check_layer(layer)
+    model._check_layer(layer, allow_mtp=True)
     tokens = _positive_int(num_tokens, "num_tokens")
     length = _positive_int(context_len, "context_len")
     tp = _positive_int(tp, "tp")
@@ -314,6 +317,12 @@ def layer_ops(
     accounting.bytes_per_element(dispatch_dtype)
     fwd_phase = "forward" if phase == "backward" else phase
     b = _Builder(layer, precision)
+    if layer >= model.num_layers:
+        # MTP module (V3-TR Sec. 2.2, Fig. 3): RMSNorm the hidden state and the next token's embedding,
+        # concatenate, project 2h -> h (V4 splits it into e_proj and h_proj), then one decoder layer.
+        h = model.hidden_size
+        b.vector("mtp_norms", "norm", 2 * tokens * h)
+        b.gemm("mtp_proj", tokens, h, 2 * h)
     _attention_ops(b, model, layer, tokens, length, fwd_phase, tp, kv_dtype)
     if tp > 1:
         b.comm("attn_allreduce", "allreduce", tokens * model.hidden_size * _ACT, tp, "bf16")
@@ -443,7 +452,7 @@ def _attention_ops(
         b.gemm("o_proj", tokens, h, heads * a.v_head_dim)
     else:  # csa (DeepSeek-V4)
         d = a.head_dim
-        ratio = a.compress_ratios[layer]
+        ratio = a.compress_ratio(layer)
         b.gemm("wq_a", tokens, a.q_lora_rank, h)
         b.vector("q_norm", "norm", tokens * a.q_lora_rank)
         b.gemm("wq_b", tokens, heads * d, a.q_lora_rank)
@@ -511,7 +520,7 @@ def _ffn_ops(
         b.gemm("hc_ffn_pre", tokens, mix, hc * h, bf16=True)
         b.vector("hc_ffn_sinkhorn", "elementwise", tokens * hc * h, 4.0)
     b.vector("ffn_norm", "norm", tokens * h)
-    if not model.moe_layers[layer]:
+    if not model.is_moe_layer(layer):
         inter = _split(model.intermediate_size, tp, "intermediate_size")
         b.gemm("mlp_gate_up", tokens, 2 * inter, h)
         b.vector("mlp_act", "elementwise", tokens * inter, 4.0)

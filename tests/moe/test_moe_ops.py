@@ -128,3 +128,18 @@ def test_ops_are_records():
     assert isinstance(op.to_dict(), dict)
     with pytest.raises(AttributeError):
         op.flops = 1.0  # type: ignore[misc]
+
+
+def test_mtp_module_ops():
+    # V3 MTP module (V3-TR Sec. 2.2): projection 2h -> h, then a decoder layer like the main MoE layers.
+    m = moe.get("deepseek-v3")
+    mtp = m.layer_ops(m.num_layers, 256, 256)
+    last = m.layer_ops(m.num_layers - 1, 256, 256)
+    extra = ops.ops_flops(mtp, COMPUTE) - ops.ops_flops(last, COMPUTE)
+    assert extra == pytest.approx(2 * 256 * 7168 * 2 * 7168)
+    # V4's MTP layer has compress ratio 0: sliding window only, no compressor or indexer.
+    v4 = moe.get("deepseek-v4-flash")
+    names = {op.name: op for op in v4.layer_ops(v4.num_layers, 8, 65536, "decode")}
+    assert "compressor" not in names and names["attention"].kv_len == 128
+    with pytest.raises(ValueError, match="MTP modules from 43"):
+        v4.layer_ops(v4.num_layers + 1, 8, 8)
