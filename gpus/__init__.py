@@ -13,6 +13,7 @@ converted once by ``gpus.units``). To add a GPU, write such a file and call
 of this project and nothing outside the standard library.
 """
 
+from . import units
 from .cluster import Cluster, cluster
 from .loader import (
     CALIBRATION_DIR,
@@ -50,5 +51,6 @@ __all__ = [
     "normalize_dtype",
     "parse_profile",
     "register",
+    "units",
     "unregister",
 ]
