@@ -98,6 +98,7 @@ class _Count:
 
     gemm: int = 0
     other: int = 0
+    bf16_gemm: int = 0  # the part of ``gemm`` that DeepSeek's FP8 checkpoints keep in BF16
 
     @property
     def total(self) -> int:
@@ -134,6 +135,7 @@ def _attention_params(model: MoEModel, layer: int | None) -> tuple[_Count, int]:
             # k_norm (LayerNorm: weight and bias), weights_proj.
             q_in = a.q_lora_rank or h
             c.gemm += q_in * a.index_n_heads * a.index_head_dim + h * a.index_head_dim + h * a.index_n_heads
+            c.bf16_gemm += h * a.index_n_heads  # weights_proj is BF16
             norms += 2 * a.index_head_dim
     elif a.kind in ("mha", "gqa"):
         q = a.num_heads * a.head_dim
@@ -161,7 +163,8 @@ def _attention_params(model: MoEModel, layer: int | None) -> tuple[_Count, int]:
         c.other += a.num_heads  # attn_sink
         if ratio:
             coff = 2 if ratio == 4 else 1  # ratio-4 compression uses overlapping windows
-            c.gemm += 2 * h * coff * d  # compressor wkv, wgate
+            c.gemm += 2 * h * coff * d  # compressor wkv, wgate (BF16 in the checkpoint)
+            c.bf16_gemm += 2 * h * coff * d
             c.other += ratio * coff * d  # compressor ape
             norms += d  # compressor norm
         if ratio == 4:
@@ -170,6 +173,7 @@ def _attention_params(model: MoEModel, layer: int | None) -> tuple[_Count, int]:
                 a.q_lora_rank * a.index_n_heads * ihd + h * a.index_n_heads
             )  # indexer wq_b, weights_proj
             c.gemm += 2 * h * 2 * ihd  # indexer compressor wkv, wgate (overlapping: 2 x ihd)
+            c.bf16_gemm += h * a.index_n_heads + 2 * h * 2 * ihd  # weights_proj and compressor: BF16
             c.other += 4 * 2 * ihd  # indexer compressor ape
             norms += ihd  # indexer compressor norm
     else:  # pragma: no cover - the parser only builds the kinds above
@@ -572,7 +576,15 @@ def _param_classes(model: MoEModel, include_mtp: bool) -> dict[str, int]:
             extra["hyper_connections"] = _Count(gemm=model.hc_mult**2 * h, other=model.hc_mult + 1)
         for _ in range(model.num_mtp_modules):
             parts += [mtp_layer, extra]
-    classes = {"embed_head": 0, "router": 0, "experts": 0, "linear": 0, "vector": 0, "hc": 0}
+    classes = {
+        "embed_head": 0,
+        "router": 0,
+        "experts": 0,
+        "linear": 0,
+        "bf16_linear": 0,
+        "vector": 0,
+        "hc": 0,
+    }
     for part in parts:
         for k, c in part.items():
             if k in ("embedding", "head"):
@@ -586,7 +598,8 @@ def _param_classes(model: MoEModel, include_mtp: bool) -> dict[str, int]:
             elif k == "hyper_connections":
                 classes["hc"] += c.total
             else:
-                classes["linear"] += c.gemm
+                classes["linear"] += c.gemm - c.bf16_gemm
+                classes["bf16_linear"] += c.bf16_gemm
                 classes["vector"] += c.other
     return classes
 
@@ -599,13 +612,14 @@ def memory_bytes(model: MoEModel, recipe: str = "bf16", include_mtp: bool = True
     * "bf16": BF16 weights, FP32 gradients (accumulated in FP32), FP32 master weights, AdamW
       moments in FP32 (2 + 4 + 4 + 8 = 18 bytes per parameter, the usual mixed-precision recipe).
     * "fp8": DeepSeek-V3 (V3-TR Sec. 3.3.1-3.3.3, p.15-18): linear-layer weights in FP8 E4M3 with
-      one FP32 scale per 128x128 block; embedding, output head, router and norms kept in BF16;
+      one FP32 scale per 128x128 block; embedding, output head, router and norms kept in BF16 (as are
+      the few projections DeepSeek's checkpoints store in BF16: indexer weights_proj, V4 compressors);
       master weights and gradients in FP32; AdamW first and second moments in BF16.
     * "fp4_experts": DeepSeek-V4 checkpoint layout (config.json quantization_config and the V4-Pro
       safetensors listing): routed-expert weights FP4 E2M1 with one UE8M0 scale per 32 values; other
-      linear weights FP8 E4M3 with one UE8M0 scale per 128x128 block; embedding, head, router in
-      BF16; hyper-connection weights FP32. Training state as the "fp8" recipe (FP32 master and
-      gradients, BF16 moments): V4's optimizer-state precision is not published (the Muon optimizer
+      linear weights FP8 E4M3 with one UE8M0 scale per 128x128 block; embedding, head, router,
+      compressors and indexer weights_proj in BF16; hyper-connection weights FP32. Training state
+      as the "fp8" recipe (FP32 master and gradients, BF16 moments): V4's optimizer-state precision is not published (the Muon optimizer
       would keep one momentum buffer instead of two moments for matrices; not modelled).
 
     ``include_mtp`` (default True) counts the MTP modules, which are held in memory for training
@@ -634,7 +648,7 @@ def memory_bytes(model: MoEModel, recipe: str = "bf16", include_mtp: bool = True
         weights = (
             cls["experts"] * (0.5 + 1.0 / 32)
             + cls["linear"] * (1.0 + 1.0 / (128 * 128))
-            + 2.0 * (cls["embed_head"] + cls["router"] + cls["vector"])
+            + 2.0 * (cls["embed_head"] + cls["router"] + cls["vector"] + cls["bf16_linear"])
             + 4.0 * cls["hc"]
         )
         grads = 4.0 * n
