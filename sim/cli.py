@@ -1,0 +1,241 @@
+"""``moe-sim``: the command line.
+
+Tables for people by default, ``--json`` for scripts. Exit codes scripts can rely on:
+0 success; 1 a run failed (e.g. a report with a failed notebook); 2 bad input (unknown names,
+impossible plans, malformed files); 3 the model does not fit (``fit`` with ``--require``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_DOES_NOT_FIT = 3
+
+_EPILOG = """\
+examples:
+  moe-sim gpus                                   # the GPU profiles side by side
+  moe-sim models --json                          # the model catalog, machine-readable
+  moe-sim fit --model deepseek-v3 --gpu H800 --nodes 4 --context-len 32768
+  moe-sim train --model deepseek-v3 --gpu H800 --num-gpus 2048 --pp 16 --ep 64 --precision fp8
+  moe-sim serve --model deepseek-v3 --gpu H800 --help
+  moe-sim report                                 # the default batch report (reports/specs/default.toml)
+  moe-sim validate --json                        # kernel timing model against measurements
+
+exit codes: 0 ok, 1 a run failed, 2 bad input, 3 does not fit (fit --require)
+"""
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain text table, numbers right-aligned."""
+    cells = [[str(h) for h in headers]] + [[_fmt(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    numeric = [all(isinstance(row[i], (int, float)) or row[i] in ("-", None) for row in rows)
+               for i in range(len(headers))]
+    lines = []
+    for index, row in enumerate(cells):
+        parts = [c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(parts).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if value == 0:
+            return "0"
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        if abs(value) >= 10:
+            return f"{value:.1f}"
+        return f"{value:.2f}"
+    return str(value)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+# --- gpus -------------------------------------------------------------------------------------
+
+def _cmd_gpus(args: argparse.Namespace) -> int:
+    import gpus
+
+    profiles = [gpus.get(name) for name in gpus.names()]
+    if args.json:
+        _print_json([p.to_dict() for p in profiles])
+        return EXIT_OK
+
+    def tflops(p: Any, dtype: str) -> float | None:
+        return p.peak_flops_per_s[dtype] / 1e12 if dtype in p.peak_flops_per_s else None
+
+    rows = [[p.name, p.sm_count, tflops(p, "fp64"), tflops(p, "bf16"), tflops(p, "fp8"), tflops(p, "fp4"),
+             p.hbm_bytes / 2**30, p.hbm_bandwidth_bytes_per_s / 1e12,
+             p.nvlink_bandwidth_bytes_per_s_per_direction / 1e9,
+             p.node.scale_out_bandwidth_bytes_per_s_per_gpu / 1e9, p.tdp_w, p.price.usd_per_gpu_hour]
+            for p in profiles]
+    print(_table(["gpu", "SMs", "FP64 TF", "BF16 TF", "FP8 TF", "FP4 TF", "HBM GiB", "HBM TB/s",
+                  "NVLink GB/s/dir", "net GB/s/GPU/dir", "TDP W", "USD/GPU-h"], rows))
+    print("\nDense peaks (2:4-sparse datasheet figures halved); '-' = format not supported. "
+          "Sources: gpus/data/<gpu>.toml")
+    return EXIT_OK
+
+
+# --- models -----------------------------------------------------------------------------------
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    import moe
+
+    models = [moe.get(name) for name in moe.names()]
+    if args.json:
+        _print_json([{
+            "name": m.name,
+            "architecture": m.architecture,
+            "total_params": m.total_params,
+            "active_params": m.active_params,
+            "params_breakdown": dict(m.params_breakdown),
+            "num_layers": m.num_layers,
+            "num_routed_experts": m.num_routed_experts,
+            "experts_per_token": m.experts_per_token,
+            "kv_cache_bytes_per_token_bf16_4k": m.kv_cache_bytes_per_token(dtype="bf16", context_len=4096),
+            "training_flops_per_token_4k": m.training_flops_per_token(seq_len=4096, causal=True),
+        } for m in models])
+        return EXIT_OK
+    rows = [[m.name, m.architecture, m.total_params / 1e9, m.active_params / 1e9, m.num_layers,
+             m.num_routed_experts, m.experts_per_token, m.attention.kind,
+             m.kv_cache_bytes_per_token(dtype="bf16", context_len=4096),
+             m.training_flops_per_token(seq_len=4096, causal=True) / 1e9] for m in models]
+    print(_table(["model", "architecture", "total B", "active B", "layers", "experts", "top-k", "attention",
+                  "KV B/token (bf16, 4K)", "train GFLOP/token (4K)"], rows))
+    return EXIT_OK
+
+
+# --- fit --------------------------------------------------------------------------------------
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from sim.fit import fit
+
+    report = fit(args.model, args.gpu, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
+                 context_len=args.context_len, kv_dtype=args.kv_dtype, reserve_fraction=args.reserve)
+    fits = {r.recipe: (r.serving_fits if args.require == "serving" else r.training_fits)
+            for r in report.recipes}
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        gib = 2**30
+        print(f"{report.model} on {report.nodes} x {report.gpus_per_node} {report.gpu} "
+              f"({report.num_gpus} GPUs, {report.hbm_bytes_per_gpu / gib:.1f} GiB HBM each, "
+              f"{report.reserve_fraction:.0%} kept back)")
+        print(f"parameters: {report.total_params / 1e9:.1f}B total, {report.active_params / 1e9:.1f}B active; "
+              f"KV cache {report.kv_bytes_per_token:,.0f} B/token ({report.kv_dtype}) = "
+              f"{report.kv_bytes_per_sequence / gib:.2f} GiB per {report.context_len:,}-token sequence\n")
+        rows = [[r.recipe, r.weights_bytes_per_gpu / gib, r.serving_fits,
+                 r.training_state_bytes_per_gpu / gib, r.training_fits,
+                 r.kv_bytes_free_per_gpu / gib, r.max_sequences_at_context] for r in report.recipes]
+        print(_table(["recipe", "weights GiB/GPU", "serve fits", "train state GiB/GPU", "train fits",
+                      "KV free GiB/GPU", f"seqs @ {report.context_len}"], rows))
+        print("\nEvery byte spread evenly over all GPUs (the best any sharding can do): 'no' is definitive, "
+              "'yes' is necessary, not sufficient (activations are not counted; see `moe-sim train`).")
+    if args.require is not None:
+        wanted = args.recipe or "bf16"
+        if wanted not in fits:
+            raise ValueError(f"unknown recipe {wanted!r}; known recipes: {', '.join(fits)}")
+        return EXIT_OK if fits[wanted] else EXIT_DOES_NOT_FIT
+    return EXIT_OK
+
+
+# --- delegated subcommands --------------------------------------------------------------------
+
+def _delegate(module: str, argv: Sequence[str]) -> int:
+    """Run ``module.main(argv)`` (reports, kernels_numba.validate): they own their arguments."""
+    target = importlib.import_module(module)
+    result = target.main(list(argv))
+    return int(result or 0)
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:
+    parser = argparse.ArgumentParser(
+        prog="moe-sim",
+        description="What a Mixture-of-Experts model costs to train and to serve on a GPU fleet.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="{gpus,models,fit,train,serve,report,validate}")
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+    p = sub.add_parser("gpus", help="list the GPU profiles", description="The GPU profiles side by side.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    handlers["gpus"] = _cmd_gpus
+
+    p = sub.add_parser("models", help="list the model catalog", description="The model catalog.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    handlers["models"] = _cmd_models
+
+    p = sub.add_parser(
+        "fit", help="does a model fit on a set of GPUs",
+        description="Weights per precision recipe, training state and KV cache per GPU.",
+        epilog="example: moe-sim fit --model deepseek-v3 --gpu H20 --nodes 2 --context-len 131072",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="catalog name (moe-sim models) or a config.json path")
+    p.add_argument("--gpu", required=True, help="GPU name or alias (moe-sim gpus)")
+    p.add_argument("--nodes", type=int, default=1, help="number of nodes (default 1)")
+    p.add_argument("--gpus-per-node", type=int, default=None, help="default: the profile's typical node")
+    p.add_argument("--context-len", type=int, default=4096, help="tokens of KV cache per sequence")
+    p.add_argument("--kv-dtype", default="bf16", help="KV cache format (bf16, fp8, ...)")
+    p.add_argument("--reserve", type=float, default=0.1, help="share of HBM kept back (default 0.1)")
+    p.add_argument("--require", choices=["serving", "training"], default=None,
+                   help="exit 3 unless the weights (serving) or training state (training) fit")
+    p.add_argument("--recipe", default=None, help="recipe checked by --require (default bf16)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    handlers["fit"] = _cmd_fit
+
+    for name, module, text in (("train", "sim.training.cli", "simulate training: step time, GPU-hours, USD"),
+                               ("serve", "sim.serving.cli", "simulate serving: throughput, latency, USD/Mtok")):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        p = mod.add_parser(sub)
+        handlers[name] = mod.run
+
+    sub.add_parser("report", help="run the notebooks over a grid into HTML reports (args: see --help)",
+                   add_help=False)
+    sub.add_parser("validate", help="score the kernel timing model (args: see --help)", add_help=False)
+    return parser, handlers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args_list and args_list[0] == "report":
+            return _delegate("reports.runner", args_list[1:])
+        if args_list and args_list[0] == "validate":
+            return _delegate("kernels_numba.validate", args_list[1:])
+        parser, handlers = build_parser()
+        args = parser.parse_args(args_list)
+        if args.command is None:
+            parser.print_help()
+            return EXIT_BAD_INPUT
+        return handlers[args.command](args)
+    except ValueError as error:
+        print(f"moe-sim: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except FileNotFoundError as error:
+        print(f"moe-sim: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
