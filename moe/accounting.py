@@ -619,8 +619,9 @@ def memory_bytes(model: MoEModel, recipe: str = "bf16", include_mtp: bool = True
       safetensors listing): routed-expert weights FP4 E2M1 with one UE8M0 scale per 32 values; other
       linear weights FP8 E4M3 with one UE8M0 scale per 128x128 block; embedding, head, router,
       compressors and indexer weights_proj in BF16; hyper-connection weights FP32. Training state
-      as the "fp8" recipe (FP32 master and gradients, BF16 moments): V4's optimizer-state precision is not published (the Muon optimizer
-      would keep one momentum buffer instead of two moments for matrices; not modelled).
+      as the "fp8" recipe (FP32 master and gradients, BF16 moments): V4's optimizer-state precision
+      is not published (the Muon optimizer would keep one momentum buffer instead of two moments for
+      matrices; not modelled).
 
     ``include_mtp`` (default True) counts the MTP modules, which are held in memory for training
     and for speculative decoding.
