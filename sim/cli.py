@@ -41,7 +41,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
                for i in range(len(headers))]
     lines = []
     for index, row in enumerate(cells):
-        parts = [c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        parts = [cell.rjust(width) if numeric[i] else cell.ljust(width)
+                 for i, (cell, width) in enumerate(zip(row, widths, strict=True))]
         lines.append("  ".join(parts).rstrip())
         if index == 0:
             lines.append("  ".join("-" * w for w in widths))
@@ -138,7 +139,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         print(f"{report.model} on {report.nodes} x {report.gpus_per_node} {report.gpu} "
               f"({report.num_gpus} GPUs, {report.hbm_bytes_per_gpu / gib:.1f} GiB HBM each, "
               f"{report.reserve_fraction:.0%} kept back)")
-        print(f"parameters: {report.total_params / 1e9:.1f}B total, {report.active_params / 1e9:.1f}B active; "
+        print(f"parameters: {report.total_params / 1e9:.1f}B total, "
+              f"{report.active_params / 1e9:.1f}B active; "
               f"KV cache {report.kv_bytes_per_token:,.0f} B/token ({report.kv_dtype}) = "
               f"{report.kv_bytes_per_sequence / gib:.2f} GiB per {report.context_len:,}-token sequence\n")
         rows = [[r.recipe, r.weights_bytes_per_gpu / gib, r.serving_fits,
@@ -201,8 +203,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argpars
     p.add_argument("--json", action="store_true", help="machine-readable output")
     handlers["fit"] = _cmd_fit
 
-    for name, module, text in (("train", "sim.training.cli", "simulate training: step time, GPU-hours, USD"),
-                               ("serve", "sim.serving.cli", "simulate serving: throughput, latency, USD/Mtok")):
+    for name, module in (("train", "sim.training.cli"), ("serve", "sim.serving.cli")):
         try:
             mod = importlib.import_module(module)
         except ImportError:

@@ -36,7 +36,8 @@ def test_models_json_counts(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_fit_v3_on_one_h800_node_does_not_fit_bf16(capsys: pytest.CaptureFixture[str]) -> None:
     # 671B parameters in BF16 are 1.34 TB: more than 8 x 80 GB.
-    code = main(["fit", "--model", "deepseek-v3", "--gpu", "H800", "--require", "serving", "--recipe", "bf16"])
+    code = main(["fit", "--model", "deepseek-v3", "--gpu", "H800",
+                 "--require", "serving", "--recipe", "bf16"])
     assert code == EXIT_DOES_NOT_FIT
     assert "deepseek-v3" in capsys.readouterr().out
 
@@ -79,5 +80,6 @@ def test_bad_input_is_a_clear_error(argv: list[str], needle: str, capsys: pytest
 
 
 def test_console_entry_point_help_has_examples() -> None:
-    out = subprocess.run([sys.executable, "-m", "sim.cli", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "sim.cli", "--help"],
+                         capture_output=True, text=True, check=True)
     assert "examples:" in out.stdout and "moe-sim fit" in out.stdout
