@@ -1,0 +1,93 @@
+"""Torch implementations of every kernel (semantics: ``kernels_numba.reference``).
+
+These are what a PyTorch MoE layer would call: ``torch.matmul``, a loop of matmuls over expert
+groups, ``topk`` gating, ``argsort``-based permutation, ``scaled_dot_product_attention``.
+They take and return torch tensors on any device; the timing harness keeps data resident.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+def gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    return torch.matmul(a, b, out=out)
+
+
+def grouped_gemm(x: torch.Tensor, offsets: list[int], w: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """One matmul per non-empty group (``offsets`` as a host list to avoid device syncs)."""
+    for g in range(w.shape[0]):
+        lo, hi = offsets[g], offsets[g + 1]
+        if hi > lo:
+            torch.matmul(x[lo:hi], w[g], out=out[lo:hi])
+    return out
+
+
+def gating(
+    logits: torch.Tensor,
+    top_k: int,
+    scoring: str,
+    n_group: int,
+    topk_group: int,
+    bias: torch.Tensor,
+    routed_scaling_factor: float,
+    norm_topk_prob: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DeepSeek MoEGate (HF ``modeling_deepseek.py``): scores, group-limited top-k, weights."""
+    if scoring == "sigmoid":
+        scores = logits.sigmoid()
+    elif scoring == "softmax":
+        scores = logits.softmax(dim=-1)
+    else:
+        raise ValueError(f"scoring must be 'softmax' or 'sigmoid', got {scoring!r}")
+    choice = scores + bias
+    t, e = logits.shape
+    if n_group > 1:
+        grouped = choice.view(t, n_group, e // n_group)
+        if scoring == "sigmoid":
+            group_score = grouped.topk(2, dim=-1).values.sum(dim=-1)
+        else:
+            group_score = grouped.amax(dim=-1)
+        keep = group_score.topk(topk_group, dim=-1).indices
+        mask = torch.zeros_like(group_score, dtype=torch.bool).scatter_(1, keep, True)
+        choice = choice.masked_fill(~mask.repeat_interleave(e // n_group, dim=1), float("-inf"))
+    idx = choice.topk(top_k, dim=-1, sorted=True).indices
+    weights = scores.gather(1, idx)
+    if norm_topk_prob:
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+    return idx, weights * routed_scaling_factor
+
+
+def permute(x: torch.Tensor, indices: torch.Tensor, num_experts: int) -> tuple[torch.Tensor, ...]:
+    """Stable sort of (token, choice) pairs by expert, then a row gather."""
+    t, k = indices.shape
+    flat = indices.reshape(-1)
+    order = torch.argsort(flat, stable=True)
+    source = torch.div(order, k, rounding_mode="floor")
+    slot = torch.empty_like(order)
+    slot[order] = torch.arange(t * k, device=indices.device)
+    counts = torch.bincount(flat, minlength=num_experts)
+    offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+    return x.index_select(0, source), source, offsets, slot.view(t, k)
+
+
+def unpermute(y_perm: torch.Tensor, slot: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Gather each token's k rows and combine them with its routing weights (a batched matvec)."""
+    rows = y_perm.index_select(0, slot.reshape(-1)).view(slot.shape[0], slot.shape[1], -1)
+    return torch.bmm(weights.unsqueeze(1).to(rows.dtype), rows).squeeze(1)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float) -> torch.Tensor:
+    """``scaled_dot_product_attention`` with GQA sharing and an end-aligned causal mask."""
+    sq, skv = q.shape[2], k.shape[2]
+    kwargs: dict[str, Any] = {"scale": scale, "enable_gqa": q.shape[1] != k.shape[1]}
+    if causal and sq == skv:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, **kwargs)
+    if causal and sq > 1:
+        pos = torch.arange(sq, device=q.device)[:, None] + (skv - sq)
+        mask = torch.arange(skv, device=q.device)[None, :] <= pos
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **kwargs)
+    return F.scaled_dot_product_attention(q, k, v, **kwargs)

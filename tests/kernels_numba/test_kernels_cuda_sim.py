@@ -1,0 +1,44 @@
+"""Numba-CUDA kernels on the CUDA simulator, each check in its own subprocess.
+
+The subprocess (``python -m kernels_numba.simcheck``) sets NUMBA_ENABLE_CUDASIM=1 before numba
+loads and exits non-zero if the simulator is not active; sizes and head dims are reduced.
+Each check must finish within 10 s (issue 3).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kernels_numba import checks
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMES = [name for name, _ in checks.suite(small=True)]
+
+
+def _run(*args: str, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", "kernels_numba.simcheck", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_cuda_kernel_on_simulator(name: str) -> None:
+    result = _run(name)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"ok {name} simulator" in result.stdout
+
+
+def test_simcheck_refuses_unknown_names() -> None:
+    result = _run("no_such_check")
+    assert result.returncode == 4
