@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -264,8 +265,12 @@ def params_breakdown(model: MoEModel) -> dict[str, int]:
     return totals
 
 
+@lru_cache(maxsize=256)
 def _active_parts(model: MoEModel) -> dict[str, _Count]:
-    """Per-token active parameters by component, as GEMM / other counts (MTP excluded)."""
+    """Per-token active parameters by component, as GEMM / other counts (MTP excluded).
+
+    Cached per model (models are frozen and hashable); callers must not mutate the result.
+    """
     acc = {k: _Count() for k in COMPONENTS}
     frac_num, frac_den = model.experts_per_token, model.num_routed_experts
     for part in [_global_params(model), *_all_layers(model)]:

@@ -498,6 +498,15 @@ def _parse_deepseek(raw: Mapping[str, Any], model_type: str, name: str, source: 
         index_topk=index_topk,
     )
     topk_method = f.text("topk_method", "greedy")
+    notes = []
+    if index_topk:
+        notes.append(
+            "DeepSeek Sparse Attention (V3.2-Exp paper Sec. 2): attention runs in MLA's MQA form over the "
+            "576-d latent cache, each query attending to index_topk selected tokens; the lightning "
+            "indexer scores every preceding token with index_n_heads x index_head_dim products."
+        )
+    if not attention.q_lora_rank:
+        notes.append("No query compression (q_lora_rank null): a full q_proj, as in V2-Lite.")
     return MoEModel(
         name=name,
         architecture=model_type,
@@ -522,6 +531,7 @@ def _parse_deepseek(raw: Mapping[str, Any], model_type: str, name: str, source: 
         router_bias=topk_method == "noaux_tc",
         num_mtp_modules=f.size("num_nextn_predict_layers", default=0, allow_zero=True),
         source=source,
+        notes=tuple(notes),
         hf_config=MappingProxyType(dict(raw)),
         **_common_tail(f),
     )
@@ -584,6 +594,16 @@ def _parse_deepseek_v4(raw: Mapping[str, Any], model_type: str, name: str, sourc
         "V4 routes the first num_hash_layers MoE layers by a token-id -> expert table (tid2eid, an "
         "integer buffer of vocab x top-k); it is not a trainable parameter and is not counted.",
         "Every V4 layer is an MoE layer (no dense FFN layers); the shared expert has moe_intermediate_size.",
+        "Attention FLOP: a query scores its sliding window (<= sliding_window raw entries) plus "
+        "floor(L/128) compressed entries in ratio-128 layers or min(index_topk, floor(L/4)) in "
+        "ratio-4 layers; one 512-d entry serves as key and value (reference inference/model.py); the "
+        "lightning indexer scores all floor(L/4) compressed index keys.",
+        "KV cache: window + compressed 512-d entries and 128-d indexer keys per layer, at the chosen "
+        "dtype (the reference code keeps RoPE dims in BF16 and the rest in FP8: dtype 'fp8_mixed'), "
+        "plus the compressors' pending state in FP32 as in the reference code.",
+        "Assumed: routed experts FP4 when config.json has no expert_dtype (the V4-Pro config lacks the "
+        "key; its safetensors listing stores experts as packed FP4). Not published: optimizer-state "
+        "precision (BF16 moments assumed, as V3).",
     ]
     return MoEModel(
         name=name,
