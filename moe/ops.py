@@ -56,6 +56,7 @@ class Op:
     sequence length; for windowed, compressed or top-k attention ``kv_len`` is the mean number of
     keys per query and ``causal`` False), ``num_heads`` heads of ``qk_head_dim`` / ``v_head_dim``.
     Communication: ``comm_bytes`` sent by this rank to the other ``comm_group - 1`` ranks.
+    Norms and elementwise ops: ``m`` is the number of elements touched.
     """
 
     name: str
@@ -355,7 +356,7 @@ def _attention_ops(
     kv_layer_bytes = accounting.layer_kv_bytes(model, layer, length, kv_dtype)["attention"]
 
     if a.kind in ("mha", "gqa"):
-        kv_heads = max(1, a.num_kv_heads // tp) if a.num_kv_heads >= tp else 1
+        kv_heads = max(1, a.num_kv_heads // tp)  # KV heads are replicated when tp exceeds them
         b.gemm("qkv_proj", tokens, (heads + 2 * kv_heads) * a.head_dim, h)
         if a.qk_norm:
             b.vector("qk_norm", "norm", tokens * (heads + kv_heads) * a.head_dim)
