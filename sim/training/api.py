@@ -177,8 +177,7 @@ def build_plan(
     if comm_sm_count is None:
         comm_sm_count = 20 if sched.name in ("dualpipe", "dualpipev") and ep > 1 else 0  # V3-TR 3.2.2
     if max_nodes_per_token is None:
-        # Node-limited routing: DeepSeek-V3 topk_group (4 of 8 groups, one group per node, V3-TR 2.1.2).
-        max_nodes_per_token = int(model.topk_group) if model.n_group > 1 else int(model.experts_per_token)
+        max_nodes_per_token = _routing_unit_limit(model, ep, gpn)
     units = layer_units(model)
     import moe
 
@@ -281,6 +280,22 @@ def build_plan(
         rng=rng,
     )
     return plan, layout, cost, pieces, notes
+
+
+def _routing_unit_limit(model: Any, ep: int, gpus_per_node: int) -> int:
+    """Most EP units (nodes when EP spans nodes, else GPUs) one token's experts may sit on.
+
+    Group-limited routing picks ``topk_group`` of ``n_group`` expert groups per token
+    (DeepSeek-V3: 4 of 8, one group per node, V3-TR 2.1.2; V2: 3 of 8, one group per device,
+    V2-TR 2.2.2). With ``u`` units in the EP group, a group spans ``u / n_group`` units, so the
+    limit is ``topk_group * u / n_group`` (at least 1), and never more than the experts a token uses.
+    """
+    k = int(model.experts_per_token)
+    units = ep // gpus_per_node if ep > gpus_per_node else ep
+    if model.n_group <= 1 or model.topk_group >= model.n_group:
+        return max(1, min(k, units))
+    limit = model.topk_group * units / model.n_group
+    return max(1, min(k, units, int(round(limit)) if limit >= 1 else 1))
 
 
 def _unit_name(u: Unit) -> str:

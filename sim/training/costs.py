@@ -23,7 +23,9 @@ Modelling choices, each stated where it is made (none is fitted to an end-to-end
   the calibrated ``memory`` / ``permute`` efficiency; their backward moves twice the bytes.
 * Expert all-to-all with node-limited routing: a token reaches at most ``max_nodes_per_token``
   nodes (V3: 4, V3-TR 2.1.2); it crosses InfiniBand once per remote node and is forwarded
-  inside the node over NVLink (DeepEP's internode kernels). The time is the link latency plus
+  inside the node over NVLink (DeepEP's internode kernels). When the EP group fits in one
+  node the same limit counts devices (V2's device-limited routing, M=3, V2-TR 2.2.2) and a
+  token is sent once per distinct destination GPU. The time is the link latency plus
   the larger of IB bytes over the calibrated IB bandwidth and NVLink bytes over the NVLink one
   (``sim.comm.link``). Dispatch in fp8 with 1 scale per 128 values, combine in bf16 (V3-TR
   3.3.3); the backward all-to-alls carry the same formats.
@@ -300,7 +302,10 @@ class TrainingCostModel:
             local_targets = k / reach
             nv_bytes = tokens * reach * max(0.0, local_targets - 1.0 / self.ep_local) * bytes_per_token
         else:
-            nv_bytes = tokens * min(k, self.ep_local) * (self.ep_local - 1) / self.ep_local * bytes_per_token
+            # Device-limited routing inside one node (V2-TR 2.2.2: at most M=3 devices per token):
+            # one copy per distinct destination GPU, the local one staying put.
+            targets = min(k, self.ep_local, plan.max_nodes_per_token)
+            nv_bytes = tokens * targets * (self.ep_local - 1) / self.ep_local * bytes_per_token
         if nv_bytes > 0 and self.ep_local > 1:
             nv = comm.link(self.cluster, "nvlink")
             nv_s = nv_bytes / nv.bandwidth_bytes_per_s

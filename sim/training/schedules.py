@@ -302,8 +302,11 @@ class Interleaved1F1B(Schedule):
         )
 
     def closed_form_bubble_s(self, pp: int, f_s: float, b_s: float, w_s: float, fb_s: float) -> float:
-        """Narayanan et al. SC'21 eq. for interleaving: (PP-1)(F+B)/v, with F, B per model chunk x v."""
-        raise ValueError("interleaved-1f1b's closed form needs v; use (pp-1)*(F+B) with per-chunk F, B.")
+        """(PP-1)(F+B) with F and B the times of one *virtual* chunk (1/v of a stage's layers):
+
+        the 1F1B bubble divided by v (Narayanan et al., SC'21, section 2.2.2).
+        """
+        return (pp - 1) * (f_s + b_s)
 
 
 class _DualPipeProgram:

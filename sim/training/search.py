@@ -1,9 +1,10 @@
 """``plan="auto"``: search TP/PP/EP/schedule combinations that fit, return the fastest.
 
 The space: tp in {1, 2, 4, 8} (dividing the heads and a node), pp in {4, 8, 16} (at most the
-layers), ep among the powers of two that divide the experts and tp*dp, schedules dualpipe,
-dualpipev, zb1p and 1f1b, one sequence per micro-batch. Plans that fail validation or the
-memory check are skipped; each fitting plan is simulated, and the fastest step wins.
+layers), ep among the three largest powers of two that divide the experts and tp*dp,
+schedules dualpipe, zb1p and 1f1b, one sequence per micro-batch; each with selective
+recomputation, or full recomputation when selective does not fit. Plans that fail validation
+or the memory check are skipped; each fitting plan is simulated, and the fastest step wins.
 """
 
 from __future__ import annotations
@@ -59,22 +60,27 @@ def search_plans(
     if max_candidates is not None:
         candidates = candidates[:max_candidates]
     for cand in candidates:
-        try:
-            results.append(
-                simulate_plan(
-                    model,
-                    gpu,
-                    num_gpus,
-                    tokens,
-                    usd_per_gpu_hour,
-                    seq_len=seq_len,
-                    global_batch_seqs=global_batch_seqs,
-                    precision=precision,
-                    **cand,
+        for recompute in ("selective", "full"):
+            try:
+                results.append(
+                    simulate_plan(
+                        model,
+                        gpu,
+                        num_gpus,
+                        tokens,
+                        usd_per_gpu_hour,
+                        seq_len=seq_len,
+                        global_batch_seqs=global_batch_seqs,
+                        precision=precision,
+                        recompute=recompute,
+                        **cand,
+                    )
                 )
-            )
-        except ValueError as err:
-            rejected.append(f"{cand}: {err}")
+                break
+            except ValueError as err:
+                if recompute == "full" or "does not fit" not in str(err):
+                    rejected.append(f"{cand} recompute={recompute}: {err}")
+                    break
     if not results:
         raise ValueError(
             f"no plan for {model.name} on {num_gpus} {gpu.name} fits and is valid; first reasons: "

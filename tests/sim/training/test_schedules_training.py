@@ -177,3 +177,42 @@ def test_every_schedule_runs_without_deadlock_and_counts_all_work() -> None:
         result = simulate_step(layout, UniformCost(1.0, 1.0, 0.5))
         crit = result.timelines[result.critical_rank]
         assert sum(breakdown(crit).values()) == pytest.approx(result.step_time_s)
+
+
+@pytest.mark.parametrize("pp,n,v", [(4, 8, 2), (8, 16, 2), (8, 24, 4)])
+def test_free_comm_bubble_equals_closed_form_interleaved(pp: int, n: int, v: int) -> None:
+    f, b, w = 1.0, 2.0, 0.5  # per virtual chunk
+    sched = get_schedule("interleaved-1f1b")
+    result = simulate_step(sched.build(pp, n, v), UniformCost(f, b, w))
+    bubble = result.step_time_s - n * v * (f + b + w)
+    assert bubble == pytest.approx(sched.closed_form_bubble_s(pp, f, b + w, w, f + b + w), abs=1e-9)
+
+
+@pytest.mark.parametrize("pp,n", [(4, 8), (8, 16)])
+def test_free_comm_bubble_equals_closed_form_dualpipev(pp: int, n: int) -> None:
+    sched = get_schedule("dualpipev")
+    result = simulate_step(sched.build(pp, n), UniformCost(1.0, 1.0, 1.0))
+    bubble = result.step_time_s - 2 * n * 3.0  # two pieces per rank
+    assert bubble == pytest.approx(sched.closed_form_bubble_s(pp, 1.0, 2.0, 1.0, 3.0), abs=1e-9)
+
+
+def test_schedule_errors_are_clear() -> None:
+    with pytest.raises(ValueError, match="unknown schedule 'pipedream'; known schedules: 1f1b"):
+        get_schedule("pipedream")
+    with pytest.raises(ValueError, match="even pp"):
+        get_schedule("dualpipe").build(5, 20)
+    with pytest.raises(ValueError, match="at least 2\\*pp"):
+        get_schedule("dualpipe").build(8, 10)
+    with pytest.raises(ValueError, match="multiple of pp"):
+        get_schedule("interleaved-1f1b").build(4, 6, 2)
+
+
+def test_dualpipe_memory_and_parameter_copies_match_table_2() -> None:
+    """V3-TR Table 2: DualPipe keeps 2x parameters and PP+1 micro-batches of activations (peak)."""
+    pp = 8
+    layout = get_schedule("dualpipe").build(pp, 20)
+    assert layout.parameter_copies == 2
+    assert all(len(layout.pieces_on_rank(r)) == 2 for r in range(pp))
+    assert max(layout.max_inflight_microbatches(r) for r in range(pp)) == pp + 1
+    one = get_schedule("1f1b").build(pp, 20)
+    assert max(one.max_inflight_microbatches(r) for r in range(pp)) == pp
