@@ -34,7 +34,9 @@ class PriceRange:
         for name in ("usd_per_gpu_hour", "usd_per_gpu_hour_low", "usd_per_gpu_hour_high"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive finite number of USD per GPU-hour, got {value!r}.")
+                raise ValueError(
+                    f"{name} must be a positive finite number of USD per GPU-hour, got {value!r}."
+                )
         if not self.usd_per_gpu_hour_low <= self.usd_per_gpu_hour <= self.usd_per_gpu_hour_high:
             raise ValueError(
                 "A price range needs low <= price <= high, got "
@@ -102,7 +104,9 @@ def tco_from_mapping(spec: Mapping[str, Any]) -> TCOSpec:
     if unknown:
         raise ValueError(f"Unknown TCO keys {sorted(unknown)}; allowed: {sorted(_TCO_KEYS)}.")
     if "purchase_usd_per_gpu" not in spec:
-        raise ValueError("A TCO needs purchase_usd_per_gpu (USD per GPU, the server price divided by its GPUs).")
+        raise ValueError(
+            "A TCO needs purchase_usd_per_gpu (USD per GPU, the server price divided by its GPUs)."
+        )
     return TCOSpec(**{k: float(v) for k, v in spec.items()})
 
 
@@ -132,13 +136,18 @@ def price_range(
         high = getattr(profile_price, "usd_per_gpu_hour_high", None) or base
         source = str(getattr(profile_price, "source", ""))
     if usd_per_gpu_hour is not None:
-        if not (isinstance(usd_per_gpu_hour, int | float) and math.isfinite(usd_per_gpu_hour)
-                and usd_per_gpu_hour > 0):
+        if not (
+            isinstance(usd_per_gpu_hour, int | float)
+            and math.isfinite(usd_per_gpu_hour)
+            and usd_per_gpu_hour > 0
+        ):
             raise ValueError(f"usd_per_gpu_hour must be a positive number, got {usd_per_gpu_hour!r}.")
         price = float(usd_per_gpu_hour)
         low = min(price, low) if low else price
         high = max(price, high) if high else price
-        return PriceRange(price, low, high, source="given" + (f"; range from profile: {source}" if source else ""))
+        return PriceRange(
+            price, low, high, source="given" + (f"; range from profile: {source}" if source else "")
+        )
     if base is None:
         raise ValueError("No price: pass usd_per_gpu_hour, a tco, or a GPU profile that has a price.")
     return PriceRange(float(base), float(low or base), float(high or base), source=source)

@@ -118,8 +118,9 @@ def estimate_serving(
     if not (isinstance(warm, int | float) and math.isfinite(warm) and warm >= 0):
         raise ValueError(f"warmup_s must be a number of seconds >= 0, got {warmup_s!r}.")
     default_draft = min(1, int(getattr(m, "num_mtp_modules", 0) or 0))
-    wl = parse_workload(workload, default_mtp_draft_tokens=default_draft,
-                        default_mtp_acceptance=DEFAULT_MTP_ACCEPTANCE)
+    wl = parse_workload(
+        workload, default_mtp_draft_tokens=default_draft, default_mtp_acceptance=DEFAULT_MTP_ACCEPTANCE
+    )
     dep = parse_deployment(deployment, m, g)
     price = price_range(g.price, usd_per_gpu_hour, tco)
     rng = np.random.default_rng(seed)
@@ -128,8 +129,9 @@ def estimate_serving(
     return summarise(sim, m, g, dep, wl, price)
 
 
-def summarise(sim: Simulation, model: Any, gpu: Any, dep: Deployment, wl: Workload, price: PriceRange
-              ) -> ServingResult:
+def summarise(
+    sim: Simulation, model: Any, gpu: Any, dep: Deployment, wl: Workload, price: PriceRange
+) -> ServingResult:
     window = sim.end_s - sim.start_s
     stats = latency_stats(sim.log, sim.start_s, sim.end_s)
     in_tok = sim.input_tokens.total / window
@@ -165,9 +167,13 @@ def summarise(sim: Simulation, model: Any, gpu: Any, dep: Deployment, wl: Worklo
             "usd_per_million_input_tokens": usd_per_million_tokens(prefill_gpu_share, usd_h, in_tok),
             "usd_per_million_output_tokens": usd_per_million_tokens(decode_gpu_share, usd_h, out_tok),
             "usd_per_million_input_tokens_cache_hit": (
-                usd_per_million_tokens(prefill_gpu_share * hit_frac, usd_h, hit_tok) if hit_tok > 0 else math.nan),
+                usd_per_million_tokens(prefill_gpu_share * hit_frac, usd_h, hit_tok)
+                if hit_tok > 0
+                else math.nan
+            ),
             "usd_per_million_input_tokens_cache_miss": usd_per_million_tokens(
-                prefill_gpu_share * (1.0 - hit_frac), usd_h, miss_tok),
+                prefill_gpu_share * (1.0 - hit_frac), usd_h, miss_tok
+            ),
         }
 
     mid = costs(price.usd_per_gpu_hour)
@@ -193,7 +199,10 @@ def summarise(sim: Simulation, model: Any, gpu: Any, dep: Deployment, wl: Worklo
         bounds.append(f"{spec.role}: {step_bound} (busy {utilisation[spec.role]:.0%})")
     if dep.mode == "disaggregated":
         limiting = "prefill" if busy_p > 0.95 and utilisation.get("decode", 0) < 0.95 else "decode"
-        if sim.stats["decode"].steps and sim.stats["decode"].kv_blocked_steps > 0.5 * sim.stats["decode"].steps:
+        if (
+            sim.stats["decode"].steps
+            and sim.stats["decode"].kv_blocked_steps > 0.5 * sim.stats["decode"].steps
+        ):
             limiting = "decode"
         bound_by = f"{limiting}; " + "; ".join(bounds)
     else:

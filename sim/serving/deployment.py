@@ -26,23 +26,45 @@ import numpy as np
 
 INSTANCE_KEYS = frozenset(
     {
-        "instances", "nodes", "gpus_per_node", "tp", "ep", "attn_dp", "max_batch_per_gpu",
-        "redundant_experts", "weight_dtype", "kv_dtype", "routing_skew", "max_tokens_per_gpu",
-        "micro_batches", "comm_sms",
+        "instances",
+        "nodes",
+        "gpus_per_node",
+        "tp",
+        "ep",
+        "attn_dp",
+        "max_batch_per_gpu",
+        "redundant_experts",
+        "weight_dtype",
+        "kv_dtype",
+        "routing_skew",
+        "max_tokens_per_gpu",
+        "micro_batches",
+        "comm_sms",
     }
 )
 MODES = ("colocated", "disaggregated")
 
 # Bytes per element of the formats a weight or KV cache may be stored in.
-DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp6": 0.75, "int6": 0.75,
-               "fp4": 0.5, "int4": 0.5}
+DTYPE_BYTES = {
+    "fp32": 4.0,
+    "bf16": 2.0,
+    "fp16": 2.0,
+    "fp8": 1.0,
+    "int8": 1.0,
+    "fp6": 0.75,
+    "int6": 0.75,
+    "fp4": 0.5,
+    "int4": 0.5,
+}
 
 # Defaults with their sources (not fitted: configuration of the systems being modelled).
 DEFAULT_PREFILL_TOKENS_PER_GPU = 16384  # DeepSeek profile-data README: prefill batch 16K tokens per GPU
-DEFAULT_CHUNK_TOKENS_PER_GPU = 8192     # SGLang's default chunked-prefill size (server_args.chunked_prefill_size)
-DEFAULT_PREFILL_COMM_SMS = 24           # DeepEP normal kernels, Buffer.set_num_sms(24) (DeepEP docs/legacy.md)
-DEFAULT_DECODE_COMM_SMS = 0             # profile-data README: decode all-to-all occupies 0 SMs (RDMA, IBGDA)
-KV_PAGE_TOKENS = 64                     # FlashMLA paged KV block size (open-infra-index)
+DEFAULT_CHUNK_TOKENS_PER_GPU = (
+    8192  # SGLang's default chunked-prefill size (server_args.chunked_prefill_size)
+)
+DEFAULT_PREFILL_COMM_SMS = 24  # DeepEP normal kernels, Buffer.set_num_sms(24) (DeepEP docs/legacy.md)
+DEFAULT_DECODE_COMM_SMS = 0  # profile-data README: decode all-to-all occupies 0 SMs (RDMA, IBGDA)
+KV_PAGE_TOKENS = 64  # FlashMLA paged KV block size (open-infra-index)
 
 
 @dataclass(frozen=True)
@@ -109,7 +131,12 @@ class Deployment:
 
 
 def _whole(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or value < minimum:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or value != int(value)
+        or value < minimum
+    ):
         raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}.")
     return int(value)
 
@@ -137,16 +164,20 @@ def parse_instance(role: str, spec: Mapping[str, Any], model: Any, gpu: Any) -> 
         raise ValueError(f"{role}: tp={tp} must divide the instance's {num_gpus} GPUs.")
     attn_dp = _whole(f"{role}.attn_dp", spec.get("attn_dp", num_gpus // tp))
     if tp * attn_dp != num_gpus:
-        raise ValueError(f"{role}: tp x attn_dp must equal the instance's GPUs ({nodes} nodes x {gpus_per_node}"
-                         f" = {num_gpus}); got tp={tp}, attn_dp={attn_dp}.")
+        raise ValueError(
+            f"{role}: tp x attn_dp must equal the instance's GPUs ({nodes} nodes x {gpus_per_node}"
+            f" = {num_gpus}); got tp={tp}, attn_dp={attn_dp}."
+        )
     ep = _whole(f"{role}.ep", spec.get("ep", num_gpus))
     if num_gpus % ep:
         raise ValueError(f"{role}: ep={ep} must divide the instance's {num_gpus} GPUs.")
     redundant = _whole(f"{role}.redundant_experts", spec.get("redundant_experts", 0), minimum=0)
     routed = int(model.num_routed_experts)
     if (routed + redundant) % ep:
-        raise ValueError(f"{role}: routed + redundant experts ({routed} + {redundant} = {routed + redundant}) "
-                         f"must divide by ep={ep}.")
+        raise ValueError(
+            f"{role}: routed + redundant experts ({routed} + {redundant} = {routed + redundant}) "
+            f"must divide by ep={ep}."
+        )
     skew = spec.get("routing_skew", 0.0)
     if isinstance(skew, bool) or not isinstance(skew, int | float) or not (0 <= skew < 10):
         raise ValueError(f"{role}.routing_skew is a Zipf exponent in [0, 10), got {skew!r}.")
@@ -164,8 +195,23 @@ def parse_instance(role: str, spec: Mapping[str, Any], model: Any, gpu: Any) -> 
     comm_sms = _whole(f"{role}.comm_sms", spec.get("comm_sms", default_sms), minimum=0)
     if comm_sms >= gpu.sm_count:
         raise ValueError(f"{role}.comm_sms={comm_sms} leaves no SMs for computation ({gpu.sm_count} in all).")
-    return InstanceSpec(role, instances, nodes, gpus_per_node, tp, ep, attn_dp, redundant, float(skew),
-                        weight_dtype, kv_dtype, max_batch, max_tokens, micro, comm_sms)
+    return InstanceSpec(
+        role,
+        instances,
+        nodes,
+        gpus_per_node,
+        tp,
+        ep,
+        attn_dp,
+        redundant,
+        float(skew),
+        weight_dtype,
+        kv_dtype,
+        max_batch,
+        max_tokens,
+        micro,
+        comm_sms,
+    )
 
 
 def parse_deployment(spec: Mapping[str, Any], model: Any, gpu: Any) -> Deployment:
@@ -180,18 +226,25 @@ def parse_deployment(spec: Mapping[str, Any], model: Any, gpu: Any) -> Deploymen
     if mode == "disaggregated":
         unknown = set(spec) - {"mode", "prefill", "decode"}
         if unknown:
-            raise ValueError(f"Unknown disaggregated deployment keys {sorted(unknown)}; a disaggregated "
-                             "deployment has 'mode', 'prefill' and 'decode' (instance keys go inside those).")
+            raise ValueError(
+                f"Unknown disaggregated deployment keys {sorted(unknown)}; a disaggregated "
+                "deployment has 'mode', 'prefill' and 'decode' (instance keys go inside those)."
+            )
         for role in ("prefill", "decode"):
             if role not in spec:
                 raise ValueError(f"A disaggregated deployment needs a '{role}' instance dict.")
-        dep = Deployment(mode, prefill=parse_instance("prefill", spec["prefill"], model, gpu),
-                         decode=parse_instance("decode", spec["decode"], model, gpu))
+        dep = Deployment(
+            mode,
+            prefill=parse_instance("prefill", spec["prefill"], model, gpu),
+            decode=parse_instance("decode", spec["decode"], model, gpu),
+        )
     else:
         rest = {k: v for k, v in spec.items() if k != "mode"}
         if "prefill" in rest or "decode" in rest:
-            raise ValueError("A colocated deployment keeps its instance keys at the top level, not under "
-                             "'prefill'/'decode'.")
+            raise ValueError(
+                "A colocated deployment keeps its instance keys at the top level, not under "
+                "'prefill'/'decode'."
+            )
         dep = Deployment(mode, colocated=parse_instance("colocated", rest, model, gpu))
     for inst in dep.instances:
         memory_plan(model, gpu, inst, mtp_draft_tokens=0)  # raises when the weights do not fit
@@ -276,8 +329,9 @@ def workspace_bytes_per_gpu(model: Any, inst: InstanceSpec, tokens_per_gpu: int)
     return t * per_token + min(t, 4096.0) * float(model.vocab_size) / inst.tp * 4
 
 
-def memory_plan(model: Any, gpu: Any, inst: InstanceSpec, mtp_draft_tokens: int = 0,
-                context_len: int = 4096) -> MemoryPlan:
+def memory_plan(
+    model: Any, gpu: Any, inst: InstanceSpec, mtp_draft_tokens: int = 0, context_len: int = 4096
+) -> MemoryPlan:
     """Weights, workspace and KV capacity of one instance; ValueError when the weights do not fit."""
     hbm = float(gpu.hbm_bytes)
     weights = weight_bytes_per_gpu(model, inst, include_mtp=mtp_draft_tokens > 0)
@@ -290,8 +344,10 @@ def memory_plan(model: Any, gpu: Any, inst: InstanceSpec, mtp_draft_tokens: int 
     if free <= 0:
         need = (weights + work) / 1e9
         raise ValueError(
-            f"The {inst.role} instance cannot hold {getattr(model, 'name', 'the model')}: each of its {inst.gpus} "
-            f"{getattr(gpu, 'name', 'GPUs')} needs {weights / 1e9:.1f} GB of weights and {work / 1e9:.1f} GB of "
+            f"The {inst.role} instance cannot hold {getattr(model, 'name', 'the model')}: "
+            f"each of its {inst.gpus} {getattr(gpu, 'name', 'GPUs')} needs "
+            f"{weights / 1e9:.1f} GB of weights and "
+            f"{work / 1e9:.1f} GB of "
             f"workspace ({need:.1f} GB) but has {hbm / 1e9:.1f} GB. Use more GPUs (nodes, ep, tp) or a "
             "smaller weight_dtype."
         )
@@ -304,8 +360,9 @@ def memory_plan(model: Any, gpu: Any, inst: InstanceSpec, mtp_draft_tokens: int 
 # Expert load balance
 
 
-def expert_imbalance(model: Any, inst: InstanceSpec, tokens_per_gpu: float, rng: np.random.Generator,
-                     samples: int = 8) -> float:
+def expert_imbalance(
+    model: Any, inst: InstanceSpec, tokens_per_gpu: float, rng: np.random.Generator, samples: int = 8
+) -> float:
     """Expected (max over GPUs of routed tokens) / (mean over GPUs) for one step.
 
     Expert popularity is Zipf(``routing_skew``) over the routed experts (uniform at 0), permuted at

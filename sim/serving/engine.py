@@ -65,8 +65,17 @@ class RoleStats:
 class Simulation:
     """One run. Build it, call :meth:`run`, read the counters and the request log."""
 
-    def __init__(self, model: Any, gpu: Any, deployment: Deployment, workload: Workload,
-                 duration_s: float, warmup_s: float, rng: np.random.Generator) -> None:
+    def __init__(
+        self,
+        model: Any,
+        gpu: Any,
+        deployment: Deployment,
+        workload: Workload,
+        duration_s: float,
+        warmup_s: float,
+        rng: np.random.Generator,
+        stop_after_completions: int | None = None,
+    ) -> None:
         self.model = model
         self.gpu = gpu
         self.dep = deployment
@@ -81,6 +90,9 @@ class Simulation:
         self.cached_input_tokens = WindowCounter(*self.window)
         self.output_tokens = WindowCounter(*self.window)
         self.completed_in_window = 0
+        self.completed = 0
+        self.stop_after = stop_after_completions
+        self.stop_event = self.env.event()
         self.events = 0
         self.r = workload.tokens_per_decode_step
         self.stats: dict[str, RoleStats] = {}
@@ -95,23 +107,30 @@ class Simulation:
             dcost = StepCostModel(model, gpu, deployment.decode, draft, rng)
             self.stats["prefill"] = RoleStats()
             self.stats["decode"] = RoleStats()
-            self.decode = [DecodeInstance(self, deployment.decode, dcost, i) for i in range(deployment.decode.instances)]
-            self.prefill = [PrefillInstance(self, deployment.prefill, pcost, i)
-                            for i in range(deployment.prefill.instances)]
+            self.decode = [
+                DecodeInstance(self, deployment.decode, dcost, i) for i in range(deployment.decode.instances)
+            ]
+            self.prefill = [
+                PrefillInstance(self, deployment.prefill, pcost, i)
+                for i in range(deployment.prefill.instances)
+            ]
         else:
             assert deployment.colocated is not None
             ccost = StepCostModel(model, gpu, deployment.colocated, draft, rng)
             self.stats["colocated"] = RoleStats()
-            self.colocated = [ColocatedInstance(self, deployment.colocated, ccost, i)
-                              for i in range(deployment.colocated.instances)]
+            self.colocated = [
+                ColocatedInstance(self, deployment.colocated, ccost, i)
+                for i in range(deployment.colocated.instances)
+            ]
         self.max_request_tokens = min(i.kv.capacity_tokens for i in self.decode + self.colocated)  # type: ignore
 
     # ---- requests -----------------------------------------------------------------------------
     def _next_lengths(self) -> tuple[int, int, int]:
         if not self._draw_buffer:
             d = draw_requests(self.wl, self.rng, 4096)
-            self._draw_buffer = list(zip(d.input_len.tolist(), d.output_len.tolist(), d.cached_tokens.tolist(),
-                                         strict=True))
+            self._draw_buffer = list(
+                zip(d.input_len.tolist(), d.output_len.tolist(), d.cached_tokens.tolist(), strict=True)
+            )
             self._draw_buffer.reverse()
         return self._draw_buffer.pop()
 
@@ -143,6 +162,13 @@ class Simulation:
         self.events += 1
         if self.start_s <= now <= self.end_s:
             self.completed_in_window += 1
+        self.completed += 1
+        if (
+            self.stop_after is not None
+            and self.completed >= self.stop_after
+            and not self.stop_event.triggered
+        ):
+            self.stop_event.succeed()
         if self.wl.kind == "closed":
             self.new_request()
 
@@ -158,8 +184,9 @@ class Simulation:
     def _trace(self) -> Any:
         assert self.wl.trace is not None
         n = len(self.wl.trace)
-        cached = np.floor(self.wl.cache_hit_rate * np.array([r.input_len for r in self.wl.trace])
-                          + self.rng.random(n)).astype(int)
+        cached = np.floor(
+            self.wl.cache_hit_rate * np.array([r.input_len for r in self.wl.trace]) + self.rng.random(n)
+        ).astype(int)
         for row, c in zip(self.wl.trace, cached, strict=True):
             delay = row.arrival_time_s - self.env.now
             if delay > 0:
@@ -174,7 +201,10 @@ class Simulation:
             self.env.process(self._open_loop())
         else:
             self.env.process(self._trace())
-        self.env.run(until=self.end_s)
+        if self.stop_after is not None:
+            self.env.run(until=self.stop_event)
+        else:
+            self.env.run(until=self.end_s)
 
     def count_output(self, tokens: float, t0: float, t1: float) -> None:
         self.output_tokens.add(tokens, t0, t1)
@@ -291,7 +321,11 @@ class PrefillInstance:
             t1 = env.now
             self.sim.events += 1
             self.stats.record(step, t0, t1, self.sim.window, len(batch))
-            hit_share = min(1.0, max(0.0, (attn - attn_no_prefix) / dp * layers / step.time_s)) if step.time_s else 0.0
+            hit_share = (
+                min(1.0, max(0.0, (attn - attn_no_prefix) / dp * layers / step.time_s))
+                if step.time_s
+                else 0.0
+            )
             if t1 > self.sim.start_s and t0 < self.sim.end_s:
                 frac = (min(t1, self.sim.end_s) - max(t0, self.sim.start_s)) / (t1 - t0)
                 self.stats.hit_s += hit_share * (t1 - t0) * frac
@@ -469,7 +503,8 @@ class ColocatedInstance:
                 frac = (min(t1, self.sim.end_s) - max(t0, self.sim.start_s)) / (t1 - t0)
                 self.stats.hit_s += 0.0
                 self.stats.breakdown_s["prefill_share_s"] = (
-                    self.stats.breakdown_s.get("prefill_share_s", 0.0) + share * (t1 - t0) * frac)
+                    self.stats.breakdown_s.get("prefill_share_s", 0.0) + share * (t1 - t0) * frac
+                )
             if blocked and t0 >= self.sim.start_s:
                 self.stats.kv_blocked_steps += 1
             if n:

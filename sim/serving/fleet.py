@@ -41,8 +41,15 @@ class DecodeCapacity:
         return asdict(self)
 
 
-def decode_capacity(model: Any, gpu: Any, inst: InstanceSpec, workload: Workload, tpot_target_s: float,
-                    rng: np.random.Generator | None = None, max_batch: int = 1024) -> DecodeCapacity:
+def decode_capacity(
+    model: Any,
+    gpu: Any,
+    inst: InstanceSpec,
+    workload: Workload,
+    tpot_target_s: float,
+    rng: np.random.Generator | None = None,
+    max_batch: int = 1024,
+) -> DecodeCapacity:
     """Bisection on the batch per GPU for the largest with step / tokens-per-step <= target."""
     rng = rng if rng is not None else np.random.default_rng(0)
     cost = StepCostModel(model, gpu, inst, workload.mtp_draft_tokens, rng)
@@ -60,8 +67,9 @@ def decode_capacity(model: Any, gpu: Any, inst: InstanceSpec, workload: Workload
 
     if tpot(1) > tpot_target_s:
         step = cost.decode_step(1, kv)
-        return DecodeCapacity(False, 0, step.time_s, step.time_s / r, r / step.time_s, 0.0, 0.0, step.bound_by,
-                              "latency")
+        return DecodeCapacity(
+            False, 0, step.time_s, step.time_s / r, r / step.time_s, 0.0, 0.0, step.bound_by, "latency"
+        )
     lo, hi = 1, cap
     if tpot(hi) <= tpot_target_s:
         lo = hi
@@ -76,8 +84,17 @@ def decode_capacity(model: Any, gpu: Any, inst: InstanceSpec, workload: Workload
                 hi = mid
     step = cost.decode_step(lo, kv)
     per_gpu = lo * r / step.time_s
-    return DecodeCapacity(True, lo, step.time_s, step.time_s / r, r / step.time_s, per_gpu,
-                          per_gpu * inst.gpus / max(n_out, 1.0), step.bound_by, limit)
+    return DecodeCapacity(
+        True,
+        lo,
+        step.time_s,
+        step.time_s / r,
+        r / step.time_s,
+        per_gpu,
+        per_gpu * inst.gpus / max(n_out, 1.0),
+        step.bound_by,
+        limit,
+    )
 
 
 @dataclass(frozen=True)
@@ -92,8 +109,9 @@ class PrefillCapacity:
         return asdict(self)
 
 
-def prefill_capacity(model: Any, gpu: Any, inst: InstanceSpec, workload: Workload,
-                     rng: np.random.Generator | None = None) -> PrefillCapacity:
+def prefill_capacity(
+    model: Any, gpu: Any, inst: InstanceSpec, workload: Workload, rng: np.random.Generator | None = None
+) -> PrefillCapacity:
     """Throughput of one prefill instance running full batches of the workload's mean request."""
     rng = rng if rng is not None else np.random.default_rng(0)
     cost = StepCostModel(model, gpu, inst, workload.mtp_draft_tokens, rng)
@@ -129,9 +147,17 @@ class FleetPlan:
         return out
 
 
-def size_fleet(model: Any, gpu: Any, deployment: Mapping[str, Any], workload: Mapping[str, Any],
-               load_curve: DailyLoadCurve, tpot_target_s: float, ttft_target_s: float,
-               usd_per_gpu_hour: float | None = None, seed: int = 0) -> FleetPlan:
+def size_fleet(
+    model: Any,
+    gpu: Any,
+    deployment: Mapping[str, Any],
+    workload: Mapping[str, Any],
+    load_curve: DailyLoadCurve,
+    tpot_target_s: float,
+    ttft_target_s: float,
+    usd_per_gpu_hour: float | None = None,
+    seed: int = 0,
+) -> FleetPlan:
     """Prefill and decode instances per hour for ``load_curve`` with TPOT <= ``tpot_target_s`` (every
     request sees the mean KV length) and prefill utilisation low enough that a batch waits at most
     ``ttft_target_s``: an arriving request waits for the batch in progress and then its own, so the
@@ -149,23 +175,30 @@ def size_fleet(model: Any, gpu: Any, deployment: Mapping[str, Any], workload: Ma
     for key in ("concurrency", "arrival_rate_per_s", "trace"):
         spec.pop(key, None)
     spec["arrival_rate_per_s"] = 1.0
-    wl = parse_workload(spec, default_mtp_draft_tokens=min(1, int(m.num_mtp_modules or 0)),
-                        default_mtp_acceptance=0.85)
+    wl = parse_workload(
+        spec, default_mtp_draft_tokens=min(1, int(m.num_mtp_modules or 0)), default_mtp_acceptance=0.85
+    )
     dep = parse_deployment(deployment, m, g)
     if dep.mode != "disaggregated" or dep.prefill is None or dep.decode is None:
-        raise ValueError("Fleet sizing takes a disaggregated deployment (prefill and decode instance shapes).")
+        raise ValueError(
+            "Fleet sizing takes a disaggregated deployment (prefill and decode instance shapes)."
+        )
     for name, value in (("tpot_target_s", tpot_target_s), ("ttft_target_s", ttft_target_s)):
         if not (isinstance(value, int | float) and value > 0):
             raise ValueError(f"{name} must be a positive number of seconds, got {value!r}.")
     rng = np.random.default_rng(seed)
     dcap = decode_capacity(m, g, dep.decode, wl, tpot_target_s, rng)
     if not dcap.feasible:
-        raise ValueError(f"No decode batch meets TPOT {tpot_target_s * 1e3:.1f} ms on this instance shape: one "
-                         f"request alone takes {dcap.tpot_s * 1e3:.1f} ms per token (bound by {dcap.bound_by}).")
+        raise ValueError(
+            f"No decode batch meets TPOT {tpot_target_s * 1e3:.1f} ms on this instance shape: one "
+            f"request alone takes {dcap.tpot_s * 1e3:.1f} ms per token (bound by {dcap.bound_by})."
+        )
     pcap = prefill_capacity(m, g, dep.prefill, wl, rng)
     if 2 * pcap.batch_time_s > ttft_target_s:
-        raise ValueError(f"A full prefill batch takes {pcap.batch_time_s:.2f} s, more than half the TTFT target "
-                         f"{ttft_target_s:.2f} s: use smaller prefill batches (max_tokens_per_gpu).")
+        raise ValueError(
+            f"A full prefill batch takes {pcap.batch_time_s:.2f} s, more than half the TTFT target "
+            f"{ttft_target_s:.2f} s: use smaller prefill batches (max_tokens_per_gpu)."
+        )
     rho = 1.0 - pcap.batch_time_s / ttft_target_s
     price = price_range(g.price, usd_per_gpu_hour)
     pre, dec, nodes = [], [], []
@@ -175,17 +208,32 @@ def size_fleet(model: Any, gpu: Any, deployment: Mapping[str, Any], workload: Ma
         pre.append(p)
         dec.append(d)
         nodes.append(p * dep.prefill.nodes + d * dep.decode.nodes)
-    gpu_hours = sum(nodes) * g.node.gpus_per_node if dep.prefill.gpus_per_node == g.node.gpus_per_node else sum(
-        p * dep.prefill.gpus + d * dep.decode.gpus for p, d in zip(pre, dec, strict=True))
+    gpu_hours = (
+        sum(nodes) * g.node.gpus_per_node
+        if dep.prefill.gpus_per_node == g.node.gpus_per_node
+        else sum(p * dep.prefill.gpus + d * dep.decode.gpus for p, d in zip(pre, dec, strict=True))
+    )
     notes = (
-        f"decode: {dcap.batch_per_gpu} requests per GPU (limit: {dcap.limit}), {dcap.tokens_per_s_per_user:.1f} "
+        f"decode: {dcap.batch_per_gpu} requests per GPU (limit: {dcap.limit}), "
+        f"{dcap.tokens_per_s_per_user:.1f} "
         f"tok/s/user, {dcap.output_tokens_per_s_per_gpu * g.node.gpus_per_node:.0f} output tok/s per node",
-        f"prefill: {pcap.input_tokens_per_s_per_instance / dep.prefill.nodes:.0f} input tok/s per node at full "
+        f"prefill: {pcap.input_tokens_per_s_per_instance / dep.prefill.nodes:.0f} input tok/s per node "
+        "at full "
         f"batches, run at utilisation <= {rho:.2f} for TTFT {ttft_target_s:.1f} s",
     )
-    return FleetPlan(tuple(pre), tuple(dec), tuple(nodes), gpu_hours * price.usd_per_gpu_hour,
-                     gpu_hours * price.usd_per_gpu_hour_low, gpu_hours * price.usd_per_gpu_hour_high,
-                     float(np.mean(nodes)), dcap, pcap, rho, notes)
+    return FleetPlan(
+        tuple(pre),
+        tuple(dec),
+        tuple(nodes),
+        gpu_hours * price.usd_per_gpu_hour,
+        gpu_hours * price.usd_per_gpu_hour_low,
+        gpu_hours * price.usd_per_gpu_hour_high,
+        float(np.mean(nodes)),
+        dcap,
+        pcap,
+        rho,
+        notes,
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -203,9 +251,15 @@ class DecodeBound:
         return asdict(self)
 
 
-def isca_decode_bound(gpu: Any = "H800", tokens_per_expert: int = 32, experts_per_token: int = 9,
-                      hidden_size: int = 7000, num_layers: int = 61, dispatch_bytes: float = 1.0,
-                      combine_bytes: float = 2.0) -> DecodeBound:
+def isca_decode_bound(
+    gpu: Any = "H800",
+    tokens_per_expert: int = 32,
+    experts_per_token: int = 9,
+    hidden_size: int = 7000,
+    num_layers: int = 61,
+    dispatch_bytes: float = 1.0,
+    combine_bytes: float = 2.0,
+) -> DecodeBound:
     """ISCA'25 section 2.3.2's upper bound on decode speed over the scale-out network.
 
     Computation and network latency are zero; each GPU sends and receives tokens_per_expert x
@@ -242,11 +296,15 @@ API_PRICES_USD_PER_M = {
 PROJECTION_NODES = (1, 2, 4, 8, 16, 18, 32)
 
 
-def projections(models: Sequence[str] = ("deepseek-v4-flash", "deepseek-v4-pro"),
-                gpu_names: Sequence[str] = ("H100", "H800", "H20", "A800"),
-                tokens_per_s_per_user: Sequence[float] = (20.0, 50.0, 100.0),
-                input_len: float = 4383, output_len: float = 1211, cache_hit_rate: float = 0.563,
-                nodes_options: Sequence[int] = PROJECTION_NODES) -> list[dict[str, Any]]:
+def projections(
+    models: Sequence[str] = ("deepseek-v4-flash", "deepseek-v4-pro"),
+    gpu_names: Sequence[str] = ("H100", "H800", "H20", "A800"),
+    tokens_per_s_per_user: Sequence[float] = (20.0, 50.0, 100.0),
+    input_len: float = 4383,
+    output_len: float = 1211,
+    cache_hit_rate: float = 0.563,
+    nodes_options: Sequence[int] = PROJECTION_NODES,
+) -> list[dict[str, Any]]:
     """USD per million output tokens of decode at each interactivity target, for each model and GPU.
 
     For each decode instance size (nodes, EP over all its GPUs, attention data-parallel on every GPU,
@@ -263,10 +321,16 @@ def projections(models: Sequence[str] = ("deepseek-v4-flash", "deepseek-v4-pro")
         m = moe.get(model_name)
         for gpu_name in gpu_names:
             g = gpus.get(gpu_name)
-            wl = parse_workload({"input_len": input_len, "output_len": output_len, "cache_hit_rate": cache_hit_rate,
-                                 "arrival_rate_per_s": 1.0},
-                                default_mtp_draft_tokens=min(1, int(m.num_mtp_modules or 0)),
-                                default_mtp_acceptance=0.85)
+            wl = parse_workload(
+                {
+                    "input_len": input_len,
+                    "output_len": output_len,
+                    "cache_hit_rate": cache_hit_rate,
+                    "arrival_rate_per_s": 1.0,
+                },
+                default_mtp_draft_tokens=min(1, int(m.num_mtp_modules or 0)),
+                default_mtp_acceptance=0.85,
+            )
             price = price_range(g.price)
             for target in tokens_per_s_per_user:
                 best: dict[str, Any] | None = None
@@ -276,10 +340,16 @@ def projections(models: Sequence[str] = ("deepseek-v4-flash", "deepseek-v4-pro")
                     ep = num
                     routed = int(m.num_routed_experts)
                     redundant = (-routed) % ep
-                    spec = {"nodes": nodes, "ep": ep, "redundant_experts": redundant,
-                            "kv_dtype": "fp8" if g.supports("fp8") else "bf16"}
+                    spec = {
+                        "nodes": nodes,
+                        "ep": ep,
+                        "redundant_experts": redundant,
+                        "kv_dtype": "fp8" if g.supports("fp8") else "bf16",
+                    }
                     try:
-                        dep = parse_deployment({"mode": "disaggregated", "prefill": spec, "decode": spec}, m, g)
+                        dep = parse_deployment(
+                            {"mode": "disaggregated", "prefill": spec, "decode": spec}, m, g
+                        )
                     except ValueError as err:
                         if fastest is None:
                             fastest = (math.inf, "memory capacity: " + str(err).split(":")[0])
@@ -288,25 +358,35 @@ def projections(models: Sequence[str] = ("deepseek-v4-flash", "deepseek-v4-pro")
                     cap = decode_capacity(m, g, dep.decode, wl, 1.0 / target)
                     if not cap.feasible:
                         if fastest is None or cap.tpot_s < fastest[0]:
-                            fastest = (cap.tpot_s, f"{cap.bound_by} (one request: "
-                                                   f"{cap.tokens_per_s_per_user:.0f} tok/s/user on {nodes} nodes)")
+                            fastest = (
+                                cap.tpot_s,
+                                f"{cap.bound_by} (one request: "
+                                f"{cap.tokens_per_s_per_user:.0f} tok/s/user on {nodes} nodes)",
+                            )
                         continue
                     usd = price.usd_per_gpu_hour / SECONDS_PER_HOUR / cap.output_tokens_per_s_per_gpu * 1e6
                     if best is None or usd < best["usd_per_million_output_tokens"]:
                         best = {
                             "usd_per_million_output_tokens": usd,
-                            "usd_low": price.usd_per_gpu_hour_low / SECONDS_PER_HOUR
-                            / cap.output_tokens_per_s_per_gpu * 1e6,
-                            "usd_high": price.usd_per_gpu_hour_high / SECONDS_PER_HOUR
-                            / cap.output_tokens_per_s_per_gpu * 1e6,
+                            "usd_low": price.usd_per_gpu_hour_low
+                            / SECONDS_PER_HOUR
+                            / cap.output_tokens_per_s_per_gpu
+                            * 1e6,
+                            "usd_high": price.usd_per_gpu_hour_high
+                            / SECONDS_PER_HOUR
+                            / cap.output_tokens_per_s_per_gpu
+                            * 1e6,
                             "decode_nodes": nodes,
                             "batch_per_gpu": cap.batch_per_gpu,
                             "bound_by": cap.bound_by,
                             "limit": cap.limit,
                         }
-                row: dict[str, Any] = {"model": model_name, "gpu": gpu_name, "tokens_per_s_per_user": target,
-                                       "api_usd_per_million_output": API_PRICES_USD_PER_M.get(model_name, {}).get(
-                                           "output")}
+                row: dict[str, Any] = {
+                    "model": model_name,
+                    "gpu": gpu_name,
+                    "tokens_per_s_per_user": target,
+                    "api_usd_per_million_output": API_PRICES_USD_PER_M.get(model_name, {}).get("output"),
+                }
                 if best is None:
                     row["result"] = "infeasible"
                     row["bound_by"] = fastest[1] if fastest else "unknown"

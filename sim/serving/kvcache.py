@@ -24,7 +24,8 @@ class KVCacheManager:
             raise ValueError(f"page_tokens must be >= 1, got {self.page_tokens}.")
         if self.capacity_tokens < self.page_tokens:
             raise ValueError(
-                f"The KV cache holds {self.capacity_tokens} tokens, less than one page of {self.page_tokens}: "
+                f"The KV cache holds {self.capacity_tokens} tokens, "
+                f"less than one page of {self.page_tokens}: "
                 "the instance has no memory left for the KV cache after its weights."
             )
         self.capacity_pages = self.capacity_tokens // self.page_tokens

@@ -110,10 +110,19 @@ def latency_stats(log: RequestLog, start_s: float, end_s: float) -> LatencyStats
     per_user = float(np.mean(1.0 / positive)) if positive.size else float("nan")
     return LatencyStats(
         num_requests=int(done.sum()),
-        ttft_mean_s=_mean(ttft), ttft_p50_s=_pct(ttft, 50), ttft_p90_s=_pct(ttft, 90), ttft_p99_s=_pct(ttft, 99),
-        tpot_mean_s=_mean(tpot), tpot_p50_s=_pct(tpot, 50), tpot_p90_s=_pct(tpot, 90), tpot_p99_s=_pct(tpot, 99),
-        e2e_mean_s=_mean(e2e), e2e_p50_s=_pct(e2e, 50), e2e_p99_s=_pct(e2e, 99),
-        queueing_mean_s=_mean(queue), queueing_p99_s=_pct(queue, 99),
+        ttft_mean_s=_mean(ttft),
+        ttft_p50_s=_pct(ttft, 50),
+        ttft_p90_s=_pct(ttft, 90),
+        ttft_p99_s=_pct(ttft, 99),
+        tpot_mean_s=_mean(tpot),
+        tpot_p50_s=_pct(tpot, 50),
+        tpot_p90_s=_pct(tpot, 90),
+        tpot_p99_s=_pct(tpot, 99),
+        e2e_mean_s=_mean(e2e),
+        e2e_p50_s=_pct(e2e, 50),
+        e2e_p99_s=_pct(e2e, 99),
+        queueing_mean_s=_mean(queue),
+        queueing_p99_s=_pct(queue, 99),
         tokens_per_s_per_user=per_user,
     )
 
@@ -127,7 +136,7 @@ class WindowCounter:
         self.total = 0.0
 
     def add(self, amount: float, t0: float, t1: float) -> None:
-        """Add ``amount`` produced uniformly over [t0, t1] (t1 >= t0), counting only the part in the window."""
+        """Add ``amount`` produced uniformly over [t0, t1] (t1 >= t0), counting only the window's part."""
         if t1 <= self.start_s or t0 >= self.end_s:
             return
         if t1 <= t0:

@@ -124,8 +124,9 @@ def _bound(breakdown: dict[str, float], compute_s: float, comm_kind: str, schedu
 class StepCostModel:
     """Step times of one instance shape; results are cached by batch shape."""
 
-    def __init__(self, model: Any, gpu: Any, inst: InstanceSpec, mtp_draft_tokens: int,
-                 rng: np.random.Generator) -> None:
+    def __init__(
+        self, model: Any, gpu: Any, inst: InstanceSpec, mtp_draft_tokens: int, rng: np.random.Generator
+    ) -> None:
         import gpus
 
         self.model = model
@@ -142,9 +143,12 @@ class StepCostModel:
         p = model.params_breakdown
         self.attn_params_per_layer = float(p.get("attention", 0)) / self.num_layers
         self.dense_dtype = "fp8" if inst.weight_dtype in ("fp8", "fp6", "fp4", "int4", "int8") else "bf16"
-        self.expert_dtype = inst.weight_dtype if inst.weight_dtype in ("fp8", "fp4", "bf16", "fp16") else "fp8"
+        self.expert_dtype = (
+            inst.weight_dtype if inst.weight_dtype in ("fp8", "fp4", "bf16", "fp16") else "fp8"
+        )
         self.shared_inter = int(model.shared_expert_intermediate_size or model.moe_intermediate_size) * int(
-            model.num_shared_experts)
+            model.num_shared_experts
+        )
         self.num_physical_experts = int(model.num_routed_experts) + inst.redundant_experts
         self.experts_per_gpu = max(1, self.num_physical_experts // inst.ep)
         self.sm_slowdown = gpu.sm_count / (gpu.sm_count - inst.comm_sms) if inst.micro_batches > 1 else 1.0
@@ -205,8 +209,18 @@ class StepCostModel:
         keys = self._effective_keys(kv_len, False, qk, v)
         kv_layer = kv_bytes_per_token(self.model, self.inst.kv_dtype, kv_len) * kv_len / self.num_layers
         heads = max(1, self.attn.num_heads // self.inst.tp)
-        t = timing.attention_time(self.gpu, batch, q_len, max(1, int(round(keys))), heads, qk, v, True, "bf16",
-                                  kv_bytes=batch * kv_layer).predicted_s
+        t = timing.attention_time(
+            self.gpu,
+            batch,
+            q_len,
+            max(1, int(round(keys))),
+            heads,
+            qk,
+            v,
+            True,
+            "bf16",
+            kv_bytes=batch * kv_layer,
+        ).predicted_s
         self._cache[key] = t
         return t
 
@@ -220,14 +234,18 @@ class StepCostModel:
         heads = max(1, self.attn.num_heads // self.inst.tp)
         keys = self._effective_keys(context, False, qk, v)
         scale = keys / context if context else 1.0
-        t = timing.attention_time(self.gpu, 1, new_tokens, context, heads, qk, v, True, "bf16").predicted_s * scale
+        t = (
+            timing.attention_time(self.gpu, 1, new_tokens, context, heads, qk, v, True, "bf16").predicted_s
+            * scale
+        )
         self._cache[key] = t
         return t
 
     def dense_ffn(self, tokens: int) -> float:
         inter = self.model.intermediate_size / self.inst.tp
         return self._gemm(tokens, 2 * inter, self.hidden, self.dense_dtype) + self._gemm(
-            tokens, self.hidden, inter, self.dense_dtype)
+            tokens, self.hidden, inter, self.dense_dtype
+        )
 
     def moe_ffn(self, tokens: int, prefill: bool) -> float:
         """Gating, shared experts and this GPU's routed experts for ``tokens`` tokens of its rank."""
@@ -270,7 +288,11 @@ class StepCostModel:
             forwarded = tokens * k * remote_frac - tokens * remote_nodes
             ib_bytes = tokens * remote_nodes * row
             nv_bytes += max(0.0, forwarded) * row
-        t_nv = nv_bytes / self.links["nvlink"].bandwidth_bytes_per_s if nv_bytes and "nvlink" in self.links else 0.0
+        t_nv = (
+            nv_bytes / self.links["nvlink"].bandwidth_bytes_per_s
+            if nv_bytes and "nvlink" in self.links
+            else 0.0
+        )
         t_ib = ib_bytes / self.links["ib"].bandwidth_bytes_per_s if ib_bytes and "ib" in self.links else 0.0
         latency = 0.0
         if t_nv > 0:
@@ -287,7 +309,9 @@ class StepCostModel:
         return self._gemm(tokens, vocab, self.hidden, "bf16")
 
     # ---- whole steps --------------------------------------------------------------------------
-    def _layers(self, tokens_mb: int, attention_mb: float, prefill: bool) -> tuple[list[LayerCost], dict[str, float]]:
+    def _layers(
+        self, tokens_mb: int, attention_mb: float, prefill: bool
+    ) -> tuple[list[LayerCost], dict[str, float]]:
         slow = self.sm_slowdown
         lin = self.attention_block_linear(tokens_mb)
         attn = (lin + attention_mb) * slow
@@ -332,16 +356,27 @@ class StepCostModel:
             # the MTP module: one MoE layer over one token per request, per draft token
             mtp_attn = self.decode_attention(b_mb, 1, kv_len)
             mtp_layers, mtp_parts = self._layers(b_mb, mtp_attn, prefill=False)
-            moe_layer = next((x for x, f in zip(mtp_layers, self.moe_layer_flags, strict=True) if f), mtp_layers[-1])
+            moe_layer = next(
+                (x for x, f in zip(mtp_layers, self.moe_layer_flags, strict=True) if f), mtp_layers[-1]
+            )
             layers = layers + [moe_layer] * self.draft
-            parts["mtp"] = self.draft * mb * (moe_layer.attention_s + moe_layer.ffn_s + moe_layer.dispatch_s
-                                              + moe_layer.combine_s)
+            parts["mtp"] = (
+                self.draft
+                * mb
+                * (moe_layer.attention_s + moe_layer.ffn_s + moe_layer.dispatch_s + moe_layer.combine_s)
+            )
         sched = two_stream_schedule(layers, mb)
         head = self.head(batch_per_gpu * q) + self.draft * self.head(batch_per_gpu)
         parts["head"] = head
         total = sched.total_s + head
-        result = StepCost(total, sched.compute_busy_s + head, sched.comm_busy_s, sched.exposed_comm_s, parts,
-                          _bound(parts, sched.compute_busy_s, self.comm_kind(), sched))
+        result = StepCost(
+            total,
+            sched.compute_busy_s + head,
+            sched.comm_busy_s,
+            sched.exposed_comm_s,
+            parts,
+            _bound(parts, sched.compute_busy_s, self.comm_kind(), sched),
+        )
         self._cache[key] = result
         return result
 
@@ -358,11 +393,18 @@ class StepCostModel:
         head = self.head(max(1, tokens_per_gpu // 64))  # logits of the last position of each request only
         parts["head"] = head
         total = sched.total_s + head
-        return StepCost(total, sched.compute_busy_s + head, sched.comm_busy_s, sched.exposed_comm_s, parts,
-                        _bound(parts, sched.compute_busy_s, self.comm_kind(), sched))
+        return StepCost(
+            total,
+            sched.compute_busy_s + head,
+            sched.comm_busy_s,
+            sched.exposed_comm_s,
+            parts,
+            _bound(parts, sched.compute_busy_s, self.comm_kind(), sched),
+        )
 
-    def mixed_step(self, decode_batch: int, kv_len: int, prefill_tokens: int, prefill_attention_s: float
-                   ) -> StepCost:
+    def mixed_step(
+        self, decode_batch: int, kv_len: int, prefill_tokens: int, prefill_attention_s: float
+    ) -> StepCost:
         """Colocated iteration: ``decode_batch`` decode requests plus a prefill chunk of ``prefill_tokens``
         (its per-layer attention time given) on one GPU."""
         q = 1 + self.draft
@@ -377,8 +419,14 @@ class StepCostModel:
         head = self.head(max(1, decode_batch * q + (1 if prefill_tokens else 0)))
         parts["head"] = head
         total = sched.total_s + head
-        return StepCost(total, sched.compute_busy_s + head, sched.comm_busy_s, sched.exposed_comm_s, parts,
-                        _bound(parts, sched.compute_busy_s, self.comm_kind(), sched))
+        return StepCost(
+            total,
+            sched.compute_busy_s + head,
+            sched.comm_busy_s,
+            sched.exposed_comm_s,
+            parts,
+            _bound(parts, sched.compute_busy_s, self.comm_kind(), sched),
+        )
 
     def kv_transfer_time(self, bytes_per_gpu: float) -> float:
         """RDMA of a prefill batch's KV cache from each prefill GPU to the decode instance."""

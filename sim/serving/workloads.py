@@ -109,8 +109,9 @@ def parse_length(name: str, spec: Any) -> LengthSpec:
         raise ValueError(f"{name}: 'dist' must be one of {sorted(_DIST_KEYS)}, got {dist!r}.")
     unknown = set(spec) - _DIST_KEYS[dist] - {"dist"}
     if unknown:
-        raise ValueError(f"{name}: unknown keys {sorted(unknown)} for dist {dist!r}; allowed: "
-                         f"{sorted(_DIST_KEYS[dist])}.")
+        raise ValueError(
+            f"{name}: unknown keys {sorted(unknown)} for dist {dist!r}; allowed: {sorted(_DIST_KEYS[dist])}."
+        )
     params: dict[str, Any] = {}
     if dist == "empirical":
         values = spec.get("values")
@@ -148,8 +149,9 @@ class TraceRow:
     output_len: int
 
 
-def read_trace(source: str | os.PathLike[str] | Sequence[Mapping[str, Any]] | io.TextIOBase
-               ) -> tuple[TraceRow, ...]:
+def read_trace(
+    source: str | os.PathLike[str] | Sequence[Mapping[str, Any]] | io.TextIOBase,
+) -> tuple[TraceRow, ...]:
     """A trace: CSV with header ``arrival_time_s,input_len,output_len`` (``arrival_time`` is accepted),
     or a list of dicts with those keys. Arrival times must be >= 0 and non-decreasing; lengths >= 1.
     """
@@ -164,7 +166,7 @@ def read_trace(source: str | os.PathLike[str] | Sequence[Mapping[str, Any]] | io
     elif isinstance(source, io.TextIOBase):
         rows = list(csv.DictReader(source))
     elif isinstance(source, Sequence):
-        rows = list(source)
+        rows = list(source)  # type: ignore[arg-type]
     else:
         raise ValueError(f"trace must be a CSV path or a list of rows, got {type(source).__name__}.")
     if not rows:
@@ -177,14 +179,18 @@ def read_trace(source: str | os.PathLike[str] | Sequence[Mapping[str, Any]] | io
         time_key = "arrival_time_s" if "arrival_time_s" in row else "arrival_time"
         missing = {time_key, "input_len", "output_len"} - set(k for k in row if row[k] not in (None, ""))
         if missing:
-            raise ValueError(f"Trace {label!r} row {i} lacks {sorted(missing)}; the columns are "
-                             "arrival_time_s,input_len,output_len.")
+            raise ValueError(
+                f"Trace {label!r} row {i} lacks {sorted(missing)}; the columns are "
+                "arrival_time_s,input_len,output_len."
+            )
         try:
             t = float(row[time_key])
             n_in = float(row["input_len"])
             n_out = float(row["output_len"])
         except (TypeError, ValueError):
-            raise ValueError(f"Trace {label!r} row {i} has a value that is not a number: {dict(row)!r}.") from None
+            raise ValueError(
+                f"Trace {label!r} row {i} has a value that is not a number: {dict(row)!r}."
+            ) from None
         if not (math.isfinite(t) and t >= 0):
             raise ValueError(f"Trace {label!r} row {i}: arrival time must be a number >= 0, got {t!r}.")
         if t < last:
@@ -253,8 +259,9 @@ class Workload:
         }
 
 
-def parse_workload(spec: Mapping[str, Any], default_mtp_draft_tokens: int = 0,
-                   default_mtp_acceptance: float = 0.0) -> Workload:
+def parse_workload(
+    spec: Mapping[str, Any], default_mtp_draft_tokens: int = 0, default_mtp_acceptance: float = 0.0
+) -> Workload:
     """Validate a workload dict (DESIGN.md keys) and return a :class:`Workload`.
 
     ``default_mtp_*`` apply when the dict does not set them (the API passes the model's own MTP depth).
@@ -268,8 +275,10 @@ def parse_workload(spec: Mapping[str, Any], default_mtp_draft_tokens: int = 0,
         raise ValueError(f"Unknown workload keys {sorted(unknown)}; allowed: {sorted(WORKLOAD_KEYS)}.")
     modes = [k for k in ("concurrency", "arrival_rate_per_s", "trace") if spec.get(k) is not None]
     if len(modes) != 1:
-        raise ValueError("A workload needs exactly one of 'concurrency' (closed loop), 'arrival_rate_per_s' "
-                         f"(open loop, Poisson) or 'trace' (CSV); got {modes or 'none'}.")
+        raise ValueError(
+            "A workload needs exactly one of 'concurrency' (closed loop), 'arrival_rate_per_s' "
+            f"(open loop, Poisson) or 'trace' (CSV); got {modes or 'none'}."
+        )
     trace = None
     concurrency = None
     rate = None
@@ -293,8 +302,10 @@ def parse_workload(spec: Mapping[str, Any], default_mtp_draft_tokens: int = 0,
         output_len = LengthSpec("empirical", (("values", tuple(r.output_len for r in trace)),))
     hit = spec.get("cache_hit_rate", 0.0)
     if isinstance(hit, bool) or not isinstance(hit, int | float) or not (0.0 <= hit < 1.0):
-        raise ValueError(f"cache_hit_rate is the fraction of input tokens found in the prefix cache, "
-                         f"in [0, 1); got {hit!r}.")
+        raise ValueError(
+            f"cache_hit_rate is the fraction of input tokens found in the prefix cache, "
+            f"in [0, 1); got {hit!r}."
+        )
     draft = spec.get("mtp_draft_tokens", default_mtp_draft_tokens)
     if isinstance(draft, bool) or not isinstance(draft, int | float) or draft != int(draft) or draft < 0:
         raise ValueError(f"mtp_draft_tokens must be a whole number >= 0, got {draft!r}.")
@@ -303,9 +314,16 @@ def parse_workload(spec: Mapping[str, Any], default_mtp_draft_tokens: int = 0,
         raise ValueError(f"mtp_acceptance must be a probability in [0, 1], got {acceptance!r}.")
     if int(draft) == 0:
         acceptance = 0.0
-    return Workload(input_len=input_len, output_len=output_len, cache_hit_rate=float(hit),
-                    concurrency=concurrency, arrival_rate_per_s=rate, trace=trace,
-                    mtp_draft_tokens=int(draft), mtp_acceptance=float(acceptance))
+    return Workload(
+        input_len=input_len,
+        output_len=output_len,
+        cache_hit_rate=float(hit),
+        concurrency=concurrency,
+        arrival_rate_per_s=rate,
+        trace=trace,
+        mtp_draft_tokens=int(draft),
+        mtp_acceptance=float(acceptance),
+    )
 
 
 @dataclass(frozen=True)
@@ -364,14 +382,34 @@ class DailyLoadCurve:
 # (one hour each), the minimum, and the mean (sum 5,442 node-hours = 226.75 x 24), with a faster
 # recovery (98, 158, 218, 218) in the morning. Hour 0 is 12:00 UTC+8.
 DAY6_NODE_COUNT_BY_HOUR: tuple[int, ...] = (
-    278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278,  # 12:00-24:00
-    218, 188, 158, 128, 98, 68,                                  # 00:00-06:00 descent
-    98, 158, 218, 218,                                           # 06:00-10:00 recovery
-    278, 278,                                                    # 10:00-12:00
+    278,
+    278,
+    278,
+    278,
+    278,
+    278,
+    278,
+    278,
+    278,
+    278,
+    278,
+    278,  # 12:00-24:00
+    218,
+    188,
+    158,
+    128,
+    98,
+    68,  # 00:00-06:00 descent
+    98,
+    158,
+    218,
+    218,  # 06:00-10:00 recovery
+    278,
+    278,  # 10:00-12:00
 )
-DAY6_INPUT_TOKENS_PER_DAY = 608e9   # Day 6, deepseek_figures.md section 3.2
+DAY6_INPUT_TOKENS_PER_DAY = 608e9  # Day 6, deepseek_figures.md section 3.2
 DAY6_OUTPUT_TOKENS_PER_DAY = 168e9
-DAY6_MEAN_OUTPUT_LEN = 1211.0       # 168B / 608B x 4383 with 138.7M requests; see day6_load_curve()
+DAY6_MEAN_OUTPUT_LEN = 1211.0  # 168B / 608B x 4383 with 138.7M requests; see day6_load_curve()
 
 
 def day6_load_curve() -> DailyLoadCurve:
@@ -383,6 +421,8 @@ def day6_load_curve() -> DailyLoadCurve:
     total_requests = DAY6_OUTPUT_TOKENS_PER_DAY / DAY6_MEAN_OUTPUT_LEN
     nodes = np.asarray(DAY6_NODE_COUNT_BY_HOUR, dtype=float)
     per_hour = total_requests * nodes / nodes.sum()
-    return DailyLoadCurve(tuple(float(v) for v in per_hour),
-                          source="shape: DeepSeek Day-6 node-count chart (as read here); total: 168e9 output "
-                                 "tokens / 1,211 per request")
+    return DailyLoadCurve(
+        tuple(float(v) for v in per_hour),
+        source="shape: DeepSeek Day-6 node-count chart (as read here); total: 168e9 output "
+        "tokens / 1,211 per request",
+    )

@@ -7,7 +7,14 @@ import math
 import pytest
 
 import gpus
-from sim.cost import PriceRange, TCOSpec, cost_range_usd, price_range, tco_from_mapping, usd_per_million_tokens
+from sim.cost import (
+    PriceRange,
+    TCOSpec,
+    cost_range_usd,
+    price_range,
+    tco_from_mapping,
+    usd_per_million_tokens,
+)
 
 
 def test_day6_arithmetic():
@@ -27,12 +34,19 @@ def test_price_range_from_profile_and_override():
 
 
 def test_tco():
-    t = TCOSpec(purchase_usd_per_gpu=35064.0, amortisation_years=4.0, power_w_per_gpu=1000.0, pue=1.25,
-                usd_per_kwh=0.1)
+    t = TCOSpec(
+        purchase_usd_per_gpu=35064.0,
+        amortisation_years=4.0,
+        power_w_per_gpu=1000.0,
+        pue=1.25,
+        usd_per_kwh=0.1,
+    )
     assert t.capital_usd_per_gpu_hour == pytest.approx(1.0)
     assert t.energy_usd_per_gpu_hour == pytest.approx(0.125)
-    p = price_range(None, tco={"purchase_usd_per_gpu": 35064.0, "power_w_per_gpu": 1000.0, "pue": 1.25,
-                               "usd_per_kwh": 0.1})
+    p = price_range(
+        None,
+        tco={"purchase_usd_per_gpu": 35064.0, "power_w_per_gpu": 1000.0, "pue": 1.25, "usd_per_kwh": 0.1},
+    )
     assert p.usd_per_gpu_hour == pytest.approx(1.125)
 
 

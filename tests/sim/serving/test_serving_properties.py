@@ -19,15 +19,25 @@ from sim.serving.stepcost import LayerCost, StepCostModel, two_stream_schedule
 from sim.serving.workloads import parse_workload
 
 V2L = "deepseek-v2-lite"  # small: one GPU holds it, so property runs are fast
-ONE_GPU = {"mode": "disaggregated", "prefill": {"nodes": 1, "gpus_per_node": 1},
-           "decode": {"nodes": 1, "gpus_per_node": 1}}
+ONE_GPU = {
+    "mode": "disaggregated",
+    "prefill": {"nodes": 1, "gpus_per_node": 1},
+    "decode": {"nodes": 1, "gpus_per_node": 1},
+}
 
 
 def test_single_request_tpot_equals_single_sequence_step():
     """One request alone: TPOT = the decode step time of a batch of one at its KV length."""
     out_len = 200
-    r = estimate_serving(V2L, "H800", ONE_GPU, {"input_len": 1000, "output_len": out_len, "concurrency": 1},
-                         duration_s=60, warmup_s=0, seed=1)
+    r = estimate_serving(
+        V2L,
+        "H800",
+        ONE_GPU,
+        {"input_len": 1000, "output_len": out_len, "concurrency": 1},
+        duration_s=60,
+        warmup_s=0,
+        seed=1,
+    )
     m, g = moe.get(V2L), gpus.get("H800")
     dep = parse_deployment(ONE_GPU, m, g)
     assert dep.decode is not None
@@ -42,29 +52,49 @@ def test_single_request_tpot_equals_single_sequence_step():
 def test_littles_law_closed_loop():
     """Concurrency = throughput x mean end-to-end latency, in steady state (2%)."""
     conc = 64
-    r = estimate_serving(V2L, "H800", ONE_GPU, {"input_len": {"dist": "exponential", "mean": 500},
-                                                 "output_len": {"dist": "exponential", "mean": 100},
-                                                 "concurrency": conc},
-                         duration_s=600, warmup_s=60, seed=3)
+    r = estimate_serving(
+        V2L,
+        "H800",
+        ONE_GPU,
+        {
+            "input_len": {"dist": "exponential", "mean": 500},
+            "output_len": {"dist": "exponential", "mean": 100},
+            "concurrency": conc,
+        },
+        duration_s=600,
+        warmup_s=60,
+        seed=3,
+    )
     assert r.mean_requests_in_system == pytest.approx(conc, rel=0.02)
 
 
 def test_doubling_decode_instances_doubles_throughput():
-    base = {"mode": "disaggregated", "prefill": {"instances": 4, "nodes": 1, "gpus_per_node": 1},
-            "decode": {"instances": 1, "nodes": 1, "gpus_per_node": 1}}
+    base = {
+        "mode": "disaggregated",
+        "prefill": {"instances": 4, "nodes": 1, "gpus_per_node": 1},
+        "decode": {"instances": 1, "nodes": 1, "gpus_per_node": 1},
+    }
     wl = {"input_len": 300, "output_len": 300, "concurrency": 64}
     one = estimate_serving(V2L, "H800", base, wl, duration_s=120, seed=0)
-    base2 = {**base, "prefill": {**base["prefill"], "instances": 8}, "decode": {**base["decode"], "instances": 2}}
+    base2 = {
+        **base,
+        "prefill": {**base["prefill"], "instances": 8},
+        "decode": {**base["decode"], "instances": 2},
+    }
     two = estimate_serving(V2L, "H800", base2, {**wl, "concurrency": 128}, duration_s=120, seed=0)
     assert two.output_tokens_per_s == pytest.approx(2 * one.output_tokens_per_s, rel=0.03)
-    assert two.decode_output_tokens_per_s_per_node == pytest.approx(one.decode_output_tokens_per_s_per_node,
-                                                                       rel=0.03)
+    assert two.decode_output_tokens_per_s_per_node == pytest.approx(
+        one.decode_output_tokens_per_s_per_node, rel=0.03
+    )
 
 
 def test_throughput_does_not_fall_with_batch_until_kv_binds():
     m, g = moe.get("deepseek-v3"), gpus.get("H800")
-    dep = parse_deployment({"mode": "disaggregated", "prefill": {"nodes": 4}, "decode": {"nodes": 18,
-                            "redundant_experts": 32}}, m, g)
+    dep = parse_deployment(
+        {"mode": "disaggregated", "prefill": {"nodes": 4}, "decode": {"nodes": 18, "redundant_experts": 32}},
+        m,
+        g,
+    )
     assert dep.decode is not None
     cost = StepCostModel(m, g, dep.decode, 0, np.random.default_rng(0))
     rates = [b / cost.decode_step(b, 4096).time_s for b in (1, 2, 4, 8, 16, 32, 64, 128, 256)]
@@ -74,8 +104,9 @@ def test_throughput_does_not_fall_with_batch_until_kv_binds():
 def test_kv_capacity_bounds_the_batch():
     """Beyond the KV capacity, more concurrency queues instead of growing the batch."""
     tiny = {"mode": "colocated", "nodes": 1, "gpus_per_node": 1, "kv_dtype": "bf16"}
-    r = estimate_serving(V2L, "H100", tiny, {"input_len": 30000, "output_len": 2000, "concurrency": 400},
-                         duration_s=60, seed=0)
+    r = estimate_serving(
+        V2L, "H100", tiny, {"input_len": 30000, "output_len": 2000, "concurrency": 400}, duration_s=60, seed=0
+    )
     cap = r.memory["colocated"]["kv_capacity_tokens"]
     assert r.mean_batch_per_gpu["colocated"] <= cap / 32000 + 1
     assert "kv_capacity" in r.bound_by
@@ -86,8 +117,13 @@ def test_kv_capacity_bounds_the_batch():
 def test_no_request_lost_or_double_counted(seed, conc):
     m, g = moe.get(V2L), gpus.get("H800")
     dep = parse_deployment(ONE_GPU, m, g)
-    wl = parse_workload({"input_len": {"dist": "uniform", "low": 10, "high": 400},
-                         "output_len": {"dist": "uniform", "low": 1, "high": 60}, "concurrency": conc})
+    wl = parse_workload(
+        {
+            "input_len": {"dist": "uniform", "low": 10, "high": 400},
+            "output_len": {"dist": "uniform", "low": 1, "high": 60},
+            "concurrency": conc,
+        }
+    )
     s = Simulation(m, g, dep, wl, 30.0, 0.0, np.random.default_rng(seed))
     s.run()
     log = s.log
@@ -96,7 +132,9 @@ def test_no_request_lost_or_double_counted(seed, conc):
     assert in_flight == conc  # closed loop: every finished request was replaced exactly once
     out = log.output_len[: log.size]
     # all output tokens of finished requests were counted (window = whole run)
-    assert s.output_tokens.total == pytest.approx(float(out[finished].sum()) + _partial(s), rel=1e-9, abs=1e-6)
+    assert s.output_tokens.total == pytest.approx(
+        float(out[finished].sum()) + _partial(s), rel=1e-9, abs=1e-6
+    )
     first = log.column("first_token_s")
     assert np.all(first[finished] <= log.column("finish_s")[finished])
 
@@ -106,7 +144,7 @@ def _partial(s: Simulation) -> float:
     total = 0.0
     log = s.log
     for d in s.decode:
-        for rid, start in d.batch.start.items():
+        for start in d.batch.start.values():
             total += 1 + (d.batch.step - start) * s.r
     finished_or_decoding = set()
     for d in s.decode:
@@ -131,7 +169,11 @@ def test_two_stream_schedule_limits():
 
 
 def test_deterministic_under_seed():
-    wl = {"input_len": {"dist": "lognormal", "mean": 400, "cv": 1.0}, "output_len": 50, "arrival_rate_per_s": 20}
+    wl = {
+        "input_len": {"dist": "lognormal", "mean": 400, "cv": 1.0},
+        "output_len": 50,
+        "arrival_rate_per_s": 20,
+    }
     a = sim.estimate_serving(V2L, "H800", ONE_GPU, wl, duration_s=30, seed=5)
     b = sim.estimate_serving(V2L, "H800", ONE_GPU, wl, duration_s=30, seed=5)
     assert a.to_dict() == b.to_dict()

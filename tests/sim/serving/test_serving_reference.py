@@ -22,10 +22,12 @@ DAY6_WL = {"input_len": 4383, "output_len": 1211, "cache_hit_rate": 0.563, "conc
 
 @pytest.fixture(scope="module")
 def day6():
-    return sim.estimate_serving(**H, duration_s=300,
-                                deployment={"mode": "disaggregated", "prefill": {**PREFILL, "instances": 4},
-                                            "decode": DECODE},
-                                workload=DAY6_WL)
+    return sim.estimate_serving(
+        **H,
+        duration_s=300,
+        deployment={"mode": "disaggregated", "prefill": {**PREFILL, "instances": 4}, "decode": DECODE},
+        workload=DAY6_WL,
+    )
 
 
 def test_isca25_decode_bound():
@@ -35,24 +37,37 @@ def test_isca25_decode_bound():
     assert b.tpot_s == pytest.approx(14.76e-3, rel=0.02)
 
 
-@pytest.mark.xfail(strict=True, reason="predicts ~82.6k input tok/s/node (+32%): the timing model, calibrated on "
-                                       "DeepGEMM/FlashMLA/DeepEP best-case tables, lacks production overheads")
+@pytest.mark.xfail(
+    strict=True,
+    reason="predicts ~82.6k input tok/s/node (+32%): the timing model, calibrated on "
+    "DeepGEMM/FlashMLA/DeepEP best-case tables, lacks production overheads",
+)
 def test_profile_prefill_r017():
-    a = sim.estimate_serving(**H, duration_s=120,
-                             deployment={"mode": "disaggregated", "prefill": PREFILL,
-                                         "decode": {**DECODE, "instances": 2}},
-                             workload={"input_len": 4096, "output_len": 64, "concurrency": 20000})
+    a = sim.estimate_serving(
+        **H,
+        duration_s=120,
+        deployment={"mode": "disaggregated", "prefill": PREFILL, "decode": {**DECODE, "instances": 2}},
+        workload={"input_len": 4096, "output_len": 64, "concurrency": 20000},
+    )
     assert a.prefill_input_tokens_per_s_per_node == pytest.approx(62713, rel=0.2)
 
 
-@pytest.mark.xfail(strict=True, reason="predicts ~25.7k output tok/s/node (+38%) with MTP (1 draft, 85%); "
-                                       "21.4k (+15%) without MTP")
+@pytest.mark.xfail(
+    strict=True,
+    reason="predicts ~25.7k output tok/s/node (+38%) with MTP (1 draft, 85%); 21.4k (+15%) without MTP",
+)
 def test_profile_decode_r018_capacity():
     # 128 requests per GPU, KV ~4,096: enough prefill instances that the decode instance is kept full
-    b = sim.estimate_serving(**H, duration_s=60,
-                             deployment={"mode": "disaggregated", "prefill": {"nodes": 4, "ep": 32, "instances": 48},
-                                         "decode": {"nodes": 16, "ep": 128, "max_batch_per_gpu": 128}},
-                             workload={"input_len": 4032, "output_len": 128, "concurrency": 128 * 128 + 2000})
+    b = sim.estimate_serving(
+        **H,
+        duration_s=60,
+        deployment={
+            "mode": "disaggregated",
+            "prefill": {"nodes": 4, "ep": 32, "instances": 48},
+            "decode": {"nodes": 16, "ep": 128, "max_batch_per_gpu": 128},
+        },
+        workload={"input_len": 4032, "output_len": 128, "concurrency": 128 * 128 + 2000},
+    )
     assert b.mean_batch_per_gpu["decode"] == pytest.approx(128, rel=0.05)
     assert b.decode_output_tokens_per_s_per_node == pytest.approx(18598, rel=0.2)
 
@@ -65,8 +80,11 @@ def test_day6_decode_figures_recorded(day6):
     assert per_node * 18 == pytest.approx(day6.output_tokens_per_s, rel=1e-9)
 
 
-@pytest.mark.xfail(strict=True, reason="predicts ~21.1k tok/s/node (+43%) and ~31 tok/s/user (+49%) with MTP "
-                                       "(1 draft, 85%); see the report")
+@pytest.mark.xfail(
+    strict=True,
+    reason="predicts ~21.1k tok/s/node (+43%) and ~31 tok/s/user (+49%) with MTP "
+    "(1 draft, 85%); see the report",
+)
 def test_day6_decode_within_20pct(day6):
     assert day6.decode_output_tokens_per_s_per_node == pytest.approx(14800, rel=0.2)
     assert day6.tokens_per_s_per_user == pytest.approx(21, rel=0.2)
@@ -74,9 +92,12 @@ def test_day6_decode_within_20pct(day6):
 
 @pytest.mark.xfail(strict=True, reason="decode overpredicted (+43%) so output cost is ~$0.21 (-30%)")
 def test_day6_output_cost(day6):
-    r = sim.estimate_serving(**{**H, "usd_per_gpu_hour": 2.0}, duration_s=120,
-                             deployment={"mode": "disaggregated", "prefill": {**PREFILL, "instances": 4},
-                                         "decode": DECODE}, workload=DAY6_WL)
+    r = sim.estimate_serving(
+        **{**H, "usd_per_gpu_hour": 2.0},
+        duration_s=120,
+        deployment={"mode": "disaggregated", "prefill": {**PREFILL, "instances": 4}, "decode": DECODE},
+        workload=DAY6_WL,
+    )
     assert r.usd_per_million_output_tokens == pytest.approx(0.300, rel=0.2)
 
 
@@ -87,8 +108,9 @@ def test_day6_input_cost_and_prefill_utilisation(day6):
     assert 0.2 < util < 0.95
     capacity_per_node = day6.prefill_input_tokens_per_s_per_node / util
     assert capacity_per_node > 73_700
-    assert day6.usd_per_million_input_tokens == pytest.approx(16 / 3600 / day6.prefill_input_tokens_per_s_per_node
-                                                              * 1e6, rel=1e-6)
+    assert day6.usd_per_million_input_tokens == pytest.approx(
+        16 / 3600 / day6.prefill_input_tokens_per_s_per_node * 1e6, rel=1e-6
+    )
     assert day6.usd_per_million_input_tokens_cache_hit < day6.usd_per_million_input_tokens_cache_miss
     low, high = day6.cost_range["usd_per_million_output_tokens"]
     assert low <= day6.usd_per_million_output_tokens <= high
@@ -98,17 +120,28 @@ def test_v2_generation_claim():
     # V2-TR p.16: >50k generated tok/s on one 8xH800 node, FP8 weights, ~6-bit KV (30%).
     # Lengths are not stated; assumed 2,048 in / 512 out, 500 requests per GPU.
     inst = {"nodes": 1, "weight_dtype": "fp8", "kv_dtype": "fp6"}
-    r = sim.estimate_serving("deepseek-v2", "H800", duration_s=60, seed=0,
-                             deployment={"mode": "disaggregated", "prefill": {**inst, "instances": 4},
-                                         "decode": inst},
-                             workload={"input_len": 2048, "output_len": 512, "concurrency": 4000})
+    r = sim.estimate_serving(
+        "deepseek-v2",
+        "H800",
+        duration_s=60,
+        seed=0,
+        deployment={"mode": "disaggregated", "prefill": {**inst, "instances": 4}, "decode": inst},
+        workload={"input_len": 2048, "output_len": 512, "concurrency": 4000},
+    )
     assert r.decode_output_tokens_per_s_per_node == pytest.approx(50_000, rel=0.3)
 
 
 def test_day6_fleet_sizing():
-    plan = size_fleet("deepseek-v3", "H800", {"mode": "disaggregated", "prefill": PREFILL, "decode": DECODE},
-                      {k: v for k, v in DAY6_WL.items() if k != "concurrency"}, day6_load_curve(),
-                      tpot_target_s=1 / 20, ttft_target_s=5.0, usd_per_gpu_hour=2.0)
+    plan = size_fleet(
+        "deepseek-v3",
+        "H800",
+        {"mode": "disaggregated", "prefill": PREFILL, "decode": DECODE},
+        {k: v for k, v in DAY6_WL.items() if k != "concurrency"},
+        day6_load_curve(),
+        tpot_target_s=1 / 20,
+        ttft_target_s=5.0,
+        usd_per_gpu_hour=2.0,
+    )
     assert len(plan.nodes_by_hour) == 24
     assert max(plan.nodes_by_hour) > 2 * min(plan.nodes_by_hour)
     assert plan.daily_cost_usd == pytest.approx(sum(plan.nodes_by_hour) * 8 * 2.0)
@@ -116,8 +149,12 @@ def test_day6_fleet_sizing():
 
 
 def test_projections_shape():
-    rows = projections(models=("deepseek-v4-flash",), gpu_names=("H800", "A800"),
-                       tokens_per_s_per_user=(20.0, 100.0), nodes_options=(1, 4))
+    rows = projections(
+        models=("deepseek-v4-flash",),
+        gpu_names=("H800", "A800"),
+        tokens_per_s_per_user=(20.0, 100.0),
+        nodes_options=(1, 4),
+    )
     assert len(rows) == 4
     for row in rows:
         assert row["result"] in ("ok", "infeasible")
