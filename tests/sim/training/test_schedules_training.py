@@ -216,3 +216,23 @@ def test_dualpipe_memory_and_parameter_copies_match_table_2() -> None:
     assert max(layout.max_inflight_microbatches(r) for r in range(pp)) == pp + 1
     one = get_schedule("1f1b").build(pp, 20)
     assert max(one.max_inflight_microbatches(r) for r in range(pp)) == pp
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(deadline=None, max_examples=15)
+@given(
+    pp=st.integers(1, 8),
+    extra=st.integers(0, 12),
+    f=st.floats(0.1, 3.0),
+    b=st.floats(0.1, 3.0),
+    w=st.floats(0.1, 3.0),
+)
+def test_property_1f1b_bubble_and_zb1p_never_worse(pp: int, extra: int, f: float, b: float, w: float) -> None:
+    n = pp + extra
+    one = simulate_step(get_schedule("1f1b").build(pp, n), UniformCost(f, b, w)).step_time_s
+    assert one - n * (f + b + w) == pytest.approx((pp - 1) * (f + b + w), rel=1e-9, abs=1e-9)
+    zb = simulate_step(get_schedule("zb1p").build(pp, n), UniformCost(f, b, w)).step_time_s
+    assert zb <= one + 1e-9
