@@ -20,16 +20,47 @@ SMALL_M = 8  # decode-sized GEMMs: thin row blocks so that column blocks carry t
 
 @njit(cache=True, fastmath=True, inline="always")
 def _tile(a, b, c, i0, i1, j0, j1, acc):  # type: ignore[no-untyped-def]
+    """``c[i0:i1, j0:j1] = a[i0:i1] @ b[:, j0:j1]`` through the local accumulator ``acc``.
+
+    Four rows at a time share each loaded row segment of ``b``; the innermost loop is a
+    contiguous axpy that LLVM vectorises.
+    """
     kdim = a.shape[1]
-    acc[: i1 - i0, : j1 - j0] = 0.0
+    nj = j1 - j0
+    acc[:, :] = 0.0
     for k0 in range(0, kdim, BLOCK_K):
         k1 = min(k0 + BLOCK_K, kdim)
-        for i in range(i0, i1):
+        i = i0
+        while i + 4 <= i1:
+            c0 = acc[i - i0]
+            c1 = acc[i - i0 + 1]
+            c2 = acc[i - i0 + 2]
+            c3 = acc[i - i0 + 3]
             for kk in range(k0, k1):
-                aik = a[i, kk]
-                for j in range(j0, j1):
-                    acc[i - i0, j - j0] += aik * b[kk, j]
-    c[i0:i1, j0:j1] = acc[: i1 - i0, : j1 - j0]
+                a0 = a[i, kk]
+                a1 = a[i + 1, kk]
+                a2 = a[i + 2, kk]
+                a3 = a[i + 3, kk]
+                brow = b[kk, j0:j1]
+                for j in range(nj):
+                    bj = brow[j]
+                    c0[j] += a0 * bj
+                    c1[j] += a1 * bj
+                    c2[j] += a2 * bj
+                    c3[j] += a3 * bj
+            i += 4
+        while i < i1:
+            c0 = acc[i - i0]
+            for kk in range(k0, k1):
+                a0 = a[i, kk]
+                brow = b[kk, j0:j1]
+                for j in range(nj):
+                    c0[j] += a0 * brow[j]
+            i += 1
+    for i in range(i0, i1):
+        crow = acc[i - i0]
+        for j in range(nj):
+            c[i, j0 + j] = crow[j]
 
 
 @njit(parallel=True, cache=True, fastmath=True)

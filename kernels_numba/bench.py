@@ -1,0 +1,446 @@
+"""Time every kernel on the hardware at hand and write ``gpus/calibration/<device>.json``.
+
+``python -m kernels_numba.bench [--quick] [--out PATH] [--no-fit]``
+
+1. Measures the device's two ceilings: a large float32 matmul (FLOP/s) and a large copy
+   (bytes read + written per second), with torch.
+2. Times every case of ``kernels_numba.shapes.grid()`` for every implementation present:
+   ``numba_cpu`` and ``torch_cpu`` always; ``numba_cuda`` and ``torch_cuda`` when a CUDA GPU is
+   there. Warm-up runs first (compilation, caches), then the median of repeated runs:
+   ``time.perf_counter_ns`` on the CPU, CUDA events on the GPU (STYLE.md rule 9).
+3. Fits each family's parameters on the fit half of the shapes (``kernels_numba.validate``)
+   and writes the file: device name, kind, cores, date, library versions, ceilings, fitted
+   families, and every measurement. CPU kernels run in float32 (no bf16 arithmetic here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kernels_numba.shapes import Case, grid
+from sim import calibration as cal
+
+Runner = Callable[[], Any]
+
+
+# ---------------------------------------------------------------------------------------------
+# Device description
+
+
+def cpu_name() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+        if match:
+            return match.group(1).strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    found = {"python": platform.python_version()}
+    for package in ("numpy", "numba", "numba-cuda", "torch", "scipy"):
+        try:
+            found[package] = md.version(package)
+        except md.PackageNotFoundError:
+            found[package] = "absent"
+    return found
+
+
+def cuda_present() -> bool:
+    """A real CUDA GPU (not the simulator) usable by both torch and numba."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return False
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return False
+        from numba import cuda
+
+        return bool(cuda.is_available())
+    except Exception:  # any driver or import failure means: no GPU for this run
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Timers
+
+
+def time_cpu(
+    run: Runner, warmup: int = 2, min_runs: int = 5, min_total_s: float = 0.25, max_runs: int = 200
+) -> tuple[float, int]:
+    """Median wall time of ``run()`` after ``warmup`` calls, over at least ``min_runs`` runs and
+    ``min_total_s`` seconds (perf_counter_ns)."""
+    for _ in range(warmup):
+        run()
+    times: list[float] = []
+    total = 0.0
+    while len(times) < min_runs or (total < min_total_s and len(times) < max_runs):
+        start = time.perf_counter_ns()
+        run()
+        elapsed = (time.perf_counter_ns() - start) * 1e-9
+        times.append(elapsed)
+        total += elapsed
+    return float(np.median(times)), len(times)
+
+
+def time_cuda(run: Runner, warmup: int = 3, runs: int = 20) -> tuple[float, int]:
+    """Median of CUDA-event timings (torch events; numba launches on the same default stream)."""
+    import torch
+
+    for _ in range(warmup):
+        run()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(runs):
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        run()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1e-3)
+    return float(np.median(times)), runs
+
+
+# ---------------------------------------------------------------------------------------------
+# Ceilings
+
+
+def ceilings(device: str) -> dict[str, Any]:
+    """Large fp32 matmul FLOP/s and large copy bytes/s (read + write) on ``device``."""
+    import torch
+
+    dev = torch.device(device)
+    timer = time_cuda if device == "cuda" else time_cpu
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+    size = 4096 if device == "cuda" else 2048
+    a = torch.randn(size, size, device=dev)
+    b = torch.randn(size, size, device=dev)
+    c = torch.empty(size, size, device=dev)
+    matmul_s, _ = timer(lambda: torch.matmul(a, b, out=c))
+    elements = (1 << 28) if device == "cuda" else (1 << 25)  # 1 GiB / 128 MiB of float32
+    src = torch.randn(elements, device=dev)
+    dst = torch.empty_like(src)
+    copy_s, _ = timer(lambda: dst.copy_(src))
+    return {
+        "matmul_flops_per_s": {"fp32": 2.0 * size**3 / matmul_s},
+        "copy_bytes_per_s": 2.0 * elements * 4 / copy_s,
+        "matmul_shape": [size, size, size],
+        "copy_bytes": elements * 4,
+        "method": "torch.matmul float32 (TF32 off) and Tensor.copy_, median after warm-up",
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs and runners
+
+
+def _inputs(case: Case, rng: np.random.Generator) -> dict[str, Any]:
+    s, c = case.shape, case.config
+    f32 = np.float32
+    if case.family == "gemm":
+        return {
+            "a": rng.standard_normal((s["m"], s["k"]), dtype=f32),
+            "b": rng.standard_normal((s["k"], s["n"]), dtype=f32),
+            "out": np.empty((s["m"], s["n"]), dtype=f32),
+        }
+    if case.family == "grouped_gemm":
+        sizes = s["group_sizes"]
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        rows = int(offsets[-1])
+        return {
+            "x": rng.standard_normal((rows, s["k"]), dtype=f32),
+            "w": rng.standard_normal((len(sizes), s["k"], s["n"]), dtype=f32) * f32(0.05),
+            "offsets": offsets,
+            "out": np.empty((rows, s["n"]), dtype=f32),
+        }
+    if case.family == "gating":
+        t, e, k = s["num_tokens"], s["num_experts"], s["top_k"]
+        return {
+            "logits": rng.standard_normal((t, e), dtype=f32),
+            "bias": rng.uniform(-0.1, 0.1, e).astype(f32) if c["scoring"] == "sigmoid" else np.zeros(e, f32),
+            "indices": np.empty((t, k), dtype=np.int64),
+            "weights": np.empty((t, k), dtype=f32),
+        }
+    if case.family == "permute":
+        t, h, k, e = s["num_tokens"], s["hidden"], s["top_k"], c["num_experts"]
+        popularity = 1.0 / np.arange(1, e + 1) ** c["skew"]
+        popularity /= popularity.sum()
+        indices = np.stack([rng.choice(e, size=k, replace=False, p=popularity) for _ in range(t)]).astype(
+            np.int64
+        )
+        from kernels_numba import reference
+
+        _, _, _, slot = reference.permute(np.zeros((t, 1), f32), indices, e)
+        return {
+            "x": rng.standard_normal((t, h), dtype=f32),
+            "indices": indices,
+            "num_experts": e,
+            "out": np.empty((t * k, h), dtype=f32),
+            "slot": slot,
+            "y": rng.standard_normal((t * k, h), dtype=f32),
+            "weights": rng.uniform(0.1, 1.0, (t, k)).astype(f32),
+            "combined": np.empty((t, h), dtype=f32),
+        }
+    if case.family in ("attention_prefill", "attention_decode"):
+        b, sq, skv, hq = s["batch"], s["q_len"], s["kv_len"], s["num_heads"]
+        hkv, d, dv = c["kv_heads"], s["qk_head_dim"], s["v_head_dim"]
+        return {
+            "q": rng.standard_normal((b, hq, sq, d), dtype=f32),
+            "k": rng.standard_normal((b, hkv, skv, d), dtype=f32),
+            "v": rng.standard_normal((b, hkv, skv, dv), dtype=f32),
+            "scale": 1.0 / float(np.sqrt(d)),
+            "causal": bool(s["causal"]),
+            "out": np.empty((b, hq, sq, dv), dtype=f32),
+        }
+    raise ValueError(f"unknown family {case.family!r}")
+
+
+def numba_cpu_runner(case: Case, x: dict[str, Any]) -> Runner:
+    from kernels_numba import cpu
+
+    f = case.family
+    if f == "gemm":
+        return lambda: cpu.gemm(x["a"], x["b"], x["out"])
+    if f == "grouped_gemm":
+        return lambda: cpu.grouped_gemm(x["x"], x["offsets"], x["w"], x["out"])
+    if f == "gating":
+        c, s = case.config, case.shape
+        return lambda: cpu.gating(
+            x["logits"],
+            s["top_k"],
+            c["scoring"],
+            c["n_group"],
+            c["topk_group"],
+            x["bias"],
+            2.5,
+            True,
+            x["indices"],
+            x["weights"],
+        )
+    if f == "permute":
+        if case.shape["combine"]:
+            return lambda: cpu.unpermute(x["y"], x["slot"], x["weights"], x["combined"])
+        return lambda: cpu.permute(x["x"], x["indices"], x["num_experts"], x["out"])
+    return lambda: cpu.attention(x["q"], x["k"], x["v"], x["causal"], x["scale"], x["out"])
+
+
+def torch_runner(case: Case, x: dict[str, Any], device: str) -> Runner:
+    import torch
+
+    from kernels_numba import torch_ref
+
+    t = {k: torch.from_numpy(v).to(device) if isinstance(v, np.ndarray) else v for k, v in x.items()}
+    f = case.family
+    if f == "gemm":
+        return lambda: torch_ref.gemm(t["a"], t["b"], t["out"])
+    if f == "grouped_gemm":
+        offsets = [int(o) for o in x["offsets"]]
+        return lambda: torch_ref.grouped_gemm(t["x"], offsets, t["w"], t["out"])
+    if f == "gating":
+        c, s = case.config, case.shape
+        return lambda: torch_ref.gating(
+            t["logits"], s["top_k"], c["scoring"], c["n_group"], c["topk_group"], t["bias"], 2.5, True
+        )
+    if f == "permute":
+        if case.shape["combine"]:
+            return lambda: torch_ref.unpermute(t["y"], t["slot"], t["weights"])
+        return lambda: torch_ref.permute(t["x"], t["indices"], x["num_experts"])
+    return lambda: torch_ref.attention(t["q"], t["k"], t["v"], x["causal"], x["scale"])
+
+
+def numba_cuda_runner(case: Case, x: dict[str, Any]) -> Runner:
+    from numba import cuda
+
+    from kernels_numba.gpu import kernels as gk
+
+    d = {k: cuda.to_device(v) if isinstance(v, np.ndarray) else v for k, v in x.items()}
+    f = case.family
+    if f == "gemm":
+        tasks = tuple(cuda.to_device(a) for a in gk.gemm_tasks(x["a"].shape[0]))
+        return lambda: gk.launch_gemm(d["a"], d["b"], d["out"], tasks)
+    if f == "grouped_gemm":
+        gtasks = tuple(cuda.to_device(a) for a in gk.grouped_tasks(x["offsets"]))
+        return lambda: gk.launch_grouped_gemm(d["x"], d["w"], d["out"], gtasks)
+    if f == "gating":
+        c, s = case.config, case.shape
+        return lambda: gk.launch_gating(
+            d["logits"],
+            d["bias"],
+            s["top_k"],
+            c["scoring"],
+            c["n_group"],
+            c["topk_group"],
+            2.5,
+            True,
+            d["indices"],
+            d["weights"],
+        )
+    if f == "permute":
+        if case.shape["combine"]:
+            return lambda: gk.launch_combine(d["y"], d["slot"], d["weights"], d["combined"])
+
+        def permute() -> None:
+            _, source, _, _ = gk.launch_route(d["indices"], x["num_experts"])
+            gk.launch_copy_rows(d["x"], source, d["out"])
+
+        return permute
+    return lambda: gk.launch_attention(d["q"], d["k"], d["v"], x["causal"], x["scale"], d["out"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def measure(
+    cases: list[Case],
+    impls: list[str],
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+    quick: bool = False,
+) -> list[dict[str, Any]]:
+    """Time ``cases`` for each implementation; one record per (case, impl)."""
+    records = []
+    rng = np.random.default_rng(seed)
+    budget = {"min_total_s": 0.02, "min_runs": 3} if quick else {"min_total_s": 0.25, "min_runs": 5}
+    for case in cases:
+        inputs = _inputs(case, rng)
+        for impl in impls:
+            if impl == "numba_cpu":
+                median, runs = time_cpu(numba_cpu_runner(case, inputs), **budget)  # type: ignore[arg-type]
+            elif impl == "torch_cpu":
+                median, runs = time_cpu(torch_runner(case, inputs, "cpu"), **budget)  # type: ignore[arg-type]
+            elif impl == "numba_cuda":
+                median, runs = time_cuda(numba_cuda_runner(case, inputs))
+            elif impl == "torch_cuda":
+                median, runs = time_cuda(torch_runner(case, inputs, "cuda"))
+            else:
+                raise ValueError(f"unknown implementation {impl!r}")
+            records.append(
+                {
+                    "family": case.family,
+                    "impl": impl,
+                    "shape": case.shape,
+                    "config": case.config,
+                    "measured_s": median,
+                    "runs": runs,
+                }
+            )
+            log(f"{case.family:18s} {impl:10s} {median * 1e3:10.4f} ms  {json.dumps(case.shape)[:90]}")
+    return records
+
+
+def run(
+    quick: bool = False,
+    out: Path | None = None,
+    fit: bool = True,
+    log: Callable[[str], None] = print,
+    threads: int | None = None,
+) -> Path:
+    """Measure and write the calibration file. ``threads`` (default: every core this process may
+    use) sets both numba's and torch's thread count; the file's ``cores`` is that number, the
+    compute units of the CPU profile (the timing model quantises work over them)."""
+    import numba
+    import torch
+
+    gpu = cuda_present()
+    available = cpu_cores()
+    cores = available if threads is None else int(threads)
+    if not 1 <= cores <= available:
+        raise ValueError(f"threads must be between 1 and the {available} cores available, got {threads}")
+    torch.set_num_threads(cores)
+    numba.set_num_threads(cores)
+    if gpu:
+        device = torch.cuda.get_device_name(0)
+        kind, impls, default_impl = "gpu", ["numba_cuda", "torch_cuda"], "torch_cuda"
+    else:
+        device = cpu_name()
+        kind, impls, default_impl = "cpu", ["numba_cpu", "torch_cpu"], "torch_cpu"
+    log(f"device {device} ({kind}), {cores} cores; measuring ceilings")
+    ceiling = ceilings("cuda" if gpu else "cpu")
+    log(
+        f"ceilings: fp32 matmul {ceiling['matmul_flops_per_s']['fp32'] / 1e9:.1f} GFLOP/s, "
+        f"copy {ceiling['copy_bytes_per_s'] / 1e9:.1f} GB/s"
+    )
+    records = measure(grid(quick), impls, log=log, quick=quick)
+    stem = cal.device_key(device)
+    stem = re.sub(r"[^a-z0-9]+", "-", stem).strip("-")
+    if kind == "cpu":
+        stem = f"cpu-{stem}"
+    path = out if out is not None else cal.calibration_dir() / f"{stem}.json"
+    doc: dict[str, Any] = {
+        "schema": 1,
+        "device": device,
+        "kind": kind,
+        "cores": cores,
+        "cores_available": available,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "versions": versions(),
+        "platform": platform.platform(),
+        "source": "measured by python -m kernels_numba.bench" + (" --quick" if quick else ""),
+        "note": "CPU kernels in float32 (no bf16 arithmetic on this CPU); the machine was shared with other "
+        "jobs while measuring, so times carry noise; medians of repeated runs.",
+        "ceilings": ceiling,
+        "default_impl": default_impl,
+        "families": {},
+        "measurements": records,
+    }
+    _write(path, doc)
+    if fit:  # the fit reads the profile built from the file just written
+        from kernels_numba import validate
+
+        doc["families"] = validate.fit_families(doc, path)
+        _write(path, doc)
+    log(f"wrote {path}")
+    return path
+
+
+def _write(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kernels_numba.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a tiny grid (tests of the harness)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output path (default gpus/calibration/<device>.json)"
+    )
+    parser.add_argument("--no-fit", action="store_true", help="store measurements only, no fitted families")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="threads for numba and torch (default: all cores)"
+    )
+    args = parser.parse_args(argv)
+    run(quick=args.quick, out=args.out, fit=not args.no_fit, threads=args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
