@@ -205,7 +205,7 @@ class TrainingCostModel:
         return _gemm_cached(self.gpu, max(1, int(m)), max(1, int(n)), max(1, int(k)), dtype)
 
     def _mem(self, bytes_moved: float) -> timing.OpTime:
-        return timing.memory_time(self.gpu, bytes_moved)
+        return _memory_cached(self.gpu, float(bytes_moved))
 
     def _projection_shapes(self) -> list[tuple[str, int, int, bool]]:
         """(name, n, k, recomputed) of the attention projections for this model, TP-split."""
@@ -347,12 +347,21 @@ class TrainingCostModel:
 
     # --- one unit ---------------------------------------------------------------------------
     def unit_cost(self, unit: Unit, sample: int = 0, overlapped: bool = False) -> LayerCost:
-        key = (unit, sample if unit.moe else 0)
+        """Segments of one unit; layers with the same shape share one entry (computed once)."""
+        key = (self._signature(unit), sample if unit.moe else 0)
         base = self._unit_cache.get(key)
         if base is None:
             base = self._build_unit(unit, sample)
             self._unit_cache[key] = base
         return base
+
+    def _signature(self, unit: Unit) -> tuple[Any, ...]:
+        """What a unit's cost depends on: its kind, MoE or dense, and its attention window."""
+        if unit.kind != "layer":
+            return (unit.kind, unit.moe)
+        windows = self.model.attention.layer_windows
+        window = windows[unit.index] if unit.index < len(windows) else None
+        return (unit.kind, unit.moe, window)
 
     def _build_unit(self, unit: Unit, sample: int) -> LayerCost:
         model, plan = self.model, self.plan
@@ -571,6 +580,11 @@ class TrainingCostModel:
 @lru_cache(maxsize=4096)
 def _gemm_cached(gpu: Any, m: int, n: int, k: int, dtype: str) -> timing.OpTime:
     return timing.gemm_time(gpu, m, n, k, dtype)
+
+
+@lru_cache(maxsize=4096)
+def _memory_cached(gpu: Any, bytes_moved: float) -> timing.OpTime:
+    return timing.memory_time(gpu, bytes_moved)
 
 
 @lru_cache(maxsize=4096)
