@@ -26,6 +26,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--usd-per-gpu-hour", type=float, default=None)
     p.add_argument("--plan", choices=["auto"], default=None, help="search parallel plans")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument(
+        "--projections",
+        action="store_true",
+        help="V4-Flash / V4-Pro on 2,048 H100, H800, H20, A800 with the best plan found",
+    )
+    p.add_argument("--v3-run", action="store_true", help="DeepSeek-V3's whole run, phase by phase")
     p.set_defaults(func=run)
     return p
 
@@ -33,6 +39,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from sim.training.api import estimate_training
 
+    if getattr(args, "projections", False) or getattr(args, "v3_run", False):
+        return _tables(args)
     try:
         t = estimate_training(
             model=args.model,
@@ -69,4 +77,27 @@ def run(args: argparse.Namespace) -> int:
     print("phases (s):    " + ", ".join(f"{k} {v:.3f}" for k, v in t.phases_s.items()))
     for n in t.notes:
         print("note:", n)
+    return 0
+
+
+def _tables(args: argparse.Namespace) -> int:
+    from sim.training.run import deepseek_v3_run, format_projections, projections
+
+    if args.projections:
+        rows = projections()
+        print(json.dumps(rows, default=str) if args.json else format_projections(rows))
+    if args.v3_run:
+        r = deepseek_v3_run()
+        if args.json:
+            print(json.dumps(r.to_dict(), default=str))
+        else:
+            for p in r.phases:
+                print(
+                    f"{p['name']:<22} {p['gpu_hours'] / 1e3:>9,.1f}K GPU-hours {p['days']:>6.2f} days"
+                    + ("  (as given)" if p.get("given") else f"  step {p['step_time_s']:.2f} s")
+                )
+            print(
+                f"{'total':<22} {r.gpu_hours / 1e3:>9,.1f}K GPU-hours {r.days:>6.2f} days "
+                f"${r.cost_usd / 1e6:.2f}M"
+            )
     return 0

@@ -161,7 +161,7 @@ class TrainingCostModel:
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.routing_samples = max(1, routing_samples) if routing_skew > 0 else 1
         self._loads = self._draw_loads()
-        self._unit_cache: dict[tuple[Unit, int], LayerCost] = {}
+        self._unit_cache: dict[tuple[tuple[Any, ...], int], LayerCost] = {}
         self._chunk_cache: dict[tuple[str, int, bool, int], list[Segment]] = {}
         gpn = int(cluster.gpus_per_node)
         self.ep_nodes = max(1, math.ceil(plan.ep / gpn)) if plan.ep > gpn else 1

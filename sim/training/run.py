@@ -54,20 +54,44 @@ def estimate_run(phases: Sequence[Phase], usd_per_gpu_hour: float | None = None,
     for ph in phases:
         if ph.gpu_hours is not None:
             price = usd_per_gpu_hour if usd_per_gpu_hour is not None else 2.0
-            rows.append({"name": ph.name, "gpu_hours": ph.gpu_hours, "given": True,
-                         "days": ph.gpu_hours / num_gpus / 24, "cost_usd": ph.gpu_hours * price})
+            rows.append(
+                {
+                    "name": ph.name,
+                    "gpu_hours": ph.gpu_hours,
+                    "given": True,
+                    "days": ph.gpu_hours / num_gpus / 24,
+                    "cost_usd": ph.gpu_hours * price,
+                }
+            )
             total_h += ph.gpu_hours
             total_days += ph.gpu_hours / num_gpus / 24
             total_usd += ph.gpu_hours * price
             continue
         tokens = ph.tokens if ph.steps is None else float(ph.steps) * ph.global_batch_seqs * ph.seq_len
         r: TrainingResult = estimate_training(
-            tokens=tokens, seq_len=ph.seq_len, global_batch_seqs=ph.global_batch_seqs,
-            context_parallel=ph.context_parallel, usd_per_gpu_hour=usd_per_gpu_hour, **plan,
+            tokens=tokens,
+            seq_len=ph.seq_len,
+            global_batch_seqs=ph.global_batch_seqs,
+            context_parallel=ph.context_parallel,
+            usd_per_gpu_hour=usd_per_gpu_hour,
+            **plan,
         )
-        rows.append({"name": ph.name, "tokens": tokens, "seq_len": ph.seq_len, "batch": ph.global_batch_seqs,
-                     "step_time_s": r.step_time_s, "steps": r.steps, "gpu_hours": r.gpu_hours, "days": r.days,
-                     "cost_usd": r.cost_usd, "mfu": r.mfu, "bound_by": r.bound_by, "given": False})
+        rows.append(
+            {
+                "name": ph.name,
+                "tokens": tokens,
+                "seq_len": ph.seq_len,
+                "batch": ph.global_batch_seqs,
+                "step_time_s": r.step_time_s,
+                "steps": r.steps,
+                "gpu_hours": r.gpu_hours,
+                "days": r.days,
+                "cost_usd": r.cost_usd,
+                "mfu": r.mfu,
+                "bound_by": r.bound_by,
+                "given": False,
+            }
+        )
         total_h += r.gpu_hours
         total_days += r.days
         total_usd += r.cost_usd
@@ -87,8 +111,16 @@ def deepseek_v3_phases() -> list[Phase]:
 
 def deepseek_v3_run(usd_per_gpu_hour: float = 2.0) -> RunResult:
     return estimate_run(
-        deepseek_v3_phases(), usd_per_gpu_hour=usd_per_gpu_hour, model="deepseek-v3", gpu="H800",
-        num_gpus=2048, tp=1, pp=16, ep=64, precision="fp8", schedule="dualpipe",
+        deepseek_v3_phases(),
+        usd_per_gpu_hour=usd_per_gpu_hour,
+        model="deepseek-v3",
+        gpu="H800",
+        num_gpus=2048,
+        tp=1,
+        pp=16,
+        ep=64,
+        precision="fp8",
+        schedule="dualpipe",
     )
 
 
@@ -97,8 +129,10 @@ PROJECTION_GPUS = ("H100", "H800", "H20", "A800")
 
 
 def projections(
-    models: Sequence[str] = tuple(PROJECTION_MODELS), gpus_: Sequence[str] = PROJECTION_GPUS,
-    num_gpus: int = 2048, max_candidates: int | None = 12,
+    models: Sequence[str] = tuple(PROJECTION_MODELS),
+    gpus_: Sequence[str] = PROJECTION_GPUS,
+    num_gpus: int = 2048,
+    max_candidates: int | None = 12,
 ) -> list[dict[str, Any]]:
     """V4 pre-training on 2,048 GPUs of each kind with the best plan found (FP8 where supported).
 
@@ -115,16 +149,55 @@ def projections(
         for gname in gpus_:
             g = gpu_registry.get(gname)
             try:
-                r = search_plans(m, g, num_gpus, seq_len=4096, global_batch_seqs=15360, tokens=tokens,
-                                 precision="fp8", usd_per_gpu_hour=None, max_candidates=max_candidates)
+                r = search_plans(
+                    m,
+                    g,
+                    num_gpus,
+                    seq_len=4096,
+                    global_batch_seqs=15360,
+                    tokens=tokens,
+                    precision="fp8",
+                    usd_per_gpu_hour=None,
+                    max_candidates=max_candidates,
+                )
             except ValueError as err:
                 rows.append({"model": name, "gpu": gname, "error": str(err)})
                 continue
-            rows.append({
-                "model": name, "gpu": gname, "tokens": tokens, "days": r.days, "gpu_hours": r.gpu_hours,
-                "usd": r.cost_usd, "usd_low": r.cost_usd_range[0], "usd_high": r.cost_usd_range[1],
-                "usd_per_gpu_hour": r.usd_per_gpu_hour, "bound_by": r.bound_by, "mfu": r.mfu,
-                "plan": r.plan["schedule"] + f" TP{r.plan['tp']} PP{r.plan['pp']} EP{r.plan['ep']}",
-                "notes": list(r.notes),
-            })
+            rows.append(
+                {
+                    "model": name,
+                    "gpu": gname,
+                    "tokens": tokens,
+                    "days": r.days,
+                    "gpu_hours": r.gpu_hours,
+                    "usd": r.cost_usd,
+                    "usd_low": r.cost_usd_range[0],
+                    "usd_high": r.cost_usd_range[1],
+                    "usd_per_gpu_hour": r.usd_per_gpu_hour,
+                    "bound_by": r.bound_by,
+                    "mfu": r.mfu,
+                    "plan": r.plan["schedule"] + f" TP{r.plan['tp']} PP{r.plan['pp']} EP{r.plan['ep']}",
+                    "notes": list(r.notes),
+                }
+            )
     return rows
+
+
+def format_projections(rows: Sequence[dict[str, Any]]) -> str:
+    """Plain-text table of :func:`projections` rows."""
+    head = (
+        f"{'model':<18} {'gpu':<6} {'plan':<24} {'days':>6} {'GPU-hours':>11} {'USD (M)':>8} "
+        f"{'USD range (M)':>15} {'$/GPU-h':>7} {'bound':>8}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['model']:<18} {r['gpu']:<6} no plan fits: {r['error'][:80]}")
+            continue
+        lines.append(
+            f"{r['model']:<18} {r['gpu']:<6} {r['plan']:<24} {r['days']:>6.1f} "
+            f"{r['gpu_hours'] / 1e3:>10,.0f}K "
+            f"{r['usd'] / 1e6:>8.2f} {r['usd_low'] / 1e6:>7.2f}-{r['usd_high'] / 1e6:<7.2f} "
+            f"{r['usd_per_gpu_hour']:>7.2f} {r['bound_by']:>8}"
+        )
+    return "\n".join(lines)
