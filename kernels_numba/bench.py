@@ -130,20 +130,21 @@ def time_cuda(run: Runner, warmup: int = 3, runs: int = 20) -> tuple[float, int]
 # Ceilings
 
 
-def ceilings(device: str) -> dict[str, Any]:
-    """Large fp32 matmul FLOP/s and large copy bytes/s (read + write) on ``device``."""
+def ceilings(device: str, quick: bool = False) -> dict[str, Any]:
+    """Large fp32 matmul FLOP/s and large copy bytes/s (read + write) on ``device``
+    (``quick``: small sizes, for tests of the harness only)."""
     import torch
 
     dev = torch.device(device)
     timer = time_cuda if device == "cuda" else time_cpu
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
-    size = 4096 if device == "cuda" else 2048
+    size = 4096 if device == "cuda" else (512 if quick else 2048)
     a = torch.randn(size, size, device=dev)
     b = torch.randn(size, size, device=dev)
     c = torch.empty(size, size, device=dev)
     matmul_s, _ = timer(lambda: torch.matmul(a, b, out=c))
-    elements = (1 << 28) if device == "cuda" else (1 << 25)  # 1 GiB / 128 MiB of float32
+    elements = (1 << 28) if device == "cuda" else (1 << 21 if quick else 1 << 25)  # 1 GiB / 128 MiB float32
     src = torch.randn(elements, device=dev)
     dst = torch.empty_like(src)
     copy_s, _ = timer(lambda: dst.copy_(src))
@@ -382,7 +383,7 @@ def run(
         device = cpu_name()
         kind, impls, default_impl = "cpu", ["numba_cpu", "torch_cpu"], "torch_cpu"
     log(f"device {device} ({kind}), {cores} cores; measuring ceilings")
-    ceiling = ceilings("cuda" if gpu else "cpu")
+    ceiling = ceilings("cuda" if gpu else "cpu", quick)
     log(
         f"ceilings: fp32 matmul {ceiling['matmul_flops_per_s']['fp32'] / 1e9:.1f} GFLOP/s, "
         f"copy {ceiling['copy_bytes_per_s'] / 1e9:.1f} GB/s"

@@ -7,8 +7,6 @@ They take and return torch tensors on any device; the timing harness keeps data 
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
@@ -81,13 +79,28 @@ def unpermute(y_perm: torch.Tensor, slot: torch.Tensor, weights: torch.Tensor) -
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float) -> torch.Tensor:
-    """``scaled_dot_product_attention`` with GQA sharing and an end-aligned causal mask."""
-    sq, skv = q.shape[2], k.shape[2]
-    kwargs: dict[str, Any] = {"scale": scale, "enable_gqa": q.shape[1] != k.shape[1]}
-    if causal and sq == skv:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True, **kwargs)
-    if causal and sq > 1:
-        pos = torch.arange(sq, device=q.device)[:, None] + (skv - sq)
-        mask = torch.arange(skv, device=q.device)[None, :] <= pos
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **kwargs)
-    return F.scaled_dot_product_attention(q, k, v, **kwargs)
+    """``scaled_dot_product_attention`` with GQA sharing and an end-aligned causal mask.
+
+    When several query heads share a KV head, they are folded into the query rows of that
+    head (``[B, Hkv, group * Sq, D]``), as FlashMLA does for MLA decode: one matmul per KV head
+    instead of re-reading K and V per query head (``enable_gqa`` on the CPU expands K and V
+    and is ~70x slower for MLA decode shapes).
+    """
+    b, hq, sq, d = q.shape
+    hkv, skv = k.shape[1], k.shape[2]
+    group = hq // hkv
+    if group == 1:
+        if causal and sq == skv:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+        mask = _end_aligned_mask(sq, skv, 1, q.device) if causal and sq > 1 else None
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    rows = q.reshape(b, hkv, group * sq, d)
+    mask = _end_aligned_mask(sq, skv, group, q.device) if causal and sq > 1 else None
+    out = F.scaled_dot_product_attention(rows, k, v, attn_mask=mask, scale=scale)
+    return out.reshape(b, hq, sq, v.shape[3])
+
+
+def _end_aligned_mask(sq: int, skv: int, group: int, device: torch.device) -> torch.Tensor:
+    """Boolean mask for rows ``(head in group, query)``: query ``i`` sees keys ``<= skv - sq + i``."""
+    pos = (torch.arange(group * sq, device=device) % sq)[:, None] + (skv - sq)
+    return torch.arange(skv, device=device)[None, :] <= pos

@@ -190,14 +190,27 @@ def default_params(kind: str) -> FamilyParams:
 def split_fit_holdout(keys: Sequence[Any]) -> tuple[list[int], list[int]]:
     """Fixed rule: sort the distinct shape keys; even positions fit, odd positions are held out.
 
-    Whole shapes are held out (every implementation of a shape falls on the same side), and
-    the rule does not depend on the measured times or on a random draw.
+    Keys are tuples of numbers and strings (lists count as tuples) and sort naturally; whole
+    shapes are held out (every implementation of a shape falls on the same side), and the rule
+    depends neither on the measured times nor on a random draw.
     """
-    distinct = sorted({repr(k) for k in keys})
+    normal = [_hashable(k) for k in keys]
+    try:
+        distinct = sorted(set(normal))
+    except TypeError:
+        distinct = sorted(set(normal), key=repr)
     side = {k: (i % 2) for i, k in enumerate(distinct)}
-    fit = [i for i, k in enumerate(keys) if side[repr(k)] == 0]
-    held = [i for i, k in enumerate(keys) if side[repr(k)] == 1]
+    fit = [i for i, k in enumerate(normal) if side[k] == 0]
+    held = [i for i, k in enumerate(normal) if side[k] == 1]
     return fit, held
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, Mapping):
+        return tuple((k, _hashable(value[k])) for k in sorted(value))
+    return value
 
 
 def fit_params(

@@ -172,10 +172,11 @@ def test_h800_uses_fitted_calibration_and_reports_measured() -> None:
         pytest.skip("gpus.get not available yet")
     data = cal.find_calibration(["H800"])
     assert data is not None and data["families"], "gpus/calibration/h800.json must hold fitted families"
-    t = timing.gemm_time("H800", 4096, 7168, 16384, "fp8")
+    t = timing.gemm_time("H800", 4096, 24576, 1536, "fp8")
     assert t.calibration == "H800"
-    # DeepGEMM README (2025-04-09 table): 1520 TFLOPS for this shape; the measured time is echoed back
-    assert t.measured_s == pytest.approx(2 * 4096 * 7168 * 16384 / 1520e12, rel=1e-3)
+    # DeepGEMM README (2025-04-09 table): 1212 TFLOPS for this shape; the measured time is echoed back
+    assert t.measured_s == pytest.approx(2 * 4096 * 24576 * 1536 / 1212e12, rel=1e-3)
+    # a fit-half shape; the table's held-out p90 error is about 20%, so 25% bounds a fitted point
     assert t.predicted_s == pytest.approx(t.measured_s, rel=0.25)
     # H100 borrows the Hopper efficiencies of the H800 fit
     h100 = timing.gemm_time("H100", 4096, 7168, 16384, "fp8")

@@ -1,0 +1,108 @@
+"""The harness and the validation: file format, fixed split, fitting, published H800 tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kernels_numba import bench, published, validate
+from sim import calibration as cal
+
+
+@pytest.fixture(scope="module")
+def quick_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("calib") / "cpu-quick-test.json"
+    bench.run(quick=True, out=path, threads=1, log=lambda line: None)
+    return path
+
+
+def test_bench_writes_a_complete_calibration_file(quick_file: Path) -> None:
+    doc = json.loads(quick_file.read_text())
+    assert doc["kind"] == "cpu" and doc["cores"] == 1 and doc["device"]
+    assert {"numpy", "numba", "torch", "python"} <= set(doc["versions"])
+    assert doc["ceilings"]["matmul_flops_per_s"]["fp32"] > 1e8
+    assert doc["ceilings"]["copy_bytes_per_s"] > 1e8
+    seen = {(r["family"], r["impl"]) for r in doc["measurements"]}
+    for family in ("gemm", "grouped_gemm", "gating", "permute", "attention_prefill", "attention_decode"):
+        assert {(family, "numba_cpu"), (family, "torch_cpu")} <= seen
+    assert all(r["measured_s"] > 0 and r["runs"] >= 3 for r in doc["measurements"])
+    for per_impl in doc["families"].values():
+        for params in per_impl.values():
+            fitted = [n for n in cal.PARAMETER_NAMES if n in params]
+            assert len(fitted) <= 4
+
+
+def test_validate_json_last_line(quick_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert validate.main(["--json", "--file", str(quick_file)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    data = json.loads(last)
+    assert set(data) == {"device", "held_out", "published"}
+    assert set(data["published"]) == {"deepgemm_gemm", "deepgemm_grouped_gemm", "flashmla", "deepep"}
+    for summary in data["held_out"].values():
+        assert summary["n"] >= 1 and summary["median_pct"] >= 0
+
+
+def test_split_is_fixed_whole_shapes_and_alternating() -> None:
+    keys = [(64, 1), (1, 2), (64, 1), (1, 2), (16, 0), (8, 3)]
+    fit, held = cal.split_fit_holdout(keys)
+    # sorted distinct: (1,2) (8,3) (16,0) (64,1) -> fit (1,2),(16,0); held (8,3),(64,1)
+    assert [keys[i] for i in fit] == [(1, 2), (1, 2), (16, 0)]
+    assert [keys[i] for i in held] == [(64, 1), (64, 1), (8, 3)]
+    reverse_fit, _ = cal.split_fit_holdout(list(reversed(keys)))
+    assert {list(reversed(keys))[i] for i in reverse_fit} == {keys[i] for i in fit}  # order-free
+
+
+def test_fit_recovers_known_parameters() -> None:
+    truth = cal.FamilyParams(
+        launch_s=2e-5, compute_efficiency=0.6, memory_efficiency=0.8, overlap_exponent=3.0
+    )
+    rng = np.random.default_rng(5)
+    compute = rng.uniform(1e-6, 1e-2, 40)
+    memory = rng.uniform(1e-6, 1e-2, 40)
+    measured = [cal.predict_seconds(truth, c, m) for c, m in zip(compute, memory, strict=True)]
+
+    def predict(p: cal.FamilyParams, i: int) -> float:
+        return cal.predict_seconds(p, compute[i], memory[i])
+
+    fitted = cal.fit_params(predict, measured, list(range(0, 40, 2)), cal.FamilyParams(1e-5, 0.5, 0.5, 2.0))
+    held = [predict(fitted, i) / measured[i] - 1 for i in range(1, 40, 2)]
+    assert max(abs(e) for e in held) < 0.01
+
+
+def test_published_tables_use_newest_versions() -> None:
+    records = published.load_reference()
+    gemm = {r.key: r for r in published.gemm_rows(records)}
+    grouped = published.grouped_rows(records)
+    assert len(gemm) == 18 and len(grouped) == 10
+    # DeepGEMM 2025-04-09 table (deepseek_figures.md 4.1): 4096x7168x16384 at 1520 TFLOPS (v1 was 1358)
+    assert gemm[(4096, 7168, 16384)].measured_s == pytest.approx(2 * 4096 * 7168 * 16384 / 1520e12)
+    rows = published.deepep_rows()
+    assert len(rows) == 20
+    # DeepEP after 2025-04-22: internode EP32 dispatch 58 GB/s (launch: 44)
+    ep32 = next(r for r in rows if r.key == ("normal", 32, "dispatch"))
+    assert ep32.shape["rdma_bytes"] / ep32.measured_s == pytest.approx(58e9)
+
+
+def test_h800_held_out_targets() -> None:
+    """Issue 3: H800 GEMM and grouped GEMM held-out median error at most 20% per table."""
+    result = published.fit_and_score()
+    assert result["tables"]["deepgemm_gemm"]["median_pct"] <= 20
+    assert result["tables"]["deepgemm_grouped_gemm"]["median_pct"] <= 20
+    for family in result["families"].values():
+        params = family["published"]
+        assert params["compute_efficiency"] <= 1.0 and params["memory_efficiency"] <= 1.0
+
+
+def test_committed_h800_file_matches_a_fresh_fit() -> None:
+    """gpus/calibration/h800.json holds exactly what the fit produces (no hand edits)."""
+    committed = cal.find_calibration(["H800"])
+    assert committed is not None
+    fresh = published.fit_and_score()
+    for family, per_impl in fresh["families"].items():
+        for name in cal.PARAMETER_NAMES:
+            assert committed["families"][family]["published"][name] == pytest.approx(
+                per_impl["published"][name], rel=1e-6
+            )
