@@ -40,8 +40,8 @@ def cpu_rows(threads: int) -> list[dict[str, float | int | str]]:
         b = rng.standard_normal((k, n), dtype=np.float32)
         out = np.empty((m, n), dtype=np.float32)
         ta, tb, tout = torch.from_numpy(a), torch.from_numpy(b), torch.empty(m, n)
-        numba_s, _ = bench.time_cpu(lambda: cpu.gemm(a, b, out))
-        torch_s, _ = bench.time_cpu(lambda: torch.matmul(ta, tb, out=tout))
+        numba_s, _ = bench.time_cpu(lambda a=a, b=b, out=out: cpu.gemm(a, b, out))
+        torch_s, _ = bench.time_cpu(lambda ta=ta, tb=tb, tout=tout: torch.matmul(ta, tb, out=tout))
         flops = 2.0 * m * n * k
         rows.append(
             {
@@ -79,8 +79,10 @@ def gpu_rows() -> list[dict[str, float | int | str]]:
         tasks = tuple(cuda.to_device(t) for t in gk.gemm_tasks(m))
         ta, tb = torch.from_numpy(a).cuda(), torch.from_numpy(b).cuda()
         tout = torch.empty(m, n, device="cuda")
-        numba_s, _ = bench.time_cuda(lambda: gk.launch_gemm(da, db, dc, tasks))
-        torch_s, _ = bench.time_cuda(lambda: torch.matmul(ta, tb, out=tout))
+        numba_s, _ = bench.time_cuda(
+            lambda da=da, db=db, dc=dc, tasks=tasks: gk.launch_gemm(da, db, dc, tasks)
+        )
+        torch_s, _ = bench.time_cuda(lambda ta=ta, tb=tb, tout=tout: torch.matmul(ta, tb, out=tout))
         flops = 2.0 * m * n * k
         rows.append(
             {
@@ -109,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         extra = f"  {r['numba_over_fp32_peak']:.3f} of fp32 peak" if "numba_over_fp32_peak" in r else ""
         print(
-            f"{r['device']:>10} gemm {r['m']:5d}x{r['n']:5d}x{r['k']:5d}: numba {r['numba_gflop_per_s']:8.1f} "
+            f"{r['device']:>10} gemm {r['m']:5d}x{r['n']:5d}x{r['k']:5d}: "
+            f"numba {r['numba_gflop_per_s']:8.1f} "
             f"GFLOP/s, torch {r['torch_gflop_per_s']:8.1f} GFLOP/s, ratio {r['numba_over_torch']:.3f}{extra}"
         )
     cpu_ratios = [float(r["numba_over_torch"]) for r in rows if r["device"] == "cpu"]
