@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +41,8 @@ def cpu_rows(threads: int) -> list[dict[str, float | int | str]]:
         b = rng.standard_normal((k, n), dtype=np.float32)
         out = np.empty((m, n), dtype=np.float32)
         ta, tb, tout = torch.from_numpy(a), torch.from_numpy(b), torch.empty(m, n)
-        numba_s, _ = bench.time_cpu(lambda a=a, b=b, out=out: cpu.gemm(a, b, out))
-        torch_s, _ = bench.time_cpu(lambda ta=ta, tb=tb, tout=tout: torch.matmul(ta, tb, out=tout))
+        numba_s, _ = bench.time_cpu(partial(cpu.gemm, a, b, out))
+        torch_s, _ = bench.time_cpu(partial(torch.matmul, ta, tb, out=tout))
         flops = 2.0 * m * n * k
         rows.append(
             {
@@ -82,7 +83,7 @@ def gpu_rows() -> list[dict[str, float | int | str]]:
         numba_s, _ = bench.time_cuda(
             lambda da=da, db=db, dc=dc, tasks=tasks: gk.launch_gemm(da, db, dc, tasks)
         )
-        torch_s, _ = bench.time_cuda(lambda ta=ta, tb=tb, tout=tout: torch.matmul(ta, tb, out=tout))
+        torch_s, _ = bench.time_cuda(partial(torch.matmul, ta, tb, out=tout))
         flops = 2.0 * m * n * k
         rows.append(
             {
