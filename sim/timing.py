@@ -414,8 +414,9 @@ def op_time(gpu: Any, op: Any) -> OpTime:
     """Time of a ``moe.ops.Op`` (kinds gemm, grouped_gemm, attention, norm, elementwise, gating).
 
     Communication kinds (dispatch, combine, allreduce) are timed by :mod:`sim.comm`; passing
-    one here is a ValueError. Attention ops are timed from their FLOP and byte counts (the Op
-    carries no head geometry): compute over the peak, bytes over the bandwidth, with the
+    one here is a ValueError. Attention ops that carry head geometry (``num_heads``,
+    ``q_len``) go through :func:`attention_time`
+    with the op's bytes as K/V traffic; otherwise from their FLOP and byte counts, with the
     prefill family's parameters unless ``op.m`` (query rows per sequence) is at most 16.
     """
     kind = getattr(op, "kind", None)
@@ -429,6 +430,29 @@ def op_time(gpu: Any, op: Any) -> OpTime:
         return grouped_gemm_time(gpu, sizes, op.n, op.k, dtype)
     traffic = float(getattr(op, "bytes_read", 0.0) or 0.0) + float(getattr(op, "bytes_written", 0.0) or 0.0)
     flops = float(getattr(op, "flops", 0.0) or 0.0)
+    if (
+        kind == "attention"
+        and int(getattr(op, "num_heads", 0) or 0) > 0
+        and int(getattr(op, "q_len", 0) or 0) > 0
+    ):
+        # geometry known: the attention model, with the op's own K/V traffic (cache layout)
+        q_len, heads = int(op.q_len), int(op.num_heads)
+        batch = max(1, round(float(op.num_seqs or 1)))
+        qk, v = max(1, int(op.qk_head_dim)), max(1, int(op.v_head_dim))
+        q_o_bytes = batch * heads * q_len * (qk + v) * cal.dtype_bytes(dtype)
+        kv_bytes = max(0.0, traffic - q_o_bytes) if traffic > 0 else None
+        return attention_time(
+            gpu,
+            batch,
+            q_len,
+            max(1, round(float(op.kv_len))),
+            heads,
+            qk,
+            v,
+            bool(op.causal),
+            dtype,
+            kv_bytes=kv_bytes,
+        )
     if kind == "attention":
         dev = _device(gpu)
         peak, _ = dev.peak(dtype)
