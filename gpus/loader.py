@@ -462,8 +462,13 @@ def slug(device_name: str) -> str:
 
 
 def calibration_path(device_name: str | GPUProfile) -> Path:
-    """``gpus/calibration/<slug>.json`` for a device; a known GPU name or alias maps to its canonical
-    name ("NVIDIA H800" -> h800.json), any other name to its own slug. The file may not exist."""
+    """The calibration file of a device: ``gpus/calibration/<slug>.json``.
+
+    For a known GPU the first existing file among its canonical name, full name and aliases is
+    returned (``h800.json``, or ``nvidia-h800.json`` as ``kernels_numba.bench`` names it from the
+    driver's device name), then any file whose ``"device"`` or ``"aliases"`` entry names the GPU;
+    if none exists, the canonical ``<slug of name>.json``. Any other name maps to its own slug.
+    The returned file may not exist."""
     profile: GPUProfile | None
     if isinstance(device_name, GPUProfile):
         profile = device_name
@@ -476,6 +481,24 @@ def calibration_path(device_name: str | GPUProfile) -> Path:
         return CALIBRATION_DIR / f"{slug(str(device_name))}.json"
     if profile.data_file.endswith(".json"):  # a CPU profile built from its own calibration file
         return Path(profile.data_file)
+    labels = [profile.name, profile.full_name, *profile.aliases]
+    for label in labels:
+        candidate = CALIBRATION_DIR / f"{slug(label)}.json"
+        if candidate.is_file():
+            return candidate
+    wanted = {key for label in labels for key in _keys_of(label)}
+    for candidate in sorted(CALIBRATION_DIR.glob("*.json")):
+        if candidate.name == "defaults.json":
+            continue
+        try:
+            data = json.loads(candidate.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        declared = [data.get("device")] + list(data.get("aliases") or [])
+        if any(isinstance(d, str) and wanted.intersection(_keys_of(d)) for d in declared):
+            return candidate
     return CALIBRATION_DIR / f"{slug(profile.name)}.json"
 
 

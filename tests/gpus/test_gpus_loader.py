@@ -173,13 +173,33 @@ def test_calibration_paths(tmp_path, monkeypatch):
         gpus.load_calibration("H20")
 
 
+def test_calibration_path_finds_files_named_after_the_driver_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(loader, "CALIBRATION_DIR", tmp_path)
+    assert gpus.calibration_path("H200") == tmp_path / "h200.json"  # nothing there yet: canonical
+    # kernels_numba.bench names a GPU file after torch.cuda.get_device_name(): "NVIDIA H200".
+    (tmp_path / "nvidia-h200.json").write_text(json.dumps({"device": "NVIDIA H200", "kind": "gpu"}))
+    assert gpus.calibration_path("h200") == tmp_path / "nvidia-h200.json"
+    assert gpus.load_calibration("H200-SXM") == {"device": "NVIDIA H200", "kind": "gpu"}
+    # a file named otherwise is found by its "device" entry
+    (tmp_path / "run-7.json").write_text(json.dumps({"device": "NVIDIA A100-SXM4-80GB"}))
+    assert gpus.calibration_path("A100") == tmp_path / "run-7.json"
+    assert gpus.load_calibration("B200") is None
+
+
+# The layout kernels_numba/bench.py writes (schema 1), with more formats than it measures today.
 CPU_CALIBRATION = {
+    "schema": 1,
     "device": "AMD EPYC 7B13 (test)",
+    "kind": "cpu",
     "cores": 2,
-    "date": "2026-11-28",
+    "date": "2026-11-28T11:00:00Z",
     "ceilings": {"matmul_flops_per_s": {"float32": 1.1e11, "float64": 5.5e10, "bfloat16": 2.0e10,
                                         "weird": 1.0},
-                 "copy_bytes_per_s": 1.2e10},
+                 "copy_bytes_per_s": 1.2e10, "matmul_shape": [2048, 2048, 2048], "copy_bytes": 134217728,
+                 "method": "torch.matmul float32 (TF32 off) and Tensor.copy_, median after warm-up"},
+    "default_impl": "torch_cpu",
+    "families": {},
+    "measurements": [],
 }
 
 
