@@ -111,6 +111,25 @@ def estimate_serving(
 ) -> ServingResult:
     """Simulate ``duration_s`` seconds of serving after a warm-up (default: a quarter of the duration)
     and return the figures of DESIGN.md. Unknown deployment or workload keys are ValueErrors."""
+    result, _ = simulate(model, gpu, deployment, workload, usd_per_gpu_hour, duration_s, seed, warmup_s, tco)
+    return result
+
+
+def simulate(
+    model: Any,
+    gpu: Any,
+    deployment: Mapping[str, Any],
+    workload: Mapping[str, Any],
+    usd_per_gpu_hour: float | None = None,
+    duration_s: float = 600.0,
+    seed: int = 0,
+    warmup_s: float | None = None,
+    tco: TCOSpec | Mapping[str, Any] | None = None,
+) -> tuple[ServingResult, dict[str, np.ndarray]]:
+    """As :func:`estimate_serving`, plus the per-request table: columns ``arrival_s``,
+    ``prefill_start_s``, ``first_token_s``, ``decode_admit_s``, ``finish_s`` (NaN where not reached),
+    ``input_len``, ``output_len``, ``cached_tokens``, and derived ``ttft_s``, ``tpot_s``, ``e2e_s``,
+    ``queueing_s`` (seconds), one row per request in creation order, warm-up included."""
     m, g = _resolve(model, gpu)
     if not (isinstance(duration_s, int | float) and math.isfinite(duration_s) and duration_s > 0):
         raise ValueError(f"duration_s must be a positive number of seconds, got {duration_s!r}.")
@@ -126,7 +145,22 @@ def estimate_serving(
     rng = np.random.default_rng(seed)
     sim = Simulation(m, g, dep, wl, float(duration_s), float(warm), rng)
     sim.run()
-    return summarise(sim, m, g, dep, wl, price)
+    return summarise(sim, m, g, dep, wl, price), request_table(sim)
+
+
+def request_table(sim: Simulation) -> dict[str, np.ndarray]:
+    log = sim.log
+    table = {name: log.column(name).copy() for name in log.times}
+    table["input_len"] = log.input_len[: log.size].copy()
+    table["output_len"] = log.output_len[: log.size].copy()
+    table["cached_tokens"] = log.cached_tokens[: log.size].copy()
+    table["ttft_s"] = table["first_token_s"] - table["arrival_s"]
+    table["e2e_s"] = table["finish_s"] - table["arrival_s"]
+    table["queueing_s"] = table["prefill_start_s"] - table["arrival_s"]
+    steps = np.maximum(table["output_len"] - 1, 1)
+    tpot = (table["finish_s"] - table["first_token_s"]) / steps
+    table["tpot_s"] = np.where(table["output_len"] > 1, tpot, np.nan)
+    return table
 
 
 def summarise(

@@ -263,6 +263,7 @@ class PrefillInstance:
         self.queued_tokens = 0
         self.wake = sim.env.event()
         self.budget = spec.max_tokens_per_gpu * spec.attn_dp
+        self.max_requests = (spec.max_batch_per_gpu or 10**9) * spec.attn_dp
         self.kv_bytes_per_token = kv_bytes_per_token(sim.model, spec.kv_dtype)
         self.stats = sim.stats["prefill"]
         sim.env.process(self.run())
@@ -287,7 +288,7 @@ class PrefillInstance:
             while self.queue:
                 rid = self.queue[0]
                 n_new = int(log.input_len[rid] - log.cached_tokens[rid])
-                if batch and computed + n_new > self.budget:
+                if batch and (computed + n_new > self.budget or len(batch) >= self.max_requests):
                     break
                 self.queue.popleft()
                 batch.append(rid)

@@ -395,3 +395,48 @@ def projections(
                     row.update(best)
                 rows.append(row)
     return rows
+
+
+def verify_fleet_hour(
+    model: Any,
+    gpu: Any,
+    deployment: Mapping[str, Any],
+    workload: Mapping[str, Any],
+    plan: FleetPlan,
+    load_curve: DailyLoadCurve,
+    hour: int,
+    duration_s: float = 240.0,
+    warmup_s: float = 120.0,
+    usd_per_gpu_hour: float | None = None,
+    seed: int = 0,
+) -> Any:
+    """Simulate one hour's plan with the discrete-event engine (open loop, Poisson at that hour's rate).
+
+    The fleet is divided by the greatest common divisor of its prefill and decode instance counts
+    (instances scale linearly, a property the tests check), so the run is a slice of the fleet.
+    """
+    from sim.serving.api import estimate_serving
+
+    p, d = plan.prefill_instances_by_hour[hour], plan.decode_instances_by_hour[hour]
+    if p == 0 or d == 0:
+        raise ValueError(f"Hour {hour} has no load to simulate.")
+    k = math.gcd(p, d)
+    dep = {
+        "mode": "disaggregated",
+        "prefill": {**deployment["prefill"], "instances": p // k},
+        "decode": {**deployment["decode"], "instances": d // k},
+    }
+    spec = {
+        key: v for key, v in workload.items() if key not in ("concurrency", "arrival_rate_per_s", "trace")
+    }
+    spec["arrival_rate_per_s"] = load_curve.arrival_rate_per_s[hour] / k
+    return estimate_serving(
+        model,
+        gpu,
+        dep,
+        spec,
+        usd_per_gpu_hour=usd_per_gpu_hour,
+        duration_s=duration_s,
+        seed=seed,
+        warmup_s=warmup_s,
+    )

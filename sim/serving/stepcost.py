@@ -304,6 +304,13 @@ class StepCostModel:
     def comm_kind(self) -> str:
         return "ib" if self.inst.ep > min(self.inst.gpus_per_node, self.inst.ep) else "nvlink"
 
+    def tp_allreduce(self, tokens: int) -> float:
+        """All-reduce of a BF16 hidden state over the tp group (attention output or FFN output)."""
+        if self.inst.tp <= 1 or tokens <= 0:
+            return 0.0
+        size = tokens * self.hidden * 2.0
+        return comm.all_reduce_time(self.cluster, size, num_gpus=self.inst.tp).predicted_s
+
     def head(self, tokens: int) -> float:
         vocab = self.model.vocab_size / self.inst.tp
         return self._gemm(tokens, vocab, self.hidden, "bf16")
@@ -314,9 +321,10 @@ class StepCostModel:
     ) -> tuple[list[LayerCost], dict[str, float]]:
         slow = self.sm_slowdown
         lin = self.attention_block_linear(tokens_mb)
-        attn = (lin + attention_mb) * slow
-        dense = self.dense_ffn(tokens_mb) * slow if self.model.intermediate_size else 0.0
-        moe = self.moe_ffn(tokens_mb, prefill) * slow
+        reduce = self.tp_allreduce(tokens_mb)  # on the critical path of each block when tp > 1
+        attn = (lin + attention_mb) * slow + reduce
+        dense = self.dense_ffn(tokens_mb) * slow + reduce if self.model.intermediate_size else 0.0
+        moe = self.moe_ffn(tokens_mb, prefill) * slow + (reduce if self.shared_inter else 0.0)
         dispatch = self.all_to_all(tokens_mb, 1.0 + FP8_SCALE_OVERHEAD, prefill)
         combine = self.all_to_all(tokens_mb, 2.0, prefill)
         layers = []
@@ -336,6 +344,8 @@ class StepCostModel:
             "dispatch": mb * n_moe * dispatch,
             "combine": mb * n_moe * combine,
         }
+        if reduce:
+            parts["tp_allreduce"] = mb * (2 * self.num_layers) * reduce
         return layers, parts
 
     def decode_step(self, batch_per_gpu: int, kv_len: int) -> StepCost:

@@ -177,3 +177,57 @@ def test_deterministic_under_seed():
     a = sim.estimate_serving(V2L, "H800", ONE_GPU, wl, duration_s=30, seed=5)
     b = sim.estimate_serving(V2L, "H800", ONE_GPU, wl, duration_s=30, seed=5)
     assert a.to_dict() == b.to_dict()
+
+
+def test_pareto_front_is_non_dominated():
+    from sim.serving.sweep import pareto_sweep
+
+    front = pareto_sweep(
+        V2L,
+        "H800",
+        {"mode": "colocated", "nodes": 1, "gpus_per_node": 1},
+        {"input_len": 300, "output_len": 50},
+        [1, 4, 16, 64],
+        duration_s=30,
+    )
+    assert front
+    for a in front:
+        for b in front:
+            assert not (
+                b.output_tokens_per_s_per_gpu > a.output_tokens_per_s_per_gpu
+                and b.tokens_per_s_per_user > a.tokens_per_s_per_user
+            )
+
+
+def test_cli_json(capsys):
+    import json
+
+    from sim.serving.cli import main
+
+    rc = main(
+        [
+            "serve",
+            "--model",
+            V2L,
+            "--deployment",
+            '{"mode": "colocated", "nodes": 1, "gpus_per_node": 1}',
+            "--workload",
+            '{"input_len": 100, "output_len": 10, "concurrency": 2}',
+            "--duration-s",
+            "5",
+            "--json",
+        ]
+    )
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["decode_output_tokens_per_s_per_node"] > 0
+    assert main(["serve", "--deployment", '{"mode": "x"}', "--workload", "{}"]) == 2
+
+
+def test_tensor_parallel_adds_allreduce():
+    m, g = moe.get("deepseek-v3"), gpus.get("H800")
+    dep = parse_deployment({"mode": "colocated", "nodes": 4, "tp": 8, "attn_dp": 4}, m, g)
+    assert dep.colocated is not None
+    cost = StepCostModel(m, g, dep.colocated, 0, np.random.default_rng(0))
+    step = cost.decode_step(16, 2048)
+    assert step.breakdown_s["tp_allreduce"] > 0
