@@ -39,7 +39,8 @@ def test_isca25_decode_bound():
 
 @pytest.mark.xfail(
     strict=True,
-    reason="predicts 77.7k input tok/s/node here (+24%), 82.6k in the 600 s acceptance run (+32%): the timing model, calibrated on "
+    reason="predicts 77.7k input tok/s/node here (+24%), 82.6k in the 600 s acceptance run (+32%): "
+    "the timing model, calibrated on "
     "DeepGEMM/FlashMLA/DeepEP best-case tables, lacks production overheads",
 )
 def test_profile_prefill_r017():
