@@ -1,7 +1,7 @@
 """Side-by-side of one simulated MoE layer's forward+backward pair with DeepSeek's H800 trace.
 
 The trace (``deepseek-ai/profile-data`` ``train.json``, copied to
-``shared/reference/deepseek_v3_train_profile_h800.json``) is one DualPipe chunk pair: the
+``reference/deepseek_v3_train_profile_h800.json.gz``) is one DualPipe chunk pair: the
 forward of 4 MoE layers overlapped with the backward of 4 MoE layers, EP64, TP1, one 4K
 sequence per micro-batch, balanced routing, on one H800 (rank 0 of 64). Its kernels are
 grouped here into the categories the simulator uses; per-layer figures are the totals over 4.
@@ -13,6 +13,7 @@ model (so with 20 of 132 SMs held by communication while they overlap).
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -41,7 +42,8 @@ def categorize_kernel(name: str) -> str:
 
 def trace_per_layer(path: str | Path) -> dict[str, Any]:
     """Kernel milliseconds per layer by category, compute-stream busy time, and the span."""
-    data = json.loads(Path(path).read_text())
+    raw = Path(path).read_bytes()
+    data = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
     kernels = [e for e in data["traceEvents"] if e.get("cat") == "kernel" and e.get("ph") == "X"]
     if not kernels:
         raise ValueError(f"{path} holds no kernel events")
