@@ -7,8 +7,28 @@ They take and return torch tensors on any device; the timing harness keeps data 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
+
+
+def launch_count(family: str, shape: Mapping[str, Any], config: Mapping[str, Any]) -> int:
+    """Torch operator calls each function below issues for a shape (counted from the code):
+    the timing model charges a call overhead per operator, as an unfused sequence pays it."""
+    if family == "grouped_gemm":
+        return max(1, sum(1 for g in shape["group_sizes"] if g > 0))  # one matmul per non-empty group
+    if family == "gating":
+        # score, (+bias add), [view, topk(2), sum, topk groups, zeros, scatter, repeat, masked_fill],
+        # topk, gather, sum, div, mul
+        grouped = 8 if int(config.get("n_group", 1)) > 1 else 0
+        return 2 + grouped + 5
+    if family == "permute":
+        # combine: index_select, unsqueeze/to, bmm; permute: argsort, div, empty, arange, scatter,
+        # bincount, cumsum, cat, index_select
+        return 3 if shape["combine"] else 9
+    return 1
 
 
 def gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -59,8 +79,11 @@ def gating(
     return idx, weights * routed_scaling_factor
 
 
-def permute(x: torch.Tensor, indices: torch.Tensor, num_experts: int) -> tuple[torch.Tensor, ...]:
-    """Stable sort of (token, choice) pairs by expert, then a row gather."""
+def permute(
+    x: torch.Tensor, indices: torch.Tensor, num_experts: int, out: torch.Tensor | None = None
+) -> tuple[torch.Tensor, ...]:
+    """Stable sort of (token, choice) pairs by expert, then a row gather (into ``out`` if given:
+    a preallocated buffer, as a serving engine keeps one)."""
     t, k = indices.shape
     flat = indices.reshape(-1)
     order = torch.argsort(flat, stable=True)
@@ -69,13 +92,30 @@ def permute(x: torch.Tensor, indices: torch.Tensor, num_experts: int) -> tuple[t
     slot[order] = torch.arange(t * k, device=indices.device)
     counts = torch.bincount(flat, minlength=num_experts)
     offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-    return x.index_select(0, source), source, offsets, slot.view(t, k)
+    rows = torch.index_select(x, 0, source, out=out) if out is not None else x.index_select(0, source)
+    return rows, source, offsets, slot.view(t, k)
 
 
-def unpermute(y_perm: torch.Tensor, slot: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Gather each token's k rows and combine them with its routing weights (a batched matvec)."""
-    rows = y_perm.index_select(0, slot.reshape(-1)).view(slot.shape[0], slot.shape[1], -1)
-    return torch.bmm(weights.unsqueeze(1).to(rows.dtype), rows).squeeze(1)
+def unpermute(
+    y_perm: torch.Tensor,
+    slot: torch.Tensor,
+    weights: torch.Tensor,
+    out: torch.Tensor | None = None,
+    workspace: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Gather each token's k rows (into ``workspace`` if given) and combine them with its
+    routing weights (a batched matvec, into ``out`` if given)."""
+    t, k = slot.shape
+    flat = slot.reshape(-1)
+    if workspace is not None:
+        rows = torch.index_select(y_perm, 0, flat, out=workspace.view(t * k, -1)).view(t, k, -1)
+    else:
+        rows = y_perm.index_select(0, flat).view(t, k, -1)
+    w = weights.unsqueeze(1).to(rows.dtype)
+    if out is not None:
+        torch.bmm(w, rows, out=out.view(t, 1, -1))
+        return out
+    return torch.bmm(w, rows).squeeze(1)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float) -> torch.Tensor:

@@ -15,7 +15,7 @@ tables). A file holds, per kernel family and implementation, at most four fitted
     ``p`` in ``(compute_s**p + memory_s**p) ** (1/p)``: 1 means compute and memory traffic
     add up (no overlap), large ``p`` tends to ``max`` (perfect overlap).
 
-The predicted time of a kernel is ``launch_s + combine(compute_s / compute_efficiency,
+The predicted time of a kernel is ``launches * launch_s + combine(compute_s / compute_efficiency,
 memory_s / memory_efficiency)``, where ``compute_s`` is the FLOP count rounded up to whole
 tiles and whole waves over the SMs (or cores) divided by the peak, and ``memory_s`` is the
 bytes moved over the peak bandwidth. Only this module reads the files; nothing here is a
@@ -38,7 +38,7 @@ FAMILIES = ("gemm", "grouped_gemm", "gating", "permute", "attention_prefill", "a
 PARAMETER_NAMES = ("launch_s", "compute_efficiency", "memory_efficiency", "overlap_exponent")
 # Bounds of the fitted parameters: physical limits, not tuning knobs.
 PARAMETER_BOUNDS = {
-    "launch_s": (0.0, 1e-2),
+    "launch_s": (0.0, 1e-4),  # a call or launch overhead above 100 us is not physical
     "compute_efficiency": (1e-3, 4.0),
     "memory_efficiency": (1e-3, 4.0),
     "overlap_exponent": (1.0, 16.0),
@@ -101,9 +101,10 @@ def combine(compute_s: float, memory_s: float, overlap_exponent: float) -> float
     return float(top * ((compute_s / top) ** p + (memory_s / top) ** p) ** (1.0 / p))
 
 
-def predict_seconds(params: FamilyParams, compute_s: float, memory_s: float) -> float:
-    """``launch_s + combine(compute_s / compute_efficiency, memory_s / memory_efficiency)``."""
-    return params.launch_s + combine(
+def predict_seconds(params: FamilyParams, compute_s: float, memory_s: float, launches: int = 1) -> float:
+    """``launches * launch_s + combine(compute_s / compute_efficiency, memory_s / memory_efficiency)``;
+    ``launches`` is the number of kernel (or library) calls the implementation issues."""
+    return launches * params.launch_s + combine(
         compute_s / params.compute_efficiency, memory_s / params.memory_efficiency, params.overlap_exponent
     )
 
@@ -265,10 +266,17 @@ def fit_params(
 def _starts(x0: np.ndarray, names: Sequence[str], lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
     """A few deterministic starting points (the fit is non-convex in the overlap exponent)."""
     starts = [x0]
+    order = list(names)
     for p in (1.5, 4.0):
-        if "overlap_exponent" in names:
+        for launch in (None, 1e-6, 2e-5):
             s = x0.copy()
-            s[list(names).index("overlap_exponent")] = p
+            if "overlap_exponent" in names:
+                s[order.index("overlap_exponent")] = p
+            if launch is not None and "launch_s" in names:
+                s[order.index("launch_s")] = launch
+            for name in ("compute_efficiency", "memory_efficiency"):
+                if name in names and launch == 1e-6:
+                    s[order.index(name)] = 1.0
             starts.append(np.clip(s, lo, hi))
     return starts
 

@@ -17,7 +17,9 @@ such as H100, H200 and H20; each part keeps its own peaks, so only the efficienc
 over); otherwise the uncalibrated defaults of ``gpus/calibration/defaults.json``.
 
 ``gpu`` is a ``gpus.GPUProfile``, any object with the same fields, or a name (resolved with
-``gpus.get``).
+``gpus.get``). ``launches`` (grouped GEMM, gating, permute) is the number of kernel or library
+calls an implementation issues (1 for a fused kernel such as DeepGEMM's grouped GEMM; one per
+operator for an unfused PyTorch sequence); each pays the fitted ``launch_s``.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class OpTime:
     calibration: str = "default"
     compute_s: float = 0.0  # tile- and wave-quantised FLOPs over the peak (model input)
     memory_s: float = 0.0  # bytes over the peak bandwidth (model input)
+    launches: int = 1  # kernel or library calls the implementation issues (model input)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -173,6 +176,7 @@ def _result(
     peak: float,
     quantised_compute_s: float,
     shape: Mapping[str, Any],
+    launches: int = 1,
 ) -> OpTime:
     compute_s = flops / peak if flops > 0 else 0.0
     memory_s = bytes_moved / dev.bandwidth
@@ -180,8 +184,8 @@ def _result(
     body_compute = quantised_compute_s / params.compute_efficiency
     body_memory = memory_s / params.memory_efficiency
     body = cal.combine(body_compute, body_memory, params.overlap_exponent)
-    predicted = params.launch_s + body
-    if params.launch_s > body:
+    predicted = launches * params.launch_s + body
+    if launches * params.launch_s > body:
         bound = "latency"
     else:
         bound = "compute" if body_compute >= body_memory else "memory"
@@ -196,6 +200,7 @@ def _result(
         calibration=source,
         compute_s=quantised_compute_s,
         memory_s=memory_s,
+        launches=launches,
     )
 
 
@@ -240,7 +245,9 @@ def gemm_time(gpu: Any, m: int, n: int, k: int, dtype: str = "bf16") -> OpTime:
     )
 
 
-def grouped_gemm_time(gpu: Any, group_sizes: Sequence[int], n: int, k: int, dtype: str = "bf16") -> OpTime:
+def grouped_gemm_time(
+    gpu: Any, group_sizes: Sequence[int], n: int, k: int, dtype: str = "bf16", launches: int = 1
+) -> OpTime:
     """Grouped expert GEMM: group ``g`` multiplies ``group_sizes[g]`` rows by its own ``[k, n]``.
 
     Weights of every group with at least one row are read; empty groups cost nothing.
@@ -261,7 +268,7 @@ def grouped_gemm_time(gpu: Any, group_sizes: Sequence[int], n: int, k: int, dtyp
     bytes_moved = rows * k * size + active * k * n * size + rows * n * out_size
     quant = _gemm_quantised_flops(dev, [s for s in sizes if s > 0], n, k) / peak
     shape = {"group_sizes": sizes, "n": n, "k": k, "dtype": str(dtype)}
-    return _result(dev, "grouped_gemm", flops, bytes_moved, peak, quant, shape)
+    return _result(dev, "grouped_gemm", flops, bytes_moved, peak, quant, shape, launches)
 
 
 def causal_pairs(q_len: int, kv_len: int, causal: bool) -> float:
@@ -361,12 +368,21 @@ def memory_time(gpu: Any, bytes_moved: float, family: str = "memory", flops: flo
     )
 
 
-def gating_time(gpu: Any, num_tokens: int, num_experts: int, top_k: int) -> OpTime:
+def gating_time(
+    gpu: Any,
+    num_tokens: int,
+    num_experts: int,
+    top_k: int,
+    scoring: str = "sigmoid",
+    n_group: int = 1,
+    launches: int = 1,
+) -> OpTime:
     """Top-k gating over router logits ``[num_tokens, num_experts]`` (scores, groups, top-k).
 
-    FLOPs counted as ``num_tokens * num_experts * (8 + top_k)``: scoring (exp or sigmoid and
-    normalisation, ~8 operations per logit) and a top-k selection pass per chosen expert.
-    Bytes: logits read in fp32, indices (int64) and weights (fp32) written.
+    Operations per logit: scoring 4 (exp or sigmoid and normalisation), 1 more for the sigmoid's
+    selection bias (DeepSeek-V3), 3 more with group-limited routing (group score, group top-k,
+    mask), and ``top_k`` for the selection passes; FLOPs = ``num_tokens * num_experts`` times
+    that. Bytes: logits read in fp32, indices (int64) and weights (fp32) written.
     """
     t, e, k = (
         _positive_int(num_tokens, "num_tokens"),
@@ -375,17 +391,26 @@ def gating_time(gpu: Any, num_tokens: int, num_experts: int, top_k: int) -> OpTi
     )
     if k > e:
         raise ValueError(f"top_k ({k}) cannot exceed num_experts ({e})")
-    flops = float(t) * e * (8 + k)
+    if scoring not in ("softmax", "sigmoid"):
+        raise ValueError(f"scoring must be 'softmax' or 'sigmoid', got {scoring!r}")
+    groups = _positive_int(n_group, "n_group")
+    per_logit = 4 + (1 if scoring == "sigmoid" else 0) + (3 if groups > 1 else 0) + k
+    flops = float(t) * e * per_logit
     bytes_moved = t * e * 4.0 + t * k * 12.0
     dev = _device(gpu)
     peak, _ = dev.peak("fp32")
-    return _result(
-        dev, "gating", flops, bytes_moved, peak, flops / peak, {"num_tokens": t, "num_experts": e, "top_k": k}
-    )
+    shape = {"num_tokens": t, "num_experts": e, "top_k": k}
+    return _result(dev, "gating", flops, bytes_moved, peak, flops / peak, shape, launches)
 
 
 def permute_time(
-    gpu: Any, num_tokens: int, hidden: int, top_k: int, dtype: str = "bf16", combine: bool = False
+    gpu: Any,
+    num_tokens: int,
+    hidden: int,
+    top_k: int,
+    dtype: str = "bf16",
+    combine: bool = False,
+    launches: int = 1,
 ) -> OpTime:
     """Token permute (dispatch to expert-contiguous rows) or un-permute with weighted combine.
 
@@ -407,7 +432,7 @@ def permute_time(
     dev = _device(gpu)
     peak, _ = dev.peak("fp32")
     shape = {"num_tokens": t, "hidden": h, "top_k": k, "dtype": str(dtype), "combine": bool(combine)}
-    return _result(dev, "permute", flops, bytes_moved, peak, flops / peak, shape)
+    return _result(dev, "permute", flops, bytes_moved, peak, flops / peak, shape, launches)
 
 
 def op_time(gpu: Any, op: Any) -> OpTime:

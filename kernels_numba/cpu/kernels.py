@@ -16,6 +16,7 @@ BLOCK_M = 64
 BLOCK_N = 256
 BLOCK_K = 128
 SMALL_M = 8  # decode-sized GEMMs: thin row blocks so that column blocks carry the parallelism
+GATING_CHUNK = 64  # tokens per parallel task of the gating kernel
 
 
 @njit(cache=True, fastmath=True, inline="always")
@@ -113,6 +114,84 @@ def grouped_gemm(x: np.ndarray, offsets: np.ndarray, w: np.ndarray, out: np.ndar
         _tile(x, w[g], out, i0, i1, j0, min(j0 + BLOCK_N, n), acc)
 
 
+@njit(cache=True, fastmath=False, inline="always")
+def _gate_token(
+    logits,
+    bias,
+    top_k,
+    use_sigmoid,
+    n_group,
+    topk_group,
+    routed_scaling_factor,  # type: ignore[no-untyped-def]
+    norm_topk_prob,
+    indices,
+    weights,
+    t,
+    per_group,
+    scores,
+    choice,
+    group_score,
+    keep,
+):
+    """One token of :func:`gating` with caller-provided scratch arrays."""
+    e = logits.shape[1]
+    if use_sigmoid:
+        for j in range(e):
+            scores[j] = 1.0 / (1.0 + np.exp(-logits[t, j]))
+    else:
+        top = logits[t, 0]
+        for j in range(1, e):
+            top = max(top, logits[t, j])
+        total = 0.0
+        for j in range(e):
+            scores[j] = np.exp(logits[t, j] - top)
+            total += scores[j]
+        for j in range(e):
+            scores[j] = scores[j] / total
+    for j in range(e):
+        choice[j] = scores[j] + bias[j]
+    if n_group > 1:
+        for g in range(n_group):
+            best = -np.inf
+            second = -np.inf
+            for j in range(g * per_group, (g + 1) * per_group):
+                v = choice[j]
+                if v > best:
+                    second = best
+                    best = v
+                elif v > second:
+                    second = v
+            group_score[g] = best + second if use_sigmoid else best
+        keep[:] = False
+        for _ in range(topk_group):
+            arg = -1
+            best = -np.inf
+            for g in range(n_group):
+                if not keep[g] and group_score[g] > best:
+                    best = group_score[g]
+                    arg = g
+            keep[arg] = True
+        for g in range(n_group):
+            if not keep[g]:
+                for j in range(g * per_group, (g + 1) * per_group):
+                    choice[j] = -np.inf
+    total = 0.0
+    for s in range(top_k):
+        arg = 0
+        best = -np.inf
+        for j in range(e):
+            if choice[j] > best:
+                best = choice[j]
+                arg = j
+        choice[arg] = -np.inf
+        indices[t, s] = arg
+        weights[t, s] = scores[arg]
+        total += scores[arg]
+    scale = routed_scaling_factor / total if norm_topk_prob else routed_scaling_factor
+    for s in range(top_k):
+        weights[t, s] = weights[t, s] * scale
+
+
 @njit(parallel=True, cache=True, fastmath=False)
 def gating(
     logits: np.ndarray,
@@ -129,65 +208,32 @@ def gating(
     """DeepSeek top-k gating per token (one token per loop iteration, tokens in parallel)."""
     t_count, e = logits.shape
     per_group = e // n_group
-    for t in prange(t_count):
+    chunks = (t_count + GATING_CHUNK - 1) // GATING_CHUNK
+    for chunk in prange(chunks):
+        # scratch once per chunk of tokens, not per token
         scores = np.empty(e, dtype=np.float32)
-        if use_sigmoid:
-            for j in range(e):
-                scores[j] = 1.0 / (1.0 + np.exp(-logits[t, j]))
-        else:
-            top = logits[t, 0]
-            for j in range(1, e):
-                top = max(top, logits[t, j])
-            total = 0.0
-            for j in range(e):
-                scores[j] = np.exp(logits[t, j] - top)
-                total += scores[j]
-            for j in range(e):
-                scores[j] = scores[j] / total
         choice = np.empty(e, dtype=np.float32)
-        for j in range(e):
-            choice[j] = scores[j] + bias[j]
-        if n_group > 1:
-            group_score = np.empty(n_group, dtype=np.float32)
-            for g in range(n_group):
-                best = -np.inf
-                second = -np.inf
-                for j in range(g * per_group, (g + 1) * per_group):
-                    v = choice[j]
-                    if v > best:
-                        second = best
-                        best = v
-                    elif v > second:
-                        second = v
-                group_score[g] = best + second if use_sigmoid else best
-            keep = np.zeros(n_group, dtype=np.bool_)
-            for _ in range(topk_group):
-                arg = -1
-                best = -np.inf
-                for g in range(n_group):
-                    if not keep[g] and group_score[g] > best:
-                        best = group_score[g]
-                        arg = g
-                keep[arg] = True
-            for g in range(n_group):
-                if not keep[g]:
-                    for j in range(g * per_group, (g + 1) * per_group):
-                        choice[j] = -np.inf
-        total = 0.0
-        for s in range(top_k):
-            arg = 0
-            best = -np.inf
-            for j in range(e):
-                if choice[j] > best:
-                    best = choice[j]
-                    arg = j
-            choice[arg] = -np.inf
-            indices[t, s] = arg
-            weights[t, s] = scores[arg]
-            total += scores[arg]
-        scale = routed_scaling_factor / total if norm_topk_prob else routed_scaling_factor
-        for s in range(top_k):
-            weights[t, s] = weights[t, s] * scale
+        group_score = np.empty(n_group, dtype=np.float32)
+        keep = np.zeros(n_group, dtype=np.bool_)
+        for t in range(chunk * GATING_CHUNK, min((chunk + 1) * GATING_CHUNK, t_count)):
+            _gate_token(
+                logits,
+                bias,
+                top_k,
+                use_sigmoid,
+                n_group,
+                topk_group,
+                routed_scaling_factor,
+                norm_topk_prob,
+                indices,
+                weights,
+                t,
+                per_group,
+                scores,
+                choice,
+                group_score,
+                keep,
+            )
 
 
 @njit(cache=True)
