@@ -189,7 +189,7 @@ TRAINING_NOTEBOOK: list[tuple[str, str]] = [
     seq_len = 4096
     global_batch_seqs = 15360
     precision = "fp8"  # a GPU without FP8 runs the nearest format and says so in its notes
-    plan = "auto"  # "auto" searches the plans that fit, or e.g. {"tp": 1, "pp": 8, "ep": 64, "schedule": "dualpipe"}
+    plan = {"tp": 1, "pp": 8, "ep": 64, "schedule": "dualpipe"}  # or "auto": search the plans that fit (slow)
     reproduce_v3 = True  # simulate DeepSeek-V3's published run first
     summary_path = ""
     """),
@@ -264,9 +264,10 @@ TRAINING_NOTEBOOK: list[tuple[str, str]] = [
     ("md", """
     ## The chosen model on each GPU
 
-    The same token budget on the same number of GPUs of each kind, with the fastest plan that fits
-    (`plan="auto"`), costed at each GPU's typical rental price; the error bars span the profile's
-    low-high price range. A plan that cannot fit is listed with the reason instead of a number.
+    The same token budget on the same number of GPUs of each kind and the same parallel plan (the
+    `plan` parameter; `plan = "auto"` searches the plans that fit and takes the fastest, at the
+    price of a much longer run), costed at each GPU's typical rental price; the error bars span
+    the profile's low-high price range. A plan that cannot fit is listed with the reason.
     """),
     ("code", """
     results, failures = {}, []
@@ -284,13 +285,12 @@ TRAINING_NOTEBOOK: list[tuple[str, str]] = [
 
     rows = []
     for name, t in results.items():
-        price = gpus.get(name).price
+        low, high = t.cost_usd_range
         rows.append({
-            "GPU": name, "days": t.gpu_hours / num_gpus / 24, "GPU-hours": t.gpu_hours,
-            "USD": t.cost_usd, "USD low": t.gpu_hours * price.usd_per_gpu_hour_low,
-            "USD high": t.gpu_hours * price.usd_per_gpu_hour_high,
-            "tokens/s/GPU": t.tokens_per_s_per_gpu, "MFU": t.mfu, "bound by": t.bound_by,
-            "notes": "; ".join(t.notes) if not isinstance(t.notes, str) else t.notes,
+            "GPU": name, "days": t.days, "GPU-hours": t.gpu_hours, "USD": t.cost_usd, "USD low": low,
+            "USD high": high, "USD/GPU-hour": t.usd_per_gpu_hour, "tokens/s/GPU": t.tokens_per_s_per_gpu,
+            "MFU": t.mfu, "bound by": t.bound_by,
+            "notes": "; ".join(n for n in t.notes if not n.startswith("price ")),
         })
     show_table(rows)
     if failures:
@@ -321,7 +321,7 @@ TRAINING_NOTEBOOK: list[tuple[str, str]] = [
     if focus.name in results:
         t = results[focus.name]
         summary.update({"step_time_s": t.step_time_s, "gpu_hours": t.gpu_hours, "cost_usd": t.cost_usd,
-                        "days": t.gpu_hours / num_gpus / 24, "bound_by": t.bound_by})
+                        "days": t.days, "bound_by": t.bound_by})
     else:
         summary["infeasible"] = next((f["why not"] for f in failures if f["GPU"] == focus.name), "")
     write_summary(summary_path, summary)
@@ -526,15 +526,20 @@ VALIDATION_NOTEBOOK: list[tuple[str, str]] = [
     ("md", """
     ## Kernels: predicted against measured
 
-    Each point is one kernel at one shape on one device; the diagonal is a perfect prediction
-    and the band is +-15%. Held-out shapes (not used to fit the family's parameters) are the
-    ones that count.
+    Each point is one kernel at one shape on one device (this machine's measurements, and
+    DeepSeek's published H800 tables: DeepGEMM, FlashMLA, DeepEP); the diagonal is a perfect
+    prediction and the band is +-15%. Held-out shapes (filled; not used to fit the family's
+    parameters) are the ones that count. The table below gives the median and 90th-percentile
+    error on held-out shapes, from `python -m kernels_numba.validate --json`.
     """),
     ("code", """
-    points = validation.kernel_points()
-    if points is None:
+    found = validation.kernel_points()
+    points, kernel_notes = found if found is not None else ([], [])
+    if found is None:
         not_available("predicted-vs-measured kernel times", "kernels_numba (calibration data)")
-    else:
+    for note in kernel_notes:
+        display(Markdown(f"> **Not scored:** {note}"))
+    if points:
         fig = go.Figure()
         low = min(min(p["measured_s"], p["predicted_s"]) for p in points)
         high = max(max(p["measured_s"], p["predicted_s"]) for p in points)
@@ -553,10 +558,15 @@ VALIDATION_NOTEBOOK: list[tuple[str, str]] = [
         fig.update_yaxes(type="log", title="predicted time (s)")
         fig.update_layout(title="Kernel times: predicted vs measured (filled: held-out shapes)", height=560)
         fig.show()
-    scores = validation.kernel_scores()
-    if scores is None:
+    try:
+        scores = validation.kernel_scores()
+    except RuntimeError as error:  # the validation command itself failed: say so, with its message
+        scores = None
+        display(Markdown(f"> **Kernel validation failed:** `{error}`"))
+        summary["kernel_validation_error"] = str(error)[-300:]
+    if scores is None and "kernel_validation_error" not in summary:
         not_available("held-out kernel error scores", "kernels_numba.validate")
-    else:
+    if scores is not None:
         rows = [{"device": scores.get("device"), "family/impl": key, "median error %": v["median_pct"],
                  "p90 error %": v.get("p90_pct"), "shapes": v["n"]} for key, v in scores["held_out"].items()]
         rows += [{"device": "H800 (published)", "family/impl": key, "median error %": v["median_pct"],
