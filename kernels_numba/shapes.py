@@ -6,7 +6,8 @@ what the timing signature does not carry (scoring function, KV heads, experts). 
 DeepSeek-V3 roles at reduced width: decode-sized M (1-16 rows), prefill-sized M (256-1024),
 expert counts 8-64 with uniform and Zipf-skewed loads, V3 (sigmoid, 8 groups, top-4 groups,
 top-8) / V2 (softmax, 8 groups, top-3, top-6) / Mixtral (softmax, top-2) gating, prefill and
-decode attention including MLA-shaped decode (one latent KV head, d_qk 576, d_v 512).
+attention with head dims 64, 128 and MLA's 192/128 (prefill), and decode including MLA-shaped
+decode (one latent KV head, d_qk 576, d_v 512).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def grid(quick: bool = False) -> list[Case]:
     gating_tokens: tuple[int, ...]
     permute_tokens: tuple[int, ...]
     permute_hidden: tuple[int, ...]
-    prefill: tuple[tuple[int, int], ...]
+    prefill: tuple[tuple[int, int, int], ...]
     decode: tuple[tuple[int, int, int, int, int, int], ...]
     if quick:
         gemm_m, gemm_nk = (1, 64), ((256, 128),)
@@ -58,7 +59,7 @@ def grid(quick: bool = False) -> list[Case]:
         gating_tokens = (16,)
         permute_tokens = (16,)
         permute_hidden = (64,)
-        prefill = ((64, 32),)
+        prefill = ((64, 32, 32),)
         decode = ((2, 64, 8, 2, 32, 32),)
     else:
         gemm_m = (1, 4, 16, 64, 256, 1024)
@@ -82,7 +83,9 @@ def grid(quick: bool = False) -> list[Case]:
         gating_tokens = (64, 1024, 8192)
         permute_tokens = (64, 512, 4096)
         permute_hidden = (1024, 2048)
-        prefill = ((128, 64), (256, 128), (512, 64), (512, 128), (1024, 64), (1024, 128))
+        prefill = tuple(
+            (seq, qk, v) for seq in (128, 256, 512, 1024) for qk, v in ((64, 64), (128, 128), (192, 128))
+        )
         decode = (
             (4, 512, 16, 1, 576, 512),
             (4, 2048, 16, 1, 576, 512),
@@ -127,7 +130,7 @@ def grid(quick: bool = False) -> list[Case]:
                         {"num_experts": 64, "skew": 1.2},
                     )
                 )
-    for seq, dim in prefill:
+    for seq, qk_dim, v_dim in prefill:
         cases.append(
             Case(
                 "attention_prefill",
@@ -136,8 +139,8 @@ def grid(quick: bool = False) -> list[Case]:
                     "q_len": seq,
                     "kv_len": seq,
                     "num_heads": 8,
-                    "qk_head_dim": dim,
-                    "v_head_dim": dim,
+                    "qk_head_dim": qk_dim,
+                    "v_head_dim": v_dim,
                     "causal": True,
                     "dtype": "fp32",
                 },
