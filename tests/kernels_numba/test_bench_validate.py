@@ -106,3 +106,43 @@ def test_committed_h800_file_matches_a_fresh_fit() -> None:
             assert committed["families"][family]["published"][name] == pytest.approx(
                 per_impl["published"][name], rel=1e-6
             )
+
+
+def _committed_cpu_file() -> Path:
+    files = sorted(p for p in cal.calibration_dir().glob("cpu-*.json"))
+    assert files, "this machine's calibration (gpus/calibration/cpu-*.json) must be committed"
+    return files[0]
+
+
+def test_committed_cpu_calibration_drives_sim_timing() -> None:
+    """The CPU profile derived from the committed file gets fitted parameters and measured times."""
+    import gpus
+    from sim import timing
+
+    path = _committed_cpu_file()
+    doc = json.loads(path.read_text())
+    profile = gpus.cpu_profile_from_calibration(path)
+    record = next(
+        r for r in doc["measurements"] if r["family"] == "gemm" and r["impl"] == doc["default_impl"]
+    )
+    s = record["shape"]
+    t = timing.gemm_time(profile, s["m"], s["n"], s["k"], s["dtype"])
+    assert t.measured_s == pytest.approx(record["measured_s"])
+    assert t.calibration == doc["device"]
+    assert set(doc["families"]) >= {
+        "gemm",
+        "grouped_gemm",
+        "gating",
+        "permute",
+        "attention_prefill",
+        "attention_decode",
+    }
+
+
+def test_validate_is_deterministic_on_committed_data(capsys: pytest.CaptureFixture[str]) -> None:
+    path = _committed_cpu_file()
+    validate.main(["--json", "--file", str(path)])
+    first = capsys.readouterr().out.strip().splitlines()[-1]
+    validate.main(["--json", "--file", str(path)])
+    second = capsys.readouterr().out.strip().splitlines()[-1]
+    assert first == second
