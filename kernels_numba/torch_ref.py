@@ -31,6 +31,13 @@ def launch_count(family: str, shape: Mapping[str, Any], config: Mapping[str, Any
     return 1
 
 
+def materializes_scores(qk_head_dim: int, v_head_dim: int) -> bool:
+    """Whether :func:`attention` takes PyTorch's unfused CPU path (score matrix in memory): the
+    fused CPU flash kernel requires equal query/key and value head dims (ATen
+    ``sdp_utils_cpp.cpp``, ``check_head_dim_size_cpp``), which MLA (192/128, 576/512) breaks."""
+    return qk_head_dim != v_head_dim
+
+
 def gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return torch.matmul(a, b, out=out)
 

@@ -74,6 +74,11 @@ def model_time(
     if family in ("attention_prefill", "attention_decode"):
         size = cal.dtype_bytes(s["dtype"])
         kv_bytes = s["batch"] * config["kv_heads"] * s["kv_len"] * (s["qk_head_dim"] + s["v_head_dim"]) * size
+        materialized = False
+        if impl == "torch_cpu":
+            from kernels_numba.torch_ref import materializes_scores
+
+            materialized = materializes_scores(s["qk_head_dim"], s["v_head_dim"])
         return timing.attention_time(
             profile,
             s["batch"],
@@ -85,6 +90,7 @@ def model_time(
             s["causal"],
             s["dtype"],
             kv_bytes=kv_bytes,
+            materialized_scores=materialized,
         )
     raise ValueError(f"unknown family {family!r}; allowed: {', '.join(cal.FAMILIES)}")
 

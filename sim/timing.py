@@ -299,8 +299,14 @@ def attention_time(
     causal: bool = True,
     dtype: str = "bf16",
     kv_bytes: float | None = None,
+    materialized_scores: bool = False,
 ) -> OpTime:
     """Attention forward (scores and values products), per layer.
+
+    ``materialized_scores``: the implementation writes the full ``q_len x kv_len`` score matrix
+    to memory and reads it back (an unfused "math" path, e.g. PyTorch's CPU SDPA when the query
+    and value head dims differ): all pairs are computed (the causal mask is applied afterwards)
+    and 3 float32 passes over the matrix are added to the bytes.
 
     FLOPs: ``2 * batch * num_heads * pairs * (qk_head_dim + v_head_dim)``, pairs from
     :func:`causal_pairs`. Bytes: Q and O plus K/V; ``kv_bytes`` overrides the K/V bytes (a
@@ -322,7 +328,7 @@ def attention_time(
     dev = _device(gpu)
     peak, used = dev.peak(dtype)
     size = cal.dtype_bytes(used)
-    pairs = causal_pairs(q_len, kv_len, bool(causal))
+    pairs = causal_pairs(q_len, kv_len, bool(causal) and not materialized_scores)
     flops = 2.0 * batch * num_heads * pairs * (qk_head_dim + v_head_dim)
     kv_total = (
         float(kv_bytes)
@@ -330,6 +336,8 @@ def attention_time(
         else batch * num_heads * kv_len * (qk_head_dim + v_head_dim) * size
     )
     bytes_moved = batch * num_heads * q_len * (qk_head_dim + v_head_dim) * size + kv_total
+    if materialized_scores:
+        bytes_moved += 3.0 * 4.0 * batch * num_heads * float(q_len) * kv_len
     decode = q_len <= 16
     family = "attention_decode" if decode else "attention_prefill"
     if decode:
