@@ -404,7 +404,7 @@ def measure(
     """
     records = []
     rng = np.random.default_rng(seed)
-    budget = {"min_total_s": 0.02, "min_runs": 3} if quick else {"min_total_s": 0.25, "min_runs": 5}
+    budget = {"min_total_s": 0.02, "min_runs": 3} if quick else {"min_total_s": 0.4, "min_runs": 7}
     llc = last_level_cache_bytes()
     for case in cases:
         inputs = _inputs(case, rng)
