@@ -162,6 +162,22 @@ _FIGURES = [
         0.15,
     ),
     PublishedFigure(
+        "v3_total_gpu_hours",
+        "DeepSeek-V3 whole run (pre-training, context extension, post-training)",
+        2788e3,
+        "GPU-hours",
+        f"{V3_REPORT}, Table 1",
+        0.15,
+    ),
+    PublishedFigure(
+        "v3_context_extension_gpu_hours",
+        "DeepSeek-V3 context extension (32K and 128K)",
+        119e3,
+        "GPU-hours",
+        f"{V3_REPORT}, Table 1",
+        0.25,
+    ),
+    PublishedFigure(
         "v2_gpu_hours_per_trillion",
         "DeepSeek-V2 H800 GPU-hours per trillion tokens",
         172.8e3,
