@@ -406,8 +406,10 @@ def h800_calibration(result: Mapping[str, Any], date: str) -> dict[str, Any]:
         "(DeepGEMM 2025-04-09, FlashMLA 2025-04-22, DeepEP 2025-04-22 / 2025-06-05); "
         "see kernels_numba/published.py",
         "applies_to_architectures": ["hopper"],
+        "reference_for_other_gpus": True,
         "applies_note": "No public kernel tables exist for H100/H200/H20; their timing uses these Hopper "
-        "efficiencies with their own peaks and bandwidths (sim/timing.py docstring).",
+        "efficiencies with their own peaks and bandwidths; other GPUs without a calibration file use them "
+        "as reference efficiencies (sim/timing.py docstring).",
         "default_impl": "published",
         "families": result["families"],
         "links": result["links"],

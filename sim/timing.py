@@ -14,7 +14,11 @@ Which parameters a device uses: its own calibration file when there is one; othe
 that declares the device's architecture in ``applies_to_architectures`` (the H800 fit, from
 DeepSeek's published DeepGEMM / FlashMLA tables, is the best public evidence for Hopper parts
 such as H100, H200 and H20; each part keeps its own peaks, so only the efficiencies carry
-over); otherwise the uncalibrated defaults of ``gpus/calibration/defaults.json``.
+over); otherwise, for any other GPU, the file marked ``reference_for_other_gpus`` (the same H800
+fit), so that every GPU is predicted with the same achieved fractions of its own peaks rather
+than some at 100% and others at the measured ~75% (the result's ``calibration`` names the
+stand-in); the uncalibrated defaults of ``gpus/calibration/defaults.json`` apply only when no
+file exists.
 
 ``gpu`` is a ``gpus.GPUProfile``, any object with the same fields, or a name (resolved with
 ``gpus.get``). ``launches`` (grouped GEMM, gating, permute) is the number of kernel or library
@@ -139,6 +143,15 @@ def _device(gpu: Any) -> _Device:
                 if any(str(a).lower() in arch for a in candidate.get("applies_to_architectures", [])):
                     data = candidate
                     label = f"{candidate.get('device')} (same architecture: {arch.split()[0]})"
+                    break
+        is_cpu = str(getattr(profile, "name", "")).lower().startswith("cpu") or "cpu" in arch
+        if data is None and not is_cpu:
+            for path in sorted(cal.calibration_dir().glob("*.json")):
+                candidate = cal.load_file(path)
+                if candidate.get("reference_for_other_gpus"):
+                    data = candidate
+                    arch_name = arch.split()[0] if arch else "this GPU"
+                    label = f"{candidate.get('device')} (reference efficiencies; none for {arch_name})"
                     break
     kind = str(data.get("kind", "")) if data else ""
     if kind not in ("gpu", "cpu"):
