@@ -237,11 +237,31 @@ def main(argv: list[str] | None = None) -> int:
         updated["families"] = fit_families(doc, path)
         path.write_text(json.dumps(updated, indent=1) + "\n")
         print(f"wrote {h800.name} and {path.name}")
+    trace = published.trace_cross_checks()
+    for name, check in trace.items():
+        print(
+            f"H800 trace {name:22s} predicted {check['predicted_s'] * 1e3:.3f} ms, trace "
+            f"{check['trace_low_s'] * 1e3:.2f}-{check['trace_high_s'] * 1e3:.2f} ms, "
+            f"{check['error_vs_middle_pct']:.1f}% from the middle ({check['calibration']})"
+        )
     published_summary = {
         t: {"median_pct": s["median_pct"], "p90_pct": s["p90_pct"], "n": s["n"]}
         for t, s in result["tables"].items()
     }
-    print(json.dumps({"device": doc["device"], "held_out": held_out, "published": published_summary}))
+    cross = {
+        name: {"error_vs_middle_pct": c["error_vs_middle_pct"], "within_range": c["within_range"]}
+        for name, c in trace.items()
+    }
+    print(
+        json.dumps(
+            {
+                "device": doc["device"],
+                "held_out": held_out,
+                "published": published_summary,
+                "trace_cross_checks": cross,
+            }
+        )
+    )
     return 0
 
 

@@ -146,3 +146,13 @@ def test_validate_is_deterministic_on_committed_data(capsys: pytest.CaptureFixtu
     validate.main(["--json", "--file", str(path)])
     second = capsys.readouterr().out.strip().splitlines()[-1]
     assert first == second
+
+
+def test_v3_training_trace_cross_checks() -> None:
+    """Level-3 cross-check (not fitted): the H800 model against DeepSeek's V3 training trace
+    (deepseek-ai/profile-data train.json; deepseek_figures.md 1.7). Tolerance 25% of the middle of
+    each kernel's time range (the ranges themselves span +-3% to +-21%)."""
+    checks = published.trace_cross_checks()
+    assert set(checks) == {"mla_attention_fwd", "expert_gemm_gate_up", "expert_gemm_down"}
+    for name, check in checks.items():
+        assert check["error_vs_middle_pct"] <= 25, (name, check)
