@@ -383,6 +383,8 @@ SERVING_NOTEBOOK: list[tuple[str, str]] = [
                     "concurrency": per_gpu * num_gpus}
         if mtp and mtp_draft_tokens:
             workload.update({"mtp_draft_tokens": mtp_draft_tokens, "mtp_acceptance": mtp_acceptance})
+        else:
+            workload["mtp_draft_tokens"] = 0  # the simulator turns MTP on by default for models that have it
         return sim.estimate_serving(model=model, gpu=name, deployment=deployment, workload=workload,
                                     duration_s=duration_s, seed=seed)
 
@@ -428,8 +430,9 @@ SERVING_NOTEBOOK: list[tuple[str, str]] = [
     ## Input against output
 
     At the cheapest point of each GPU that still gives at least the target speed per user:
-    the price of a million cache-hit input tokens, cache-miss input tokens and output tokens,
-    next to DeepSeek's list prices (diamonds).
+    the cost of a million cache-hit input tokens, cache-miss input tokens and output tokens,
+    next to DeepSeek's list prices (black). A cache hit costs only what reading the cached
+    prefix costs, which the simulator may count as nearly nothing.
     """),
     ("code", """
     chosen = {}
@@ -437,17 +440,19 @@ SERVING_NOTEBOOK: list[tuple[str, str]] = [
         fast = [p for p in points if p["tokens/s/user"] >= target_tokens_per_s_per_user]
         if fast:
             chosen[name] = min(fast, key=lambda p: p["USD/M output"])
-    kinds = [("USD/M input hit", "cache_hit"), ("USD/M input miss", "cache_miss"), ("USD/M output", "output")]
+    kinds = [("USD/M input hit", "cache_hit", "input, cache hit"), ("USD/M input miss", "cache_miss", "input, cache miss"),
+             ("USD/M output", "output", "output")]
     fig = go.Figure()
-    for column, _ in kinds:
-        fig.add_bar(name=column, x=list(chosen), y=[p[column] for p in chosen.values()])
+    for name, point in chosen.items():
+        fig.add_bar(name=f"{name} ({point['concurrency/GPU']} req/GPU)", x=[label for _, _, label in kinds],
+                    y=[point[column] for column, _, _ in kinds],
+                    text=[f"{point[column]:.3g}" for column, _, _ in kinds])
     if prices:
-        fig.add_scatter(x=[c for c, _ in kinds], y=[prices[k] for _, k in kinds], mode="markers",
-                        marker={"symbol": "diamond", "size": 12, "color": "black"},
-                        name="DeepSeek API price", xaxis="x2")
-        fig.update_layout(xaxis2={"overlaying": "x", "side": "top", "title": "API price by token kind"})
-    fig.update_layout(barmode="group", title=f"At >= {target_tokens_per_s_per_user:.0f} tokens/s per user",
-                      yaxis_title="USD per million tokens", yaxis_type="log", height=480)
+        fig.add_bar(name=f"DeepSeek API list price ({model_name})", x=[label for _, _, label in kinds],
+                    y=[prices[key] for _, key, _ in kinds], marker_color="black",
+                    text=[f"{prices[key]:.3g}" for _, key, _ in kinds])
+    fig.update_layout(barmode="group", title=f"Cost per token kind at >= {target_tokens_per_s_per_user:.0f} tokens/s per user",
+                      yaxis_title="USD per million tokens (rental)", height=480)
     fig.show()
     missing = [n for n in sweep if n not in chosen]
     if missing:
@@ -622,7 +627,7 @@ NERFED_NOTEBOOK: list[tuple[str, str]] = [
     """),
     ("parameters", """
     model = "deepseek-v4-flash"
-    gpu = "H20"  # the what-if section starts from this GPU
+    gpu = "H800"  # the what-if section starts from this GPU
     compare_gpus = ["H800", "H20"]  # the sensitivity sweeps run on these
     baseline_gpu = "H100"
     factors = [0.5, 0.75, 1.0, 1.5, 2.0]  # multiples of each resource in the sweeps
@@ -638,7 +643,7 @@ NERFED_NOTEBOOK: list[tuple[str, str]] = [
     output_len = 1211
     cache_hit_rate = 0.563
     duration_s = 60.0
-    nvlink_gb_per_s_per_direction = 0.0  # what-if values; 0 means "as the profile says"
+    nvlink_gb_per_s_per_direction = 450.0  # what-if values, 0 means as profiled; here H800 with the NVLink of H100
     hbm_tb_per_s = 0.0
     flops_scale = 1.0
     usd_per_gpu_hour = 0.0

@@ -12,7 +12,7 @@ import papermill
 import pytest
 
 from reports import build_notebooks
-from reports.runner import choose_kernel
+from reports.runner import PROJECT_KERNEL
 from reports.spec import NOTEBOOKS_DIR
 
 NOTEBOOKS = ["01_gpus", "02_training_cost", "03_serving_cost", "04_validation", "05_nerfed_gpus"]
@@ -47,6 +47,19 @@ SUMMARY_KEYS = {
 }
 
 
+def test_project_kernel_is_installed_and_imports_the_packages_without_path_tricks(tmp_path):
+    import subprocess
+
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec(PROJECT_KERNEL)
+    python = spec.argv[0]
+    code = "import gpus, moe, sim, reports; print(gpus.get('H800').name, moe.get('deepseek-v3').name)"
+    done = subprocess.run([python, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["H800", "deepseek-v3"]
+
+
 def test_committed_notebooks_match_their_generator():
     assert build_notebooks.main(["--check"]) == 0, "run: python -m reports.build_notebooks"
 
@@ -64,6 +77,8 @@ def test_notebook_is_well_formed(name):
         ast.literal_eval(statement.value)
         names |= {target.id for target in statement.targets if isinstance(target, ast.Name)}
     assert set(SMALL[name]) | {"summary_path"} <= names, "test parameters must exist in the parameters cell"
+    inspected = papermill.inspect_notebook(str(NOTEBOOKS_DIR / f"{name}.ipynb"))
+    assert set(inspected) == names, f"papermill cannot parse the parameters {names - set(inspected)}"
     assert all(not cell.outputs and cell.execution_count is None for cell in code), "commit without outputs"
     text = "\n".join(cell.source for cell in code)
     assert 'pio.renderers.default = "notebook"' in text
@@ -79,7 +94,7 @@ def test_notebook_runs_under_papermill(name, tmp_path: Path):
         str(NOTEBOOKS_DIR / f"{name}.ipynb"),
         str(output),
         parameters={**SMALL[name], "summary_path": str(summary_path)},
-        kernel_name=choose_kernel(),
+        kernel_name=PROJECT_KERNEL,  # the kernel `make lab` offers (installed by make install)
         cwd=str(NOTEBOOKS_DIR),
         progress_bar=False,
     )
