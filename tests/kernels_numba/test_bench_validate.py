@@ -39,7 +39,7 @@ def test_validate_json_last_line(quick_file: Path, capsys: pytest.CaptureFixture
     assert validate.main(["--json", "--file", str(quick_file)]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     data = json.loads(last)
-    assert set(data) == {"device", "held_out", "published"}
+    assert {"device", "held_out", "published"} <= set(data)
     assert set(data["published"]) == {"deepgemm_gemm", "deepgemm_grouped_gemm", "flashmla", "deepep"}
     for summary in data["held_out"].values():
         assert summary["n"] >= 1 and summary["median_pct"] >= 0
