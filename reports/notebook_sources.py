@@ -202,7 +202,7 @@ TRAINING_NOTEBOOK: list[tuple[str, str]] = [
     import moe
     import sim
     from reports.nbtools import pct_error, setup_plotly, show_table, write_summary
-    from reports.published import published
+    from reports.published import V3_STEP_PHASES_S, V3_STEP_PHASES_SOURCE, published
 
     pio.renderers.default = "notebook"  # plotly.js inlined: figures show in JupyterLab and in offline HTML
     setup_plotly()
@@ -250,8 +250,19 @@ TRAINING_NOTEBOOK: list[tuple[str, str]] = [
         fig.update_layout(title="DeepSeek-V3 pre-training: simulated / published (error bar = tolerance)",
                           yaxis_title="ratio", height=450)
         fig.show()
+        phases = list(V3_STEP_PHASES_S)
+        fig = go.Figure()
+        fig.add_bar(name="ISCA'25 Table 4 (published)", x=phases, y=[V3_STEP_PHASES_S[p] for p in phases])
+        fig.add_bar(name="simulated", x=phases, y=[v3.phases_s.get(p, 0.0) for p in phases])
+        fig.update_layout(barmode="group", height=420, yaxis_title="seconds per step",
+                          title=f"V3's step by DualPipe phase: published {sum(V3_STEP_PHASES_S.values()):.1f} s, "
+                                f"simulated {v3.step_time_s:.1f} s (bound by {v3.bound_by})")
+        fig.show()
+        display(Markdown(f"Phases: {V3_STEP_PHASES_SOURCE}. 1F / 1B / 1W: the warm-up forward, backward-for-inputs "
+                         "and backward-for-weights chunks outside the steady state; 1F1B: the overlapped steady "
+                         "state; opt: the optimizer step."))
         fig = go.Figure(go.Bar(x=list(v3.breakdown_s), y=list(v3.breakdown_s.values())))
-        fig.update_layout(title=f"Where V3's {v3.step_time_s:.1f} s step goes (bound by {v3.bound_by})",
+        fig.update_layout(title=f"Where V3's simulated {v3.step_time_s:.1f} s step goes, by resource",
                           yaxis_title="seconds per step", height=420)
         fig.show()
         summary["v3_step_time_s"] = v3.step_time_s

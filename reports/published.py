@@ -249,6 +249,18 @@ _FIGURES = [
 
 PUBLISHED: dict[str, PublishedFigure] = {figure.key: figure for figure in _FIGURES}
 
+# DeepSeek-V3's training step by DualPipe phase, seconds (ISCA'25 Table 4, 2,048 H800, MPFT network);
+# keys as the training simulator names them in ``phases_s``. The sum, 19.91 s, is the published step.
+V3_STEP_PHASES_S: dict[str, float] = {
+    "1F": 1.13,
+    "bubble": 2.06,
+    "1B": 1.99,
+    "1W": 0.48,
+    "1F1B": 13.95,
+    "opt": 0.29,
+}
+V3_STEP_PHASES_SOURCE = f"{ISCA25}, Table 4"
+
 # DeepSeek API list prices, USD per million tokens (cache-hit input, cache-miss input, output).
 API_PRICES_USD_PER_MILLION: dict[str, dict[str, float]] = {
     "deepseek-v3": {"cache_hit": 0.07, "cache_miss": 0.27, "output": 1.10},
