@@ -4,7 +4,8 @@
 
 1. Measures the device's two ceilings: a large float32 matmul (FLOP/s) and a large copy
    (bytes read + written per second), with torch.
-2. Times every case of ``kernels_numba.shapes.grid()`` for every implementation present:
+2. Times every case of ``kernels_numba.shapes.grid()`` for every implementation present
+   (three interleaved passes over the grid; the median over passes is kept):
    ``numba_cpu`` and ``torch_cpu`` always; ``numba_cuda`` and ``torch_cuda`` when a CUDA GPU is
    there. Warm-up runs first (compilation, caches), then the median of repeated runs:
    ``time.perf_counter_ns`` on the CPU, CUDA events on the GPU (STYLE.md rule 9).
@@ -393,62 +394,75 @@ def measure(
     log: Callable[[str], None] = print,
     quick: bool = False,
     threads: int = 1,
+    passes: int = 1,
 ) -> list[dict[str, Any]]:
     """Time ``cases`` for each implementation; one record per (case, impl).
 
-    CPU clock rule (fixed, per record): ``measured_s`` is the median wall time
-    (``perf_counter_ns``) unless the median wall time exceeds the median process CPU time per
-    thread by more than ``PREEMPTION_RATIO`` (the machine is shared and the process waited
-    for a core); then it is the CPU time per thread, and ``clock`` says so. Both medians are
-    kept in the record.
+    The grid is timed ``passes`` times, interleaved (pass 1 over every case, then pass 2 ...),
+    so that a burst of load from other jobs hits one pass of many cases rather than every run
+    of one case; ``measured_s`` is the median over passes (``pass_s`` keeps them all).
+
+    CPU clock rule (fixed, per pass): the median wall time (``perf_counter_ns``) unless it
+    exceeds the median process CPU time per thread by more than ``PREEMPTION_RATIO`` (the
+    machine is shared and the process waited for a core); then the CPU time per thread. The
+    record's ``clock`` counts the passes that used each clock.
     """
-    records = []
-    rng = np.random.default_rng(seed)
-    budget = {"min_total_s": 0.02, "min_runs": 3} if quick else {"min_total_s": 0.4, "min_runs": 7}
+    budget = {"min_total_s": 0.02, "min_runs": 3} if quick else {"min_total_s": 0.25, "min_runs": 5}
     llc = last_level_cache_bytes()
-    for case in cases:
-        inputs = _inputs(case, rng)
-        copies = rotation_copies(inputs, llc, quick)
-        sets = [inputs] + [_copy_inputs(inputs) for _ in range(copies - 1)]
-        for impl in impls:
-            extra: dict[str, Any] = {}
-            if impl in ("numba_cpu", "torch_cpu"):
-                if impl == "numba_cpu":
-                    runner = _rotate([numba_cpu_runner(case, x) for x in sets])
+    per_pass: dict[tuple[int, str], list[tuple[float, int, str, float, float]]] = {}
+    copies_of: dict[int, int] = {}
+    for pass_index in range(passes):
+        for index, case in enumerate(cases):
+            inputs = _inputs(case, np.random.default_rng([seed, index]))  # the same data every pass
+            copies = rotation_copies(inputs, llc, quick)
+            copies_of[index] = copies
+            sets = [inputs] + [_copy_inputs(inputs) for _ in range(copies - 1)]
+            for impl in impls:
+                wall = cpu = float("nan")
+                if impl in ("numba_cpu", "torch_cpu"):
+                    if impl == "numba_cpu":
+                        runner = _rotate([numba_cpu_runner(case, x) for x in sets])
+                    else:
+                        runner = _rotate([torch_runner(case, x, "cpu") for x in sets])
+                    wall, runs, cpu = time_cpu_clocks(runner, **budget)  # type: ignore[arg-type]
+                    per_thread = cpu / threads
+                    preempted = wall > PREEMPTION_RATIO * per_thread
+                    median = per_thread if preempted else wall
+                    clock = "process_time" if preempted else "perf_counter"
+                elif impl == "numba_cuda":
+                    median, runs = time_cuda(numba_cuda_runner(case, inputs))
+                    clock = "cuda_event"
+                elif impl == "torch_cuda":
+                    median, runs = time_cuda(torch_runner(case, inputs, "cuda"))
+                    clock = "cuda_event"
                 else:
-                    runner = _rotate([torch_runner(case, x, "cpu") for x in sets])
-                wall, runs, cpu = time_cpu_clocks(runner, **budget)  # type: ignore[arg-type]
-                per_thread = cpu / threads
-                preempted = wall > PREEMPTION_RATIO * per_thread
-                median = per_thread if preempted else wall
-                extra = {
-                    "wall_s": wall,
-                    "cpu_s": cpu,
-                    "clock": "process_time" if preempted else "perf_counter",
-                }
-            elif impl == "numba_cuda":
-                median, runs = time_cuda(numba_cuda_runner(case, inputs))
-                extra = {"clock": "cuda_event"}
-            elif impl == "torch_cuda":
-                median, runs = time_cuda(torch_runner(case, inputs, "cuda"))
-                extra = {"clock": "cuda_event"}
-            else:
-                raise ValueError(f"unknown implementation {impl!r}")
+                    raise ValueError(f"unknown implementation {impl!r}")
+                per_pass.setdefault((index, impl), []).append((median, runs, clock, wall, cpu))
+                log(
+                    f"pass {pass_index + 1}/{passes} {case.family:18s} {impl:10s} {median * 1e3:10.4f} ms "
+                    f"{clock:13s} {json.dumps(case.shape)[:70]}"
+                )
+    records = []
+    for index, case in enumerate(cases):
+        for impl in impls:
+            results = per_pass[(index, impl)]
+            clocks: dict[str, int] = {}
+            for r in results:
+                clocks[r[2]] = clocks.get(r[2], 0) + 1
             records.append(
                 {
                     "family": case.family,
                     "impl": impl,
                     "shape": case.shape,
                     "config": case.config,
-                    "measured_s": median,
-                    "runs": runs,
-                    "input_sets": copies,
-                    **extra,
+                    "measured_s": float(np.median([r[0] for r in results])),
+                    "pass_s": [r[0] for r in results],
+                    "runs": int(sum(r[1] for r in results)),
+                    "wall_s": [r[3] for r in results],
+                    "cpu_s": [r[4] for r in results],
+                    "clock": clocks,
+                    "input_sets": copies_of[index],
                 }
-            )
-            log(
-                f"{case.family:18s} {impl:10s} {median * 1e3:10.4f} ms {extra.get('clock', ''):13s} "
-                f"{json.dumps(case.shape)[:80]}"
             )
     return records
 
@@ -460,6 +474,7 @@ def run(
     log: Callable[[str], None] = print,
     threads: int | None = None,
     families: list[str] | None = None,
+    passes: int = 3,
 ) -> Path:
     """Measure and write the calibration file. ``threads`` (default: every core this process may
     use) sets both numba's and torch's thread count; the file's ``cores`` is that number, the
@@ -487,7 +502,7 @@ def run(
         f"copy {ceiling['copy_bytes_per_s'] / 1e9:.1f} GB/s"
     )
     cases = [c for c in grid(quick) if families is None or c.family in families]
-    records = measure(cases, impls, log=log, quick=quick, threads=cores)
+    records = measure(cases, impls, log=log, quick=quick, threads=cores, passes=1 if quick else passes)
     stem = cal.device_key(device)
     stem = re.sub(r"[^a-z0-9]+", "-", stem).strip("-")
     if kind == "cpu":
@@ -537,9 +552,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads", type=int, default=None, help="threads for numba and torch (default: all cores)"
     )
+    parser.add_argument("--passes", type=int, default=3, help="interleaved passes over the grid (median)")
     parser.add_argument("--families", nargs="*", default=None, help="only these families (default: all)")
     args = parser.parse_args(argv)
-    run(quick=args.quick, out=args.out, fit=not args.no_fit, threads=args.threads, families=args.families)
+    run(
+        quick=args.quick,
+        out=args.out,
+        fit=not args.no_fit,
+        threads=args.threads,
+        families=args.families,
+        passes=args.passes,
+    )
     return 0
 
 
