@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import html
 import json
 import multiprocessing
@@ -32,7 +33,7 @@ import shutil
 import sys
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -207,7 +208,11 @@ def execute_run(
 
 
 def _prepare_output(out_dir: Path) -> Path:
-    """Empty a previous report of the same spec (only a folder this runner made), return runs/."""
+    """Empty a previous report of the same spec (only a folder this runner made); return the build folder.
+
+    Runs write into ``<out>/.build/``; the pages are published into ``<out>/runs/`` once every run has
+    finished (``_publish``), so a report folder never mixes pages of two report runs.
+    """
     if out_dir.exists():
         if not (out_dir / _MARKER).exists() and any(out_dir.iterdir()):
             raise ValueError(
@@ -215,10 +220,29 @@ def _prepare_output(out_dir: Path) -> Path:
                 "choose another --output."
             )
         shutil.rmtree(out_dir)
-    runs_dir = out_dir / "runs"
-    runs_dir.mkdir(parents=True)
+    build_dir = out_dir / ".build"
+    build_dir.mkdir(parents=True)
     (out_dir / _MARKER).write_text("made by reports.runner\n", encoding="utf-8")
-    return runs_dir
+    return build_dir
+
+
+def _publish(results: Sequence[RunResult], out_dir: Path) -> list[RunResult]:
+    """Copy each run's page and executed notebook from the build folder into runs/; return updated results."""
+    runs_dir = out_dir / "runs"
+    runs_dir.mkdir(exist_ok=True)
+    published: list[RunResult] = []
+    for result in results:
+        paths: list[str | None] = []
+        for built in (result.html_path, result.notebook_path):
+            if built is None:
+                paths.append(None)
+                continue
+            target = runs_dir / Path(built).name
+            shutil.copyfile(built, target)
+            paths.append(str(target))
+        published.append(dataclasses.replace(result, html_path=paths[0], notebook_path=paths[1]))
+    shutil.rmtree(out_dir / ".build", ignore_errors=True)
+    return published
 
 
 def _format_value(value: Any) -> str:
@@ -319,8 +343,14 @@ def run_report(
     workers: int | None = None,
     only: str | None = None,
     progress: bool = True,
+    before_publish: Callable[[list[RunResult]], None] | None = None,
 ) -> tuple[list[RunResult], Path]:
-    """Execute a spec's runs in parallel worker processes; return the results and the index path."""
+    """Execute a spec's runs in parallel worker processes, then publish the pages, index and summaries.
+
+    ``before_publish`` sees the results once every run has finished, before anything is published
+    (the command line prints its summary there, so the published files are the last thing written).
+    Returns the published results and the index path.
+    """
     from tqdm import tqdm
 
     runs = [run for run in spec.runs if only is None or only in run.run_id]
@@ -329,7 +359,7 @@ def run_report(
     selected = ReportSpec(
         spec.path, spec.title, spec.workers, spec.cell_timeout_s, spec.show_code, tuple(runs)
     )
-    runs_dir = _prepare_output(out_dir)
+    build_dir = _prepare_output(out_dir)
     kernel = choose_kernel()
     started = time.perf_counter()
     results: list[RunResult] = []
@@ -337,7 +367,7 @@ def run_report(
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=worker_count, mp_context=context) as pool:
         futures = {
-            pool.submit(execute_run, run, str(runs_dir), kernel, spec.cell_timeout_s, spec.show_code): run
+            pool.submit(execute_run, run, str(build_dir), kernel, spec.cell_timeout_s, spec.show_code): run
             for run in runs
         }
         with tqdm(total=len(runs), desc="report", unit="run", disable=not progress, file=sys.stderr) as bar:
@@ -353,8 +383,12 @@ def run_report(
                 bar.update()
                 if not result.ok:
                     bar.write(f"FAILED {run.run_id}: {result.error}")
-    index = write_summaries(selected, results, out_dir, time.perf_counter() - started)
-    return results, index
+    wall_s = time.perf_counter() - started
+    if before_publish is not None:
+        before_publish(results)
+    published = _publish(results, out_dir)
+    index = write_summaries(selected, published, out_dir, wall_s)
+    return published, index
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -381,21 +415,37 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``moe-sim report`` and ``python -m reports.runner``; returns the exit status."""
     args = build_parser().parse_args(argv)
+    failed: list[RunResult] = []
+
+    def report_outcome(results: list[RunResult]) -> None:
+        failed.extend(r for r in results if not r.ok)
+        print(
+            f"{len(results)} runs, {len(results) - len(failed)} ok, {len(failed)} failed; "
+            f"index: {out_dir / 'index.html'}"
+        )
+        for result in failed:
+            print(f"  failed {result.run.run_id}: {result.error}")
+        sys.stdout.flush()
+        sys.stderr.flush()
+
     try:
         spec = load_spec(args.spec)
         if args.workers is not None and args.workers < 1:
             raise ValueError(f"--workers must be at least 1, got {args.workers}.")
         out_dir = Path(args.output) if args.output else OUTPUT_ROOT / Path(args.spec).stem
-        results, index = run_report(spec, out_dir, args.workers, args.only, progress=not args.no_progress)
+        _, index = run_report(
+            spec,
+            out_dir,
+            args.workers,
+            args.only,
+            progress=not args.no_progress,
+            before_publish=report_outcome,
+        )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    failed = [r for r in results if not r.ok]
     if args.json:
         print((index.parent / "summary.json").read_text(encoding="utf-8"))
-    print(f"{len(results)} runs, {len(results) - len(failed)} ok, {len(failed)} failed; index: {index}")
-    for result in failed:
-        print(f"  failed {result.run.run_id}: {result.error}")
     return 1 if failed else 0
 
 
