@@ -89,6 +89,18 @@ class LayerCost:
     forward: list[Segment] = field(default_factory=list)
     backward: list[Segment] = field(default_factory=list)
     weight: list[Segment] = field(default_factory=list)
+    ops: dict[str, list[OpCost]] = field(default_factory=dict)  # per phase, named operators
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """One timed operator of a unit: its name, breakdown category, seconds, and whether the
+    time is limited by math throughput (so stretched when communication holds SMs)."""
+
+    name: str
+    category: str
+    seconds: float
+    compute_bound: bool
 
 
 def _gemm_flops(m: float, n: float, k: float) -> float:
@@ -101,12 +113,14 @@ class _Block:
     def __init__(self) -> None:
         self.parts: dict[str, float] = {}
         self.compute_bound_s = 0.0
+        self.items: list[OpCost] = []
 
-    def add(self, category: str, t: timing.OpTime, scale: float = 1.0) -> None:
+    def add(self, category: str, t: timing.OpTime, scale: float = 1.0, name: str = "") -> None:
         seconds = t.predicted_s * scale
         self.parts[category] = self.parts.get(category, 0.0) + seconds
         if t.bound_by == "compute":
             self.compute_bound_s += seconds
+        self.items.append(OpCost(name or category, category, seconds, t.bound_by == "compute"))
 
     def total(self) -> float:
         return sum(self.parts.values())
@@ -394,41 +408,84 @@ class TrainingCostModel:
             return out
 
         # A transformer layer (or an MTP module: a projection of [h; embedding] then a layer).
+        # Forward blocks: fa (attention block, router, shared expert), fm (routed experts), fpost
+        # (un-permute). Backward for inputs: ba, bm, bpost (with the recomputed pieces); backward
+        # for weights: wa, wm.
         fa, fm, fpost = _Block(), _Block(), _Block()
         ba, bm, bpost = _Block(), _Block(), _Block()
         wa, wm = _Block(), _Block()
-        if unit.kind == "mtp":
-            fa.add("gemm", self._gemm(t, h, 2 * h, g))
-            ba.add("gemm", self._gemm(t, 2 * h, h, g))
-            wa.add("gemm", self._gemm(2 * h, h, t, g))
-        norm_bytes = t * h * BF16_BYTES * 2
-        fa.add("other", self._mem(norm_bytes))
-        ba.add("other", self._mem(2 * norm_bytes))
-        if plan.recompute in ("selective", "full"):
-            ba.add("other", self._mem(norm_bytes))  # V3-TR 3.5.1: RMSNorm recomputed in backward
         fp8 = g == "fp8"
-        for _name, n, k, recomputed in self._projection_shapes():
-            fa.add("gemm", self._gemm(t, n, k, g))
-            fa.add("other", self._mem(t * k * (BF16_BYTES + act)))  # cast of the input to the GEMM dtype
-            ba.add("gemm", self._gemm(t, k, n, g))
-            wa.add("gemm", self._gemm(k, n, t, g))
-            if fp8:
-                # FP8 backward needs dY quantised for dgrad, and transposed quantised copies of X
-                # and dY for wgrad (V3-TR 3.3.2: 1x128 tiles along the reduction dimension).
-                ba.add("other", self._mem(t * n * (BF16_BYTES + act)))
-                wa.add("other", self._mem(t * (n + k) * (BF16_BYTES + act)))
-            if (recomputed and plan.recompute == "selective") or plan.recompute == "full":
-                ba.add("gemm", self._gemm(t, n, k, g))
+        recompute = plan.recompute in ("selective", "full")
+        norm_bytes = t * h * BF16_BYTES * 2  # RMSNorm: read x, write y (bf16)
+        add_bytes = t * h * BF16_BYTES * 3  # residual add: read two, write one
+
+        def norm(name: str, width: int, rows: int = t) -> None:
+            """RMSNorm forward, its backward (reads x, dy; writes dx), and its recomputation."""
+            b = rows * width * BF16_BYTES
+            fa.add("other", self._mem(2 * b), name=f"norm {name}")
+            ba.add("other", self._mem(3 * b), name=f"norm {name} bwd")
+            if recompute:  # V3-TR 3.2.3: all RMSNorm outputs are recomputed in backward
+                ba.add("other", self._mem(2 * b), name=f"norm {name} (recompute)")
+
+        if unit.kind == "mtp":
+            norm("mtp_inputs", 2 * h)
+            self._linear(fa, ba, wa, "mtp_proj", t, h, 2 * h, False)
+        norm("attn", h)
+        fwd_recompute = False
+        a = model.attention
+        heads = max(1, a.num_heads // plan.tp)
+        for name, n, k, recomputed in self._projection_shapes():
+            again = (recomputed and plan.recompute == "selective") or plan.recompute == "full"
+            self._linear(fa, ba, wa, name, t, n, k, again)
+            fwd_recompute = fwd_recompute or again
+            if a.kind == "mla" and name == "q_a":
+                norm("q_a", a.q_lora_rank)
+            if a.kind == "mla" and name == "kv_a":
+                norm("kv_a", a.kv_lora_rank)
+        if a.kind == "mla":
+            # RoPE on the decoupled parts (query: per head; key: one shared head), then the
+            # query [nope | rope] and the key [nope | rope broadcast over heads] assembled as
+            # the contiguous [t, heads, qk] tensors the attention kernel reads (training runs
+            # MLA un-absorbed). Backward splits the gradients back (the key's rope part summed
+            # over heads). With the up-projections recomputed, RoPE and assembly run again.
+            r = a.qk_rope_head_dim
+            qk = a.qk_nope_head_dim + r
+            rope = t * (heads + 1) * r * BF16_BYTES * 2
+            assemble = t * heads * (qk + a.qk_nope_head_dim + r) * BF16_BYTES + 2 * t * heads * qk * BF16_BYTES
+            split = 2 * t * heads * qk * BF16_BYTES + t * (heads * (qk + a.qk_nope_head_dim) + r) * BF16_BYTES
+            fa.add("other", self._mem(rope), name="rotary")
+            fa.add("other", self._mem(assemble), name="mla q/k assemble")
+            ba.add("other", self._mem(rope), name="rotary bwd")
+            ba.add("other", self._mem(split), name="mla q/k split bwd")
+            if fwd_recompute:
+                ba.add("other", self._mem(rope), name="rotary (recompute)")
+                ba.add("other", self._mem(assemble), name="mla q/k assemble (recompute)")
         attn = self._attention_core(plan.seq_len)
-        fa.add("attention", attn)
-        ba.add("attention", attn, 2.5)
+        fa.add("attention", attn, name="attention fwd")
+        if fp8 and a.kind == "mla":
+            # V3-TR 3.3.4: the attention output (input of the output projection, also needed by
+            # the attention backward) is cached in a custom E5M6 format (12 bits) per 1x128 tile
+            # and converted back for the backward.
+            o_elems = t * heads * a.v_head_dim
+            e5m6 = 1.5 + FP8_SCALE_BYTES_PER_VALUE
+            fa.add("other", self._mem(o_elems * (BF16_BYTES + e5m6)), name="cast_fp8 attention out E5M6 cache")
+            ba.add("other", self._mem(o_elems * (BF16_BYTES + e5m6)), name="cast_fp8 attention out E5M6 back")
+        ba.add("attention", attn, 2.5, name="attention bwd")
+        if a.kind in ("mla", "mha", "gqa"):
+            qk_dim = (a.qk_nope_head_dim + a.qk_rope_head_dim) if a.kind == "mla" else a.head_dim
+            v_dim = a.v_head_dim if a.kind == "mla" else a.head_dim
+            t_cp = t  # this GPU's queries
+            # FlashAttention-2/3 backward: a preprocess pass (D = rowsum(dO * O), dQ accumulator
+            # zeroed in fp32) and a postprocess that converts the fp32 dQ accumulator to bf16.
+            pre = t_cp * heads * (2 * v_dim * BF16_BYTES + 4.0 + qk_dim * 4.0)
+            post = t_cp * heads * qk_dim * (4.0 + BF16_BYTES)
+            ba.add("attention", self._mem(pre), name="attention bwd preprocess")
+            ba.add("attention", self._mem(post), name="attention bwd dq convert")
         if plan.recompute == "full":
-            ba.add("attention", attn)
-        fa.add("other", self._mem(norm_bytes))  # residual add
-        ba.add("other", self._mem(norm_bytes))
-        # post-attention norm
-        fa.add("other", self._mem(norm_bytes))
-        ba.add("other", self._mem(2 * norm_bytes))
+            ba.add("attention", attn, name="attention fwd (recompute)")
+        fa.add("other", self._mem(add_bytes), name="residual add")
+        ba.add("other", self._mem(add_bytes), name="residual add bwd")
+        norm("ffn", h)
         cp = self._cp_comm()
         tpc = self._tp_allreduce()
         comms_fa: list[_Comm] = [c for c in (cp, tpc) if c.seconds > 0]
@@ -438,36 +495,44 @@ class TrainingCostModel:
             k_top = model.experts_per_token
             inter = model.moe_intermediate_size
             tm = self.moe_tokens
-            fa.add("gemm", self._gemm(tm, e, h, bf))  # router, bf16 (V3-TR 3.3)
-            fa.add("other", timing.gating_time(self.gpu, tm, e, k_top))
-            ba.add("gemm", self._gemm(tm, h, e, bf))
-            wa.add("gemm", self._gemm(h, e, tm, bf))
+            fa.add("gemm", self._gemm(tm, e, h, bf), name="router gemm")  # bf16 (V3-TR 3.3)
+            fa.add("other", timing.gating_time(self.gpu, tm, e, k_top), name="gating top-k")
+            ba.add("gemm", self._gemm(tm, h, e, bf), name="router gemm dgrad")
+            wa.add("gemm", self._gemm(h, e, tm, bf), name="router gemm wgrad")
             shared = model.num_shared_experts * (model.shared_expert_intermediate_size or inter)
             if shared:
                 s = max(1, shared // plan.tp)
-                for n, kk in ((2 * s, h), (h, s)):
-                    fa.add("gemm", self._gemm(tm, n, kk, g))
-                    ba.add("gemm", self._gemm(tm, kk, n, g))
-                    wa.add("gemm", self._gemm(kk, n, tm, g))
-                fa.add("other", self._mem(tm * 2 * s * BF16_BYTES * 1.5))
-                ba.add("other", self._mem(tm * 2 * s * BF16_BYTES * 3))
+                self._linear(fa, ba, wa, "shared_gate_up", tm, 2 * s, h, False)
+                self._swiglu(fa, ba, "shared swiglu", tm, s, recompute)
+                self._linear(fa, ba, wa, "shared_down", tm, h, s, False, input_cast=False)
             groups, _ = self._expert_groups(sample)
             rows = sum(groups)
-            fa.add("other", timing.permute_time(self.gpu, tm, h, k_top, "bf16"))
-            for n, kk in ((2 * inter, h), (h, inter)):
-                fm.add("gemm", _grouped_cached(self.gpu, tuple(groups), n, kk, g))
-                bm.add("gemm", _grouped_cached(self.gpu, tuple(groups), kk, n, g))
-                wm.add("gemm", _gemm_cached(self.gpu, kk, n, max(1, rows), g))
+            fa.add("other", timing.permute_time(self.gpu, tm, h, k_top, "bf16"), name="permute")
+            for name, n, kk in (("experts_gate_up", 2 * inter, h), ("experts_down", h, inter)):
+                fm.add("gemm", _grouped_cached(self.gpu, tuple(groups), n, kk, g), name=f"gemm {name}")
+                bm.add("gemm", _grouped_cached(self.gpu, tuple(groups), kk, n, g), name=f"gemm {name} dgrad")
+                # Weight gradient per expert: dW_e = X_e^T dY_e, reduction over that expert's tokens.
+                for rows_e in groups:
+                    if rows_e > 0:
+                        wm.add("gemm", _gemm_cached(self.gpu, kk, n, rows_e, g), name=f"gemm {name} wgrad")
                 if fp8:
-                    bm.add("other", self._mem(rows * n * (BF16_BYTES + act)))
-                    wm.add("other", self._mem(rows * (n + kk) * (BF16_BYTES + act)))
-            swiglu = rows * 2 * inter * BF16_BYTES * 1.5
-            fm.add("other", self._mem(swiglu))
-            bm.add("other", self._mem(2 * swiglu))
-            if plan.recompute in ("selective", "full"):
-                bm.add("other", self._mem(swiglu))  # V3-TR 3.5.1: SwiGLU output recomputed
-            fpost.add("other", timing.permute_time(self.gpu, tm, h, k_top, "bf16", combine=True))
-            bpost.add("other", timing.permute_time(self.gpu, tm, h, k_top, "bf16", combine=True))
+                    bm.add("other", self._mem(rows * n * (BF16_BYTES + 1.0 + FP8_SCALE_BYTES_PER_VALUE)),
+                           name=f"cast_fp8 {name} dY")
+                    wm.add("other", self._mem(rows * (n + kk) * (BF16_BYTES + 1.0 + FP8_SCALE_BYTES_PER_VALUE)),
+                           name=f"cast_fp8 transpose {name} X,dY")
+            self._swiglu(fm, bm, "experts swiglu", rows, inter, recompute)
+            if fp8:
+                # V3-TR 3.3.4: the SwiGLU input of the MoE layer is cached in FP8 (and the SwiGLU
+                # recomputed from it), so the forward casts the up-projection output and the
+                # backward casts it back to BF16.
+                swi_in = rows * 2 * inter * (BF16_BYTES + 1.0 + FP8_SCALE_BYTES_PER_VALUE)
+                fm.add("other", self._mem(swi_in), name="cast_fp8 experts swiglu input cache")
+                bm.add("other", self._mem(swi_in), name="cast_fp8 experts swiglu input back")
+            fpost.add("other", timing.permute_time(self.gpu, tm, h, k_top, "bf16", combine=True), name="unpermute")
+            bpost.add("other", timing.permute_time(self.gpu, tm, h, k_top, "bf16", combine=True),
+                      name="unpermute bwd")
+            fpost.add("other", self._mem(add_bytes), name="residual add")
+            bpost.add("other", self._mem(add_bytes), name="residual add bwd")
             dispatch_bytes = h * ((1.0 + FP8_SCALE_BYTES_PER_VALUE) if plan.dispatch_fp8 else BF16_BYTES)
             combine_bytes = h * BF16_BYTES
             dispatch = self._a2a(dispatch_bytes, sample)
@@ -491,16 +556,71 @@ class TrainingCostModel:
             out.weight = _segments([wm, wa])
         else:
             inter = max(1, model.intermediate_size // plan.tp)
-            for n, kk in ((2 * inter, h), (h, inter)):
-                fa.add("gemm", self._gemm(t, n, kk, g))
-                ba.add("gemm", self._gemm(t, kk, n, g))
-                wa.add("gemm", self._gemm(kk, n, t, g))
-            fa.add("other", self._mem(t * 2 * inter * BF16_BYTES * 1.5))
-            ba.add("other", self._mem(t * 2 * inter * BF16_BYTES * 3))
+            self._linear(fa, ba, wa, "mlp_gate_up", t, 2 * inter, h, False)
+            self._swiglu(fa, ba, "mlp swiglu", t, inter, recompute)
+            self._linear(fa, ba, wa, "mlp_down", t, h, inter, False, input_cast=False)
+            fa.add("other", self._mem(add_bytes), name="residual add")
+            ba.add("other", self._mem(add_bytes), name="residual add bwd")
             out.forward = _segments([fa], comms_fa + ([tpc] if tpc.seconds > 0 else []))
             out.backward = _segments([ba], comms_fa + ([tpc] if tpc.seconds > 0 else []))
             out.weight = _segments([wa])
+        out.ops = {
+            "forward": fa.items + fm.items + fpost.items,
+            "backward": bpost.items + bm.items + ba.items,
+            "weight": wm.items + wa.items,
+        }
         return out
+
+    def _linear(
+        self,
+        f: _Block,
+        b: _Block,
+        w: _Block,
+        name: str,
+        rows: int,
+        n: int,
+        k: int,
+        recomputed: bool,
+        input_cast: bool = True,
+    ) -> None:
+        """A linear layer Y[rows, n] = X[rows, k] W[k, n] in the plan's GEMM dtype.
+
+        FP8 (V3-TR 3.3.2): the forward quantises X per 1x128 tile (unless the producer wrote it
+        quantised, ``input_cast=False``: the fused SwiGLU+cast before a down projection); dgrad
+        quantises dY the same way; wgrad (reduction over the tokens) needs X^T and dY^T quantised
+        along the tokens, i.e. transposed FP8 copies. A recomputed layer runs its forward again
+        (with its input cast) in the backward.
+        """
+        g = self.gemm_dtype
+        cast = BF16_BYTES + 1.0 + FP8_SCALE_BYTES_PER_VALUE  # read bf16, write fp8 + scales
+        fp8 = g == "fp8"
+        if fp8 and input_cast:
+            f.add("other", self._mem(rows * k * cast), name=f"cast_fp8 {name} X")
+        f.add("gemm", self._gemm(rows, n, k, g), name=f"gemm {name}")
+        if recomputed:
+            if fp8 and input_cast:
+                b.add("other", self._mem(rows * k * cast), name=f"cast_fp8 {name} X (recompute)")
+            b.add("gemm", self._gemm(rows, n, k, g), name=f"gemm {name} (recompute)")
+        if fp8:
+            b.add("other", self._mem(rows * n * cast), name=f"cast_fp8 {name} dY")
+        b.add("gemm", self._gemm(rows, k, n, g), name=f"gemm {name} dgrad")
+        if fp8:
+            w.add("other", self._mem(rows * (n + k) * cast), name=f"cast_fp8 transpose {name} X,dY")
+        w.add("gemm", self._gemm(k, n, rows, g), name=f"gemm {name} wgrad")
+
+    def _swiglu(self, f: _Block, b: _Block, name: str, rows: int, inter: int, recompute: bool) -> None:
+        """SwiGLU over [rows, 2 * inter] -> [rows, inter]; with FP8 GEMMs the output is written
+        quantised for the down projection (fused cast). Backward reads the saved input and the
+        output gradient, writes the input gradient; with recomputation (V3-TR 3.2.3) the
+        forward runs again first."""
+        out_b = (1.0 + FP8_SCALE_BYTES_PER_VALUE) if self.gemm_dtype == "fp8" else BF16_BYTES
+        fwd = rows * 2 * inter * BF16_BYTES + rows * inter * out_b
+        bwd = rows * 2 * inter * BF16_BYTES * 2 + rows * inter * BF16_BYTES
+        f.add("other", self._mem(fwd), name=name)
+        b.add("other", self._mem(bwd), name=f"{name} bwd")
+        if recompute:
+            b.add("other", self._mem(fwd), name=f"{name} (recompute)")
+
 
     # --- engine interface -----------------------------------------------------------------------
     def chunk_segments(self, chunk: Chunk, piece: int, rank: int, overlapped: bool) -> Sequence[Segment]:

@@ -19,7 +19,19 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TRACE_LAYERS", "categorize_kernel", "trace_per_layer", "simulated_per_layer", "compare"]
+__all__ = [
+    "TRACE_LAYERS",
+    "KERNEL_FAMILIES",
+    "categorize_kernel",
+    "kernel_family",
+    "op_family",
+    "trace_per_layer",
+    "trace_families_per_layer",
+    "simulated_per_layer",
+    "simulated_families_per_layer",
+    "compare",
+    "compare_kernels",
+]
 
 TRACE_LAYERS = 4  # PROF README: 4 MoE layers per chunk
 
@@ -40,13 +52,128 @@ def categorize_kernel(name: str) -> str:
     return "other"
 
 
-def trace_per_layer(path: str | Path) -> dict[str, Any]:
-    """Kernel milliseconds per layer by category, compute-stream busy time, and the span."""
+# Kernel families the trace and the simulator's named operators both map onto, in table order.
+KERNEL_FAMILIES = (
+    "dense FP8 GEMMs: fwd, dgrad, recompute (fp8_ptp128c)",
+    "expert grouped GEMMs: fwd, dgrad (m_grouped_fp8_ptp128c)",
+    "weight-gradient GEMMs, dense + experts (fp8_dptp128c_acc)",
+    "BF16 GEMMs: router (cuBLAS)",
+    "attention fwd (FlashAttention)",
+    "attention bwd (FlashAttnBwd)",
+    "attention bwd pre/post-process",
+    "FP8 casts and transposes",
+    "RMSNorm fwd/bwd/recompute",
+    "RoPE and q/k assembly copies",
+    "SwiGLU fwd/bwd/recompute",
+    "permute / unpermute",
+    "gating, residual adds, small ops",
+)
+
+
+def kernel_family(name: str) -> str | None:
+    """Family (of :data:`KERNEL_FAMILIES`) of a trace kernel; None for communication kernels."""
+    n = name.lower()
+    f = KERNEL_FAMILIES
+    if "::ep::" in n or "dpsk::ep" in n:
+        return None
+    if "transpose" in n or "cast" in n:
+        return f[10] if "swiglu" in n else f[7]
+    if "fp8_dptp128c_acc" in n:
+        return f[2]
+    if "m_grouped_fp8" in n:
+        return f[1]
+    if "fp8_ptp128c" in n:
+        return f[0]
+    if "xmma_gemm" in n or "gemm" in n:
+        return f[3]
+    if "flashattnbwdpre" in n or "flashattnbwdpost" in n:
+        return f[6]
+    if "flashattnbwd" in n:
+        return f[5]
+    if "flash" in n:
+        return f[4]
+    if "swiglu" in n:
+        return f[10]
+    if "cast" in n or "transpose" in n:
+        return f[7]
+    if "layer_norm" in n or "ln_fwd" in n or "ln_bwd" in n:
+        return f[8]
+    if "rotary" in n or "copy_tensor" in n or "direct_copy" in n:
+        return f[9]
+    if "fused" in n or "clean_and_count_expert" in n:
+        return f[11]
+    return f[12]
+
+
+def op_family(name: str) -> str:
+    """Family of a simulated operator (names from :class:`sim.training.costs.OpCost`)."""
+    f = KERNEL_FAMILIES
+    if name.startswith("router gemm"):
+        return f[3]
+    if name.startswith("gemm"):
+        if "wgrad" in name:
+            return f[2]
+        if "experts_" in name:
+            return f[1]
+        return f[0]
+    if name.startswith("attention bwd pre") or name.startswith("attention bwd dq"):
+        return f[6]
+    if name.startswith("attention bwd"):
+        return f[5]
+    if name.startswith("attention"):
+        return f[4]
+    if name.startswith("cast_fp8"):
+        return f[7]
+    if "swiglu" in name:
+        return f[10]
+    if name.startswith("norm"):
+        return f[8]
+    if name.startswith("rotary") or name.startswith("mla q/k"):
+        return f[9]
+    if "permute" in name:
+        return f[11]
+    return f[12]
+
+
+def _load_kernels(path: str | Path) -> list[dict[str, Any]]:
     raw = Path(path).read_bytes()
     data = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
     kernels = [e for e in data["traceEvents"] if e.get("cat") == "kernel" and e.get("ph") == "X"]
     if not kernels:
         raise ValueError(f"{path} holds no kernel events")
+    return kernels
+
+
+def trace_families_per_layer(path: str | Path) -> dict[str, tuple[float, float]]:
+    """Per family: (kernel seconds per layer, kernel calls per layer) over the compute kernels."""
+    out: dict[str, list[float]] = {k: [0.0, 0.0] for k in KERNEL_FAMILIES}
+    for e in _load_kernels(path):
+        fam = kernel_family(e["name"])
+        if fam is not None:
+            out[fam][0] += e["dur"] * 1e-6 / TRACE_LAYERS
+            out[fam][1] += 1.0 / TRACE_LAYERS
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def simulated_families_per_layer(model: Any = "deepseek-v3", gpu: Any = "H800") -> dict[str, tuple[float, float]]:
+    """Per family: (simulated seconds per layer, operators per layer) for one MoE layer's forward,
+    backward and weight-gradient operators, as in the overlapped pair (math-bound operators
+    stretched by the SMs that communication holds)."""
+    cost, unit = _v3_pair_cost(model, gpu)
+    lc = cost.unit_cost(unit)
+    out: dict[str, list[float]] = {k: [0.0, 0.0] for k in KERNEL_FAMILIES}
+    for phase in ("forward", "backward", "weight"):
+        for op in lc.ops.get(phase, []):
+            seconds = op.seconds * (cost.sm_scale if op.compute_bound else 1.0)
+            fam = op_family(op.name)
+            out[fam][0] += seconds
+            out[fam][1] += 1.0
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def trace_per_layer(path: str | Path) -> dict[str, Any]:
+    """Kernel milliseconds per layer by category, compute-stream busy time, and the span."""
+    kernels = _load_kernels(path)
     per_stream: dict[Any, float] = defaultdict(float)
     for e in kernels:
         per_stream[e["tid"]] += e["dur"]
@@ -63,14 +190,12 @@ def trace_per_layer(path: str | Path) -> dict[str, Any]:
     }
 
 
-def simulated_per_layer(model: Any = "deepseek-v3", gpu: Any = "H800") -> dict[str, Any]:
-    """The V3 plan's cost model on one overlapped F&B pair of four MoE layers, per layer."""
+def _v3_pair_cost(model: Any, gpu: Any) -> tuple[Any, Any]:
+    """The V3 plan's cost model over four consecutive MoE layers, and the first of them."""
     import gpus
     import moe
     from sim.training.api import build_plan
     from sim.training.costs import TrainingCostModel, Unit
-    from sim.training.engine import simulate_step
-    from sim.training.schedules import Action, Chunk, ScheduleLayout
 
     m, g = moe.get(model), gpus.get(gpu)
     plan, _, _, _, _ = build_plan(
@@ -89,6 +214,15 @@ def simulated_per_layer(model: Any = "deepseek-v3", gpu: Any = "H800") -> dict[s
     units = [Unit("layer", first_moe + i, True) for i in range(TRACE_LAYERS)]
     cluster = gpus.cluster(g, num_gpus=2048)
     cost = TrainingCostModel(model=m, gpu=g, cluster=cluster, plan=plan, pieces=[units])
+    return cost, units[0]
+
+
+def simulated_per_layer(model: Any = "deepseek-v3", gpu: Any = "H800") -> dict[str, Any]:
+    """The V3 plan's cost model on one overlapped F&B pair of four MoE layers, per layer."""
+    from sim.training.engine import simulate_step
+    from sim.training.schedules import Action, Chunk, ScheduleLayout
+
+    cost, _ = _v3_pair_cost(model, gpu)
     layout = ScheduleLayout(
         name="pair",
         num_ranks=1,
@@ -144,3 +278,23 @@ def compare(trace_path: str | Path) -> list[tuple[str, float, float]]:
         ("layer fwd+bwd pair (span)", t["span_per_layer_s"], s["span_per_layer_s"]),
     ]
     return [(name, a * 1e3, b * 1e3) for name, a, b in rows]
+
+
+def compare_kernels(trace_path: str | Path) -> list[tuple[str, float, float, float, float]]:
+    """Kernel-family rows (family, trace ms per layer, simulated ms per layer, trace kernels per
+    layer, simulated operators per layer) for one MoE layer's forward + backward + weight
+    gradient, then a total row. Trace times are summed kernel durations (kernels that run
+    concurrently on the second compute stream count fully)."""
+    t = trace_families_per_layer(trace_path)
+    s = simulated_families_per_layer()
+    rows = [(k, t[k][0] * 1e3, s[k][0] * 1e3, t[k][1], s[k][1]) for k in KERNEL_FAMILIES]
+    rows.append(
+        (
+            "total compute kernels",
+            sum(r[1] for r in rows),
+            sum(r[2] for r in rows),
+            sum(r[3] for r in rows),
+            sum(r[4] for r in rows),
+        )
+    )
+    return rows
