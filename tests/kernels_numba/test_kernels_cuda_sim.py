@@ -42,3 +42,9 @@ def test_cuda_kernel_on_simulator(name: str) -> None:
 def test_simcheck_refuses_unknown_names() -> None:
     result = _run("no_such_check")
     assert result.returncode == 4
+
+
+def test_gpu_harness_runners_on_simulator() -> None:
+    """The bench's Numba-CUDA runners (device arrays, launch wrappers) run on the simulator."""
+    result = _run("bench_runners")
+    assert result.returncode == 0, result.stderr[-3000:]
