@@ -383,7 +383,6 @@ class TrainingCostModel:
         t = self.tokens
         g = self.gemm_dtype
         bf = self.attn_dtype
-        act = 1.0 if g == "fp8" else BF16_BYTES
         out = LayerCost()
         if unit.kind == "embedding":
             f = _Block()
@@ -416,7 +415,6 @@ class TrainingCostModel:
         wa, wm = _Block(), _Block()
         fp8 = g == "fp8"
         recompute = plan.recompute in ("selective", "full")
-        norm_bytes = t * h * BF16_BYTES * 2  # RMSNorm: read x, write y (bf16)
         add_bytes = t * h * BF16_BYTES * 3  # residual add: read two, write one
 
         def norm(name: str, width: int, rows: int = t) -> None:
@@ -451,7 +449,9 @@ class TrainingCostModel:
             r = a.qk_rope_head_dim
             qk = a.qk_nope_head_dim + r
             rope = t * (heads + 1) * r * BF16_BYTES * 2
-            assemble = t * heads * (qk + a.qk_nope_head_dim + r) * BF16_BYTES + 2 * t * heads * qk * BF16_BYTES
+            assemble = (
+                t * heads * (qk + a.qk_nope_head_dim + r) * BF16_BYTES + 2 * t * heads * qk * BF16_BYTES
+            )
             split = 2 * t * heads * qk * BF16_BYTES + t * (heads * (qk + a.qk_nope_head_dim) + r) * BF16_BYTES
             fa.add("other", self._mem(rope), name="rotary")
             fa.add("other", self._mem(assemble), name="mla q/k assemble")
@@ -468,7 +468,9 @@ class TrainingCostModel:
             # and converted back for the backward.
             o_elems = t * heads * a.v_head_dim
             e5m6 = 1.5 + FP8_SCALE_BYTES_PER_VALUE
-            fa.add("other", self._mem(o_elems * (BF16_BYTES + e5m6)), name="cast_fp8 attention out E5M6 cache")
+            fa.add(
+                "other", self._mem(o_elems * (BF16_BYTES + e5m6)), name="cast_fp8 attention out E5M6 cache"
+            )
             ba.add("other", self._mem(o_elems * (BF16_BYTES + e5m6)), name="cast_fp8 attention out E5M6 back")
         ba.add("attention", attn, 2.5, name="attention bwd")
         if a.kind in ("mla", "mha", "gqa"):
@@ -516,10 +518,16 @@ class TrainingCostModel:
                     if rows_e > 0:
                         wm.add("gemm", _gemm_cached(self.gpu, kk, n, rows_e, g), name=f"gemm {name} wgrad")
                 if fp8:
-                    bm.add("other", self._mem(rows * n * (BF16_BYTES + 1.0 + FP8_SCALE_BYTES_PER_VALUE)),
-                           name=f"cast_fp8 {name} dY")
-                    wm.add("other", self._mem(rows * (n + kk) * (BF16_BYTES + 1.0 + FP8_SCALE_BYTES_PER_VALUE)),
-                           name=f"cast_fp8 transpose {name} X,dY")
+                    bm.add(
+                        "other",
+                        self._mem(rows * n * (BF16_BYTES + 1.0 + FP8_SCALE_BYTES_PER_VALUE)),
+                        name=f"cast_fp8 {name} dY",
+                    )
+                    wm.add(
+                        "other",
+                        self._mem(rows * (n + kk) * (BF16_BYTES + 1.0 + FP8_SCALE_BYTES_PER_VALUE)),
+                        name=f"cast_fp8 transpose {name} X,dY",
+                    )
             self._swiglu(fm, bm, "experts swiglu", rows, inter, recompute)
             if fp8:
                 # V3-TR 3.3.4: the SwiGLU input of the MoE layer is cached in FP8 (and the SwiGLU
@@ -528,9 +536,14 @@ class TrainingCostModel:
                 swi_in = rows * 2 * inter * (BF16_BYTES + 1.0 + FP8_SCALE_BYTES_PER_VALUE)
                 fm.add("other", self._mem(swi_in), name="cast_fp8 experts swiglu input cache")
                 bm.add("other", self._mem(swi_in), name="cast_fp8 experts swiglu input back")
-            fpost.add("other", timing.permute_time(self.gpu, tm, h, k_top, "bf16", combine=True), name="unpermute")
-            bpost.add("other", timing.permute_time(self.gpu, tm, h, k_top, "bf16", combine=True),
-                      name="unpermute bwd")
+            fpost.add(
+                "other", timing.permute_time(self.gpu, tm, h, k_top, "bf16", combine=True), name="unpermute"
+            )
+            bpost.add(
+                "other",
+                timing.permute_time(self.gpu, tm, h, k_top, "bf16", combine=True),
+                name="unpermute bwd",
+            )
             fpost.add("other", self._mem(add_bytes), name="residual add")
             bpost.add("other", self._mem(add_bytes), name="residual add bwd")
             dispatch_bytes = h * ((1.0 + FP8_SCALE_BYTES_PER_VALUE) if plan.dispatch_fp8 else BF16_BYTES)
@@ -620,7 +633,6 @@ class TrainingCostModel:
         b.add("other", self._mem(bwd), name=f"{name} bwd")
         if recompute:
             b.add("other", self._mem(fwd), name=f"{name} (recompute)")
-
 
     # --- engine interface -----------------------------------------------------------------------
     def chunk_segments(self, chunk: Chunk, piece: int, rank: int, overlapped: bool) -> Sequence[Segment]:

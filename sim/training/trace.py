@@ -155,7 +155,9 @@ def trace_families_per_layer(path: str | Path) -> dict[str, tuple[float, float]]
     return {k: (v[0], v[1]) for k, v in out.items()}
 
 
-def simulated_families_per_layer(model: Any = "deepseek-v3", gpu: Any = "H800") -> dict[str, tuple[float, float]]:
+def simulated_families_per_layer(
+    model: Any = "deepseek-v3", gpu: Any = "H800"
+) -> dict[str, tuple[float, float]]:
     """Per family: (simulated seconds per layer, operators per layer) for one MoE layer's forward,
     backward and weight-gradient operators, as in the overlapped pair (math-bound operators
     stretched by the SMs that communication holds)."""
