@@ -302,6 +302,21 @@ def suite(small: bool) -> list[tuple[str, Callable[[Any, np.random.Generator], N
                 True,
             ),
         ),
+        (
+            "attention_prefill_mla_dims",  # d_qk != d_v (MLA prefill: 192 / 128, shrunk)
+            lambda impl, rng: check_attention(
+                impl,
+                rng,
+                1,
+                2,
+                2,
+                9 if small else 33,
+                9 if small else 33,
+                12 if small else 48,
+                8 if small else 32,
+                True,
+            ),
+        ),
         ("attention_noncausal", lambda impl, rng: check_attention(impl, rng, 1, 2, 1, 3, 17, 8, 8, False)),
         ("attention_decode_mla", lambda impl, rng: check_attention(impl, rng, *mla, True)),
     ]

@@ -126,24 +126,32 @@ def unpermute(
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float) -> torch.Tensor:
-    """``scaled_dot_product_attention`` with GQA sharing and an end-aligned causal mask.
+    """Attention with GQA sharing and an end-aligned causal mask.
 
     When several query heads share a KV head, they are folded into the query rows of that
-    head (``[B, Hkv, group * Sq, D]``), as FlashMLA does for MLA decode: one matmul per KV head
+    head (``[B, Hkv, group * Sq, D]``), as FlashMLA does for MLA decode: one product per KV head
     instead of re-reading K and V per query head (``enable_gqa`` on the CPU expands K and V
-    and is ~70x slower for MLA decode shapes).
+    and is ~70x slower for MLA decode shapes). Equal query and value head dims go through
+    ``scaled_dot_product_attention`` (fused on the CPU); unequal ones (MLA: 192/128, 576/512),
+    which the fused CPU kernel does not take, through explicit matmul, softmax, matmul, as
+    DeepSeek's reference inference code does (``einsum`` over the absorbed latent).
     """
     b, hq, sq, d = q.shape
     hkv, skv = k.shape[1], k.shape[2]
     group = hq // hkv
-    if group == 1:
-        if causal and sq == skv:
-            return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
-        mask = _end_aligned_mask(sq, skv, 1, q.device) if causal and sq > 1 else None
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
     rows = q.reshape(b, hkv, group * sq, d)
-    mask = _end_aligned_mask(sq, skv, group, q.device) if causal and sq > 1 else None
-    out = F.scaled_dot_product_attention(rows, k, v, attn_mask=mask, scale=scale)
+    mask = None
+    if causal and not (group == 1 and sq == skv):
+        mask = _end_aligned_mask(sq, skv, group, q.device) if sq > 1 else None
+    if materializes_scores(d, v.shape[3]):
+        scores = torch.matmul(rows, k.transpose(-1, -2)).mul_(scale)
+        if causal and sq > 1:
+            scores.masked_fill_(~_end_aligned_mask(sq, skv, group, q.device), float("-inf"))
+        out = torch.matmul(scores.softmax(dim=-1), v)
+    elif causal and group == 1 and sq == skv:
+        out = F.scaled_dot_product_attention(rows, k, v, is_causal=True, scale=scale)
+    else:
+        out = F.scaled_dot_product_attention(rows, k, v, attn_mask=mask, scale=scale)
     return out.reshape(b, hq, sq, v.shape[3])
 
 
