@@ -440,6 +440,16 @@ class TrainingCostModel:
                 norm("q_a", a.q_lora_rank)
             if a.kind == "mla" and name == "kv_a":
                 norm("kv_a", a.kv_lora_rank)
+        cp_keys = t * (plan.cp - 1) if (a.kind == "mla" and plan.cp > 1) else 0
+        if cp_keys:
+            # Context parallelism gathers the other ranks' compressed latents (``_cp_comm``), so
+            # each rank up-projects the gathered keys/values itself (kv_b over the whole
+            # sequence; the busiest rank, holding the last chunk, needs all of it), and the
+            # backward runs kv_b's dgrad and wgrad over them before the reduce-scatter.
+            for name, n, k, recomputed in self._projection_shapes():
+                if name == "kv_b":
+                    again = (recomputed and plan.recompute == "selective") or plan.recompute == "full"
+                    self._linear(fa, ba, wa, "kv_b (gathered context keys)", cp_keys, n, k, again)
         if a.kind == "mla":
             # RoPE on the decoupled parts (query: per head; key: one shared head), then the
             # query [nope | rope] and the key [nope | rope broadcast over heads] assembled as
@@ -453,6 +463,10 @@ class TrainingCostModel:
                 t * heads * (qk + a.qk_nope_head_dim + r) * BF16_BYTES + 2 * t * heads * qk * BF16_BYTES
             )
             split = 2 * t * heads * qk * BF16_BYTES + t * (heads * (qk + a.qk_nope_head_dim) + r) * BF16_BYTES
+            # Keys gathered by context parallelism are assembled (and their gradients split) too;
+            # their RoPE was applied by the rank that owns them, before the gather.
+            assemble += cp_keys * (heads * (a.qk_nope_head_dim + qk) + r) * BF16_BYTES
+            split += cp_keys * (heads * (qk + a.qk_nope_head_dim) + r) * BF16_BYTES
             fa.add("other", self._mem(rope), name="rotary")
             fa.add("other", self._mem(assemble), name="mla q/k assemble")
             ba.add("other", self._mem(rope), name="rotary bwd")
@@ -510,6 +524,13 @@ class TrainingCostModel:
             groups, _ = self._expert_groups(sample)
             rows = sum(groups)
             fa.add("other", timing.permute_time(self.gpu, tm, h, k_top, "bf16"), name="permute")
+            # The permute's backward sums each token's top-k expert-row gradients back into the
+            # token (a reduce shaped like the forward un-permute).
+            bm.add(
+                "other",
+                timing.permute_time(self.gpu, tm, h, k_top, "bf16", combine=True),
+                name="permute bwd",
+            )
             for name, n, kk in (("experts_gate_up", 2 * inter, h), ("experts_down", h, inter)):
                 fm.add("gemm", _grouped_cached(self.gpu, tuple(groups), n, kk, g), name=f"gemm {name}")
                 bm.add("gemm", _grouped_cached(self.gpu, tuple(groups), kk, n, g), name=f"gemm {name} dgrad")

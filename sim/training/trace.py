@@ -76,8 +76,9 @@ def kernel_family(name: str) -> str | None:
     f = KERNEL_FAMILIES
     if "::ep::" in n or "dpsk::ep" in n:
         return None
-    if "transpose" in n or "cast" in n:
-        return f[10] if "swiglu" in n else f[7]
+    head = n.split("<", 1)[0]  # the kernel's own name, without template arguments
+    if "transpose" in head or "cast" in head:
+        return f[10] if "swiglu" in head else f[7]
     if "fp8_dptp128c_acc" in n:
         return f[2]
     if "m_grouped_fp8" in n:
