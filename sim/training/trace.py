@@ -9,6 +9,12 @@ grouped here into the categories the simulator uses; per-layer figures are the t
 The simulated side runs the same thing through the engine: one rank, a forward chunk and a
 full-backward chunk of four MoE layers as one overlapped F&B action, with the V3 plan's cost
 model (so with 20 of 132 SMs held by communication while they overlap).
+
+:func:`compare_kernels` goes kernel by kernel: the trace's compute kernels and the simulator's
+named operators (:class:`sim.training.costs.OpCost`) fall into the same families (dense FP8
+GEMMs, expert grouped GEMMs, weight-gradient GEMMs, attention forward / backward / its pre- and
+post-process, FP8 casts and transposes, RMSNorm, RoPE and q/k assembly, SwiGLU, permute), with
+time and count per layer on each side.
 """
 
 from __future__ import annotations
