@@ -755,6 +755,14 @@ NERFED_NOTEBOOK: list[tuple[str, str]] = [
                     name=measure, row=1, col=col)
     fig.update_layout(title=f"{model_name}: each cut applied to {base.name} alone", height=480, showlegend=False)
     fig.show()
+    for measure in measures:
+        start_cost = cut_rows[0][UNITS[measure]]
+        effects = [(r["case"], r[UNITS[measure]] / start_cost) for r in cut_rows[1:4]]
+        effects = [(case, ratio) for case, ratio in effects if ratio == ratio]  # drop infeasible (NaN)
+        if effects and start_cost == start_cost:
+            worst = max(effects, key=lambda e: e[1])
+            display(Markdown(f"**{measure.capitalize()}:** " + "; ".join(f"{c} x{r:.2f}" for c, r in effects)
+                             + f" the cost on {base.name} at its price. The costliest cut is **{worst[0]}**."))
     """),
     ("md", """
     ## Sensitivity: which resource does the cost depend on?

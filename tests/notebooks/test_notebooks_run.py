@@ -113,3 +113,18 @@ def test_notebook_runs_under_papermill(name, tmp_path: Path):
     assert figures >= 1, f"{name} drew no plotly figure"
     errors = [out for cell in executed.cells for out in cell.get("outputs", []) if out.output_type == "error"]
     assert not errors
+
+
+def test_nerfed_gpus_notebook_offers_widgets_when_interactive(tmp_path: Path):
+    output = tmp_path / "interactive.ipynb"
+    papermill.execute_notebook(
+        str(NOTEBOOKS_DIR / "05_nerfed_gpus.ipynb"),
+        str(output),
+        parameters={"interactive": True, "measures": ["training"], "factors": [1.0], "compare_gpus": ["H20"]},
+        kernel_name=PROJECT_KERNEL,
+        cwd=str(NOTEBOOKS_DIR),
+        progress_bar=False,
+    )
+    executed = nbformat.read(output, as_version=4)
+    bundles = [out.get("data", {}) for cell in executed.cells for out in cell.get("outputs", [])]
+    assert any("application/vnd.jupyter.widget-view+json" in data for data in bundles), "no widget shown"
