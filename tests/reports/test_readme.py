@@ -37,3 +37,11 @@ def test_readme_validation_table_is_up_to_date():
     assert readme_table.blocks_match(written, fresh), (
         "README.md's validation table is out of date: run python -m reports.readme_table --write"
     )
+
+
+def test_readme_api_tour_runs():
+    blocks = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
+    assert blocks, "the README has a python example"
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)  # the tour must run as printed
+    assert namespace["t"].step_time_s > 0 and namespace["s"].usd_per_million_output_tokens > 0
