@@ -189,7 +189,7 @@ TRAINING_NOTEBOOK: list[tuple[str, str]] = [
     seq_len = 4096
     global_batch_seqs = 15360
     precision = "fp8"  # a GPU without FP8 runs the nearest format and says so in its notes
-    plan = {"tp": 1, "pp": 8, "ep": 64, "schedule": "dualpipe"}  # or "auto": search the plans that fit (slow)
+    plan = "auto"  # search the plans that fit and take the fastest; or e.g. {"tp": 1, "pp": 8, "ep": 64, "schedule": "dualpipe"}
     reproduce_v3 = True  # simulate DeepSeek-V3's published run first
     summary_path = ""
     """),
@@ -275,10 +275,10 @@ TRAINING_NOTEBOOK: list[tuple[str, str]] = [
     ("md", """
     ## The chosen model on each GPU
 
-    The same token budget on the same number of GPUs of each kind and the same parallel plan (the
-    `plan` parameter; `plan = "auto"` searches the plans that fit and takes the fastest, at the
-    price of a much longer run), costed at each GPU's typical rental price; the error bars span
-    the profile's low-high price range. A plan that cannot fit is listed with the reason.
+    The same token budget on the same number of GPUs of each kind, each with the fastest parallel
+    plan that fits its memory (`plan = "auto"` searches TP/PP/EP/schedule; a fixed plan can be
+    given instead), costed at each GPU's typical rental price; the error bars span the profile's
+    low-high price range. A GPU on which no plan fits is listed with the reason.
     """),
     ("code", """
     results, failures = {}, []
@@ -301,7 +301,8 @@ TRAINING_NOTEBOOK: list[tuple[str, str]] = [
             "GPU": name, "days": t.days, "GPU-hours": t.gpu_hours, "USD": t.cost_usd, "USD low": low,
             "USD high": high, "USD/GPU-hour": t.usd_per_gpu_hour, "tokens/s/GPU": t.tokens_per_s_per_gpu,
             "MFU": t.mfu, "bound by": t.bound_by,
-            "notes": "; ".join(n for n in t.notes if not n.startswith("price ")),
+            "plan": f"TP{t.plan['tp']} PP{t.plan['pp']} EP{t.plan['ep']} DP{t.plan['dp']} {t.plan['schedule']}",
+            "notes": "; ".join(n for n in t.notes if not n.startswith(("price ", "plan search"))),
         })
     show_table(rows)
     if failures:
