@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from sim import comm, timing
-from sim.serving.deployment import InstanceSpec, expert_imbalance, kv_bytes_per_token
+from sim.serving.deployment import DTYPE_BYTES, InstanceSpec, expert_imbalance, kv_bytes_per_token
 
 FP8_SCALE_OVERHEAD = 4.0 / 128.0  # one FP32 scale per 128 FP8 values (V3-TR section 3.3, 1x128 tiles)
 
@@ -49,6 +49,8 @@ class LayerCost:
     ffn_s: float
     dispatch_s: float = 0.0
     combine_s: float = 0.0
+    shared_s: float = 0.0  # MoE layers: shared expert, computed while the dispatch is in flight
+    attention_prepare_s: float = 0.0  # the part of attention_s before the core attention kernel
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ def two_stream_schedule(layers: Sequence[LayerCost], micro_batches: int) -> Sche
             else:
                 dispatched[mb] = compute_free
         for mb in range(micro_batches):
+            compute_free += layer.shared_s  # needs only the attention output, not the dispatch
+            compute_busy += layer.shared_s
             start = max(compute_free, dispatched[mb])
             compute_free = start + layer.ffn_s
             compute_busy += layer.ffn_s
@@ -98,6 +102,70 @@ def two_stream_schedule(layers: Sequence[LayerCost], micro_batches: int) -> Sche
             else:
                 ready[mb] = compute_free
     return Schedule(max(ready + [compute_free]), compute_busy, comm_busy)
+
+
+def decode_pipeline_schedule(
+    layers: Sequence[LayerCost], micro_batches: int, delta_stages: int = 2
+) -> Schedule:
+    """DeepSeek's decode overlap (Day 6): each layer of a micro-batch runs as five stages, attention
+    split in two, and the two micro-batches alternate stage by stage, the second ``delta_stages``
+    behind (the reproduction in SGLang's two-batch overlap, ``tbo_delta_stages=2``):
+
+    1. attention, first part (norms, projections, RoPE, absorbed query: ``attention_prepare_s``);
+    2. attention, second part (core attention, output projection) and gating;
+    3. issue the dispatch (low-latency kernels send in the background, holding no SMs), shared expert;
+    4. wait for the dispatch, routed experts, issue the combine;
+    5. wait for the combine.
+
+    Communication runs on one stream (the NIC) in the order issued; a wait stalls the compute stream.
+    With one micro-batch the stages run in order (no overlap).
+    """
+    compute_free = 0.0
+    comm_free = 0.0
+    compute_busy = 0.0
+    comm_busy = 0.0
+
+    def stages(mb: int) -> Any:
+        nonlocal compute_free, comm_free, compute_busy, comm_busy
+        for layer in layers:
+            pre = min(layer.attention_prepare_s, layer.attention_s)
+            for work in (pre, layer.attention_s - pre):
+                compute_free += work
+                compute_busy += work
+                yield
+            dispatch_done = compute_free
+            if layer.dispatch_s > 0:
+                dispatch_done = max(comm_free, compute_free) + layer.dispatch_s
+                comm_free = dispatch_done
+                comm_busy += layer.dispatch_s
+            compute_free += layer.shared_s
+            compute_busy += layer.shared_s
+            yield
+            compute_free = max(compute_free, dispatch_done) + layer.ffn_s
+            compute_busy += layer.ffn_s
+            combine_done = compute_free
+            if layer.combine_s > 0:
+                combine_done = max(comm_free, compute_free) + layer.combine_s
+                comm_free = combine_done
+                comm_busy += layer.combine_s
+            yield
+            compute_free = max(compute_free, combine_done)
+            yield
+
+    if micro_batches <= 1:
+        for _ in stages(0):
+            pass
+        return Schedule(compute_free, compute_busy, comm_busy)
+    a, b = stages(0), stages(1)
+    for _ in range(delta_stages):
+        next(a, None)
+    done_a = done_b = False
+    while not (done_a and done_b):
+        if not done_a:
+            done_a = next(a, StopIteration) is StopIteration
+        if not done_b:
+            done_b = next(b, StopIteration) is StopIteration
+    return Schedule(compute_free, compute_busy, comm_busy)
 
 
 @dataclass(frozen=True)
@@ -174,11 +242,101 @@ class StepCostModel:
         n_i, k_i = max(1, int(round(n))), max(1, int(round(k)))
         return timing.gemm_time(self.gpu, max(1, int(m)), n_i, k_i, dtype).predicted_s
 
+    # ---- operator times (each a kernel a DeepSeek-style inference step runs) -----------------
+    def _mem(self, bytes_moved: float) -> float:
+        """A bandwidth-bound kernel (norm, cast, RoPE, copy) moving ``bytes_moved`` bytes."""
+        return timing.memory_time(self.gpu, max(0.0, float(bytes_moved))).predicted_s
+
+    def _cast(self, elements: float) -> float:
+        """Per-token (1x128) FP8 quantisation of a BF16 tensor before an FP8 GEMM or FP8 dispatch:
+        reads BF16, writes FP8 plus one FP32 scale per 128 values (V3-TR section 3.3). Zero when the
+        GEMMs run in BF16."""
+        if self.dense_dtype != "fp8":
+            return 0.0
+        return self._mem(elements * (2.0 + 1.0 + FP8_SCALE_OVERHEAD))
+
+    def _norm(self, elements: float, residual: bool = False) -> float:
+        """RMSNorm over BF16 ``elements``; with ``residual`` the residual add is fused into it (read
+        the sub-layer output and the residual, write the new residual and the normed output)."""
+        return self._mem(elements * 2.0 * (4.0 if residual else 2.0))
+
+    def _act_cast(self, rows: float, inter: float) -> float:
+        """SwiGLU over [rows, 2 x inter] fused with the FP8 cast of its output for the down GEMM."""
+        out = 1.0 + FP8_SCALE_OVERHEAD if self.dense_dtype == "fp8" else 2.0
+        return self._mem(rows * inter * (2.0 * 2.0 + out))
+
+    def _batched_gemm(self, batch: int, m: int, n: int, k: int, dtype: str) -> float:
+        """``batch`` independent [m, k] x [k, n] products in one kernel (a batched GEMM such as
+        MLA's absorbed per-head products): all batch members' tiles share the waves and one launch,
+        each member reads its own weights. ``sim.timing.op_time`` ignores ``Op.batch`` (it times one
+        member), so this is timed here as a grouped GEMM of ``batch`` equal groups."""
+        return timing.grouped_gemm_time(self.gpu, [max(1, int(m))] * int(batch), n, k, dtype).predicted_s
+
+    def attention_ops(self, tokens: int, absorbed: bool) -> list[tuple[str, float]]:
+        """(name, seconds) of the attention block of one layer for ``tokens`` tokens of this GPU,
+        the core attention kernel excepted: fused residual-add + RMSNorm, FP8 casts of every FP8 GEMM
+        input, the projections with their own shapes, MLA's q_a/kv_a norms, RoPE, assembling the
+        query/key tensors, the KV-cache write, and in absorbed (decode) form the per-head W_UK and
+        W_UV batched GEMMs."""
+        key = ("attn_ops", tokens, absorbed)
+        if key in self._cache:
+            return list(self._cache[key])
+        a, h, t, dt = self.attn, self.hidden, max(1, int(tokens)), self.dense_dtype
+        heads = max(1, a.num_heads // self.inst.tp)
+        kv_b = DTYPE_BYTES[self.inst.kv_dtype]
+        ops: list[tuple[str, float]] = [("attn_norm", self._norm(t * h, residual=True))]
+        ops.append(("cast_attn_in", self._cast(t * h)))
+        if a.kind == "mla":
+            rope, nope, lat, v = a.qk_rope_head_dim, a.qk_nope_head_dim, a.kv_lora_rank, a.v_head_dim
+            qk = nope + rope
+            if a.q_lora_rank:
+                # q_a and kv_a share their input: one fused GEMM (N = 1536 + 576 = 2112 for V3, a
+                # DeepGEMM benchmark shape)
+                ops.append(("qkv_a_proj", self._gemm(t, a.q_lora_rank + lat + rope, h, dt)))
+                ops.append(("q_a_norm", self._norm(t * a.q_lora_rank)))
+                ops.append(("cast_q_b_in", self._cast(t * a.q_lora_rank)))
+                ops.append(("q_b_proj", self._gemm(t, heads * qk, a.q_lora_rank, dt)))
+            else:
+                ops.append(("q_proj", self._gemm(t, heads * qk, h, dt)))
+                ops.append(("kv_a_proj", self._gemm(t, lat + rope, h, dt)))
+            ops.append(("kv_a_norm", self._norm(t * lat)))
+            ops.append(("rope", self._mem(2.0 * 2.0 * t * (heads + 1) * rope)))
+            if absorbed:
+                ops.append(("q_absorb_wuk", self._batched_gemm(heads, t, lat, nope, "bf16")))
+                # query [nope-absorbed 512 | rope 64] per head; latent + rope key appended to the cache
+                ops.append(("build_q", self._mem(2.0 * 2.0 * t * heads * (lat + rope))))
+                ops.append(("kv_cache_write", self._mem(t * (lat + rope) * (2.0 + kv_b))))
+            else:
+                ops.append(("cast_kv_b_in", self._cast(t * lat)))
+                ops.append(("kv_b_proj", self._gemm(t, heads * (nope + v), lat, dt)))
+                # K = [k_nope | k_pe broadcast over heads], V split out of kv_b's output
+                ops.append(("build_qk", self._mem(t * heads * (nope + v) * 2.0 + t * heads * (qk + v) * 2.0)))
+                ops.append(("kv_cache_write", self._mem(t * (lat + rope) * (2.0 + kv_b))))
+            if absorbed:
+                ops.append(("o_absorb_wuv", self._batched_gemm(heads, t, v, lat, "bf16")))
+            ops.append(("cast_o_in", self._cast(t * heads * v)))
+            ops.append(("o_proj", self._gemm(t, h, heads * v, dt)))
+        elif a.kind in ("mha", "gqa"):
+            d = int(a.head_dim)
+            kvh = max(1, a.num_kv_heads // self.inst.tp)
+            ops.append(("qkv_proj", self._gemm(t, (heads + 2 * kvh) * d, h, dt)))
+            if getattr(a, "qk_norm", False):
+                ops.append(("qk_norm", self._norm(t * (heads + kvh) * d)))
+            ops.append(("rope", self._mem(2.0 * 2.0 * t * (heads + kvh) * d)))
+            ops.append(("kv_cache_write", self._mem(t * 2 * kvh * d * (2.0 + kv_b))))
+            ops.append(("cast_o_in", self._cast(t * heads * d)))
+            ops.append(("o_proj", self._gemm(t, h, heads * d, dt)))
+        else:
+            # other attention kinds (V4's compressed attention): the layer's attention weights as one GEMM
+            n = self.attn_params_per_layer / h / self.inst.tp
+            ops.append(("attn_proj", self._gemm(t, n, h, dt)))
+            ops.append(("attn_inner_norms", self._norm(t * h)))
+        self._cache[key] = tuple(ops)
+        return ops
+
     def attention_block_linear(self, tokens: int) -> float:
-        """Attention projections of one layer (weights as one GEMM) plus two RMSNorms."""
-        n = self.attn_params_per_layer / self.hidden / self.inst.tp
-        norms = timing.memory_time(self.gpu, tokens * self.hidden * 2.0 * 4).predicted_s
-        return self._gemm(tokens, n, self.hidden, self.dense_dtype) + norms
+        """Attention block of one layer without the core attention kernel (see :meth:`attention_ops`)."""
+        return sum(t for _, t in self.attention_ops(tokens, self.mla_absorbed))
 
     def _pair_flops(self, decode: bool) -> tuple[int, int]:
         """(qk dim, v dim) of the attention kernel's products."""
@@ -241,32 +399,96 @@ class StepCostModel:
         self._cache[key] = t
         return t
 
-    def dense_ffn(self, tokens: int) -> float:
+    def dense_ffn_ops(self, tokens: int) -> list[tuple[str, float]]:
+        """Dense FFN layer: fused residual-add + RMSNorm, FP8 casts, gate/up GEMM, SwiGLU, down GEMM."""
+        h, t, dt = self.hidden, max(1, int(tokens)), self.dense_dtype
         inter = self.model.intermediate_size / self.inst.tp
-        return self._gemm(tokens, 2 * inter, self.hidden, self.dense_dtype) + self._gemm(
-            tokens, self.hidden, inter, self.dense_dtype
-        )
+        return [
+            ("ffn_norm", self._norm(t * h, residual=True)),
+            ("cast_ffn_in", self._cast(t * h)),
+            ("mlp_gate_up", self._gemm(t, 2 * inter, h, dt)),
+            ("mlp_act_cast", self._act_cast(t, inter)),
+            ("mlp_down", self._gemm(t, h, inter, dt)),
+        ]
 
-    def moe_ffn(self, tokens: int, prefill: bool) -> float:
-        """Gating, shared experts and this GPU's routed experts for ``tokens`` tokens of its rank."""
-        m = self.model
+    def dense_ffn(self, tokens: int) -> float:
+        return sum(x for _, x in self.dense_ffn_ops(tokens))
+
+    def moe_pre_ops(self, tokens: int, prefill: bool) -> list[tuple[str, float]]:
+        """MoE layer up to the dispatch: fused residual-add + RMSNorm, the router GEMM (BF16,
+        [tokens, hidden] x [hidden, experts]), group-limited top-k gating, and for DeepEP's normal
+        (prefill) kernels the FP8 cast of the dispatched hidden state (the low-latency decode kernels
+        cast inside the dispatch kernel, whose published latency includes it)."""
+        m, h, t = self.model, self.hidden, max(1, int(tokens))
+        td = max(1, int(math.ceil(t / self.inst.tp)))
+        e, k = int(m.num_routed_experts), int(m.experts_per_token)
+        scoring = "softmax" if m.scoring_func == "softmax" else "sigmoid"
+        ops = [
+            ("ffn_norm", self._norm(t * h, residual=True)),
+            ("router_gemm", self._gemm(td, e, h, "bf16")),
+            (
+                "gating",
+                timing.gating_time(self.gpu, td, e, k, scoring, max(1, int(m.n_group or 1))).predicted_s,
+            ),
+        ]
+        if prefill:
+            ops.append(("cast_dispatch", self._cast(td * h)))
+        return ops
+
+    def shared_ops(self, tokens: int) -> list[tuple[str, float]]:
+        """Shared experts: FP8 cast of their input, gate/up GEMM, SwiGLU + cast, down GEMM."""
+        if not self.shared_inter:
+            return []
+        h, t, dt = self.hidden, max(1, int(tokens)), self.dense_dtype
+        inter = self.shared_inter / self.inst.tp
+        return [
+            ("cast_shared_in", self._cast(t * h)),
+            ("shared_gate_up", self._gemm(t, 2 * inter, h, dt)),
+            ("shared_act_cast", self._act_cast(t, inter)),
+            ("shared_down", self._gemm(t, h, inter, dt)),
+        ]
+
+    def routed_ops(self, tokens: int, prefill: bool) -> list[tuple[str, float]]:
+        """This GPU's routed experts for ``tokens`` tokens of its rank (busiest GPU's load): grouped
+        gate/up GEMM, SwiGLU + FP8 cast, grouped down GEMM; prefill (contiguous layout) also permutes
+        the received FP8 rows into expert order and un-permutes + weight-reduces the outputs (decode's
+        masked layout is written by the low-latency dispatch, and its combine reduces in-kernel)."""
+        m, h = self.model, self.hidden
         k = int(m.experts_per_token)
-        t = timing.gating_time(self.gpu, max(1, tokens), int(m.num_routed_experts), k).predicted_s
-        if self.shared_inter:
-            inter = self.shared_inter / self.inst.tp
-            t += self._gemm(tokens, 2 * inter, self.hidden, self.dense_dtype)
-            t += self._gemm(tokens, self.hidden, inter, self.dense_dtype)
-        rows = tokens * k / self.inst.tp
+        rows = max(1, int(tokens)) * k / self.inst.tp
         rows *= self.imbalance(rows)
         per_group = max(1, int(math.ceil(rows / self.experts_per_gpu)))
         groups = [per_group] * self.experts_per_gpu
         inter = int(m.moe_intermediate_size)
-        t += timing.grouped_gemm_time(self.gpu, groups, 2 * inter, self.hidden, self.expert_dtype).predicted_s
-        t += timing.grouped_gemm_time(self.gpu, groups, self.hidden, inter, self.expert_dtype).predicted_s
+        recv = max(1, int(math.ceil(per_group * self.experts_per_gpu / k)))
+        ops = []
         if prefill:
-            t += timing.permute_time(self.gpu, max(1, tokens), self.hidden, k).predicted_s
-            t += timing.permute_time(self.gpu, max(1, tokens), self.hidden, k, combine=True).predicted_s
-        return t
+            ops.append(("permute", timing.permute_time(self.gpu, recv, h, k, dtype="fp8").predicted_s))
+        ops += [
+            (
+                "experts_gate_up",
+                timing.grouped_gemm_time(self.gpu, groups, 2 * inter, h, self.expert_dtype).predicted_s,
+            ),
+            ("experts_act_cast", self._act_cast(per_group * self.experts_per_gpu, inter)),
+            (
+                "experts_down",
+                timing.grouped_gemm_time(self.gpu, groups, h, inter, self.expert_dtype).predicted_s,
+            ),
+        ]
+        if prefill:
+            ops.append(
+                ("unpermute_reduce", timing.permute_time(self.gpu, recv, h, k, combine=True).predicted_s)
+            )
+        return ops
+
+    def moe_ffn(self, tokens: int, prefill: bool) -> float:
+        """Everything an MoE layer computes for ``tokens`` tokens of its rank (no communication)."""
+        ops = self.moe_pre_ops(tokens, prefill) + self.shared_ops(tokens) + self.routed_ops(tokens, prefill)
+        return sum(x for _, x in ops)
+
+    def moe_output_add(self, tokens: int) -> float:
+        """Shared-expert output + combined routed output (read two BF16 tensors, write one)."""
+        return self._mem(max(1, int(tokens)) * self.hidden * 2.0 * 3.0)
 
     def all_to_all(self, tokens: int, bytes_per_value: float, dedupe_per_node: bool) -> float:
         """Dispatch or combine of ``tokens`` tokens of this GPU over the instance's EP group."""
@@ -276,6 +498,9 @@ class StepCostModel:
         k = int(self.model.experts_per_token)
         d = min(self.inst.gpus_per_node, ep)
         row = self.hidden * bytes_per_value
+        if not dedupe_per_node:
+            # DeepEP low-latency kernels: one message per (token, expert), uniform over the EP ranks
+            return comm.all_to_all_time(self.cluster, tokens * k * row, num_gpus=ep).predicted_s
         local_frac = (d - 1) / ep
         remote_frac = (ep - d) / ep
         nv_bytes = tokens * k * row * local_frac
@@ -311,39 +536,126 @@ class StepCostModel:
         size = tokens * self.hidden * 2.0
         return comm.all_reduce_time(self.cluster, size, num_gpus=self.inst.tp).predicted_s
 
-    def head(self, tokens: int) -> float:
+    def head_ops(self, rows: int, embedded: int) -> list[tuple[str, float]]:
+        """Per step, not per layer: embedding gather of the ``embedded`` input tokens, final RMSNorm,
+        output head (BF16, as V3 keeps it) and sampling (softmax / top-p over FP32 logits: about
+        three passes) for the ``rows`` positions that need logits."""
+        h, rows = self.hidden, max(1, int(rows))
         vocab = self.model.vocab_size / self.inst.tp
-        return self._gemm(tokens, vocab, self.hidden, "bf16")
+        return [
+            ("embedding", self._mem(max(1, int(embedded)) * h * 2.0 * 2.0)),
+            ("final_norm", self._norm(rows * h, residual=True)),
+            ("lm_head", self._gemm(rows, vocab, h, "bf16")),
+            ("sampling", self._mem(rows * vocab * 4.0 * 3.0)),
+        ]
+
+    def head(self, tokens: int) -> float:
+        return sum(x for _, x in self.head_ops(tokens, tokens))
+
+    def mtp_join_ops(self, tokens: int) -> list[tuple[str, float]]:
+        """MTP module entry (V3-TR section 2.2): RMSNorm of the hidden state and of the next token's
+        embedding, their concatenation projected 2h -> h (FP8 cast first when FP8)."""
+        h, t = self.hidden, max(1, int(tokens))
+        return [
+            ("mtp_embedding", self._mem(t * h * 2.0 * 2.0)),
+            ("mtp_norms", self._norm(2 * t * h)),
+            ("cast_mtp_proj_in", self._cast(2 * t * h)),
+            ("mtp_eh_proj", self._gemm(t, h, 2 * h, self.dense_dtype)),
+        ]
 
     # ---- whole steps --------------------------------------------------------------------------
+    def layer_ops(
+        self, tokens_mb: int, attention_mb: float, prefill: bool
+    ) -> dict[str, list[tuple[str, float]]]:
+        """Named operator times of one micro-batch through one dense and one MoE layer, by stage:
+        "dense_attention", "dense_ffn", "moe_attention" (up to the dispatch), "moe_shared",
+        "moe_routed" (seconds without the SM share that overlapping all-to-all kernels take)."""
+        absorbed = self.mla_absorbed and not prefill
+        attn = self.attention_ops(tokens_mb, absorbed)
+        # the core attention kernel runs after the query/key preparation, before the output side
+        at = next(
+            (i for i, (n, _) in enumerate(attn) if n in ("o_absorb_wuv", "cast_o_in", "o_proj")), len(attn)
+        )
+        attn = attn[:at] + [("core_attention", attention_mb)] + attn[at:]
+        out = {"dense_attention": attn, "dense_ffn": self.dense_ffn_ops(tokens_mb)}
+        out["moe_attention"] = (
+            [("moe_output_add", self.moe_output_add(tokens_mb))] + attn + self.moe_pre_ops(tokens_mb, prefill)
+        )
+        out["moe_shared"] = self.shared_ops(tokens_mb)
+        out["moe_routed"] = self.routed_ops(tokens_mb, prefill)
+        return out
+
+    @staticmethod
+    def _after_core(attention: list[tuple[str, float]]) -> float:
+        """Time of the attention block's operators after the core attention kernel."""
+        names = [n for n, _ in attention]
+        return (
+            sum(x for _, x in attention[names.index("core_attention") + 1 :])
+            if "core_attention" in names
+            else 0.0
+        )
+
+    @staticmethod
+    def _category(name: str) -> str:
+        if name == "core_attention":
+            return "attention"
+        if name.startswith("cast"):
+            return "fp8_casts"
+        if "norm" in name:
+            return "norms"
+        if name in ("rope", "build_q", "build_qk", "kv_cache_write"):
+            return "rope_qk_kv"
+        if "absorb" in name:
+            return "mla_absorb"
+        if name in ("router_gemm", "gating"):
+            return "routing"
+        if "permute" in name:
+            return "permute"
+        if name.endswith("act_cast"):
+            return "activation"
+        if name.startswith(("shared_", "experts_")):
+            return "experts"
+        if name == "moe_output_add":
+            return "residual_adds"
+        return "dense_gemm"
+
     def _layers(
         self, tokens_mb: int, attention_mb: float, prefill: bool
     ) -> tuple[list[LayerCost], dict[str, float]]:
         slow = self.sm_slowdown
-        lin = self.attention_block_linear(tokens_mb)
+        ops = self.layer_ops(tokens_mb, attention_mb, prefill)
+        tot = {stage: sum(x for _, x in v) for stage, v in ops.items()}
         reduce = self.tp_allreduce(tokens_mb)  # on the critical path of each block when tp > 1
-        attn = (lin + attention_mb) * slow + reduce
-        dense = self.dense_ffn(tokens_mb) * slow + reduce if self.model.intermediate_size else 0.0
-        moe = self.moe_ffn(tokens_mb, prefill) * slow + (reduce if self.shared_inter else 0.0)
+        prepare = (tot["dense_attention"] - attention_mb - self._after_core(ops["dense_attention"])) * slow
+        dense = LayerCost(
+            tot["dense_attention"] * slow + reduce,
+            tot["dense_ffn"] * slow + reduce if self.model.intermediate_size else 0.0,
+            attention_prepare_s=prepare,
+        )
         dispatch = self.all_to_all(tokens_mb, 1.0 + FP8_SCALE_OVERHEAD, prefill)
         combine = self.all_to_all(tokens_mb, 2.0, prefill)
-        layers = []
-        n_moe = 0
-        for is_moe in self.moe_layer_flags:
-            if is_moe:
-                layers.append(LayerCost(attn, moe, dispatch, combine))
-                n_moe += 1
-            else:
-                layers.append(LayerCost(attn, dense))
+        moe_layer = LayerCost(
+            tot["moe_attention"] * slow + reduce,
+            tot["moe_routed"] * slow + (reduce if self.shared_inter else 0.0),
+            dispatch,
+            combine,
+            tot["moe_shared"] * slow,
+            attention_prepare_s=prepare + self.moe_output_add(tokens_mb) * slow,
+        )
+        layers = [moe_layer if f else dense for f in self.moe_layer_flags]
         mb = self.inst.micro_batches
+        n_moe = sum(self.moe_layer_flags)
         n_dense = self.num_layers - n_moe
-        parts = {
-            "attention": mb * self.num_layers * attention_mb * slow,
-            "dense_gemm": mb * (self.num_layers * lin + n_dense * dense / slow) * slow,
-            "experts": mb * n_moe * moe,
-            "dispatch": mb * n_moe * dispatch,
-            "combine": mb * n_moe * combine,
-        }
+        parts: dict[str, float] = {}
+        for stage, v in ops.items():
+            count = n_dense if stage.startswith("dense") else n_moe
+            if stage == "dense_ffn" and not self.model.intermediate_size:
+                continue
+            for name, x in v:
+                c = self._category(name)
+                parts[c] = parts.get(c, 0.0) + mb * count * x * slow
+        parts["dispatch"] = mb * n_moe * dispatch
+        parts["combine"] = mb * n_moe * combine
         if reduce:
             parts["tp_allreduce"] = mb * (2 * self.num_layers) * reduce
         return layers, parts
@@ -363,20 +675,30 @@ class StepCostModel:
         if mb != self.inst.micro_batches:
             parts = {k: v * mb / self.inst.micro_batches for k, v in parts.items()}
         if self.draft:
-            # the MTP module: one MoE layer over one token per request, per draft token
-            mtp_attn = self.decode_attention(b_mb, 1, kv_len)
-            mtp_layers, mtp_parts = self._layers(b_mb, mtp_attn, prefill=False)
+            # the MTP module, once per draft token: its entry projection and one MoE decoder layer over
+            # the positions verified this step (it needs their hidden states and its own KV entries),
+            # then the shared output head over one position per request for the draft
+            mtp_layers, _ = self._layers(b_mb * q, self.decode_attention(b_mb, q, kv_len), prefill=False)
             moe_layer = next(
                 (x for x, f in zip(mtp_layers, self.moe_layer_flags, strict=True) if f), mtp_layers[-1]
             )
+            join = sum(x for _, x in self.mtp_join_ops(b_mb * q)) * self.sm_slowdown
+            moe_layer = replace(moe_layer, attention_s=moe_layer.attention_s + join)
             layers = layers + [moe_layer] * self.draft
             parts["mtp"] = (
                 self.draft
                 * mb
-                * (moe_layer.attention_s + moe_layer.ffn_s + moe_layer.dispatch_s + moe_layer.combine_s)
+                * (
+                    moe_layer.attention_s
+                    + moe_layer.shared_s
+                    + moe_layer.ffn_s
+                    + moe_layer.dispatch_s
+                    + moe_layer.combine_s
+                )
             )
-        sched = two_stream_schedule(layers, mb)
-        head = self.head(batch_per_gpu * q) + self.draft * self.head(batch_per_gpu)
+        sched = decode_pipeline_schedule(layers, mb)
+        head = sum(x for _, x in self.head_ops(batch_per_gpu * q, batch_per_gpu * q))
+        head += self.draft * sum(x for _, x in self.head_ops(batch_per_gpu, batch_per_gpu))
         parts["head"] = head
         total = sched.total_s + head
         result = StepCost(
@@ -397,10 +719,14 @@ class StepCostModel:
         t_mb = int(math.ceil(tokens_per_gpu / mb))
         layers, parts = self._layers(t_mb, attention_s / mb, prefill=True)
         if self.draft:
+            # the MTP module over the prompt (its KV entries and the first draft): entry projection
+            # and one MoE decoder layer
             moe_layer = next((x for x, f in zip(layers, self.moe_layer_flags, strict=True) if f), layers[-1])
-            layers = layers + [moe_layer]
+            join = sum(x for _, x in self.mtp_join_ops(t_mb)) * self.sm_slowdown
+            layers = layers + [replace(moe_layer, attention_s=moe_layer.attention_s + join)]
         sched = two_stream_schedule(layers, mb)
-        head = self.head(max(1, tokens_per_gpu // 64))  # logits of the last position of each request only
+        # logits of the last position of each request only (at least one request per 64 tokens)
+        head = sum(x for _, x in self.head_ops(max(1, tokens_per_gpu // 64), tokens_per_gpu))
         parts["head"] = head
         total = sched.total_s + head
         return StepCost(

@@ -1,0 +1,101 @@
+"""The operators a serving step is made of: every kernel of a DeepSeek-style prefill batch and decode
+step is present with its own shape, and the overlap schedules behave at their limits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gpus
+import moe
+from sim import comm, timing
+from sim.serving.deployment import parse_instance
+from sim.serving.stepcost import LayerCost, StepCostModel, decode_pipeline_schedule
+
+M = moe.get("deepseek-v3")
+G = gpus.get("H800")
+
+
+def _cost(role: str, spec: dict, draft: int = 0) -> StepCostModel:
+    return StepCostModel(M, G, parse_instance(role, spec, M, G), draft, np.random.default_rng(0))
+
+
+DECODE = _cost("decode", {"nodes": 16, "ep": 128, "attn_dp": 128})
+PREFILL = _cost("prefill", {"nodes": 4, "ep": 32, "attn_dp": 32})
+
+
+def _names(ops: dict) -> set[str]:
+    return {n for v in ops.values() for n, _ in v}
+
+
+def test_decode_layer_has_every_kernel():
+    ops = DECODE.layer_ops(64, DECODE.decode_attention(64, 1, 4096), prefill=False)
+    need = {
+        "attn_norm", "cast_attn_in", "qkv_a_proj", "q_a_norm", "kv_a_norm", "cast_q_b_in", "q_b_proj",
+        "rope", "q_absorb_wuk", "build_q", "kv_cache_write", "core_attention", "o_absorb_wuv",
+        "cast_o_in", "o_proj", "ffn_norm", "router_gemm", "gating", "cast_shared_in", "shared_gate_up",
+        "shared_act_cast", "shared_down", "experts_gate_up", "experts_act_cast", "experts_down",
+        "moe_output_add", "mlp_gate_up", "mlp_down",
+    }  # fmt: skip
+    assert need <= _names(ops)
+    # decode runs MLA absorbed (no K/V up-projection) and the low-latency kernels cast and reduce in-kernel
+    assert not {"kv_b_proj", "cast_dispatch", "permute", "unpermute_reduce"} & _names(ops)
+    assert all(x > 0 for v in ops.values() for _, x in v)
+    # the core attention kernel sits between the query preparation and the output side
+    names = [n for n, _ in ops["moe_attention"]]
+    assert names.index("q_absorb_wuk") < names.index("core_attention") < names.index("o_absorb_wuv")
+
+
+def test_prefill_layer_has_every_kernel():
+    ops = PREFILL.layer_ops(8192, PREFILL.prefill_attention(4096, 0) * 2, prefill=True)
+    names = _names(ops)
+    assert {"kv_b_proj", "cast_kv_b_in", "build_qk", "cast_dispatch", "permute", "unpermute_reduce"} <= names
+    assert not {"q_absorb_wuk", "o_absorb_wuv"} & names
+
+
+def test_fp8_casts_vanish_with_bf16_weights():
+    bf16 = _cost("decode", {"nodes": 16, "ep": 128, "weight_dtype": "bf16"})
+    ops = bf16.layer_ops(64, 1e-4, prefill=False)
+    casts = [x for v in ops.values() for n, x in v if n.startswith("cast")]
+    assert casts and all(x == 0 for x in casts)
+    assert sum(x for v in ops.values() for _, x in v) > 0
+
+
+def test_batched_gemm_counts_every_member():
+    # MLA's absorbed W_UK product: 128 heads of [64, 128] x [128, 512]
+    one = timing.gemm_time(G, 64, 512, 128, "bf16")
+    t = DECODE._batched_gemm(128, 64, 512, 128, "bf16")
+    roof = max(128 * one.flops / G.peak_flops("bf16"), 128 * 512 * 128 * 2.0 / G.hbm_bandwidth_bytes_per_s)
+    assert t > roof
+    assert t > one.predicted_s
+
+
+def test_decode_dispatch_is_the_low_latency_all_to_all():
+    k = M.experts_per_token
+    row = M.hidden_size * (1 + 4 / 128)
+    want = comm.all_to_all_time(DECODE.cluster, 128 * k * row, num_gpus=128).predicted_s
+    assert DECODE.all_to_all(128, 1 + 4 / 128, dedupe_per_node=False) == pytest.approx(want)
+    # DeepEP low-latency dispatch, EP128, 128 tokens: 192 us (deepseek_figures.md 4.2); 20%
+    assert want == pytest.approx(192e-6, rel=0.2)
+
+
+def test_decode_pipeline_limits():
+    comm_only = [LayerCost(0.0, 0.0, 1.0, 2.0)] * 5
+    assert decode_pipeline_schedule(comm_only, 2).total_s == pytest.approx(5 * 2 * 3.0)
+    compute_only = [LayerCost(1.0, 2.0, 0.0, 0.0, 0.5, 0.25)] * 5
+    assert decode_pipeline_schedule(compute_only, 2).total_s == pytest.approx(5 * 2 * 3.5)
+    serial = [LayerCost(1.0, 1.0, 1.0, 1.0, 0.5, 0.5)] * 10
+    # one micro-batch: only the shared expert overlaps its own dispatch (attention 1, dispatch 1 over
+    # shared 0.5, experts 1, combine 1)
+    assert decode_pipeline_schedule(serial, 1).total_s == pytest.approx(10 * 4.0)
+    overlapped = decode_pipeline_schedule(serial, 2)
+    assert overlapped.total_s < 2 * 10 * 4.0
+    assert overlapped.total_s >= max(overlapped.compute_busy_s, overlapped.comm_busy_s)
+
+
+def test_mtp_step_costs_more_than_plain_step():
+    plain = DECODE.decode_step(128, 4096)
+    mtp = _cost("decode", {"nodes": 16, "ep": 128, "attn_dp": 128}, draft=1).decode_step(128, 4096)
+    assert mtp.time_s > plain.time_s
+    assert mtp.breakdown_s["mtp"] > 0
+    assert mtp.breakdown_s["head"] > plain.breakdown_s["head"]
