@@ -4,26 +4,40 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("train", help="simulate MoE training: step time, MFU, GPU-hours, USD")
-    p.add_argument("--model", default="deepseek-v3")
-    p.add_argument("--gpu", default="H800")
-    p.add_argument("--num-gpus", type=int, default=2048)
-    p.add_argument("--tp", type=int, default=1)
-    p.add_argument("--pp", type=int, default=16)
-    p.add_argument("--ep", type=int, default=64)
+    p = subparsers.add_parser(
+        "train",
+        help="simulate MoE training: step time, MFU, GPU-hours, USD",
+        description="Simulate one optimizer step (SimPy) and cost a token budget. Defaults are "
+        "DeepSeek-V3's published pre-training configuration (V3 report, ISCA'25).",
+        epilog="examples:\n"
+        "  moe-sim train                                      # V3 on 2,048 H800, PP16 DualPipe EP64 FP8\n"
+        "  moe-sim train --model deepseek-v4-flash --gpu H20 --plan auto --tokens 32e12\n"
+        "  moe-sim train --v3-run                             # V3's whole run, phase by phase\n"
+        "  moe-sim train --projections --json                 # V4 on H100/H800/H20/A800",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", default="deepseek-v3", help="catalog name (moe-sim models)")
+    p.add_argument("--gpu", default="H800", help="GPU name or alias (moe-sim gpus)")
+    p.add_argument("--num-gpus", type=int, default=2048, help="GPUs in the job (= tp x pp x dp)")
+    p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree")
+    p.add_argument("--pp", type=int, default=16, help="pipeline stages")
+    p.add_argument("--ep", type=int, default=64, help="expert-parallel degree (divides tp x dp)")
     p.add_argument("--cp", type=int, default=1, help="context parallel degree (taken from DP)")
-    p.add_argument("--seq-len", type=int, default=4096)
-    p.add_argument("--global-batch-seqs", type=int, default=15360)
-    p.add_argument("--tokens", type=float, default=14.8e12)
-    p.add_argument("--precision", default="fp8")
-    p.add_argument("--schedule", default="dualpipe")
-    p.add_argument("--usd-per-gpu-hour", type=float, default=None)
+    p.add_argument("--seq-len", type=int, default=4096, help="tokens per sequence")
+    p.add_argument("--global-batch-seqs", type=int, default=15360, help="sequences per optimizer step")
+    p.add_argument("--tokens", type=float, default=14.8e12, help="training tokens to cost")
+    p.add_argument("--precision", default="fp8", help="fp8 (DeepSeek-V3 recipe) or bf16")
+    p.add_argument("--schedule", default="dualpipe",
+                   help="1f1b, interleaved-1f1b, zb1p, dualpipe or dualpipev")
+    p.add_argument("--usd-per-gpu-hour", type=float, default=None,
+                   help="rental price (default: the GPU profile's typical price)")
     p.add_argument("--plan", choices=["auto"], default=None, help="search parallel plans")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument(
@@ -59,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             context_parallel=args.cp,
         )
     except ValueError as err:
-        print(f"error: {err}")
+        print(f"moe-sim train: error: {err}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(t.to_dict(), default=str))
