@@ -2,28 +2,37 @@
 
 A step is a forward pass of the whole model over the tokens of a batch, on one GPU of the
 instance (attention data-parallel ranks run the same program on their own requests; the step
-waits for the slowest rank). Per layer:
+waits for the slowest rank). Every kernel a DeepSeek-style inference step launches is an operator
+with its own shape and bytes (:meth:`StepCostModel.layer_ops` lists them by name):
 
-* attention block: the attention projections as one GEMM of the layer's attention weights (M =
-  tokens), and the core attention over the KV cache (:func:`sim.timing.attention_time`; MLA in
-  decode in its absorbed form, as FlashMLA runs it: 576-d keys, 512-d values, the latent cache
-  read once per request);
-* dense layers: the dense FFN (gate/up and down GEMMs);
-* MoE layers: gating, shared experts, routed experts as grouped GEMMs over this GPU's experts
-  with the busiest GPU's load (:func:`sim.serving.deployment.expert_imbalance`), and the
-  dispatch (FP8 + 1x128 scales) and combine (BF16) all-to-all over NVLink and InfiniBand
-  (:mod:`sim.comm` links). Decode uses per-expert sends (DeepEP low-latency kernels); prefill
-  deduplicates per node (DeepEP normal kernels: a token crosses IB once per destination node).
+* attention block: fused residual-add + RMSNorm; a per-token (1x128) FP8 cast before every FP8
+  GEMM; MLA's fused q_a/kv_a projection, q_a and kv_a RMSNorms, q_b projection; RoPE; in prefill the
+  kv_b up-projection and the assembly of per-head K/V (also over a cached prefix), in decode the
+  absorbed per-head W_UK and W_UV batched GEMMs and the 576-d query; the KV-cache write; the core
+  attention (:func:`sim.timing.attention_time`; FlashMLA in decode at the batch's KV length and KV
+  dtype); the output projection. GQA/MHA models get their qkv/o projections, RoPE and KV write;
+* dense layers: fused add + norm, cast, gate/up GEMM, SwiGLU fused with the FP8 cast, down GEMM;
+* MoE layers: the router GEMM and group-limited top-k gating; shared experts (cast, GEMMs, SwiGLU);
+  routed experts as grouped GEMMs over this GPU's experts with the busiest GPU's load
+  (:func:`sim.serving.deployment.expert_imbalance`); in prefill (DeepEP normal kernels) the FP8 cast
+  before the dispatch, the permute of received rows and the weighted un-permute; the dispatch (FP8
+  + 1x128 scales) and combine (BF16) all-to-all over NVLink and InfiniBand (:mod:`sim.comm` links).
+  Decode uses DeepEP's low-latency kernels (one message per token and expert, cast and reduction
+  inside the kernels: :func:`sim.comm.all_to_all_time`); prefill deduplicates per node (normal
+  kernels: a token crosses IB once per destination node);
+* per step: embedding, final norm, output head and sampling; with MTP, the MTP module (entry norms
+  and 2h -> h projection, one MoE layer over the verified positions) and its head per draft token.
 
-Two micro-batches: each step is split in two halves whose communication overlaps the other
-half's computation, scheduled exactly on a compute stream and a communication stream (order on
-the compute stream: attention A, attention B, MoE A, MoE B; on the communication stream:
-dispatch A, dispatch B, combine A, combine B), as DeepSeek describes for prefill and decode
-(V3-TR section 3.4; Day 6). With compute zero the layer costs 2 x (dispatch + combine), the
-ISCA'25 bound; with communication zero it costs the computation.
+Batched GEMMs (``Op.batch``) are timed here as one kernel over all members
+(:meth:`StepCostModel._batched_gemm`): ``sim.timing.op_time`` times only one member.
 
-Computation that overlaps all-to-all kernels that occupy SMs runs on the remaining SMs
-(``comm_sms``).
+Two micro-batches (Day 6; V3-TR section 3.4): prefill overlaps one micro-batch's computation
+with the other's dispatch/combine on a compute and a communication stream (order on the compute
+stream: attention A, attention B, MoE A, MoE B; shared experts do not wait for the dispatch);
+the normal kernels hold ``comm_sms`` SMs, so computation runs on the rest. Decode runs the
+five-stage pipeline of :func:`decode_pipeline_schedule` (attention split in two). With compute
+zero a layer costs 2 x (dispatch + combine), the ISCA'25 bound; with communication zero it costs
+the computation.
 """
 
 from __future__ import annotations
@@ -301,6 +310,13 @@ class StepCostModel:
                 ops.append(("kv_a_proj", self._gemm(t, lat + rope, h, dt)))
             ops.append(("kv_a_norm", self._norm(t * lat)))
             ops.append(("rope", self._mem(2.0 * 2.0 * t * (heads + 1) * rope)))
+            if a.index_topk:
+                # DeepSeek sparse attention's lightning indexer projections (its scoring kernel is
+                # counted with the core attention, :meth:`_effective_keys`)
+                q_in = a.q_lora_rank or h
+                ops.append(("indexer_q", self._gemm(t, a.index_n_heads * a.index_head_dim, q_in, dt)))
+                ops.append(("indexer_k", self._gemm(t, a.index_head_dim, h, dt)))
+                ops.append(("indexer_weights", self._gemm(t, a.index_n_heads, h, "bf16")))
             if absorbed:
                 ops.append(("q_absorb_wuk", self._batched_gemm(heads, t, lat, nope, "bf16")))
                 # query [nope-absorbed 512 | rope 64] per head; latent + rope key appended to the cache
@@ -396,6 +412,14 @@ class StepCostModel:
             timing.attention_time(self.gpu, 1, new_tokens, context, heads, qk, v, True, "bf16").predicted_s
             * scale
         )
+        a = self.attn
+        if cached_tokens > 0 and a.kind == "mla" and not a.index_topk:
+            # MLA prefill attends with full per-head keys and values: a cached prefix (stored as
+            # latents) is up-projected again (kv_b GEMM over the prefix, its FP8 cast, K/V assembly)
+            c, lat, nope = int(cached_tokens), a.kv_lora_rank, a.qk_nope_head_dim
+            t += self._cast(c * lat)
+            t += self._gemm(c, heads * (nope + a.v_head_dim), lat, self.dense_dtype)
+            t += self._mem(c * heads * (nope + a.v_head_dim) * 2.0 + c * heads * (qk + a.v_head_dim) * 2.0)
         self._cache[key] = t
         return t
 
@@ -570,7 +594,7 @@ class StepCostModel:
         """Named operator times of one micro-batch through one dense and one MoE layer, by stage:
         "dense_attention", "dense_ffn", "moe_attention" (up to the dispatch), "moe_shared",
         "moe_routed" (seconds without the SM share that overlapping all-to-all kernels take)."""
-        absorbed = self.mla_absorbed and not prefill
+        absorbed = self.mla_absorbed and (not prefill or bool(self.attn.index_topk))
         attn = self.attention_ops(tokens_mb, absorbed)
         # the core attention kernel runs after the query/key preparation, before the output side
         at = next(
