@@ -34,7 +34,25 @@ from typing import Any
 
 import numpy as np
 
-FAMILIES = ("gemm", "grouped_gemm", "gating", "permute", "attention_prefill", "attention_decode", "memory")
+FAMILIES = (
+    "gemm",
+    "grouped_gemm",
+    "gating",
+    "permute",
+    "attention_prefill",
+    "attention_decode",
+    "memory",
+    "gemm_wgrad",
+    "memory_bound",
+    "attention_backward",
+)
+# A family a device file lacks borrows the first of these the file has (nearest kind of kernel
+# on the same device), before the uncalibrated defaults.
+FALLBACKS: dict[str, tuple[str, ...]] = {
+    "gemm_wgrad": ("gemm",),
+    "memory_bound": ("memory", "gemm"),
+    "attention_backward": ("attention_prefill", "memory", "gemm"),
+}
 PARAMETER_NAMES = ("launch_s", "compute_efficiency", "memory_efficiency", "overlap_exponent")
 # Bounds of the fitted parameters: physical limits, not tuning knobs.
 PARAMETER_BOUNDS = {

@@ -115,10 +115,10 @@ class _Device:
         return float(self.profile.peak_flops(key)), key
 
     def params(self, family: str) -> tuple[cal.FamilyParams, str]:
-        # A family the device file lacks borrows, in order, the file's "memory" then "gemm"
-        # parameters (same device, nearest kind of kernel), before the uncalibrated defaults.
+        # A family the device file lacks borrows the nearest family the file has (same device,
+        # nearest kind of kernel: ``cal.FALLBACKS``), before the uncalibrated defaults.
         found = cal.family_params(self.calibration, family)
-        for fallback in ("memory", "gemm"):
+        for fallback in cal.FALLBACKS.get(family, ("memory", "gemm")):
             if found is None:
                 found = cal.family_params(self.calibration, fallback)
         if found is not None:
@@ -243,19 +243,45 @@ def _gemm_quantised_flops(dev: _Device, group_rows: Sequence[int], n: int, k: in
     return best
 
 
-def gemm_time(gpu: Any, m: int, n: int, k: int, dtype: str = "bf16") -> OpTime:
-    """Dense GEMM ``C[m, n] = A[m, k] @ B[k, n]``: 2mnk FLOP; A, B read once, C written once."""
+GEMM_PHASES = ("forward", "dgrad", "wgrad")
+
+
+def gemm_time(
+    gpu: Any, m: int, n: int, k: int, dtype: str = "bf16", phase: str = "forward", batch: int = 1
+) -> OpTime:
+    """Dense GEMM ``C[m, n] = A[m, k] @ B[k, n]``: 2mnk FLOP; A, B read once, C written once.
+
+    ``phase``: "forward" and "dgrad" (``dX = dY W^T``) use the ``gemm`` family; "wgrad"
+    (``dW = X^T dY``, reduction over the tokens) uses the ``gemm_wgrad`` family: DeepSeek's
+    weight-gradient kernel (``fp8_dptp128c_acc``) accumulates in FP32 into the existing
+    gradient, so C is read and written in FP32 (8 bytes per element), and its sustained rate
+    differs from the forward kernels' (fitted on the V3 training trace, ``kernels_numba.published``).
+    ``batch`` > 1: a batched GEMM (e.g. MLA's absorbed per-head products), ``batch`` independent
+    [m, k] x [k, n] products in one kernel: batch times the FLOPs and bytes, tiles of every
+    product quantised together over the SMs.
+    """
     m, n, k = (_positive_int(v, name) for v, name in ((m, "m"), (n, "n"), (k, "k")))
+    batch = _positive_int(batch, "batch")
+    if phase not in GEMM_PHASES:
+        raise ValueError(f"phase must be one of {', '.join(GEMM_PHASES)}, got {phase!r}")
     dev = _device(gpu)
     peak, used = dev.peak(dtype)
     size = cal.dtype_bytes(used)
     out_size = max(size, 2.0) if used in ("fp8", "fp4", "int8") else size  # low-precision GEMMs write BF16
-    flops = 2.0 * m * n * k
-    bytes_moved = (m * k + k * n) * size + m * n * out_size
-    quant = _gemm_quantised_flops(dev, [m], n, k) / peak
-    return _result(
-        dev, "gemm", flops, bytes_moved, peak, quant, {"m": m, "n": n, "k": k, "dtype": str(dtype)}
-    )
+    family = "gemm"
+    out_traffic = out_size
+    if phase == "wgrad":
+        family = "gemm_wgrad"
+        out_traffic = 8.0  # FP32 gradient read and written back (accumulation)
+    flops = 2.0 * m * n * k * batch
+    bytes_moved = ((m * k + k * n) * size + m * n * out_traffic) * batch
+    quant = _gemm_quantised_flops(dev, [m] * batch, n, k) / peak
+    shape: dict[str, Any] = {"m": m, "n": n, "k": k, "dtype": str(dtype)}
+    if batch > 1:
+        shape["batch"] = batch
+    if phase == "wgrad":
+        shape["phase"] = phase
+    return _result(dev, family, flops, bytes_moved, peak, quant, shape)
 
 
 def grouped_gemm_time(
@@ -313,8 +339,17 @@ def attention_time(
     dtype: str = "bf16",
     kv_bytes: float | None = None,
     materialized_scores: bool = False,
+    backward: bool = False,
 ) -> OpTime:
-    """Attention forward (scores and values products), per layer.
+    """Attention forward (scores and values products), per layer; ``backward=True``: its
+    backward kernel (FlashAttention's ``FlashAttnBwd``).
+
+    Backward: 5 matmuls against the forward's 2 (S = QK^T recomputed, dP = dO V^T, dV = P^T dO,
+    dQ = dS K, dK = dS^T Q; FlashAttention-2, Dao 2023, section 3.1), so 2.5x the FLOPs; bytes:
+    Q, K, V, O, dO read and dQ (FP32 accumulator), dK, dV written, i.e. twice the forward's
+    plus the FP32 dQ. Family ``attention_backward`` (fitted on the V3 training trace's
+    FlashAttnBwd instances; its preprocess and dQ-convert kernels are separate memory-bound
+    kernels).
 
     ``materialized_scores``: the implementation writes the full ``q_len x kv_len`` score matrix
     to memory and reads it back (an unfused "math" path, e.g. PyTorch's CPU SDPA when the query
@@ -351,8 +386,12 @@ def attention_time(
     bytes_moved = batch * num_heads * q_len * (qk_head_dim + v_head_dim) * size + kv_total
     if materialized_scores:
         bytes_moved += 3.0 * 4.0 * batch * num_heads * float(q_len) * kv_len
-    decode = q_len <= 16
+    decode = q_len <= 16 and not backward
     family = "attention_decode" if decode else "attention_prefill"
+    if backward:
+        flops *= 2.5
+        bytes_moved = 2.0 * bytes_moved + batch * num_heads * q_len * qk_head_dim * 4.0
+        family = "attention_backward"
     if decode:
         quant = flops / peak
     else:
@@ -370,13 +409,21 @@ def attention_time(
         "causal": bool(causal),
         "dtype": str(dtype),
     }
+    if backward:
+        shape["backward"] = True
     return _result(dev, family, flops, bytes_moved, peak, quant, shape)
 
 
-def memory_time(gpu: Any, bytes_moved: float, family: str = "memory", flops: float = 0.0) -> OpTime:
-    """A bandwidth-bound operator (norm, elementwise, permute): bytes read plus written.
+def memory_time(
+    gpu: Any, bytes_moved: float, family: str = "memory_bound", flops: float = 0.0, launches: int = 1
+) -> OpTime:
+    """A bandwidth-bound kernel (FP8 cast, transpose, norm, elementwise, permute): bytes read
+    plus written.
 
-    ``family`` selects the fitted parameters ("memory", "gating", "permute").
+    ``family`` selects the fitted parameters: ``memory_bound`` (default; on H800 the effective
+    bandwidth and per-kernel overhead fitted on the V3 training trace's RMSNorm and attention
+    pre/post-process kernels; a device without it borrows its ``memory`` then ``gemm`` fit),
+    or "memory", "gating", "permute". ``launches``: kernels the operator issues.
     """
     if bytes_moved < 0 or flops < 0:
         raise ValueError(f"bytes_moved and flops must be non-negative, got {bytes_moved}, {flops}")
@@ -385,7 +432,14 @@ def memory_time(gpu: Any, bytes_moved: float, family: str = "memory", flops: flo
     dev = _device(gpu)
     peak, _ = dev.peak("fp32")
     return _result(
-        dev, family, float(flops), float(bytes_moved), peak, float(flops) / peak, {"bytes": bytes_moved}
+        dev,
+        family,
+        float(flops),
+        float(bytes_moved),
+        peak,
+        float(flops) / peak,
+        {"bytes": bytes_moved},
+        _positive_int(launches, "launches"),
     )
 
 
@@ -468,7 +522,9 @@ def op_time(gpu: Any, op: Any) -> OpTime:
     kind = getattr(op, "kind", None)
     dtype = str(getattr(op, "dtype", "bf16") or "bf16")
     if kind == "gemm":
-        return gemm_time(gpu, op.m, op.n, op.k, dtype)
+        # a batched GEMM (``op.batch`` > 1, e.g. MLA's absorbed per-head products) costs its
+        # ``batch`` products in one kernel, not one product
+        return gemm_time(gpu, op.m, op.n, op.k, dtype, batch=max(1, int(getattr(op, "batch", 1) or 1)))
     if kind == "grouped_gemm":
         sizes = tuple(getattr(op, "group_sizes", ()) or ())
         if not sizes:
@@ -506,7 +562,7 @@ def op_time(gpu: Any, op: Any) -> OpTime:
         family = "attention_decode" if (m is not None and 0 < int(m) <= 16) else "attention_prefill"
         return _result(dev, family, flops, traffic, peak, flops / peak, {"op": getattr(op, "name", "")})
     if kind in ("norm", "elementwise"):
-        return memory_time(gpu, traffic, family="memory", flops=flops)
+        return memory_time(gpu, traffic, family="memory_bound", flops=flops)
     if kind == "gating":
         return memory_time(gpu, traffic, family="gating", flops=flops)
     if kind in _COMM_KINDS:

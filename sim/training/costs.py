@@ -17,10 +17,12 @@ Modelling choices, each stated where it is made (none is fitted to an end-to-end
   linear layers and experts; attention core, router, embedding and output head in bf16
   (V3-TR section 3.3: "embedding, output head, MoE gating, normalization, attention" kept
   in higher precision). A dtype the GPU lacks falls to ``gpu.nearest_dtype``.
-* Attention backward = 2.5x the forward FLOPs at the forward kernel's efficiency (the
-  FlashAttention-2 count, Dao 2023, section 3.1: bwd has 5 matmuls vs 2 in fwd).
+* Attention backward = 2.5x the forward FLOPs (the FlashAttention-2 count, Dao 2023, section
+  3.1: bwd has 5 matmuls vs 2 in fwd) at the calibrated ``attention_backward`` efficiency
+  (``timing.attention_time(..., backward=True)``); weight-gradient GEMMs use the
+  ``gemm_wgrad`` family (``timing.gemm_time(..., phase="wgrad")``).
 * Memory-bound operators (norms, SwiGLU, casts, permutes) move the bytes counted below at
-  the calibrated ``memory`` / ``permute`` efficiency; their backward moves twice the bytes.
+  the calibrated ``memory_bound`` / ``permute`` efficiency; their backward moves twice the bytes.
 * Expert all-to-all with node-limited routing: a token reaches at most ``max_nodes_per_token``
   nodes (V3: 4, V3-TR 2.1.2); it crosses InfiniBand once per remote node and is forwarded
   inside the node over NVLink (DeepEP's internode kernels). When the EP group fits in one
@@ -215,8 +217,8 @@ class TrainingCostModel:
         return [rows] * local_experts, busiest / mean
 
     # --- operators ------------------------------------------------------------------------------
-    def _gemm(self, m: int, n: int, k: int, dtype: str) -> timing.OpTime:
-        return _gemm_cached(self.gpu, max(1, int(m)), max(1, int(n)), max(1, int(k)), dtype)
+    def _gemm(self, m: int, n: int, k: int, dtype: str, phase: str = "forward") -> timing.OpTime:
+        return _gemm_cached(self.gpu, max(1, int(m)), max(1, int(n)), max(1, int(k)), dtype, phase)
 
     def _mem(self, bytes_moved: float) -> timing.OpTime:
         return _memory_cached(self.gpu, float(bytes_moved))
@@ -258,7 +260,7 @@ class TrainingCostModel:
             shapes.append(("o", h, heads * hd, False))
         return shapes
 
-    def _attention_core(self, context_len: int) -> timing.OpTime:
+    def _attention_core(self, context_len: int, backward: bool = False) -> timing.OpTime:
         a = self.model.attention
         heads = max(1, a.num_heads // self.plan.tp)
         q_len = self.tokens // self.plan.micro_batch_seqs  # query rows of one sequence on this GPU
@@ -272,7 +274,16 @@ class TrainingCostModel:
             # plus a sliding window (model card: CSA top-k + window); not causal-triangular.
             kv_len = min(context_len, a.index_topk + (a.sliding_window or 0))
             t = timing.attention_time(
-                self.gpu, self.plan.micro_batch_seqs, q_len, kv_len, heads, qk, v, False, self.attn_dtype
+                self.gpu,
+                self.plan.micro_batch_seqs,
+                q_len,
+                kv_len,
+                heads,
+                qk,
+                v,
+                False,
+                self.attn_dtype,
+                backward=backward,
             )
             return t
         if a.sliding_window:
@@ -280,7 +291,16 @@ class TrainingCostModel:
         # Context parallelism: this GPU holds seq/cp queries against the whole causal context;
         # with load-balanced chunking it does 1/cp of the full causal work.
         full = timing.attention_time(
-            self.gpu, self.plan.micro_batch_seqs, context_len, kv_len, heads, qk, v, True, self.attn_dtype
+            self.gpu,
+            self.plan.micro_batch_seqs,
+            context_len,
+            kv_len,
+            heads,
+            qk,
+            v,
+            True,
+            self.attn_dtype,
+            backward=backward,
         )
         if self.plan.cp == 1:
             return full
@@ -486,7 +506,7 @@ class TrainingCostModel:
                 "other", self._mem(o_elems * (BF16_BYTES + e5m6)), name="cast_fp8 attention out E5M6 cache"
             )
             ba.add("other", self._mem(o_elems * (BF16_BYTES + e5m6)), name="cast_fp8 attention out E5M6 back")
-        ba.add("attention", attn, 2.5, name="attention bwd")
+        ba.add("attention", self._attention_core(plan.seq_len, backward=True), name="attention bwd")
         if a.kind in ("mla", "mha", "gqa"):
             qk_dim = (a.qk_nope_head_dim + a.qk_rope_head_dim) if a.kind == "mla" else a.head_dim
             v_dim = a.v_head_dim if a.kind == "mla" else a.head_dim
@@ -537,7 +557,8 @@ class TrainingCostModel:
                 # Weight gradient per expert: dW_e = X_e^T dY_e, reduction over that expert's tokens.
                 for rows_e in groups:
                     if rows_e > 0:
-                        wm.add("gemm", _gemm_cached(self.gpu, kk, n, rows_e, g), name=f"gemm {name} wgrad")
+                        wt = _gemm_cached(self.gpu, kk, n, rows_e, g, "wgrad")
+                        wm.add("gemm", wt, name=f"gemm {name} wgrad")
                 if fp8:
                     bm.add(
                         "other",
@@ -640,7 +661,7 @@ class TrainingCostModel:
         b.add("gemm", self._gemm(rows, k, n, g), name=f"gemm {name} dgrad")
         if fp8:
             w.add("other", self._mem(rows * (n + k) * cast), name=f"cast_fp8 transpose {name} X,dY")
-        w.add("gemm", self._gemm(k, n, rows, g), name=f"gemm {name} wgrad")
+        w.add("gemm", self._gemm(k, n, rows, g, "wgrad"), name=f"gemm {name} wgrad")
 
     def _swiglu(self, f: _Block, b: _Block, name: str, rows: int, inter: int, recompute: bool) -> None:
         """SwiGLU over [rows, 2 * inter] -> [rows, inter]; with FP8 GEMMs the output is written
@@ -731,8 +752,8 @@ class TrainingCostModel:
 
 
 @lru_cache(maxsize=4096)
-def _gemm_cached(gpu: Any, m: int, n: int, k: int, dtype: str) -> timing.OpTime:
-    return timing.gemm_time(gpu, m, n, k, dtype)
+def _gemm_cached(gpu: Any, m: int, n: int, k: int, dtype: str, phase: str = "forward") -> timing.OpTime:
+    return timing.gemm_time(gpu, m, n, k, dtype, phase=phase)
 
 
 @lru_cache(maxsize=4096)
