@@ -27,13 +27,13 @@ SMALL = {
         "compare_gpus": ["H20"],
         "concurrency_per_gpu": [2, 16],
         "cache_hit_rates": [0.0, 0.9],
-        "duration_s": 20.0,
+        "duration_s": 10.0,
     },
     "04_validation": {},
     "05_nerfed_gpus": {
         "compare_gpus": ["H20"],
         "factors": [0.5, 1.0],
-        "duration_s": 20.0,
+        "duration_s": 10.0,
         "interactive": False,
     },
 }
