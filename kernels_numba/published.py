@@ -671,7 +671,9 @@ def memory_trace_rows(kernels: list[dict[str, Any]] | None = None) -> list[Row]:
     * FlashAttention backward preprocess (reads O and dO, writes rowsum(dO*O) in FP32 and zeroes
       the FP32 dQ accumulator) and dQ convert (reads the FP32 dQ, writes BF16): 4,096 tokens x
       128 heads, qk dim 192, v dim 128.
-    Other casts and permutes are left out: their shapes are not fixed by the kernel name.
+    * FP8 ``per_channel_cast_and_transpose`` (BF16 in, FP8 transposed + FP32 scales out), its
+      shape read off the grid (one 128 x 128 tile per block).
+    Other casts and permutes are left out: their shapes are not fixed by the kernel name or grid.
     """
     import re
 
@@ -697,6 +699,14 @@ def memory_trace_rows(kernels: list[dict[str, Any]] | None = None) -> list[Row]:
                 kind, nbytes = f"ln_fwd {width}", t * width * 4.0 + t * 4.0
             else:
                 kind, nbytes = f"ln_bwd {width}", t * width * 6.0 + t * 4.0 + grid[0] * width * 4.0
+        elif "per_channel_cast_and_transpose<" in name and "swiglu" not in name.split("(")[0]:
+            # BF16 [rows, width] -> FP8 transposed copy + one FP32 scale per 128 values; one
+            # 128 x 128 tile per block: rows = 128 * grid.y, width = 128 * grid.x (rounded up to
+            # whole tiles, e.g. kv_a's 576 counts as 640)
+            flags = name.split("<", 1)[1].split(">", 1)[0].replace(" ", "")
+            width, nrows = 128 * int(grid[0]), 128 * int(grid[1])
+            kind = f"cast_transpose <{flags}> width {width}"  # held-out kind: not the row count
+            nbytes = nrows * width * (2.0 + 1.0 + 4.0 / 128.0)
         elif name == "rotary_kernel":
             nh = heads if grid[2] > 1 else 1
             kind, nbytes = f"rotary heads={nh}", t * nh * r * 2.0 * 2.0
