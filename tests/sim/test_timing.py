@@ -212,3 +212,52 @@ def test_gpus_without_calibration_use_the_reference_efficiencies() -> None:
     assert "reference efficiencies" in a800.calibration
     # the same achieved fraction of each part's own roofline-plus-quantisation
     assert a800.predicted_s / a800.compute_s == pytest.approx(h800.predicted_s / h800.compute_s, rel=0.05)
+
+
+def test_wgrad_phase_uses_its_own_family_and_fp32_accumulation() -> None:
+    fwd = timing.gemm_time("H800", 7168, 4096, 8192, "fp8")
+    wgrad = timing.gemm_time("H800", 7168, 4096, 8192, "fp8", phase="wgrad")
+    assert (fwd.family, wgrad.family) == ("gemm", "gemm_wgrad")
+    assert wgrad.flops == fwd.flops
+    # C is read and written in FP32 (8 bytes per element) instead of written once in BF16
+    assert wgrad.bytes_moved - fwd.bytes_moved == pytest.approx(7168 * 4096 * (8.0 - 2.0))
+    # the trace's wgrad kernels sustain less than the forward kernels (~650 vs ~900 TFLOPS)
+    assert wgrad.predicted_s > fwd.predicted_s
+    # dgrad is an ordinary GEMM
+    assert timing.gemm_time("H800", 64, 64, 64, "fp8", phase="dgrad").family == "gemm"
+    with pytest.raises(ValueError, match="phase must be one of"):
+        timing.gemm_time("H800", 64, 64, 64, "fp8", phase="sideways")
+
+
+def test_batched_gemm_costs_batch_products_in_op_time() -> None:
+    from moe.ops import Op
+
+    one = timing.gemm_time(GPU, 4096, 512, 128, "bf16")
+    op = Op(name="q_absorb", kind="gemm", m=4096, n=512, k=128, batch=128, dtype="bf16")
+    batched = timing.op_time(GPU, op)
+    assert batched.flops == pytest.approx(128 * one.flops)
+    assert batched.bytes_moved == pytest.approx(128 * one.bytes_moved)
+    # one kernel: more than 100x one product (whole waves) and at most 128x plus nothing extra
+    assert 100 * one.predicted_s < batched.predicted_s <= 128 * one.predicted_s
+    assert timing.gemm_time(GPU, 64, 64, 64, batch=1).predicted_s == timing.gemm_time(GPU, 64, 64, 64).predicted_s
+
+
+def test_memory_bound_family_is_the_default_for_memory_time() -> None:
+    t = timing.memory_time("H800", 117e6)
+    assert t.family == "memory_bound"
+    params = cal.family_params(cal.find_calibration(["H800"]), "memory_bound")
+    assert params is not None
+    assert t.predicted_s == pytest.approx(params.launch_s + t.memory_s / params.memory_efficiency, rel=1e-6)
+    # a Hopper part without its own file inherits the H800 fit
+    assert timing.memory_time("H100", 1e8).family == "memory_bound"
+    assert timing.memory_time("H100", 1e8).calibration.startswith("H800")
+
+
+def test_attention_backward_counts_five_matmuls() -> None:
+    fwd = timing.attention_time("H800", 1, 4096, 4096, 128, 192, 128, True, "bf16")
+    bwd = timing.attention_time("H800", 1, 4096, 4096, 128, 192, 128, True, "bf16", backward=True)
+    assert bwd.family == "attention_backward"
+    assert bwd.flops == pytest.approx(2.5 * fwd.flops)
+    assert bwd.bytes_moved > 2 * fwd.bytes_moved
+    # the V3 trace: FlashAttnBwd ~3.6-3.9 ms per layer (on the 112 SMs DeepEP leaves)
+    assert 2.5 * fwd.predicted_s < bwd.predicted_s * 132 / 112 < 5.0e-3

@@ -84,7 +84,6 @@ def test_one_layer_pair_within_20_percent_of_trace() -> None:
     assert sim_ms == pytest.approx(trace_ms, rel=0.20)
 
 
-@pytest.mark.xfail(strict=True, reason="V2 predicted ~132K H800 GPU-hours per T tokens vs 172.8K (-23%)")
 def test_v2_gpu_hours_per_trillion_tokens() -> None:
     """V2-TR p.16: 172.8K H800 GPU-hours per trillion tokens. Assumed configuration (V2-TR p.12):
     16-way zero-bubble PP, 8-way EP, ZeRO-1, no TP, BF16, 4K x 9,216 sequences; the cluster size is
@@ -109,10 +108,6 @@ def test_v2_gpu_hours_per_trillion_tokens() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="V3 run predicted ~2,344K GPU-hours vs 2,788K (-16%); context extension ~84K vs 119K (-30%)",
-)
 def test_v3_whole_run_and_context_extension() -> None:
     """V3-TR Table 1: 2,788K H800 GPU-hours in all (+-15%); context extension 119K (+-25%)."""
     from sim.training.run import deepseek_v3_run

@@ -1,0 +1,61 @@
+"""The H800 kernel families fitted on the V3 training trace (kernels_numba.published)."""
+
+from __future__ import annotations
+
+import pytest
+
+from kernels_numba import published
+
+
+@pytest.fixture(scope="module")
+def kernels():  # type: ignore[no-untyped-def]
+    return published.load_trace_kernels()
+
+
+def test_wgrad_units_follow_the_layer_structure(kernels) -> None:  # type: ignore[no-untyped-def]
+    rows = published.wgrad_trace_rows(kernels)
+    assert len(rows) == 4 * 9  # 4 layers x (7 single kernels + 2 units of 4 expert kernels)
+    names = {r.key[0] for r in rows}
+    assert names == {
+        "shared_down",
+        "experts_down x4",
+        "experts_gate_up x4",
+        "shared_gate_up",
+        "o",
+        "kv_b",
+        "q_b",
+        "kv_a",
+        "q_a",
+    }
+    o = next(r for r in rows if r.key == ("o", 0))
+    assert o.shape["m"] * o.shape["n"] * o.shape["k"] * 2 == pytest.approx(0.962e12, rel=0.01)
+    assert 1.4e-3 < o.measured_s < 1.6e-3  # o_proj wgrad 1.47 ms in the trace
+
+
+def test_trace_split_is_fixed_and_alternates_per_kernel_kind(kernels) -> None:  # type: ignore[no-untyped-def]
+    rows = published.wgrad_trace_rows(kernels)
+    fit, held = published.trace_split(rows)
+    assert fit == published.trace_split(rows)[0]
+    assert {rows[i].key[1] for i in fit} == {0, 2} and {rows[i].key[1] for i in held} == {1, 3}
+    assert not set(fit) & set(held) and len(fit) + len(held) == len(rows)
+
+
+def test_trace_families_are_scored_and_kept_as_data() -> None:
+    from sim import calibration as cal
+
+    result = published.fit_and_score()
+    for table, family in (
+        ("v3_trace_wgrad", "gemm_wgrad"),
+        ("v3_trace_memory_bound", "memory_bound"),
+        ("v3_trace_attention_bwd", "attention_backward"),
+    ):
+        summary = result["tables"][table]
+        assert summary["n"] > 0 and summary["fit_n"] > 0
+        assert len(summary["fitted"]) <= 4
+        fitted = result["families"][family]["published"]
+        stored = cal.family_params(cal.find_calibration(["H800"]), family)
+        assert stored is not None
+        for name in cal.PARAMETER_NAMES:  # the committed file holds this fit
+            assert getattr(stored, name) == pytest.approx(fitted[name], rel=1e-6)
+    assert result["tables"]["v3_trace_wgrad"]["median_pct"] <= 15.0
+    assert result["tables"]["v3_trace_attention_bwd"]["median_pct"] <= 15.0
