@@ -23,8 +23,8 @@ with its own shape and bytes (:meth:`StepCostModel.layer_ops` lists them by name
 * per step: embedding, final norm, output head and sampling; with MTP, the MTP module (entry norms
   and 2h -> h projection, one MoE layer over the verified positions) and its head per draft token.
 
-Batched GEMMs (``Op.batch``) are timed here as one kernel over all members
-(:meth:`StepCostModel._batched_gemm`): ``sim.timing.op_time`` times only one member.
+Batched GEMMs (MLA's absorbed products) are one kernel over all heads (``sim.timing.gemm_time``
+with ``batch``).
 
 Two micro-batches (Day 6; V3-TR section 3.4): prefill overlaps one micro-batch's computation
 with the other's dispatch/combine on a compute and a communication stream (order on the compute
@@ -238,6 +238,14 @@ class StepCostModel:
         self._imbalance: dict[int, float] = {}
         self._cache: dict[tuple[Any, ...], Any] = {}
         self.mla_absorbed = a.kind == "mla"
+        # sim.timing's bandwidth-bound model has no FLOPs term, so its time is affine in the bytes
+        # (launch + bytes / achieved bandwidth): read both coefficients once and check the form
+        t0 = timing.memory_time(gpu, 0.0).predicted_s
+        slope = (timing.memory_time(gpu, 1e9).predicted_s - t0) / 1e9
+        probe = timing.memory_time(gpu, 3.7e8).predicted_s
+        self._mem_affine = (t0, slope) if math.isclose(probe, t0 + slope * 3.7e8, rel_tol=1e-9) else None
+        self._gemm_cache: dict[tuple[int, int, int, str], float] = {}
+        self._batched_cache: dict[tuple[int, int, int, int, str], float] = {}
 
     # ---- per-operator pieces ------------------------------------------------------------------
     def imbalance(self, tokens_per_gpu: float) -> float:
@@ -248,13 +256,21 @@ class StepCostModel:
         return self._imbalance[bucket]
 
     def _gemm(self, m: int, n: float, k: float, dtype: str) -> float:
-        n_i, k_i = max(1, int(round(n))), max(1, int(round(k)))
-        return timing.gemm_time(self.gpu, max(1, int(m)), n_i, k_i, dtype).predicted_s
+        key = (max(1, int(m)), max(1, int(round(n))), max(1, int(round(k))), dtype)
+        t = self._gemm_cache.get(key)
+        if t is None:
+            t = timing.gemm_time(self.gpu, *key).predicted_s
+            self._gemm_cache[key] = t
+        return t
 
     # ---- operator times (each a kernel a DeepSeek-style inference step runs) -----------------
     def _mem(self, bytes_moved: float) -> float:
-        """A bandwidth-bound kernel (norm, cast, RoPE, copy) moving ``bytes_moved`` bytes."""
-        return timing.memory_time(self.gpu, max(0.0, float(bytes_moved))).predicted_s
+        """A bandwidth-bound kernel (norm, cast, RoPE, copy) moving ``bytes_moved`` bytes
+        (:func:`sim.timing.memory_time`)."""
+        b = max(0.0, float(bytes_moved))
+        if self._mem_affine is not None:
+            return self._mem_affine[0] + self._mem_affine[1] * b
+        return timing.memory_time(self.gpu, b).predicted_s
 
     def _cast(self, elements: float) -> float:
         """Per-token (1x128) FP8 quantisation of a BF16 tensor before an FP8 GEMM or FP8 dispatch:
@@ -275,11 +291,15 @@ class StepCostModel:
         return self._mem(rows * inter * (2.0 * 2.0 + out))
 
     def _batched_gemm(self, batch: int, m: int, n: int, k: int, dtype: str) -> float:
-        """``batch`` independent [m, k] x [k, n] products in one kernel (a batched GEMM such as
-        MLA's absorbed per-head products): all batch members' tiles share the waves and one launch,
-        each member reads its own weights. ``sim.timing.op_time`` ignores ``Op.batch`` (it times one
-        member), so this is timed here as a grouped GEMM of ``batch`` equal groups."""
-        return timing.grouped_gemm_time(self.gpu, [max(1, int(m))] * int(batch), n, k, dtype).predicted_s
+        """``batch`` independent [m, k] x [k, n] products in one kernel (MLA's absorbed per-head
+        products): :func:`sim.timing.gemm_time` with ``batch`` (every member's FLOPs and weights,
+        their tiles quantised together over the SMs, one launch)."""
+        key = (int(batch), max(1, int(m)), int(n), int(k), dtype)
+        t = self._batched_cache.get(key)
+        if t is None:
+            t = timing.gemm_time(self.gpu, key[1], key[2], key[3], dtype, batch=key[0]).predicted_s
+            self._batched_cache[key] = t
+        return t
 
     def attention_ops(self, tokens: int, absorbed: bool) -> list[tuple[str, float]]:
         """(name, seconds) of the attention block of one layer for ``tokens`` tokens of this GPU,

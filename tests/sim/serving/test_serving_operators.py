@@ -68,6 +68,7 @@ def test_batched_gemm_counts_every_member():
     roof = max(128 * one.flops / G.peak_flops("bf16"), 128 * 512 * 128 * 2.0 / G.hbm_bandwidth_bytes_per_s)
     assert t > roof
     assert t > one.predicted_s
+    assert t == pytest.approx(timing.gemm_time(G, 64, 512, 128, "bf16", batch=128).predicted_s)
 
 
 def test_decode_dispatch_is_the_low_latency_all_to_all():
