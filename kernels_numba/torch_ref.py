@@ -20,9 +20,13 @@ def launch_count(family: str, shape: Mapping[str, Any], config: Mapping[str, Any
     if family == "grouped_gemm":
         return max(1, sum(1 for g in shape["group_sizes"] if g > 0))  # one matmul per non-empty group
     if family == "gating":
-        # score, (+bias add), [view, topk(2), sum, topk groups, zeros, scatter, repeat, masked_fill],
-        # topk, gather, sum, div, mul
-        grouped = 8 if int(config.get("n_group", 1)) > 1 else 0
+        # score, bias add; group-limited: group score (sigmoid: topk(2) + sum; softmax: amax),
+        # topk of groups, zeros_like, scatter_, ~mask, repeat_interleave, masked_fill; then topk,
+        # gather, sum, div, mul (the ``view`` launches nothing). Sigmoid grouped 15, softmax
+        # grouped 14, ungrouped 7.
+        grouped = 0
+        if int(config.get("n_group", 1)) > 1:
+            grouped = (2 if config.get("scoring", "sigmoid") == "sigmoid" else 1) + 6
         return 2 + grouped + 5
     if family == "permute":
         # combine: index_select, unsqueeze/to, bmm; permute: argsort, div, empty, arange, scatter,
