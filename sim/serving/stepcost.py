@@ -17,9 +17,11 @@ with its own shape and bytes (:meth:`StepCostModel.layer_ops` lists them by name
   (:func:`sim.serving.deployment.expert_imbalance`); in prefill (DeepEP normal kernels) the FP8 cast
   before the dispatch, the permute of received rows and the weighted un-permute; the dispatch (FP8
   + 1x128 scales) and combine (BF16) all-to-all over NVLink and InfiniBand (:mod:`sim.comm` links).
-  Decode uses DeepEP's low-latency kernels (one message per token and expert, cast and reduction
-  inside the kernels: :func:`sim.comm.all_to_all_time`); prefill deduplicates per node (normal
-  kernels: a token crosses IB once per destination node);
+  Decode uses DeepEP's low-latency kernels: the transfer (one message per token and expert,
+  :func:`sim.comm.all_to_all_time`) on the communication stream, and their send and receive-hook
+  kernels (FP8 cast and packing, unpacking into the per-expert layout, the weighted top-k sum) on the
+  compute stream; prefill deduplicates per node (normal kernels: a token crosses IB once per
+  destination node);
 * per step: embedding, final norm, output head and sampling; with MTP, the MTP module (entry norms
   and 2h -> h projection, one MoE layer over the verified positions) and its head per draft token.
 
@@ -477,6 +479,10 @@ class StepCostModel:
         ]
         if prefill:
             ops.append(("cast_dispatch", self._cast(td * h)))
+        elif self.inst.ep > 1:
+            # DeepEP low-latency dispatch, send half (a kernel on the compute stream when its receive
+            # is deferred to a hook): FP8 cast of each token into the send buffer, RDMA puts issued
+            ops.append(("ll_dispatch_send", self._mem(td * h * (2.0 + 1.0 + FP8_SCALE_OVERHEAD))))
         return ops
 
     def shared_ops(self, tokens: int) -> list[tuple[str, float]]:
@@ -506,8 +512,14 @@ class StepCostModel:
         inter = int(m.moe_intermediate_size)
         recv = max(1, int(math.ceil(per_group * self.experts_per_gpu / k)))
         ops = []
+        low_latency = not prefill and self.inst.ep > 1
+        received = per_group * self.experts_per_gpu
         if prefill:
             ops.append(("permute", timing.permute_time(self.gpu, recv, h, k, dtype="fp8").predicted_s))
+        elif low_latency:
+            # low-latency dispatch, receive hook: unpack the received FP8 rows into the per-expert
+            # (masked) layout
+            ops.append(("ll_dispatch_recv", self._mem(received * h * (1.0 + FP8_SCALE_OVERHEAD) * 2.0)))
         ops += [
             (
                 "experts_gate_up",
@@ -523,12 +535,24 @@ class StepCostModel:
             ops.append(
                 ("unpermute_reduce", timing.permute_time(self.gpu, recv, h, k, combine=True).predicted_s)
             )
+        elif low_latency:
+            # low-latency combine, send half: expert outputs (BF16) into the send buffer, puts issued
+            ops.append(("ll_combine_send", self._mem(received * h * 2.0 * 2.0)))
         return ops
+
+    def combine_recv_ops(self, tokens: int, prefill: bool) -> list[tuple[str, float]]:
+        """Low-latency combine, receive hook: the weighted sum of each token's top-k expert outputs
+        (the normal prefill kernels reduce on their own SMs)."""
+        if prefill or self.inst.ep <= 1:
+            return []
+        k = int(self.model.experts_per_token)
+        td = max(1, int(math.ceil(max(1, int(tokens)) / self.inst.tp)))
+        return [("ll_combine_recv_reduce", self._mem(td * self.hidden * 2.0 * (k + 1.0)))]
 
     def moe_ffn(self, tokens: int, prefill: bool) -> float:
         """Everything an MoE layer computes for ``tokens`` tokens of its rank (no communication)."""
         ops = self.moe_pre_ops(tokens, prefill) + self.shared_ops(tokens) + self.routed_ops(tokens, prefill)
-        return sum(x for _, x in ops)
+        return sum(x for _, x in ops + self.combine_recv_ops(tokens, prefill))
 
     def moe_output_add(self, tokens: int) -> float:
         """Shared-expert output + combined routed output (read two BF16 tensors, write one)."""
@@ -623,7 +647,10 @@ class StepCostModel:
         attn = attn[:at] + [("core_attention", attention_mb)] + attn[at:]
         out = {"dense_attention": attn, "dense_ffn": self.dense_ffn_ops(tokens_mb)}
         out["moe_attention"] = (
-            [("moe_output_add", self.moe_output_add(tokens_mb))] + attn + self.moe_pre_ops(tokens_mb, prefill)
+            self.combine_recv_ops(tokens_mb, prefill)
+            + [("moe_output_add", self.moe_output_add(tokens_mb))]
+            + attn
+            + self.moe_pre_ops(tokens_mb, prefill)
         )
         out["moe_shared"] = self.shared_ops(tokens_mb)
         out["moe_routed"] = self.routed_ops(tokens_mb, prefill)
@@ -659,6 +686,8 @@ class StepCostModel:
             return "activation"
         if name.startswith(("shared_", "experts_")):
             return "experts"
+        if name.startswith("ll_"):
+            return "ll_comm_kernels"
         if name == "moe_output_add":
             return "residual_adds"
         return "dense_gemm"
@@ -684,7 +713,9 @@ class StepCostModel:
             dispatch,
             combine,
             tot["moe_shared"] * slow,
-            attention_prepare_s=prepare + self.moe_output_add(tokens_mb) * slow,
+            attention_prepare_s=prepare
+            + (self.moe_output_add(tokens_mb) + sum(x for _, x in self.combine_recv_ops(tokens_mb, prefill)))
+            * slow,
         )
         layers = [moe_layer if f else dense for f in self.moe_layer_flags]
         mb = self.inst.micro_batches

@@ -35,10 +35,12 @@ def test_decode_layer_has_every_kernel():
         "rope", "q_absorb_wuk", "build_q", "kv_cache_write", "core_attention", "o_absorb_wuv",
         "cast_o_in", "o_proj", "ffn_norm", "router_gemm", "gating", "cast_shared_in", "shared_gate_up",
         "shared_act_cast", "shared_down", "experts_gate_up", "experts_act_cast", "experts_down",
-        "moe_output_add", "mlp_gate_up", "mlp_down",
+        "moe_output_add", "mlp_gate_up", "mlp_down", "ll_dispatch_send", "ll_dispatch_recv",
+        "ll_combine_send", "ll_combine_recv_reduce",
     }  # fmt: skip
     assert need <= _names(ops)
-    # decode runs MLA absorbed (no K/V up-projection) and the low-latency kernels cast and reduce in-kernel
+    # decode runs MLA absorbed (no K/V up-projection); the low-latency kernels' send and receive-hook
+    # kernels cast, pack and reduce (no separate cast or permute)
     assert not {"kv_b_proj", "cast_dispatch", "permute", "unpermute_reduce"} & _names(ops)
     assert all(x > 0 for v in ops.values() for _, x in v)
     # the core attention kernel sits between the query preparation and the output side
@@ -51,6 +53,7 @@ def test_prefill_layer_has_every_kernel():
     names = _names(ops)
     assert {"kv_b_proj", "cast_kv_b_in", "build_qk", "cast_dispatch", "permute", "unpermute_reduce"} <= names
     assert not {"q_absorb_wuk", "o_absorb_wuv"} & names
+    assert not any(n.startswith("ll_") for n in names)  # normal kernels run on their own SMs
 
 
 def test_fp8_casts_vanish_with_bf16_weights():
