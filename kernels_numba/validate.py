@@ -109,10 +109,24 @@ def profile_for(doc: Mapping[str, Any], path: Path | None) -> Any:
     return gpus.get(str(doc["device"]))
 
 
+def model_family(record: Mapping[str, Any]) -> str:
+    """The timing model's family for a benchmark record: torch's prefill attention on the CPU
+    with unequal head dims runs PyTorch's unfused math path (``torch_ref.materializes_scores``),
+    a different kernel from its fused flash path, so it is fitted as ``attention_prefill_math``."""
+    family = str(record["family"])
+    if family == "attention_prefill" and record["impl"] == "torch_cpu":
+        from kernels_numba.torch_ref import materializes_scores
+
+        s = record["shape"]
+        if materializes_scores(s["qk_head_dim"], s["v_head_dim"]):
+            return "attention_prefill_math"
+    return family
+
+
 def _groups(doc: Mapping[str, Any]) -> dict[tuple[str, str], list[dict[str, Any]]]:
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for record in doc.get("measurements", []):
-        groups.setdefault((record["family"], record["impl"]), []).append(record)
+        groups.setdefault((model_family(record), record["impl"]), []).append(record)
     return groups
 
 

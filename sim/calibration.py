@@ -45,6 +45,7 @@ FAMILIES = (
     "gemm_wgrad",
     "memory_bound",
     "attention_backward",
+    "attention_prefill_math",
 )
 # A family a device file lacks borrows the first of these the file has (nearest kind of kernel
 # on the same device), before the uncalibrated defaults.
@@ -52,6 +53,7 @@ FALLBACKS: dict[str, tuple[str, ...]] = {
     "gemm_wgrad": ("gemm",),
     "memory_bound": ("memory", "gemm"),
     "attention_backward": ("attention_prefill", "memory", "gemm"),
+    "attention_prefill_math": ("attention_prefill", "memory", "gemm"),
 }
 PARAMETER_NAMES = ("launch_s", "compute_efficiency", "memory_efficiency", "overlap_exponent")
 # Bounds of the fitted parameters: physical limits, not tuning knobs.

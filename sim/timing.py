@@ -171,6 +171,7 @@ def _measured(dev: _Device, family: str, shape: Mapping[str, Any]) -> float | No
     if dev.calibration is None or dev.calibration_name != str(dev.calibration.get("device")):
         return None  # measurements belong to the device itself, not to a stand-in architecture
     impl = dev.calibration.get("default_impl")
+    family = "attention_prefill" if family == "attention_prefill_math" else family  # as recorded
     for record in dev.calibration.get("measurements", []):
         if (
             record.get("family") == family
@@ -388,6 +389,11 @@ def attention_time(
         bytes_moved += 3.0 * 4.0 * batch * num_heads * float(q_len) * kv_len
     decode = q_len <= 16 and not backward
     family = "attention_decode" if decode else "attention_prefill"
+    if materialized_scores and not decode:
+        # a different kernel: the products run as library batched GEMMs around a softmax over
+        # the stored scores (family ``attention_prefill_math``; a device without it uses its
+        # ``attention_prefill`` fit)
+        family = "attention_prefill_math"
     if backward:
         flops *= 2.5
         bytes_moved = 2.0 * bytes_moved + batch * num_heads * q_len * qk_head_dim * 4.0
