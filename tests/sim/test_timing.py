@@ -266,7 +266,9 @@ def test_attention_backward_counts_five_matmuls() -> None:
 
 def test_materialized_scores_is_its_own_family_with_a_fallback() -> None:
     fused = timing.attention_time("H800", 1, 512, 512, 8, 128, 128, True, "bf16")
-    math_path = timing.attention_time("H800", 1, 512, 512, 8, 192, 128, True, "bf16", materialized_scores=True)
+    math_path = timing.attention_time(
+        "H800", 1, 512, 512, 8, 192, 128, True, "bf16", materialized_scores=True
+    )
     assert (fused.family, math_path.family) == ("attention_prefill", "attention_prefill_math")
     # all pairs computed (the mask is applied afterwards) and 3 fp32 passes over the scores
     assert math_path.flops == pytest.approx(2 * 8 * 512 * 512 * (192 + 128))
