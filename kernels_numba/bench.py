@@ -369,10 +369,6 @@ def rotation_copies(inputs: dict[str, Any], llc_bytes: int, quick: bool) -> int:
     return int(max(1, min(16, wanted, (1 << 30) // size)))
 
 
-def _copy_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in inputs.items()}
-
-
 def _rotate(runners: list[Runner]) -> Runner:
     state = {"next": 0}
 
@@ -416,7 +412,10 @@ def measure(
             inputs = _inputs(case, np.random.default_rng([seed, index]))  # the same data every pass
             copies = rotation_copies(inputs, llc, quick)
             copies_of[index] = copies
-            sets = [inputs] + [_copy_inputs(inputs) for _ in range(copies - 1)]
+            # independent draws, not copies: identical copies let the branch predictor learn a
+            # data-dependent kernel's comparisons (top-k selection) across calls at small sizes
+            fresh = [_inputs(case, np.random.default_rng([seed, index, j])) for j in range(1, copies)]
+            sets = [inputs, *fresh]
             for impl in impls:
                 wall = cpu = float("nan")
                 if impl in ("numba_cpu", "torch_cpu"):
@@ -475,10 +474,15 @@ def run(
     threads: int | None = None,
     families: list[str] | None = None,
     passes: int = 3,
+    update: bool = False,
 ) -> Path:
     """Measure and write the calibration file. ``threads`` (default: every core this process may
     use) sets both numba's and torch's thread count; the file's ``cores`` is that number, the
-    compute units of the CPU profile (the timing model quantises work over them)."""
+    compute units of the CPU profile (the timing model quantises work over them).
+
+    ``update=True`` (with ``families``): re-measure only those families and replace their
+    records in the existing file, keeping its ceilings (the profile every other family was
+    fitted against) and its other records; the file's ``updates`` lists each such run."""
     import numba
     import torch
 
@@ -495,26 +499,54 @@ def run(
     else:
         device = cpu_name()
         kind, impls, default_impl = "cpu", ["numba_cpu", "torch_cpu"], "torch_cpu"
-    log(f"device {device} ({kind}), {cores} cores; measuring ceilings")
-    ceiling = ceilings("cuda" if gpu else "cpu", quick)
+    stem = cal.device_key(device)
+    stem = re.sub(r"[^a-z0-9]+", "-", stem).strip("-")
+    if kind == "cpu":
+        stem = f"cpu-{stem}"
+    path = out if out is not None else cal.calibration_dir() / f"{stem}.json"
+    previous: dict[str, Any] | None = None
+    if update:
+        if not families or not path.exists():
+            raise ValueError(f"update needs --families and an existing file; got {families} and {path}")
+        previous = json.loads(path.read_text())
+        if int(previous.get("cores", -1)) != cores:
+            raise ValueError(f"update must use the file's thread count {previous.get('cores')}, got {cores}")
+    if previous is not None:
+        log(f"device {device} ({kind}), {cores} cores; keeping the file's ceilings")
+        ceiling = previous["ceilings"]
+    else:
+        log(f"device {device} ({kind}), {cores} cores; measuring ceilings")
+        ceiling = ceilings("cuda" if gpu else "cpu", quick)
     log(
         f"ceilings: fp32 matmul {ceiling['matmul_flops_per_s']['fp32'] / 1e9:.1f} GFLOP/s, "
         f"copy {ceiling['copy_bytes_per_s'] / 1e9:.1f} GB/s"
     )
     cases = [c for c in grid(quick) if families is None or c.family in families]
     records = measure(cases, impls, log=log, quick=quick, threads=cores, passes=1 if quick else passes)
-    stem = cal.device_key(device)
-    stem = re.sub(r"[^a-z0-9]+", "-", stem).strip("-")
-    if kind == "cpu":
-        stem = f"cpu-{stem}"
-    path = out if out is not None else cal.calibration_dir() / f"{stem}.json"
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if previous is not None:
+        assert families is not None
+        kept = [r for r in previous.get("measurements", []) if r.get("family") not in families]
+        doc = dict(previous)
+        doc["measurements"] = kept + records
+        doc["updates"] = list(previous.get("updates", [])) + [
+            {"date": now, "families": sorted(families), "versions": versions()}
+        ]
+        _write(path, doc)
+        if fit:
+            from kernels_numba import validate
+
+            doc["families"] = validate.fit_families(doc, path)
+            _write(path, doc)
+        log(f"updated {path}")
+        return path
     doc: dict[str, Any] = {
         "schema": 1,
         "device": device,
         "kind": kind,
         "cores": cores,
         "cores_available": available,
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": now,
         "versions": versions(),
         "platform": platform.platform(),
         "source": "measured by python -m kernels_numba.bench" + (" --quick" if quick else ""),
@@ -554,6 +586,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--passes", type=int, default=3, help="interleaved passes over the grid (median)")
     parser.add_argument("--families", nargs="*", default=None, help="only these families (default: all)")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="re-measure --families only, replacing their records in the existing file (its ceilings kept)",
+    )
     args = parser.parse_args(argv)
     run(
         quick=args.quick,
@@ -562,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         families=args.families,
         passes=args.passes,
+        update=args.update,
     )
     return 0
 

@@ -69,6 +69,8 @@ def model_time(
             config.get("scoring", "sigmoid"),
             config.get("n_group", 1),
             launches,
+            unfused=impl.startswith("torch"),
+            topk_group=config.get("topk_group"),
         )
     if family == "permute":
         return timing.permute_time(

@@ -449,6 +449,46 @@ def memory_time(
     )
 
 
+def _topk_comparisons(rows: float, row_len: int, k: int) -> float:
+    """Comparisons of a row-wise top-k by selection, as PyTorch's CPU ``topk`` does it
+    (ATen ``TopKImpl.h``: each row copied into a (value, index) buffer, ``nth_element``, then
+    the first ``k`` sorted): about ``2 * row_len`` for the selection plus ``k log2 k``."""
+    return rows * (2.0 * row_len + k * math.log2(max(k, 1)))
+
+
+def _unfused_gating_work(
+    t: int, e: int, k: int, scoring: str, groups: int, topk_group: int
+) -> tuple[float, float]:
+    """FLOPs and bytes of the unfused PyTorch sequence (``kernels_numba.torch_ref.gating``),
+    operator by operator: each reads its inputs and writes its output tensor in memory.
+
+    FLOPs counted are the top-k selection comparisons (scalar, data-dependent branches: what
+    bounds PyTorch's CPU ``topk``); the elementwise operators (score, bias add, mask fill) are
+    vectorised streaming passes, charged through the bytes they read and write."""
+    te = float(t) * e
+    # score (read logits, write scores) and bias add (read scores, write choice): fp32 T x E
+    nbytes = 2 * (4 * te + 4 * te)
+    flops = _topk_comparisons(t, e, k)  # the final top-k over the (masked) T x E choice
+    if groups > 1:
+        per_group = e // groups
+        tg = float(t) * groups
+        if scoring == "sigmoid":
+            # top-2 per group over T * n_group rows (values fp32, indices int64), then the sum
+            flops += _topk_comparisons(tg, per_group, 2)
+            nbytes += 4 * te + tg * 2 * 12 + tg * 2 * 4 + tg * 4
+        else:
+            nbytes += 4 * te + tg * 4  # amax per group, a reduction: read T x E, write T x n_group
+        flops += _topk_comparisons(t, groups, topk_group)  # group top-k
+        nbytes += tg * 4 + t * topk_group * 12
+        # zeros_like, scatter_, ~mask (bool T x n_group), repeat_interleave to a bool T x E mask,
+        # masked_fill: read fp32 choice and the mask, write fp32 T x E
+        nbytes += tg + (t * topk_group * 9) + 2 * tg + (tg + te) + (4 * te + te + 4 * te)
+    nbytes += 4 * te + t * k * 12  # final top-k: read choice, write values and int64 indices
+    # gather (indices, scores rows), sum, divide, scale: T x k
+    nbytes += t * k * (8 + 4 + 4) + 3 * t * k * 8
+    return flops, nbytes
+
+
 def gating_time(
     gpu: Any,
     num_tokens: int,
@@ -457,13 +497,24 @@ def gating_time(
     scoring: str = "sigmoid",
     n_group: int = 1,
     launches: int = 1,
+    unfused: bool = False,
+    topk_group: int | None = None,
 ) -> OpTime:
     """Top-k gating over router logits ``[num_tokens, num_experts]`` (scores, groups, top-k).
 
-    Operations per logit: scoring 4 (exp or sigmoid and normalisation), 1 more for the sigmoid's
-    selection bias (DeepSeek-V3), 3 more with group-limited routing (group score, group top-k,
-    mask), and ``top_k`` for the selection passes; FLOPs = ``num_tokens * num_experts`` times
-    that. Bytes: logits read in fp32, indices (int64) and weights (fp32) written.
+    Fused kernel (default; DeepSeek's gate kernel, the Numba kernels): operations per logit:
+    scoring 4 (exp or sigmoid and normalisation), 1 more for the sigmoid's selection bias
+    (DeepSeek-V3), 3 more with group-limited routing (group score, group top-k, mask), and
+    ``top_k`` for the selection passes; FLOPs = ``num_tokens * num_experts`` times that. Bytes:
+    logits read in fp32, indices (int64) and weights (fp32) written.
+
+    ``unfused=True``: the PyTorch operator sequence (``kernels_numba.torch_ref.gating``), whose
+    work is counted operator by operator (:func:`_unfused_gating_work`): every intermediate
+    (scores, choice, group scores, masks, top-k results) is written and read back, and each
+    row-wise ``topk`` pays its selection comparisons: the sigmoid group-limited path runs two
+    top-k passes over all ``T x E`` scores (top-2 in every group, then the final top-k), the
+    softmax one (its group score is a max), the ungrouped one. ``topk_group`` (groups kept,
+    default half of ``n_group``) only sizes small tensors.
     """
     t, e, k = (
         _positive_int(num_tokens, "num_tokens"),
@@ -475,9 +526,17 @@ def gating_time(
     if scoring not in ("softmax", "sigmoid"):
         raise ValueError(f"scoring must be 'softmax' or 'sigmoid', got {scoring!r}")
     groups = _positive_int(n_group, "n_group")
-    per_logit = 4 + (1 if scoring == "sigmoid" else 0) + (3 if groups > 1 else 0) + k
-    flops = float(t) * e * per_logit
-    bytes_moved = t * e * 4.0 + t * k * 12.0
+    if e % groups:
+        raise ValueError(f"num_experts ({e}) must be a multiple of n_group ({groups})")
+    kept = max(1, groups // 2) if topk_group is None else _positive_int(topk_group, "topk_group")
+    if kept > groups:
+        raise ValueError(f"topk_group ({kept}) cannot exceed n_group ({groups})")
+    if unfused:
+        flops, bytes_moved = _unfused_gating_work(t, e, k, scoring, groups, kept)
+    else:
+        per_logit = 4 + (1 if scoring == "sigmoid" else 0) + (3 if groups > 1 else 0) + k
+        flops = float(t) * e * per_logit
+        bytes_moved = t * e * 4.0 + t * k * 12.0
     dev = _device(gpu)
     peak, _ = dev.peak("fp32")
     shape = {"num_tokens": t, "num_experts": e, "top_k": k}
