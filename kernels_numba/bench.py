@@ -527,17 +527,17 @@ def run(
     if previous is not None:
         assert families is not None
         kept = [r for r in previous.get("measurements", []) if r.get("family") not in families]
-        doc = dict(previous)
-        doc["measurements"] = kept + records
-        doc["updates"] = list(previous.get("updates", [])) + [
+        updated = dict(previous)
+        updated["measurements"] = kept + records
+        updated["updates"] = list(previous.get("updates", [])) + [
             {"date": now, "families": sorted(families), "versions": versions()}
         ]
-        _write(path, doc)
+        _write(path, updated)
         if fit:
             from kernels_numba import validate
 
-            doc["families"] = validate.fit_families(doc, path)
-            _write(path, doc)
+            updated["families"] = validate.fit_families(updated, path)
+            _write(path, updated)
         log(f"updated {path}")
         return path
     doc: dict[str, Any] = {
