@@ -369,6 +369,16 @@ def rotation_copies(inputs: dict[str, Any], llc_bytes: int, quick: bool) -> int:
     return int(max(1, min(16, wanted, (1 << 30) // size)))
 
 
+def rotation_sets(
+    case: Case, inputs: dict[str, Any], copies: int, seed: int, index: int
+) -> list[dict[str, Any]]:
+    """``inputs`` and ``copies - 1`` independent draws of the same case (own seeds): not copies,
+    because identical copies let the branch predictor learn a data-dependent kernel's
+    comparisons (top-k selection, sorting) across calls when the data is small (measured: torch
+    gating of 64 tokens x 256 experts, 150 us on 16 identical copies, 371 us on 16 draws)."""
+    return [inputs] + [_inputs(case, np.random.default_rng([seed, index, j])) for j in range(1, copies)]
+
+
 def _rotate(runners: list[Runner]) -> Runner:
     state = {"next": 0}
 
@@ -412,10 +422,7 @@ def measure(
             inputs = _inputs(case, np.random.default_rng([seed, index]))  # the same data every pass
             copies = rotation_copies(inputs, llc, quick)
             copies_of[index] = copies
-            # independent draws, not copies: identical copies let the branch predictor learn a
-            # data-dependent kernel's comparisons (top-k selection) across calls at small sizes
-            fresh = [_inputs(case, np.random.default_rng([seed, index, j])) for j in range(1, copies)]
-            sets = [inputs, *fresh]
+            sets = rotation_sets(case, inputs, copies, seed, index)
             for impl in impls:
                 wall = cpu = float("nan")
                 if impl in ("numba_cpu", "torch_cpu"):

@@ -273,3 +273,39 @@ def test_materialized_scores_is_its_own_family_with_a_fallback() -> None:
     # all pairs computed (the mask is applied afterwards) and 3 fp32 passes over the scores
     assert math_path.flops == pytest.approx(2 * 8 * 512 * 512 * (192 + 128))
     assert math_path.calibration == "H800"  # no such family in h800.json: its attention_prefill chain
+
+
+def test_gating_fused_default_counts_per_logit() -> None:
+    # fused: (4 score + 1 bias + 3 groups + k=2) per logit over 4 x 16 logits; logits + outputs
+    t = timing.gating_time(GPU, 4, 16, 2, "sigmoid", 4)
+    assert t.flops == pytest.approx(4 * 16 * 10)
+    assert t.bytes_moved == pytest.approx(4 * 16 * 4 + 4 * 2 * 12)
+
+
+def test_gating_unfused_counts_top_k_passes_and_intermediates() -> None:
+    # ungrouped: one top-k over rows of 16 (2 * 16 comparisons + k log2 k = 2 per row)
+    plain = timing.gating_time(GPU, 4, 16, 2, "softmax", 1, launches=7, unfused=True)
+    assert plain.flops == pytest.approx(4 * (2 * 16 + 2))
+    # sigmoid group-limited: also top-2 inside every group (4 tokens x 4 groups of 4) and the
+    # group top-k (topk_group 2 of 4); softmax group-limited takes a max per group instead
+    sig = timing.gating_time(GPU, 4, 16, 2, "sigmoid", 4, launches=15, unfused=True, topk_group=2)
+    soft = timing.gating_time(GPU, 4, 16, 2, "softmax", 4, launches=14, unfused=True, topk_group=2)
+    group_topk = 4 * (2 * 4 + 2)
+    assert soft.flops == pytest.approx(plain.flops + group_topk)
+    assert sig.flops == pytest.approx(soft.flops + 16 * (2 * 4 + 2))
+    # every intermediate is written and read back: more bytes than the fused kernel's
+    fused = timing.gating_time(GPU, 4, 16, 2, "sigmoid", 4)
+    assert sig.bytes_moved > soft.bytes_moved > plain.bytes_moved > 0
+    assert sig.bytes_moved > 5 * fused.bytes_moved
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"num_experts": 10, "n_group": 4}, "multiple of n_group"),
+        ({"num_experts": 16, "n_group": 4, "topk_group": 5}, "topk_group"),
+    ],
+)
+def test_gating_group_arguments_checked(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        timing.gating_time(GPU, 4, top_k=2, **kwargs)
