@@ -74,7 +74,14 @@ def model_time(
         )
     if family == "permute":
         return timing.permute_time(
-            profile, s["num_tokens"], s["hidden"], s["top_k"], s["dtype"], s["combine"], launches
+            profile,
+            s["num_tokens"],
+            s["hidden"],
+            s["top_k"],
+            s["dtype"],
+            s["combine"],
+            launches,
+            unfused=impl.startswith("torch"),
         )
     if family in ("attention_prefill", "attention_decode"):
         size = cal.dtype_bytes(s["dtype"])

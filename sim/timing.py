@@ -551,11 +551,20 @@ def permute_time(
     dtype: str = "bf16",
     combine: bool = False,
     launches: int = 1,
+    unfused: bool = False,
 ) -> OpTime:
     """Token permute (dispatch to expert-contiguous rows) or un-permute with weighted combine.
 
-    Permute moves ``num_tokens * top_k`` rows of ``hidden`` (read + write); the combine reads
-    the same rows and writes ``num_tokens`` rows, with ``2 * num_tokens * top_k * hidden`` FLOP.
+    Fused kernel (default): permute moves ``num_tokens * top_k`` rows of ``hidden`` (read +
+    write); the combine reads the same rows and writes ``num_tokens`` rows, with
+    ``2 * num_tokens * top_k * hidden`` FLOP.
+
+    ``unfused=True``: the PyTorch sequence (``kernels_numba.torch_ref``), operator by operator.
+    Permute: ``argsort`` of the ``T * k`` int64 expert ids (read the keys, write sorted keys and
+    the order), the source row (``div``), ``arange`` and the slot ``scatter``, ``bincount``,
+    then ``index_select`` (int64 index and the rows: read and written). Combine: ``index_select``
+    of the ``T * k`` rows into a workspace (read + write), the weights cast, and ``bmm`` reading
+    the workspace again and writing ``T`` rows: the gathered rows cross memory three times.
     """
     t, h, k = (
         _positive_int(num_tokens, "num_tokens"),
@@ -563,12 +572,24 @@ def permute_time(
         _positive_int(top_k, "top_k"),
     )
     size = cal.dtype_bytes(dtype)
+    rows = float(t) * k
     if combine:
-        flops = 2.0 * t * k * h
-        bytes_moved = (t * k * h + t * h) * size + t * k * 12.0
+        flops = 2.0 * rows * h
+        if unfused:
+            # gather into the workspace (read + write), bmm reads it again and writes T rows; the
+            # int64 slots and the fp32 weights' cast (read + write)
+            bytes_moved = 3 * rows * h * size + t * h * size + rows * 8 + rows * 4 * 2
+        else:
+            bytes_moved = (rows * h + t * h) * size + rows * 12.0
     else:
         flops = 0.0
-        bytes_moved = (t * h + t * k * h) * size + t * k * 8.0
+        if unfused:
+            # argsort (read keys; write sorted keys and order), div, arange, scatter (read order
+            # and arange, write slots), bincount, the index_select index: int64 per (token, choice)
+            index_bytes = rows * ((8 + 16) + 16 + 8 + 24 + 8 + 8)
+            bytes_moved = 2 * rows * h * size + index_bytes
+        else:
+            bytes_moved = (t * h + rows * h) * size + rows * 8.0
     dev = _device(gpu)
     peak, _ = dev.peak("fp32")
     shape = {"num_tokens": t, "hidden": h, "top_k": k, "dtype": str(dtype), "combine": bool(combine)}

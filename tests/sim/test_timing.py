@@ -309,3 +309,15 @@ def test_gating_unfused_counts_top_k_passes_and_intermediates() -> None:
 def test_gating_group_arguments_checked(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         timing.gating_time(GPU, 4, top_k=2, **kwargs)
+
+
+def test_permute_unfused_counts_the_materialised_workspace() -> None:
+    # combine: the T*k gathered rows are written to a workspace and read again by bmm
+    fused = timing.permute_time(GPU, 8, 64, 2, "fp32", combine=True)
+    unfused = timing.permute_time(GPU, 8, 64, 2, "fp32", combine=True, launches=3, unfused=True)
+    assert unfused.flops == fused.flops == pytest.approx(2 * 8 * 2 * 64)
+    assert unfused.bytes_moved == pytest.approx(3 * 16 * 64 * 4 + 8 * 64 * 4 + 16 * 16)
+    assert fused.bytes_moved == pytest.approx((16 * 64 + 8 * 64) * 4 + 16 * 12)
+    # permute: rows read and written, plus the int64 index tensors of the sort and scatter
+    plain = timing.permute_time(GPU, 8, 64, 2, "fp32", launches=9, unfused=True)
+    assert plain.bytes_moved == pytest.approx(2 * 16 * 64 * 4 + 16 * 88)
