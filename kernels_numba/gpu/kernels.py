@@ -12,7 +12,8 @@ Design:
 * GEMM / grouped GEMM: a 32 x 32 output tile per block of 16 x 16 threads, each thread
   accumulating a 2 x 2 register sub-tile; A and B panels of depth 16 staged through shared
   memory. Grouped GEMM walks a host-built table of (group, first row) tiles, so uneven and
-  empty groups cost exactly their padded tiles (the contiguous layout of DeepGEMM).
+  empty groups cost exactly their padded tiles (the contiguous layout of DeepGEMM). A dense
+  GEMM is the same kernel over a single group.
 * Gating: one thread per token, scores in a per-thread local array (E is a compile-time
   constant of the specialised kernel).
 * Permute: a histogram kernel (atomics), an exclusive scan of the E counts, a scatter kernel
@@ -40,67 +41,6 @@ ATT_ROWS = 16  # query rows per attention block
 ATT_COLS = 8  # threads across keys / value columns per row
 ATT_KEYS = 16  # keys per shared K/V tile
 COPY_THREADS = 128
-
-
-@cuda.jit
-def _gemm_tiles(a, b, c, task_row, task_end, m_tiles):  # type: ignore[no-untyped-def]
-    """C = A @ B on tiles; blockIdx.x indexes (row tile), rows limited to ``task_end``."""
-    sa = cuda.shared.array((TILE, TILE_K), dtype=float32)
-    sb = cuda.shared.array((TILE_K, TILE), dtype=float32)
-    tx = cuda.threadIdx.x
-    ty = cuda.threadIdx.y
-    task = cuda.blockIdx.x
-    if task >= m_tiles:
-        return
-    row0 = task_row[task]
-    row_end = task_end[task]
-    col0 = cuda.blockIdx.y * TILE
-    kdim = a.shape[1]
-    n = b.shape[1]
-    acc00 = float32(0.0)
-    acc01 = float32(0.0)
-    acc10 = float32(0.0)
-    acc11 = float32(0.0)
-    lin = ty * THREADS + tx
-    for k0 in range(0, kdim, TILE_K):
-        # 256 threads load the 32x16 A panel and the 16x32 B panel: two elements each.
-        for rep in range(2):
-            idx = lin + rep * THREADS * THREADS
-            ar = idx // TILE_K
-            ac = idx % TILE_K
-            gr = row0 + ar
-            gc = k0 + ac
-            sa[ar, ac] = a[gr, gc] if (gr < row_end and gc < kdim) else float32(0.0)
-            br = idx // TILE
-            bc = idx % TILE
-            gr = k0 + br
-            gc = col0 + bc
-            sb[br, bc] = b[gr, gc] if (gr < kdim and gc < n) else float32(0.0)
-        cuda.syncthreads()
-        for kk in range(TILE_K):
-            a0 = sa[ty, kk]
-            a1 = sa[ty + THREADS, kk]
-            b0 = sb[kk, tx]
-            b1 = sb[kk, tx + THREADS]
-            acc00 += a0 * b0
-            acc01 += a0 * b1
-            acc10 += a1 * b0
-            acc11 += a1 * b1
-        cuda.syncthreads()
-    r0 = row0 + ty
-    r1 = row0 + ty + THREADS
-    c0 = col0 + tx
-    c1 = col0 + tx + THREADS
-    if r0 < row_end:
-        if c0 < n:
-            c[r0, c0] = acc00
-        if c1 < n:
-            c[r0, c1] = acc01
-    if r1 < row_end:
-        if c0 < n:
-            c[r1, c0] = acc10
-        if c1 < n:
-            c[r1, c1] = acc11
 
 
 @cuda.jit
@@ -164,9 +104,9 @@ def _grouped_tiles(x, w, out, task_group, task_row, task_end, m_tiles):  # type:
             out[r1, c1] = acc11
 
 
-def gemm_tasks(m: int) -> tuple[np.ndarray, np.ndarray]:
-    rows = np.arange(0, m, TILE, dtype=np.int64)
-    return rows, np.minimum(rows + TILE, m).astype(np.int64)
+def gemm_tasks(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(group, first row, end row) of every 32-row tile: a dense GEMM is one group."""
+    return grouped_tasks(np.array([0, m], dtype=np.int64))
 
 
 def grouped_tasks(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -185,10 +125,9 @@ def grouped_tasks(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     )
 
 
-def launch_gemm(a: Any, b: Any, c: Any, tasks: tuple[Any, Any], stream: Any = 0) -> None:
-    m_tiles = tasks[0].shape[0]
-    grid = (max(1, m_tiles), math.ceil(b.shape[1] / TILE))
-    _gemm_tiles[grid, (THREADS, THREADS), stream](a, b, c, tasks[0], tasks[1], m_tiles)
+def launch_gemm(a: Any, b: Any, c: Any, tasks: tuple[Any, Any, Any], stream: Any = 0) -> None:
+    """C = A @ B with the grouped kernel over a single group (B viewed as one expert's weights)."""
+    launch_grouped_gemm(a, b.reshape(1, b.shape[0], b.shape[1]), c, tasks, stream)
 
 
 def launch_grouped_gemm(x: Any, w: Any, out: Any, tasks: tuple[Any, Any, Any], stream: Any = 0) -> None:
