@@ -860,8 +860,10 @@ NERFED_NOTEBOOK: list[tuple[str, str]] = [
 
         redraw.on_click(on_redraw)
         display(widgets.VBox([*controls.values(), redraw, output]))
-        on_redraw()
-        what_if_rows = []
+        # The first drawing goes straight to the cell's output: capturing it through the Output
+        # widget from the kernel side can leave a headless (papermill/nbclient) run waiting
+        # forever for the widget's messages. "Redraw" draws into the widget.
+        what_if_rows = what_if(**{name: control.value for name, control in controls.items()})
     else:
         what_if_rows = what_if(gpu, model, nvlink_gb_per_s_per_direction, hbm_tb_per_s, flops_scale,
                                usd_per_gpu_hour)

@@ -97,6 +97,7 @@ def test_notebook_runs_under_papermill(name, tmp_path: Path):
         kernel_name=PROJECT_KERNEL,  # the kernel `make lab` offers (installed by make install)
         cwd=str(NOTEBOOKS_DIR),
         progress_bar=False,
+        execution_timeout=int(LIMIT_S),  # a stalled cell fails the test instead of hanging CI
     )
     elapsed = time.perf_counter() - started
     assert elapsed <= LIMIT_S, f"{name} took {elapsed:.0f} s under papermill (limit {LIMIT_S:.0f} s)"
@@ -124,6 +125,7 @@ def test_nerfed_gpus_notebook_offers_widgets_when_interactive(tmp_path: Path):
         kernel_name=PROJECT_KERNEL,
         cwd=str(NOTEBOOKS_DIR),
         progress_bar=False,
+        execution_timeout=int(LIMIT_S),  # a stalled cell fails the test instead of hanging CI
     )
     executed = nbformat.read(output, as_version=4)
     bundles = [out.get("data", {}) for cell in executed.cells for out in cell.get("outputs", [])]
