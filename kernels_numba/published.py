@@ -453,7 +453,7 @@ def h800_calibration(result: Mapping[str, Any], date: str) -> dict[str, Any]:
         "date": date,
         "source": "fitted by python -m kernels_numba.validate to DeepSeek's published H800 tables "
         "(DeepGEMM 2025-04-09, FlashMLA 2025-04-22, DeepEP 2025-04-22 / 2025-06-05) and, for "
-        "gemm_wgrad / memory_bound / attention_backward, to kernel instances of the V3 training "
+        "gemm_wgrad / memory_bound / norm_rope / attention_backward, to kernel instances of the V3 training "
         "trace (deepseek-ai/profile-data train.json); see kernels_numba/published.py",
         "applies_to_architectures": ["hopper"],
         "reference_for_other_gpus": True,
@@ -675,6 +675,16 @@ def memory_trace_rows(kernels: list[dict[str, Any]] | None = None) -> list[Row]:
     * FP8 ``per_channel_cast_and_transpose`` (BF16 in, FP8 transposed + FP32 scales out), its
       shape read off the grid (one 128 x 128 tile per block).
     Other casts and permutes are left out: their shapes are not fixed by the kernel name or grid.
+
+    The rows form two families (``table`` ``v3_trace_norm_rope`` and ``v3_trace_memory_bound``):
+    RMSNorm and RoPE (``norm_rope``) sustain about 1.1 TB/s where the streaming casts and the
+    attention pre/post-process reach 2.2-2.7 TB/s. The trace says why for the norms: the 7,168-wide
+    ``ln_fwd``/``ln_bwd`` kernels use 168-200 registers per thread and run at 13-19% estimated
+    occupancy (12 and 8 warps per SM), too few loads in flight to cover DRAM latency. RoPE runs at
+    full occupancy, so the trace does not say why it is slow; it touches the 64-wide rope slice
+    of each 192-wide query head (a strided partial-row access), and it is grouped with the norms
+    because the simulators charge both as per-layer elementwise passes over activations. One
+    family for all would fit neither (held-out median 20.7% before the split).
     """
     import re
 
@@ -717,17 +727,18 @@ def memory_trace_rows(kernels: list[dict[str, Any]] | None = None) -> list[Row]:
             kind, nbytes = "attn bwd dq convert", t * heads * qk * (4.0 + 2.0)
         else:
             continue
-        mt = timing.memory_time(gpu, nbytes)
+        family = "norm_rope" if kind.startswith(("ln_", "rotary")) else "memory_bound"
+        mt = timing.memory_time(gpu, nbytes, family=family)
         rows.append(
             Row(
-                "v3_trace_memory_bound",
+                "v3_trace_norm_rope" if family == "norm_rope" else "v3_trace_memory_bound",
                 (kind, float(e["ts"])),
                 float(e["dur"]) * 1e-6,
                 TRACE_FAMILY_SOURCE,
                 0.0,
                 mt.memory_s,
                 {"kernel": kind, "bytes": nbytes},
-                "memory_bound",
+                family,
             )
         )
     return rows
@@ -784,6 +795,7 @@ def trace_split(rows: list[Row]) -> tuple[list[int], list[int]]:
 TRACE_TABLES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("v3_trace_wgrad", "gemm_wgrad", ("compute_efficiency", "memory_efficiency")),
     ("v3_trace_memory_bound", "memory_bound", ("launch_s", "memory_efficiency")),
+    ("v3_trace_norm_rope", "norm_rope", ("launch_s", "memory_efficiency")),
     ("v3_trace_attention_bwd", "attention_backward", ("compute_efficiency",)),
 )
 
@@ -791,6 +803,6 @@ TRACE_TABLES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 def _trace_rows(table: str, kernels: list[dict[str, Any]]) -> list[Row]:
     if table == "v3_trace_wgrad":
         return wgrad_trace_rows(kernels)
-    if table == "v3_trace_memory_bound":
-        return memory_trace_rows(kernels)
+    if table in ("v3_trace_memory_bound", "v3_trace_norm_rope"):
+        return [r for r in memory_trace_rows(kernels) if r.table == table]
     return attention_bwd_trace_rows(kernels)

@@ -13,7 +13,7 @@
 * ``--write`` also rewrites the fitted H800 parameters (``gpus/calibration/h800.json``) and the
   families of the device file from the same fits.
 * The H800 part fits DeepSeek's published tables the same way (``kernels_numba.published``),
-  and the ``gemm_wgrad`` / ``memory_bound`` / ``attention_backward`` families on kernel
+  and the ``gemm_wgrad`` / ``memory_bound`` / ``norm_rope`` / ``attention_backward`` families on kernel
   instances of the V3 training trace (tables ``v3_trace_*``; held out per kernel kind, odd
   instances in trace order).
 

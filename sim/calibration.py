@@ -46,6 +46,7 @@ FAMILIES = (
     "memory_bound",
     "attention_backward",
     "attention_prefill_math",
+    "norm_rope",
 )
 # A family a device file lacks borrows the first of these the file has (nearest kind of kernel
 # on the same device), before the uncalibrated defaults.
@@ -54,6 +55,7 @@ FALLBACKS: dict[str, tuple[str, ...]] = {
     "memory_bound": ("memory", "gemm"),
     "attention_backward": ("attention_prefill", "memory", "gemm"),
     "attention_prefill_math": ("attention_prefill", "memory", "gemm"),
+    "norm_rope": ("memory_bound", "memory", "gemm"),
 }
 PARAMETER_NAMES = ("launch_s", "compute_efficiency", "memory_efficiency", "overlap_exponent")
 # Bounds of the fitted parameters: physical limits, not tuning knobs.

@@ -427,9 +427,12 @@ def memory_time(
     plus written.
 
     ``family`` selects the fitted parameters: ``memory_bound`` (default; on H800 the effective
-    bandwidth and per-kernel overhead fitted on the V3 training trace's RMSNorm and attention
-    pre/post-process kernels; a device without it borrows its ``memory`` then ``gemm`` fit),
-    or "memory", "gating", "permute". ``launches``: kernels the operator issues.
+    bandwidth and per-kernel overhead fitted on the V3 training trace's FP8 cast-and-transpose
+    and attention pre/post-process kernels; a device without it borrows its ``memory`` then
+    ``gemm`` fit), ``norm_rope`` (RMSNorm and RoPE: on H800 fitted on the trace's ``ln_fwd`` /
+    ``ln_bwd`` and ``rotary_kernel`` instances, about half the bandwidth of the streaming
+    kernels; a device without it borrows ``memory_bound``), or "memory", "gating", "permute".
+    ``launches``: kernels the operator issues.
     """
     if bytes_moved < 0 or flops < 0:
         raise ValueError(f"bytes_moved and flops must be non-negative, got {bytes_moved}, {flops}")

@@ -50,6 +50,16 @@ from sim import comm, timing
 from sim.serving.deployment import DTYPE_BYTES, InstanceSpec, expert_imbalance, kv_bytes_per_token
 
 FP8_SCALE_OVERHEAD = 4.0 / 128.0  # one FP32 scale per 128 FP8 values (V3-TR section 3.3, 1x128 tiles)
+NORM = "norm_rope"  # RMSNorm and RoPE kernels: their own fitted family (sim.timing.memory_time)
+
+
+def _affine_memory_time(gpu: Any, family: str) -> tuple[float, float] | None:
+    """``(launch_s, s_per_byte)`` of ``family``'s bandwidth-bound time, when it is affine in the
+    bytes (no FLOPs term: launch + bytes / achieved bandwidth), else None."""
+    t0 = timing.memory_time(gpu, 0.0, family=family).predicted_s
+    slope = (timing.memory_time(gpu, 1e9, family=family).predicted_s - t0) / 1e9
+    probe = timing.memory_time(gpu, 3.7e8, family=family).predicted_s
+    return (t0, slope) if math.isclose(probe, t0 + slope * 3.7e8, rel_tol=1e-9) else None
 
 
 @dataclass(frozen=True)
@@ -241,11 +251,8 @@ class StepCostModel:
         self._cache: dict[tuple[Any, ...], Any] = {}
         self.mla_absorbed = a.kind == "mla"
         # sim.timing's bandwidth-bound model has no FLOPs term, so its time is affine in the bytes
-        # (launch + bytes / achieved bandwidth): read both coefficients once and check the form
-        t0 = timing.memory_time(gpu, 0.0).predicted_s
-        slope = (timing.memory_time(gpu, 1e9).predicted_s - t0) / 1e9
-        probe = timing.memory_time(gpu, 3.7e8).predicted_s
-        self._mem_affine = (t0, slope) if math.isclose(probe, t0 + slope * 3.7e8, rel_tol=1e-9) else None
+        # (launch + bytes / achieved bandwidth): read both coefficients once per family
+        self._mem_affine = {f: _affine_memory_time(gpu, f) for f in ("memory_bound", "norm_rope")}
         self._gemm_cache: dict[tuple[int, int, int, str], float] = {}
         self._batched_cache: dict[tuple[int, int, int, int, str], float] = {}
 
@@ -266,13 +273,14 @@ class StepCostModel:
         return t
 
     # ---- operator times (each a kernel a DeepSeek-style inference step runs) -----------------
-    def _mem(self, bytes_moved: float) -> float:
-        """A bandwidth-bound kernel (norm, cast, RoPE, copy) moving ``bytes_moved`` bytes
-        (:func:`sim.timing.memory_time`)."""
+    def _mem(self, bytes_moved: float, family: str = "memory_bound") -> float:
+        """A bandwidth-bound kernel (cast, copy; ``family="norm_rope"`` for RMSNorm and RoPE)
+        moving ``bytes_moved`` bytes (:func:`sim.timing.memory_time`)."""
         b = max(0.0, float(bytes_moved))
-        if self._mem_affine is not None:
-            return self._mem_affine[0] + self._mem_affine[1] * b
-        return timing.memory_time(self.gpu, b).predicted_s
+        affine = self._mem_affine.get(family)
+        if affine is not None:
+            return affine[0] + affine[1] * b
+        return timing.memory_time(self.gpu, b, family=family).predicted_s
 
     def _cast(self, elements: float) -> float:
         """Per-token (1x128) FP8 quantisation of a BF16 tensor before an FP8 GEMM or FP8 dispatch:
@@ -285,7 +293,7 @@ class StepCostModel:
     def _norm(self, elements: float, residual: bool = False) -> float:
         """RMSNorm over BF16 ``elements``; with ``residual`` the residual add is fused into it (read
         the sub-layer output and the residual, write the new residual and the normed output)."""
-        return self._mem(elements * 2.0 * (4.0 if residual else 2.0))
+        return self._mem(elements * 2.0 * (4.0 if residual else 2.0), NORM)
 
     def _act_cast(self, rows: float, inter: float) -> float:
         """SwiGLU over [rows, 2 x inter] fused with the FP8 cast of its output for the down GEMM."""
@@ -331,7 +339,7 @@ class StepCostModel:
                 ops.append(("q_proj", self._gemm(t, heads * qk, h, dt)))
                 ops.append(("kv_a_proj", self._gemm(t, lat + rope, h, dt)))
             ops.append(("kv_a_norm", self._norm(t * lat)))
-            ops.append(("rope", self._mem(2.0 * 2.0 * t * (heads + 1) * rope)))
+            ops.append(("rope", self._mem(2.0 * 2.0 * t * (heads + 1) * rope, NORM)))
             if a.index_topk:
                 # DeepSeek sparse attention's lightning indexer projections (its scoring kernel is
                 # counted with the core attention, :meth:`_effective_keys`)
@@ -360,7 +368,7 @@ class StepCostModel:
             ops.append(("qkv_proj", self._gemm(t, (heads + 2 * kvh) * d, h, dt)))
             if getattr(a, "qk_norm", False):
                 ops.append(("qk_norm", self._norm(t * (heads + kvh) * d)))
-            ops.append(("rope", self._mem(2.0 * 2.0 * t * (heads + kvh) * d)))
+            ops.append(("rope", self._mem(2.0 * 2.0 * t * (heads + kvh) * d, NORM)))
             ops.append(("kv_cache_write", self._mem(t * 2 * kvh * d * (2.0 + kv_b))))
             ops.append(("cast_o_in", self._cast(t * heads * d)))
             ops.append(("o_proj", self._gemm(t, h, heads * d, dt)))

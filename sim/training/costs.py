@@ -22,7 +22,9 @@ Modelling choices, each stated where it is made (none is fitted to an end-to-end
   (``timing.attention_time(..., backward=True)``); weight-gradient GEMMs use the
   ``gemm_wgrad`` family (``timing.gemm_time(..., phase="wgrad")``).
 * Memory-bound operators (norms, SwiGLU, casts, permutes) move the bytes counted below at
-  the calibrated ``memory_bound`` / ``permute`` efficiency; their backward moves twice the bytes.
+  the calibrated ``memory_bound`` / ``permute`` efficiency, RMSNorm and RoPE at their own
+  ``norm_rope`` one (about half the streaming bandwidth on the H800 trace); their backward
+  moves the bytes counted for it.
 * Expert all-to-all with node-limited routing: a token reaches at most ``max_nodes_per_token``
   nodes (V3: 4, V3-TR 2.1.2); it crosses InfiniBand once per remote node and is forwarded
   inside the node over NVLink (DeepEP's internode kernels). When the EP group fits in one
@@ -58,6 +60,7 @@ __all__ = ["LayerCost", "Unit", "TrainingCostModel", "layer_units", "FP8_SCALE_B
 # DeepSeek-V3 fine-grained FP8: one fp32 scale per 1x128 activation tile (V3-TR 3.3.2).
 FP8_SCALE_BYTES_PER_VALUE = 4.0 / 128.0
 BF16_BYTES = 2.0
+NORM = "norm_rope"  # RMSNorm and RoPE kernels: their own fitted family (sim.timing.memory_time)
 
 
 @dataclass(frozen=True)
@@ -220,8 +223,9 @@ class TrainingCostModel:
     def _gemm(self, m: int, n: int, k: int, dtype: str, phase: str = "forward") -> timing.OpTime:
         return _gemm_cached(self.gpu, max(1, int(m)), max(1, int(n)), max(1, int(k)), dtype, phase)
 
-    def _mem(self, bytes_moved: float) -> timing.OpTime:
-        return _memory_cached(self.gpu, float(bytes_moved))
+    def _mem(self, bytes_moved: float, family: str = "memory_bound") -> timing.OpTime:
+        """A bandwidth-bound kernel; ``family`` "norm_rope" for RMSNorm and RoPE (their own fit)."""
+        return _memory_cached(self.gpu, float(bytes_moved), family)
 
     def _projection_shapes(self) -> list[tuple[str, int, int, bool]]:
         """(name, n, k, recomputed) of the attention projections for this model, TP-split."""
@@ -417,7 +421,7 @@ class TrainingCostModel:
             heads_count = 1 + int(getattr(model, "num_mtp_modules", 0) or 0)  # MTP shares the head
             f, b, w = _Block(), _Block(), _Block()
             for _ in range(heads_count):
-                f.add("other", self._mem(t * h * BF16_BYTES * 2))  # final norm
+                f.add("other", self._mem(t * h * BF16_BYTES * 2, NORM))  # final norm
                 f.add("gemm", self._gemm(t, v, h, bf))
                 f.add("other", self._mem(t * v * 4.0 * 2))  # softmax cross-entropy in fp32
                 b.add("gemm", self._gemm(t, h, v, bf))
@@ -440,10 +444,10 @@ class TrainingCostModel:
         def norm(name: str, width: int, rows: int = t) -> None:
             """RMSNorm forward, its backward (reads x, dy; writes dx), and its recomputation."""
             b = rows * width * BF16_BYTES
-            fa.add("other", self._mem(2 * b), name=f"norm {name}")
-            ba.add("other", self._mem(3 * b), name=f"norm {name} bwd")
+            fa.add("other", self._mem(2 * b, NORM), name=f"norm {name}")
+            ba.add("other", self._mem(3 * b, NORM), name=f"norm {name} bwd")
             if recompute:  # V3-TR 3.2.3: all RMSNorm outputs are recomputed in backward
-                ba.add("other", self._mem(2 * b), name=f"norm {name} (recompute)")
+                ba.add("other", self._mem(2 * b, NORM), name=f"norm {name} (recompute)")
 
         if unit.kind == "mtp":
             norm("mtp_inputs", 2 * h)
@@ -487,12 +491,12 @@ class TrainingCostModel:
             # their RoPE was applied by the rank that owns them, before the gather.
             assemble += cp_keys * (heads * (a.qk_nope_head_dim + qk) + r) * BF16_BYTES
             split += cp_keys * (heads * (qk + a.qk_nope_head_dim) + r) * BF16_BYTES
-            fa.add("other", self._mem(rope), name="rotary")
+            fa.add("other", self._mem(rope, NORM), name="rotary")
             fa.add("other", self._mem(assemble), name="mla q/k assemble")
-            ba.add("other", self._mem(rope), name="rotary bwd")
+            ba.add("other", self._mem(rope, NORM), name="rotary bwd")
             ba.add("other", self._mem(split), name="mla q/k split bwd")
             if fwd_recompute:
-                ba.add("other", self._mem(rope), name="rotary (recompute)")
+                ba.add("other", self._mem(rope, NORM), name="rotary (recompute)")
                 ba.add("other", self._mem(assemble), name="mla q/k assemble (recompute)")
         attn = self._attention_core(plan.seq_len)
         fa.add("attention", attn, name="attention fwd")
@@ -757,8 +761,8 @@ def _gemm_cached(gpu: Any, m: int, n: int, k: int, dtype: str, phase: str = "for
 
 
 @lru_cache(maxsize=4096)
-def _memory_cached(gpu: Any, bytes_moved: float) -> timing.OpTime:
-    return timing.memory_time(gpu, bytes_moved)
+def _memory_cached(gpu: Any, bytes_moved: float, family: str = "memory_bound") -> timing.OpTime:
+    return timing.memory_time(gpu, bytes_moved, family=family)
 
 
 @lru_cache(maxsize=4096)

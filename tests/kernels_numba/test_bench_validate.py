@@ -47,6 +47,7 @@ def test_validate_json_last_line(quick_file: Path, capsys: pytest.CaptureFixture
         "deepep",
         "v3_trace_wgrad",
         "v3_trace_memory_bound",
+        "v3_trace_norm_rope",
         "v3_trace_attention_bwd",
     }
     for summary in data["held_out"].values():
