@@ -533,13 +533,20 @@ def _cpu_profile_cached(path: str, mtime_ns: int) -> GPUProfile:
     return cpu_profile_from_calibration(path)
 
 
+# SIMD register width of the levels torch's CPU dispatch reports (ATen ``CPUCapability``):
+# AVX-512 and AVX2 registers are 512 and 256 bits; "DEFAULT" builds use no wide vectors (0: unknown).
+CPU_CAPABILITY_VECTOR_BYTES = {"AVX512": 64.0, "AVX2": 32.0, "SVE256": 32.0, "DEFAULT": 0.0}
+
+
 def cpu_profile_from_calibration(path: str | Path) -> GPUProfile:
     """A profile for a CPU built from its measured ceilings in a calibration file.
 
     Reads ``device`` (name), ``ceilings.matmul_flops_per_s`` ({dtype: FLOP/s}; required),
     ``ceilings.copy_bytes_per_s`` (memory bandwidth; required), ``cores``, and optionally
-    ``clock_hz``, ``memory_bytes``, ``l2_bytes``, ``tdp_w``, ``usd_per_hour``. The peaks are
-    measured ceilings, not datasheet figures; the notes say so.
+    ``clock_hz``, ``memory_bytes``, ``l2_bytes``, ``tdp_w``, ``usd_per_hour`` and
+    ``cpu_capability`` (what ``torch.backends.cpu.get_cpu_capability()`` reported: the SIMD level
+    torch's kernels dispatch to, giving ``vector_bytes``). The peaks are measured ceilings, not
+    datasheet figures; the notes say so.
     """
     path = Path(path)
     try:
@@ -594,6 +601,16 @@ def cpu_profile_from_calibration(path: str | Path) -> GPUProfile:
     source = f"measured ceilings in {path.name}"
     for attr in ("peak_flops_per_s", "hbm_bandwidth_bytes_per_s", "sm_count"):
         notes.setdefault(attr, "measured on this machine by kernels_numba (a ceiling, not a datasheet peak)")
+    capability = _first(data, "cpu_capability")
+    if capability is None:
+        vector = 0.0
+        notes["vector_bytes"] = "cpu_capability not recorded in the calibration file: unknown (0)"
+    elif str(capability).upper() in CPU_CAPABILITY_VECTOR_BYTES:
+        vector = CPU_CAPABILITY_VECTOR_BYTES[str(capability).upper()]
+    else:
+        vector = 0.0
+        notes["vector_bytes"] = (f"cpu_capability {capability!r} has no known register width "
+                                 f"(known: {', '.join(CPU_CAPABILITY_VECTOR_BYTES)}): unknown (0)")
     device = str(_first(data, "device", "device_name", "cpu") or _cpu_name(path))
     name = _cpu_name(path)
     return GPUProfile(
@@ -620,4 +637,5 @@ def cpu_profile_from_calibration(path: str | Path) -> GPUProfile:
         notes=notes,
         confidence={"peak_flops_per_s": "measured", "hbm_bandwidth_bytes_per_s": "measured"},
         data_file=str(path),
+        vector_bytes=vector,
     )

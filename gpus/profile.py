@@ -207,7 +207,9 @@ class GPUProfile:
     ``confidence`` are keyed by field path ("sm_count", "peak_flops_per_s.bf16",
     "node.nics_per_node", "price.usd_per_gpu_hour" ...). ``hbm_bytes`` is the capacity the driver
     reports where that is known, else the marketed figure (``notes["hbm_bytes"]`` says which);
-    ``hbm_marketed_bytes`` is the marketed "GB" figure x 1e9.
+    ``hbm_marketed_bytes`` is the marketed "GB" figure x 1e9. ``vector_bytes`` (CPUs) is the
+    width of the SIMD register the CPU's vectorised kernels use (64 for AVX-512, 32 for AVX2);
+    0 where unknown or not a CPU.
     """
 
     name: str
@@ -232,6 +234,7 @@ class GPUProfile:
     notes: Mapping[str, str] = field(default_factory=FrozenMap)
     confidence: Mapping[str, str] = field(default_factory=FrozenMap)
     data_file: str = ""
+    vector_bytes: float = 0.0
 
     def __post_init__(self) -> None:
         for attr in ("name", "full_name", "vendor", "architecture"):
@@ -257,6 +260,7 @@ class GPUProfile:
         _positive(self.pcie_bandwidth_bytes_per_s_per_direction, "pcie_bandwidth_bytes_per_s_per_direction",
                   allow_zero=True)
         _positive(self.tdp_w, "tdp_w", allow_zero=True)
+        _positive(self.vector_bytes, "vector_bytes", allow_zero=True)
         if self.hbm_marketed_bytes is not None:
             _positive(self.hbm_marketed_bytes, "hbm_marketed_bytes")
         if not isinstance(self.node, NodeSpec):

@@ -58,6 +58,14 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
+def cpu_capability() -> str:
+    """The SIMD level torch's CPU kernels dispatch to ("AVX512", "AVX2", "DEFAULT", ...): it sets
+    which softmax rows run the scalar path (``sim.timing.gating_time``)."""
+    import torch
+
+    return str(torch.backends.cpu.get_cpu_capability())
+
+
 def versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -556,6 +564,7 @@ def run(
         "date": now,
         "versions": versions(),
         "platform": platform.platform(),
+        **({"cpu_capability": cpu_capability()} if kind == "cpu" else {}),
         "source": "measured by python -m kernels_numba.bench" + (" --quick" if quick else ""),
         "note": "CPU kernels in float32 (no bf16 arithmetic on this CPU); the machine was shared with other "
         "jobs while measuring, so times carry noise; medians of repeated runs.",

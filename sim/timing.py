@@ -459,19 +459,32 @@ def _topk_comparisons(rows: float, row_len: int, k: int) -> float:
     return rows * (2.0 * row_len + k * math.log2(max(k, 1)))
 
 
+# Scalar operations per element of a row-wise softmax on PyTorch's CPU scalar path: the max
+# comparison, the exponential, the sum and the normalising multiply (one each; ATen's
+# ``_vec_softmax_lastdim`` loop over a row, run lane by lane).
+SCALAR_SOFTMAX_OPS_PER_ELEMENT = 4
+
+
 def _unfused_gating_work(
-    t: int, e: int, k: int, scoring: str, groups: int, topk_group: int
+    t: int, e: int, k: int, scoring: str, groups: int, topk_group: int, vector_lanes: int = 0
 ) -> tuple[float, float]:
     """FLOPs and bytes of the unfused PyTorch sequence (``kernels_numba.torch_ref.gating``),
     operator by operator: each reads its inputs and writes its output tensor in memory.
 
-    FLOPs counted are the top-k selection comparisons (scalar, data-dependent branches: what
-    bounds PyTorch's CPU ``topk``); the elementwise operators (score, bias add, mask fill) are
-    vectorised streaming passes, charged through the bytes they read and write."""
+    FLOPs counted are scalar operations: the top-k selection comparisons (data-dependent
+    branches: what bounds PyTorch's CPU ``topk``), and a softmax over rows narrower than one SIMD
+    vector (``e < vector_lanes`` fp32 lanes: such a row cannot fill a vector, so PyTorch's CPU
+    softmax runs it element by element, :data:`SCALAR_SOFTMAX_OPS_PER_ELEMENT` operations each;
+    ``python benchmarks/bench_softmax_rows.py`` on an AVX-512 Xeon with torch 2.13: 17-25 ns per
+    element for rows of 2-15 values, 0.6-1.0 ns from 16 on, where a partial last vector costs
+    one more vector step, not a scalar loop). The other elementwise operators (score, bias add, mask fill) and softmax over wider
+    rows are vectorised streaming passes, charged through the bytes they read and write."""
     te = float(t) * e
     # score (read logits, write scores) and bias add (read scores, write choice): fp32 T x E
     nbytes = 2 * (4 * te + 4 * te)
     flops = _topk_comparisons(t, e, k)  # the final top-k over the (masked) T x E choice
+    if scoring == "softmax" and 0 < e < vector_lanes:
+        flops += te * SCALAR_SOFTMAX_OPS_PER_ELEMENT
     if groups > 1:
         per_group = e // groups
         tg = float(t) * groups
@@ -516,8 +529,10 @@ def gating_time(
     (scores, choice, group scores, masks, top-k results) is written and read back, and each
     row-wise ``topk`` pays its selection comparisons: the sigmoid group-limited path runs two
     top-k passes over all ``T x E`` scores (top-2 in every group, then the final top-k), the
-    softmax one (its group score is a max), the ungrouped one. ``topk_group`` (groups kept,
-    default half of ``n_group``) only sizes small tensors.
+    softmax one (its group score is a max), the ungrouped one; on a CPU whose profile gives its
+    SIMD width (``vector_bytes``), a softmax over rows narrower than one vector is charged its
+    scalar path. ``topk_group`` (groups kept, default half of ``n_group``) only sizes small
+    tensors.
     """
     t, e, k = (
         _positive_int(num_tokens, "num_tokens"),
@@ -534,13 +549,14 @@ def gating_time(
     kept = max(1, groups // 2) if topk_group is None else _positive_int(topk_group, "topk_group")
     if kept > groups:
         raise ValueError(f"topk_group ({kept}) cannot exceed n_group ({groups})")
+    dev = _device(gpu)
     if unfused:
-        flops, bytes_moved = _unfused_gating_work(t, e, k, scoring, groups, kept)
+        lanes = int(float(getattr(dev.profile, "vector_bytes", 0.0) or 0.0) // 4)  # fp32 lanes
+        flops, bytes_moved = _unfused_gating_work(t, e, k, scoring, groups, kept, lanes)
     else:
         per_logit = 4 + (1 if scoring == "sigmoid" else 0) + (3 if groups > 1 else 0) + k
         flops = float(t) * e * per_logit
         bytes_moved = t * e * 4.0 + t * k * 12.0
-    dev = _device(gpu)
     peak, _ = dev.peak("fp32")
     shape = {"num_tokens": t, "num_experts": e, "top_k": k}
     return _result(dev, "gating", flops, bytes_moved, peak, flops / peak, shape, launches)

@@ -220,6 +220,26 @@ def test_cpu_profile_from_calibration(tmp_path, monkeypatch):
     assert gpus.get("H800").name == "H800"  # GPUs still resolve
 
 
+@pytest.mark.parametrize(("capability", "vector_bytes", "noted"), [
+    ("AVX512", 64.0, False), ("AVX2", 32.0, False), ("DEFAULT", 0.0, False),
+    ("NEWISA9000", 0.0, True), (None, 0.0, True),
+])
+def test_cpu_profile_vector_width_from_the_recorded_capability(tmp_path, capability, vector_bytes, noted):
+    data = dict(CPU_CALIBRATION)
+    if capability is not None:
+        data["cpu_capability"] = capability
+    path = tmp_path / "cpu-simd.json"
+    path.write_text(json.dumps(data))
+    cpu = gpus.cpu_profile_from_calibration(path)
+    assert cpu.vector_bytes == vector_bytes
+    assert ("vector_bytes" in cpu.notes) == noted
+
+
+def test_profile_rejects_a_negative_vector_width():
+    with pytest.raises(ValueError, match="vector_bytes"):
+        dataclasses.replace(gpus.get("H800"), vector_bytes=-1.0)
+
+
 def test_cpu_profile_from_a_file_declaring_kind_cpu(tmp_path, monkeypatch):
     monkeypatch.setattr(loader, "CALIBRATION_DIR", tmp_path)
     (tmp_path / "buildbox.json").write_text(json.dumps({**CPU_CALIBRATION, "kind": "cpu"}))

@@ -299,6 +299,26 @@ def test_gating_unfused_counts_top_k_passes_and_intermediates() -> None:
     assert sig.bytes_moved > 5 * fused.bytes_moved
 
 
+def test_gating_unfused_softmax_on_rows_narrower_than_a_vector_runs_scalar() -> None:
+    """A device with 64-byte vectors (16 fp32 lanes): softmax rows of 8 pay 4 scalar operations
+    per element on top of the top-k; rows of 16 and more, sigmoid scoring, the fused kernel and a
+    device of unknown width pay nothing extra."""
+    wide = dataclasses.replace(GPU, name="Fake-simd")
+    object.__setattr__(wide, "vector_bytes", 64.0)  # FakeGPU has no such field: set it on this one
+    narrow = timing.gating_time(wide, 4, 8, 2, "softmax", 1, launches=7, unfused=True)
+    assert narrow.flops == pytest.approx(4 * (2 * 8 + 2) + 4 * 8 * timing.SCALAR_SOFTMAX_OPS_PER_ELEMENT)
+    assert timing.SCALAR_SOFTMAX_OPS_PER_ELEMENT == 4
+    unknown = timing.gating_time(GPU, 4, 8, 2, "softmax", 1, launches=7, unfused=True)
+    assert unknown.flops == pytest.approx(4 * (2 * 8 + 2))
+    full = timing.gating_time(wide, 4, 16, 2, "softmax", 1, launches=7, unfused=True)
+    assert full.flops == pytest.approx(4 * (2 * 16 + 2))
+    sigmoid = timing.gating_time(wide, 4, 8, 2, "sigmoid", 1, launches=7, unfused=True)
+    assert sigmoid.flops == pytest.approx(4 * (2 * 8 + 2))
+    fused = timing.gating_time(wide, 4, 8, 2, "softmax", 1)
+    assert fused.flops == pytest.approx(timing.gating_time(GPU, 4, 8, 2, "softmax", 1).flops)
+    assert narrow.bytes_moved == pytest.approx(unknown.bytes_moved)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
