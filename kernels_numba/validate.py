@@ -119,10 +119,16 @@ def profile_for(doc: Mapping[str, Any], path: Path | None) -> Any:
 
 
 def model_family(record: Mapping[str, Any]) -> str:
-    """The timing model's family for a benchmark record: torch's prefill attention on the CPU
-    with unequal head dims runs PyTorch's unfused math path (``torch_ref.materializes_scores``),
-    a different kernel from its fused flash path, so it is fitted as ``attention_prefill_math``."""
+    """The timing model's family for a benchmark record: a one-row GEMM is ``gemv``
+    (``sim.timing.gemm_family``: BLAS's matrix-vector path, the Numba kernel's one-row loop);
+    torch's prefill attention on the CPU with unequal head dims runs PyTorch's unfused math path
+    (``torch_ref.materializes_scores``), a different kernel from its fused flash path, so it is
+    fitted as ``attention_prefill_math``."""
     family = str(record["family"])
+    if family == "gemm":
+        from sim.timing import gemm_family
+
+        return gemm_family(int(record["shape"]["m"]))
     if family == "attention_prefill" and record["impl"] == "torch_cpu":
         from kernels_numba.torch_ref import materializes_scores
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -47,6 +48,7 @@ FAMILIES = (
     "attention_backward",
     "attention_prefill_math",
     "norm_rope",
+    "gemv",
 )
 # A family a device file lacks borrows the first of these the file has (nearest kind of kernel
 # on the same device), before the uncalibrated defaults.
@@ -56,6 +58,7 @@ FALLBACKS: dict[str, tuple[str, ...]] = {
     "attention_backward": ("attention_prefill", "memory", "gemm"),
     "attention_prefill_math": ("attention_prefill", "memory", "gemm"),
     "norm_rope": ("memory_bound", "memory", "gemm"),
+    "gemv": ("gemm",),
 }
 PARAMETER_NAMES = ("launch_s", "compute_efficiency", "memory_efficiency", "overlap_exponent")
 # Bounds of the fitted parameters: physical limits, not tuning knobs.
@@ -144,8 +147,11 @@ def load_file(path: Path) -> dict[str, Any]:
 
 
 def device_key(name: str) -> str:
-    """File stem for a device name: lower case, spaces and slashes as dashes."""
-    return name.strip().lower().replace(" ", "-").replace("/", "-")
+    """File stem for a device name: lower case, trademark marks ("(R)", "(TM)") dropped, every
+    run of characters other than letters, digits, "." and "+" as one dash
+    ("Intel(R) Xeon(R) Processor" -> "intel-xeon-processor", "H800 SXM" -> "h800-sxm")."""
+    text = re.sub(r"\((r|tm)\)", "", name.strip().lower())
+    return re.sub(r"[^a-z0-9.+]+", "-", text).strip("-")
 
 
 def defaults() -> dict[str, Any]:

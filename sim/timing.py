@@ -167,11 +167,32 @@ def _device(gpu: Any) -> _Device:
     return _Device(profile=profile, kind=kind, calibration=data, calibration_name=label)
 
 
+# Families the timing model splits off a benchmark family by shape: the bench records them
+# under the family they split from.
+RECORDED_FAMILY = {"attention_prefill_math": "attention_prefill", "gemv": "gemm"}
+
+
+def gemm_family(m: int, phase: str = "forward") -> str:
+    """The fitted family of a dense GEMM: ``gemm_wgrad`` for weight gradients; ``gemv`` for a
+    single row (``m == 1``), which runs a different loop from a GEMM's: a blocked GEMM packs B
+    into panels before its inner kernel (Goto and van de Geijn, "Anatomy of high-performance
+    matrix multiplication", ACM TOMS 34(3), 2008), a one-row product has no reuse of B to pay
+    for that and BLAS libraries may route it to a matrix-vector kernel that streams B as it lies
+    (OpenBLAS does on ARM64/POWER/RISC-V, ``GEMM_GEMV_FORWARD``; MKL's dispatch is not
+    documented: on the Xeon of ``cpu-intel-xeon-processor.json`` torch's one-row fp32 product
+    reads B at about 25 GB/s, products of 4-16 rows at about 13 GB/s); the Numba kernel takes
+    rows four at a time, so a lone row runs its one-row loop (one FMA per load of B,
+    ``kernels_numba/cpu/kernels.py``). A device file without ``gemv`` borrows its ``gemm`` fit."""
+    if phase == "wgrad":
+        return "gemm_wgrad"
+    return "gemv" if m == 1 else "gemm"
+
+
 def _measured(dev: _Device, family: str, shape: Mapping[str, Any]) -> float | None:
     if dev.calibration is None or dev.calibration_name != str(dev.calibration.get("device")):
         return None  # measurements belong to the device itself, not to a stand-in architecture
     impl = dev.calibration.get("default_impl")
-    family = "attention_prefill" if family == "attention_prefill_math" else family  # as recorded
+    family = RECORDED_FAMILY.get(family, family)  # as the bench records it
     for record in dev.calibration.get("measurements", []):
         if (
             record.get("family") == family
@@ -252,7 +273,8 @@ def gemm_time(
 ) -> OpTime:
     """Dense GEMM ``C[m, n] = A[m, k] @ B[k, n]``: 2mnk FLOP; A, B read once, C written once.
 
-    ``phase``: "forward" and "dgrad" (``dX = dY W^T``) use the ``gemm`` family; "wgrad"
+    ``phase``: "forward" and "dgrad" (``dX = dY W^T``) use the ``gemm`` family (``gemv`` for a
+    single row, :func:`gemm_family`); "wgrad"
     (``dW = X^T dY``, reduction over the tokens) uses the ``gemm_wgrad`` family: DeepSeek's
     weight-gradient kernel (``fp8_dptp128c_acc``) accumulates in FP32 into the existing
     gradient, so C is read and written in FP32 (8 bytes per element), and its sustained rate
@@ -269,10 +291,9 @@ def gemm_time(
     peak, used = dev.peak(dtype)
     size = cal.dtype_bytes(used)
     out_size = max(size, 2.0) if used in ("fp8", "fp4", "int8") else size  # low-precision GEMMs write BF16
-    family = "gemm"
+    family = gemm_family(m, phase)
     out_traffic = out_size
     if phase == "wgrad":
-        family = "gemm_wgrad"
         out_traffic = 8.0  # FP32 gradient read and written back (accumulation)
     flops = 2.0 * m * n * k * batch
     bytes_moved = ((m * k + k * n) * size + m * n * out_traffic) * batch

@@ -198,3 +198,70 @@ def test_torch_gating_family_fits_both_routing_variants() -> None:
             checked.add(config["scoring"])
             assert abs(predicted / measured - 1) < 0.15, (record["shape"], predicted, measured)
     assert checked == {"sigmoid", "softmax"}
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("Intel(R) Xeon(R) Processor", "intel-xeon-processor"),
+        ("AMD EPYC", "amd-epyc"),
+        ("H800 SXM", "h800-sxm"),
+        ("NVIDIA H100 80GB HBM3", "nvidia-h100-80gb-hbm3"),
+        ("Core(TM) i9 / test", "core-i9-test"),
+    ],
+)
+def test_device_key_makes_plain_file_stems(name: str, key: str) -> None:
+    assert cal.device_key(name) == key
+
+
+def test_this_machines_calibration_records_its_simd_level() -> None:
+    """The file the bench writes on a CPU carries torch's SIMD level, which sets the gating
+    model's scalar softmax rows; a file without it (measured before it was recorded) gives an
+    unknown width rather than a guessed one."""
+    import gpus
+
+    for path in sorted(cal.calibration_dir().glob("cpu-*.json")):
+        doc = json.loads(path.read_text())
+        cpu = gpus.cpu_profile_from_calibration(path)
+        if "cpu_capability" in doc:
+            assert cpu.vector_bytes > 0 or doc["cpu_capability"] == "DEFAULT"
+        else:
+            assert cpu.vector_bytes == 0.0 and "vector_bytes" in cpu.notes
+
+
+def test_warm_up_calls_every_rotation_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No timed call may be the first write to its set's output buffer (first-touch page faults
+    made a 1024 x 2048 x 512 torch GEMM read 32 ms instead of 13 ms over 16 sets): the warm-up
+    runs each rotation set once, at least twice in all."""
+    from kernels_numba.shapes import grid
+
+    case = next(c for c in grid(quick=True) if c.family == "gemm")
+    monkeypatch.setattr(bench, "rotation_copies", lambda inputs, llc, quick: 3)
+    warmups: list[int] = []
+    real = bench.time_cpu_clocks
+
+    def spy(run, warmup=2, **kwargs):  # type: ignore[no-untyped-def]
+        warmups.append(warmup)
+        return real(run, warmup=warmup, **kwargs)
+
+    monkeypatch.setattr(bench, "time_cpu_clocks", spy)
+    records = bench.measure([case], ["torch_cpu"], quick=True, log=lambda line: None)
+    assert warmups == [3] and len(records) == 1 and records[0]["measured_s"] > 0
+
+
+def test_one_row_gemm_records_fit_as_gemv_and_keep_their_measurements() -> None:
+    """The bench records every dense GEMM as ``gemm``; validation fits the one-row shapes as
+    ``gemv`` (the timing model's family for them), and the timing model still finds their
+    measured time in the device file."""
+    import gpus
+    from sim import timing
+
+    path = validate.device_file()
+    doc = json.loads(path.read_text())
+    groups = validate._groups(doc)
+    assert all(r["shape"]["m"] == 1 for r in groups[("gemv", "torch_cpu")])
+    assert all(r["shape"]["m"] > 1 for r in groups[("gemm", "torch_cpu")])
+    record = groups[("gemv", doc["default_impl"])][0]
+    s = record["shape"]
+    t = timing.gemm_time(gpus.cpu_profile_from_calibration(path), s["m"], s["n"], s["k"], s["dtype"])
+    assert t.family == "gemv" and t.measured_s == pytest.approx(record["measured_s"])

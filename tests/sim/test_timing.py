@@ -341,3 +341,19 @@ def test_permute_unfused_counts_the_materialised_workspace() -> None:
     # permute: rows read and written, plus the int64 index tensors of the sort and scatter
     plain = timing.permute_time(GPU, 8, 64, 2, "fp32", launches=9, unfused=True)
     assert plain.bytes_moved == pytest.approx(2 * 16 * 64 * 4 + 16 * 88)
+
+
+def test_one_row_gemm_is_the_gemv_family() -> None:
+    """``m == 1`` runs a matrix-vector loop (``timing.gemm_family``): the ``gemv`` family; a
+    device file without it (H800's tables start at 64 rows) borrows its ``gemm`` fit, so the
+    prediction is the same as before; weight gradients stay ``gemm_wgrad``."""
+    assert timing.gemm_family(1) == "gemv" and timing.gemm_family(2) == "gemm"
+    assert timing.gemm_family(1, "wgrad") == "gemm_wgrad"
+    one = timing.gemm_time("H800", 1, 7168, 2048, "fp8")
+    assert one.family == "gemv"
+    gemm = cal.family_params(cal.find_calibration(["H800"]), "gemm")
+    assert gemm is not None and cal.family_params(cal.find_calibration(["H800"]), "gemv") is None
+    body = cal.combine(
+        one.compute_s / gemm.compute_efficiency, one.memory_s / gemm.memory_efficiency, gemm.overlap_exponent
+    )
+    assert one.predicted_s == pytest.approx(gemm.launch_s + body, rel=1e-9)
