@@ -498,8 +498,9 @@ def _unfused_gating_work(
     softmax runs it element by element, :data:`SCALAR_SOFTMAX_OPS_PER_ELEMENT` operations each;
     ``python benchmarks/bench_softmax_rows.py`` on an AVX-512 Xeon with torch 2.13: 17-25 ns per
     element for rows of 2-15 values, 0.6-1.0 ns from 16 on, where a partial last vector costs
-    one more vector step, not a scalar loop). The other elementwise operators (score, bias add, mask fill) and softmax over wider
-    rows are vectorised streaming passes, charged through the bytes they read and write."""
+    one more vector step, not a scalar loop). The other elementwise operators (score, bias
+    add, mask fill) and softmax over wider rows are vectorised streaming passes, charged
+    through the bytes they read and write."""
     te = float(t) * e
     # score (read logits, write scores) and bias add (read scores, write choice): fp32 T x E
     nbytes = 2 * (4 * te + 4 * te)
