@@ -25,6 +25,7 @@ class FakeGPU:
     sm_count: int = 100
     hbm_bandwidth_bytes_per_s: float = 1e12
     peaks: tuple[tuple[str, float], ...] = (("bf16", 1e15), ("fp8", 2e15), ("fp32", 1e14))
+    vector_bytes: float = 0.0  # a SIMD width, as CPU profiles have (0: none / unknown)
 
     def peak_flops(self, dtype: str) -> float:
         table = dict(self.peaks)
@@ -303,8 +304,7 @@ def test_gating_unfused_softmax_on_rows_narrower_than_a_vector_runs_scalar() -> 
     """A device with 64-byte vectors (16 fp32 lanes): softmax rows of 8 pay 4 scalar operations
     per element on top of the top-k; rows of 16 and more, sigmoid scoring, the fused kernel and a
     device of unknown width pay nothing extra."""
-    wide = dataclasses.replace(GPU, name="Fake-simd")
-    object.__setattr__(wide, "vector_bytes", 64.0)  # FakeGPU has no such field: set it on this one
+    wide = dataclasses.replace(GPU, name="Fake-simd", vector_bytes=64.0)
     narrow = timing.gating_time(wide, 4, 8, 2, "softmax", 1, launches=7, unfused=True)
     assert narrow.flops == pytest.approx(4 * (2 * 8 + 2) + 4 * 8 * timing.SCALAR_SOFTMAX_OPS_PER_ELEMENT)
     assert timing.SCALAR_SOFTMAX_OPS_PER_ELEMENT == 4
