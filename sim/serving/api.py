@@ -66,6 +66,7 @@ class ServingResult:
     tpot_mean_s: float
     queueing_mean_s: float
     queueing_p99_s: float
+    decode_wait_mean_s: float  # first token to admission into a decode batch (KV transfer, capacity)
     num_requests: int
     prefill_nodes: int
     decode_nodes: int
@@ -232,12 +233,16 @@ def summarise(
             step_bound = "kv_capacity"
         bounds.append(f"{spec.role}: {step_bound} (busy {utilisation[spec.role]:.0%})")
     if dep.mode == "disaggregated":
-        limiting = "prefill" if busy_p > 0.95 and utilisation.get("decode", 0) < 0.95 else "decode"
-        if (
-            sim.stats["decode"].steps
-            and sim.stats["decode"].kv_blocked_steps > 0.5 * sim.stats["decode"].steps
-        ):
-            limiting = "decode"
+        # The role that bounds throughput is the one requests wait for. A decode instance steps
+        # whenever it holds a request, so its busy time says nothing of saturation; prefill is
+        # the bound when it is saturated and requests wait longer for it than for admission
+        # into a decode batch (a closed loop starved by too little prefill: decode runs small
+        # batches back to back).
+        d_stats = sim.stats["decode"]
+        kv_bound = bool(d_stats.steps and d_stats.kv_blocked_steps > 0.5 * d_stats.steps)
+        decode_wait = stats.decode_wait_mean_s if math.isfinite(stats.decode_wait_mean_s) else 0.0
+        prefill_wait = stats.queueing_mean_s if math.isfinite(stats.queueing_mean_s) else 0.0
+        limiting = "prefill" if (not kv_bound and busy_p > 0.95 and prefill_wait > decode_wait) else "decode"
         bound_by = f"{limiting}; " + "; ".join(bounds)
     else:
         bound_by = "; ".join(bounds)
@@ -278,6 +283,7 @@ def summarise(
         tpot_mean_s=stats.tpot_mean_s,
         queueing_mean_s=stats.queueing_mean_s,
         queueing_p99_s=stats.queueing_p99_s,
+        decode_wait_mean_s=stats.decode_wait_mean_s,
         num_requests=stats.num_requests,
         prefill_nodes=p_nodes,
         decode_nodes=d_nodes,

@@ -2,7 +2,8 @@
 
 Times are seconds of simulated time. For a request with output length n:
 TTFT = first token - arrival; TPOT = (finish - first token) / (n - 1) (undefined for n = 1);
-end-to-end = finish - arrival; queueing = time from arrival to the start of its prefill.
+end-to-end = finish - arrival; queueing = time from arrival to the start of its prefill; decode
+wait = time from the first token to admission into a decode batch (KV transfer, KV capacity).
 Statistics cover requests that arrived after the warm-up and finished before the end.
 """
 
@@ -80,6 +81,7 @@ class LatencyStats:
     queueing_mean_s: float
     queueing_p99_s: float
     tokens_per_s_per_user: float
+    decode_wait_mean_s: float = float("nan")  # first token to decode admission (KV transfer, capacity)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,6 +106,8 @@ def latency_stats(log: RequestLog, start_s: float, end_s: float) -> LatencyStats
     ttft = (first - arrival)[done]
     e2e = (finish - arrival)[done]
     queue = (prefill - arrival)[done]
+    admitted = done & ~np.isnan(log.column("decode_admit_s"))
+    decode_wait = (log.column("decode_admit_s") - first)[admitted]
     multi = done & (n_out > 1)
     tpot = ((finish - first) / np.maximum(n_out - 1, 1))[multi]
     positive = tpot[tpot > 0]
@@ -124,6 +128,7 @@ def latency_stats(log: RequestLog, start_s: float, end_s: float) -> LatencyStats
         queueing_mean_s=_mean(queue),
         queueing_p99_s=_pct(queue, 99),
         tokens_per_s_per_user=per_user,
+        decode_wait_mean_s=_mean(decode_wait),
     )
 
 

@@ -231,3 +231,17 @@ def test_tensor_parallel_adds_allreduce():
     cost = StepCostModel(m, g, dep.colocated, 0, np.random.default_rng(0))
     step = cost.decode_step(16, 2048)
     assert step.breakdown_s["tp_allreduce"] > 0
+
+
+def test_prefill_starved_closed_loop_names_prefill_as_the_bound():
+    """Long prompts, short outputs, one prefill GPU for one decode GPU: the decode GPU steps all
+    the time on small batches (busy ~100%) while requests queue for prefill; the bound is the
+    prefill role, and the decode wait is short. With plenty of prefill the bound is decode."""
+    wl = {"input_len": 8192, "output_len": 16, "concurrency": 64}
+    starved = estimate_serving(V2L, "H100", ONE_GPU, wl, duration_s=60, seed=0)
+    assert starved.bound_by.startswith("prefill"), starved.bound_by
+    assert starved.utilisation["prefill"] > 0.95
+    assert starved.queueing_mean_s > 10 * starved.decode_wait_mean_s
+    fed = {**ONE_GPU, "prefill": {**ONE_GPU["prefill"], "instances": 32}}
+    short = {"input_len": 256, "output_len": 512, "concurrency": 64}
+    assert estimate_serving(V2L, "H100", fed, short, duration_s=60, seed=0).bound_by.startswith("decode")
