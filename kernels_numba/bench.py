@@ -1,6 +1,7 @@
 """Time every kernel on the hardware at hand and write ``gpus/calibration/<device>.json``.
 
 ``python -m kernels_numba.bench [--quick] [--out PATH] [--no-fit]``
+(``--merge A.json B.json --out C.json`` pools the passes of full runs taken apart in time)
 
 1. Measures the device's two ceilings: a large float32 matmul (FLOP/s) and a large copy
    (bytes read + written per second), with torch.
@@ -597,6 +598,77 @@ def _write(path: Path, doc: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def merge_runs(paths: list[Path], out: Path, fit: bool = True) -> Path:
+    """One calibration file from several full runs of the bench on the same device, thread count
+    and library versions: each record's passes are pooled and ``measured_s`` is their median (as
+    one run with the passes of all); the ceilings are the median of the runs' ceilings. Runs taken
+    apart in time average over the slow swings of a shared machine that one run's interleaved
+    passes cannot. The file's ``merged_from`` lists the runs (date, passes, ceilings)."""
+    if len(paths) < 2:
+        raise ValueError(f"merge needs at least two calibration files, got {len(paths)}")
+    docs = [json.loads(Path(p).read_text()) for p in paths]
+    first = docs[0]
+    for p, d in zip(paths[1:], docs[1:], strict=True):
+        for field in ("device", "kind", "cores", "versions", "cpu_capability"):
+            if d.get(field) != first.get(field):
+                raise ValueError(
+                    f"cannot merge {p}: its {field} {d.get(field)!r} differs from {first.get(field)!r}"
+                )
+
+    def key(r: dict[str, Any]) -> str:
+        return json.dumps([r["family"], r["impl"], r["shape"], r.get("config", {})], sort_keys=True)
+
+    pooled: dict[str, dict[str, Any]] = {}
+    for d in docs:
+        for r in d["measurements"]:
+            k = key(r)
+            if k not in pooled:
+                pooled[k] = {**r, "pass_s": [], "wall_s": [], "cpu_s": [], "runs": 0, "clock": {}}
+            m = pooled[k]
+            m["pass_s"] += list(r.get("pass_s", [r["measured_s"]]))
+            m["wall_s"] += list(r.get("wall_s", []))
+            m["cpu_s"] += list(r.get("cpu_s", []))
+            m["runs"] += int(r.get("runs", 0))
+            for clock, count in r.get("clock", {}).items():
+                m["clock"][clock] = m["clock"].get(clock, 0) + count
+    counts = {k: sum(key(r) == k for d in docs for r in d["measurements"]) for k in pooled}
+    missing = [k for k, c in counts.items() if c != len(docs)]
+    if missing:
+        raise ValueError(f"cannot merge: {len(missing)} records are not in every run, e.g. {missing[0]}")
+    for m in pooled.values():
+        m["measured_s"] = float(np.median(m["pass_s"]))
+    ceilings = dict(first["ceilings"])
+    flops = {
+        dtype: float(np.median([d["ceilings"]["matmul_flops_per_s"][dtype] for d in docs]))
+        for dtype in first["ceilings"]["matmul_flops_per_s"]
+    }
+    ceilings["matmul_flops_per_s"] = flops
+    ceilings["copy_bytes_per_s"] = float(np.median([d["ceilings"]["copy_bytes_per_s"] for d in docs]))
+    doc = {
+        **first,
+        "date": max(str(d["date"]) for d in docs),
+        "source": f"measured by python -m kernels_numba.bench, {len(docs)} runs pooled by --merge",
+        "ceilings": ceilings,
+        "merged_from": [
+            {
+                "date": d["date"],
+                "passes": len(d["measurements"][0].get("pass_s", [1])),
+                "ceilings": d["ceilings"],
+            }
+            for d in docs
+        ],
+        "families": {},
+        "measurements": list(pooled.values()),
+    }
+    _write(out, doc)
+    if fit:
+        from kernels_numba import validate
+
+        doc["families"] = validate.fit_families(doc, out)
+        _write(out, doc)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kernels_numba.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tiny grid (tests of the harness)")
@@ -614,7 +686,25 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="re-measure --families only, replacing their records in the existing file (its ceilings kept)",
     )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="pool the passes of these full runs (same device, threads, versions) into --out; no timing",
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        if args.out is None:
+            parser.error("--merge needs --out")
+        try:
+            merge_runs(args.merge, args.out, fit=not args.no_fit)
+        except (OSError, ValueError, KeyError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"wrote {args.out}")
+        return 0
     run(
         quick=args.quick,
         out=args.out,

@@ -265,3 +265,40 @@ def test_one_row_gemm_records_fit_as_gemv_and_keep_their_measurements() -> None:
     s = record["shape"]
     t = timing.gemm_time(gpus.cpu_profile_from_calibration(path), s["m"], s["n"], s["k"], s["dtype"])
     assert t.family == "gemv" and t.measured_s == pytest.approx(record["measured_s"])
+
+
+def _run_doc(date: str, passes: list[float], flops: float) -> dict[str, object]:
+    record = {"family": "gemm", "impl": "torch_cpu", "shape": {"m": 4, "n": 8, "k": 8, "dtype": "fp32"},
+              "config": {}, "measured_s": float(np.median(passes)), "pass_s": passes, "runs": 30,
+              "wall_s": passes, "cpu_s": passes, "clock": {"perf_counter": len(passes)}, "input_sets": 1}
+    return {"schema": 1, "device": "Test CPU", "kind": "cpu", "cores": 1, "date": date,
+            "versions": {"torch": "x"}, "cpu_capability": "AVX2",
+            "ceilings": {"matmul_flops_per_s": {"fp32": flops}, "copy_bytes_per_s": 1e10},
+            "default_impl": "torch_cpu", "families": {}, "measurements": [record]}
+
+
+def test_merge_pools_the_passes_of_runs_taken_apart(tmp_path: Path) -> None:
+    a, b, out = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "m.json"
+    a.write_text(json.dumps(_run_doc("2026-12-01T10:00:00Z", [1.0, 2.0, 3.0], 1e11)))
+    b.write_text(json.dumps(_run_doc("2026-12-01T11:00:00Z", [10.0, 11.0, 12.0], 3e11)))
+    assert bench.main(["--merge", str(a), str(b), "--out", str(out), "--no-fit"]) == 0
+    doc = json.loads(out.read_text())
+    (record,) = doc["measurements"]
+    assert record["pass_s"] == [1.0, 2.0, 3.0, 10.0, 11.0, 12.0]
+    assert record["measured_s"] == pytest.approx(6.5) and record["runs"] == 60
+    assert record["clock"] == {"perf_counter": 6}
+    assert doc["ceilings"]["matmul_flops_per_s"]["fp32"] == pytest.approx(2e11)
+    assert [m["date"] for m in doc["merged_from"]] == ["2026-12-01T10:00:00Z", "2026-12-01T11:00:00Z"]
+    assert doc["date"] == "2026-12-01T11:00:00Z" and doc["cpu_capability"] == "AVX2"
+
+
+def test_merge_refuses_runs_that_differ(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(_run_doc("d1", [1.0], 1e11)))
+    other = _run_doc("d2", [1.0], 1e11)
+    other["cores"] = 2
+    b.write_text(json.dumps(other))
+    assert bench.main(["--merge", str(a), str(b), "--out", str(tmp_path / "m.json")]) == 2
+    assert "cores" in capsys.readouterr().err
+    assert bench.main(["--merge", str(a), "--out", str(tmp_path / "m.json")]) == 2
+    assert not (tmp_path / "m.json").exists()
