@@ -18,7 +18,8 @@ tables). A file holds, per kernel family and implementation, at most four fitted
 The predicted time of a kernel is ``launches * launch_s + combine(compute_s / compute_efficiency,
 memory_s / memory_efficiency)``, where ``compute_s`` is the FLOP count rounded up to whole
 tiles and whole waves over the SMs (or cores) divided by the peak, and ``memory_s`` is the
-bytes moved over the peak bandwidth. Only this module reads the files; nothing here is a
+bytes moved over the peak bandwidth (on a CPU with written bytes weighted for write-allocate,
+``sim.timing``). Only this module reads the files; nothing here is a
 hand-tuned constant except the documented defaults in ``gpus/calibration/defaults.json``.
 """
 

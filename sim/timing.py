@@ -10,6 +10,12 @@ Every function returns an :class:`OpTime` with three times over one spec (STYLE.
   family and device, read from ``gpus/calibration/<device>.json``;
 * ``measured_s``: the measurement of that exact shape when the calibration file holds one.
 
+On a CPU, the bytes an operator writes also pay write-allocate (each stored line is read first):
+GEMM, grouped GEMM, fused gating and fused permute/combine give their written bytes and their
+memory time is ``(read + 2 x written) / (1.5 x copy ceiling)``; operators whose split is not
+tracked (unfused PyTorch sequences, attention, ``memory_time``) count as copy-like, which that
+formula leaves unchanged. GPUs: bytes over bandwidth.
+
 Which parameters a device uses: its own calibration file when there is one; otherwise a file
 that declares the device's architecture in ``applies_to_architectures`` (the H800 fit, from
 DeepSeek's published DeepGEMM / FlashMLA tables, is the best public evidence for Hopper parts
@@ -203,6 +209,19 @@ def _measured(dev: _Device, family: str, shape: Mapping[str, Any]) -> float | No
     return None
 
 
+def _memory_seconds(dev: _Device, bytes_moved: float, written_bytes: float | None) -> float:
+    """Bytes over the device's bandwidth; on a CPU, with the written part known, each written
+    byte also costs the read of its cache line before the store (write-allocate, x86's
+    read-for-ownership): DRAM traffic ``R + 2W``. The CPU ceiling is a copy's (``R = W``), read
+    plus written bytes over time, whose traffic is ``3/2`` of that, so the time is
+    ``(R + 2W) / (1.5 x ceiling)``; a copy-like mix (or ``written_bytes=None``) is unchanged.
+    GPUs write whole sectors into L2 without reading them first: ``(R + W) / bandwidth``."""
+    if dev.kind != "cpu" or written_bytes is None:
+        return bytes_moved / dev.bandwidth
+    written = min(max(0.0, written_bytes), bytes_moved)
+    return (bytes_moved + written) / (1.5 * dev.bandwidth)
+
+
 def _result(
     dev: _Device,
     family: str,
@@ -212,9 +231,10 @@ def _result(
     quantised_compute_s: float,
     shape: Mapping[str, Any],
     launches: int = 1,
+    written_bytes: float | None = None,
 ) -> OpTime:
     compute_s = flops / peak if flops > 0 else 0.0
-    memory_s = bytes_moved / dev.bandwidth
+    memory_s = _memory_seconds(dev, bytes_moved, written_bytes)
     params, source = dev.params(family)
     body_compute = quantised_compute_s / params.compute_efficiency
     body_memory = memory_s / params.memory_efficiency
@@ -303,7 +323,8 @@ def gemm_time(
         shape["batch"] = batch
     if phase == "wgrad":
         shape["phase"] = phase
-    return _result(dev, family, flops, bytes_moved, peak, quant, shape)
+    written = m * n * out_size * batch
+    return _result(dev, family, flops, bytes_moved, peak, quant, shape, written_bytes=written)
 
 
 def grouped_gemm_time(
@@ -329,7 +350,8 @@ def grouped_gemm_time(
     bytes_moved = rows * k * size + active * k * n * size + rows * n * out_size
     quant = _gemm_quantised_flops(dev, [s for s in sizes if s > 0], n, k) / peak
     shape = {"group_sizes": sizes, "n": n, "k": k, "dtype": str(dtype)}
-    return _result(dev, "grouped_gemm", flops, bytes_moved, peak, quant, shape, launches)
+    written = rows * n * out_size
+    return _result(dev, "grouped_gemm", flops, bytes_moved, peak, quant, shape, launches, written)
 
 
 def causal_pairs(q_len: int, kv_len: int, causal: bool) -> float:
@@ -438,6 +460,8 @@ def attention_time(
     }
     if backward:
         shape["backward"] = True
+    # counted copy-like on a CPU (no write-allocate term): one fitted family holds both the fused
+    # decode path and the math path, whose write shares differ and are not tracked separately
     return _result(dev, family, flops, bytes_moved, peak, quant, shape)
 
 
@@ -581,7 +605,8 @@ def gating_time(
         bytes_moved = t * e * 4.0 + t * k * 12.0
     peak, _ = dev.peak("fp32")
     shape = {"num_tokens": t, "num_experts": e, "top_k": k}
-    return _result(dev, "gating", flops, bytes_moved, peak, flops / peak, shape, launches)
+    written = None if unfused else t * k * 12.0  # the fused kernel writes indices and weights
+    return _result(dev, "gating", flops, bytes_moved, peak, flops / peak, shape, launches, written)
 
 
 def permute_time(
@@ -614,6 +639,7 @@ def permute_time(
     )
     size = cal.dtype_bytes(dtype)
     rows = float(t) * k
+    written: float | None = None
     if combine:
         flops = 2.0 * rows * h
         if unfused:
@@ -622,6 +648,7 @@ def permute_time(
             bytes_moved = 3 * rows * h * size + t * h * size + rows * 8 + rows * 4 * 2
         else:
             bytes_moved = (rows * h + t * h) * size + rows * 12.0
+            written = t * h * size
     else:
         flops = 0.0
         if unfused:
@@ -631,10 +658,13 @@ def permute_time(
             bytes_moved = 2 * rows * h * size + index_bytes
         else:
             bytes_moved = (t * h + rows * h) * size + rows * 8.0
+            written = rows * h * size
     dev = _device(gpu)
     peak, _ = dev.peak("fp32")
     shape = {"num_tokens": t, "hidden": h, "top_k": k, "dtype": str(dtype), "combine": bool(combine)}
-    return _result(dev, "permute", flops, bytes_moved, peak, flops / peak, shape, launches)
+    return _result(
+        dev, "permute", flops, bytes_moved, peak, flops / peak, shape, launches, None if unfused else written
+    )
 
 
 def op_time(gpu: Any, op: Any) -> OpTime:

@@ -357,3 +357,26 @@ def test_one_row_gemm_is_the_gemv_family() -> None:
         one.compute_s / gemm.compute_efficiency, one.memory_s / gemm.memory_efficiency, gemm.overlap_exponent
     )
     assert one.predicted_s == pytest.approx(gemm.launch_s + body, rel=1e-9)
+
+
+def test_cpu_writes_pay_write_allocate_gpus_do_not() -> None:
+    """On a CPU each written byte also reads its line first: memory time (R + 2W) / (1.5 x the
+    copy ceiling), which leaves a copy-like mix (R = W) as it was; a permute (writes k rows per
+    token) then costs more memory time than the combine that reads them (writes one), at the
+    same bytes. A GPU's memory time is bytes over bandwidth either way."""
+    import gpus
+    from kernels_numba import validate
+
+    cpu = gpus.cpu_profile_from_calibration(validate.device_file())
+    permute = timing.permute_time(cpu, 512, 1024, 8, "fp32")
+    combine = timing.permute_time(cpu, 512, 1024, 8, "fp32", combine=True)
+    bw = cpu.hbm_bandwidth_bytes_per_s
+    rows = 512 * 8 * 1024 * 4.0
+    assert permute.memory_s == pytest.approx((permute.bytes_moved + rows) / (1.5 * bw))
+    assert combine.memory_s == pytest.approx((combine.bytes_moved + 512 * 1024 * 4.0) / (1.5 * bw))
+    assert permute.memory_s > 1.4 * combine.memory_s
+    copy_like = timing.memory_time(cpu, 1e8)  # no split given: counted as a copy
+    assert copy_like.memory_s == pytest.approx(1e8 / bw)
+    gpu_permute = timing.permute_time("H800", 512, 1024, 8, "fp32")
+    h800_bw = gpus.get("H800").hbm_bandwidth_bytes_per_s
+    assert gpu_permute.memory_s == pytest.approx(gpu_permute.bytes_moved / h800_bw)
