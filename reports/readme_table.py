@@ -3,7 +3,9 @@
 ``python -m reports.readme_table`` prints the markdown; ``--write`` puts it into README.md
 between the markers below; ``--check`` exits 1 when README.md's block differs from a fresh run
 (a test runs the check). The figures come from ``reports.validation`` (published figures against
-``moe``/``sim``) and ``python -m kernels_numba.validate --json`` (held-out kernel errors).
+``moe``/``sim``), ``python -m kernels_numba.validate --json`` (H800 published tables) and
+``kernels_numba.validate.score_device`` over every committed CPU calibration file (held-out
+kernel errors, the same whichever machine renders the table).
 """
 
 from __future__ import annotations
