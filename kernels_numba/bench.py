@@ -619,11 +619,14 @@ def merge_runs(paths: list[Path], out: Path, fit: bool = True) -> Path:
         return json.dumps([r["family"], r["impl"], r["shape"], r.get("config", {})], sort_keys=True)
 
     pooled: dict[str, dict[str, Any]] = {}
+    seen: dict[str, int] = {}  # runs that hold each record
     for d in docs:
         for r in d["measurements"]:
             k = key(r)
             if k not in pooled:
                 pooled[k] = {**r, "pass_s": [], "wall_s": [], "cpu_s": [], "runs": 0, "clock": {}}
+                seen[k] = 0
+            seen[k] += 1
             m = pooled[k]
             m["pass_s"] += list(r.get("pass_s", [r["measured_s"]]))
             m["wall_s"] += list(r.get("wall_s", []))
@@ -631,8 +634,7 @@ def merge_runs(paths: list[Path], out: Path, fit: bool = True) -> Path:
             m["runs"] += int(r.get("runs", 0))
             for clock, count in r.get("clock", {}).items():
                 m["clock"][clock] = m["clock"].get(clock, 0) + count
-    counts = {k: sum(key(r) == k for d in docs for r in d["measurements"]) for k in pooled}
-    missing = [k for k, c in counts.items() if c != len(docs)]
+    missing = [k for k, c in seen.items() if c != len(docs)]
     if missing:
         raise ValueError(f"cannot merge: {len(missing)} records are not in every run, e.g. {missing[0]}")
     for m in pooled.values():
