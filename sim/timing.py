@@ -173,6 +173,8 @@ def _device(gpu: Any) -> _Device:
     return _Device(profile=profile, kind=kind, calibration=data, calibration_name=label)
 
 
+NORM_ROPE = "norm_rope"  # the family of RMSNorm and RoPE kernels (memory_time), for the step costs
+
 # Families the timing model splits off a benchmark family by shape: the bench records them
 # under the family they split from.
 RECORDED_FAMILY = {"attention_prefill_math": "attention_prefill", "gemv": "gemm"}

@@ -50,7 +50,7 @@ from sim import comm, timing
 from sim.serving.deployment import DTYPE_BYTES, InstanceSpec, expert_imbalance, kv_bytes_per_token
 
 FP8_SCALE_OVERHEAD = 4.0 / 128.0  # one FP32 scale per 128 FP8 values (V3-TR section 3.3, 1x128 tiles)
-NORM = "norm_rope"  # RMSNorm and RoPE kernels: their own fitted family (sim.timing.memory_time)
+NORM = timing.NORM_ROPE  # RMSNorm and RoPE: their own fitted family
 
 
 def _affine_memory_time(gpu: Any, family: str) -> tuple[float, float] | None:

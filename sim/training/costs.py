@@ -60,7 +60,7 @@ __all__ = ["LayerCost", "Unit", "TrainingCostModel", "layer_units", "FP8_SCALE_B
 # DeepSeek-V3 fine-grained FP8: one fp32 scale per 1x128 activation tile (V3-TR 3.3.2).
 FP8_SCALE_BYTES_PER_VALUE = 4.0 / 128.0
 BF16_BYTES = 2.0
-NORM = "norm_rope"  # RMSNorm and RoPE kernels: their own fitted family (sim.timing.memory_time)
+NORM = timing.NORM_ROPE  # RMSNorm and RoPE: their own fitted family
 
 
 @dataclass(frozen=True)
