@@ -505,7 +505,8 @@ def run(
 
     ``update=True`` (with ``families``): re-measure only those families and replace their
     records in the existing file, keeping its ceilings (the profile every other family was
-    fitted against) and its other records; the file's ``updates`` lists each such run."""
+    fitted against) and its other records; the file's ``updates`` lists each such run. The file
+    must be this device's; one from before the bench recorded ``cpu_capability`` gains it."""
     import numba
     import torch
 
@@ -534,6 +535,11 @@ def run(
         previous = json.loads(path.read_text())
         if int(previous.get("cores", -1)) != cores:
             raise ValueError(f"update must use the file's thread count {previous.get('cores')}, got {cores}")
+        if str(previous.get("device")) != device:
+            raise ValueError(
+                f"update must run on the file's device {previous.get('device')!r}; this is {device!r} "
+                "(measure this device into its own file instead)"
+            )
     if previous is not None:
         log(f"device {device} ({kind}), {cores} cores; keeping the file's ceilings")
         ceiling = previous["ceilings"]
@@ -552,9 +558,11 @@ def run(
         kept = [r for r in previous.get("measurements", []) if r.get("family") not in families]
         updated = dict(previous)
         updated["measurements"] = kept + records
-        updated["updates"] = list(previous.get("updates", [])) + [
-            {"date": now, "families": sorted(families), "versions": versions()}
-        ]
+        entry: dict[str, Any] = {"date": now, "families": sorted(families), "versions": versions()}
+        if kind == "cpu" and "cpu_capability" not in previous:
+            # a file from before the bench recorded it: the device is the same, so is its SIMD level
+            updated["cpu_capability"] = entry["cpu_capability_added"] = cpu_capability()
+        updated["updates"] = list(previous.get("updates", [])) + [entry]
         _write(path, updated)
         if fit:
             from kernels_numba import validate

@@ -302,3 +302,23 @@ def test_merge_refuses_runs_that_differ(tmp_path: Path, capsys: pytest.CaptureFi
     assert "cores" in capsys.readouterr().err
     assert bench.main(["--merge", str(a), "--out", str(tmp_path / "m.json")]) == 2
     assert not (tmp_path / "m.json").exists()
+
+
+def test_update_adds_a_missing_simd_level_and_refuses_another_device(
+    quick_file: Path, tmp_path: Path
+) -> None:
+    doc = json.loads(quick_file.read_text())
+    capability = doc.pop("cpu_capability")
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps(doc))
+    bench.run(quick=True, out=older, threads=1, families=["gemm"], update=True, fit=False, log=lambda _: None)
+    updated = json.loads(older.read_text())
+    assert updated["cpu_capability"] == capability
+    assert updated["updates"][-1]["cpu_capability_added"] == capability
+    assert {r["family"] for r in updated["measurements"]} == {r["family"] for r in doc["measurements"]}
+    other = dict(doc, device="Some Other CPU")
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text(json.dumps(other))
+    with pytest.raises(ValueError, match="file's device 'Some Other CPU'"):
+        bench.run(quick=True, out=elsewhere, threads=1, families=["gemm"], update=True, fit=False)
+    assert json.loads(elsewhere.read_text()) == other  # nothing written
