@@ -1,0 +1,130 @@
+"""Small-M CPU GEMM: cost per weight element against the weight's row width, at equal bytes.
+
+``python benchmarks/bench_gemm_width.py [--threads N] [--rows M] [--weight-mib B]``
+
+The timing model charges a GEMM ``C[m, n] = A[m, k] @ B[k, n]`` by its FLOPs and bytes, which are
+the same for every ``(n, k)`` with equal ``n * k``: it predicts the same time for a weight of
+1,024 x 512 as for 512 x 1,024. This measures whether that holds on the machine at hand for
+decode-sized ``m``: ``torch.matmul`` (the BLAS torch links) and the Numba kernel
+(``kernels_numba.cpu.gemm``), float32, weights of ``--weight-mib`` MiB in row widths ``n`` of
+256 to 4,096 values (``k = bytes / (4 n)``), each case rotating over independent input sets so
+that the weight is not in cache from the previous call (as the harness does), median of
+repeated runs after warm-up (``kernels_numba.bench.time_cpu``). It reports nanoseconds per
+weight element and, per implementation, the ratio of each width's cost to the narrowest's, next
+to the timing model's ratio for the same shapes (``sim.timing.gemm_time`` on this machine's
+profile, when a calibration file for it is committed). The last line is one JSON object.
+
+Measured on the Intel Xeon of ``gpus/calibration/cpu-intel-xeon-processor.json`` (1 thread,
+4 MiB, three runs at m = 16 and one at m = 8, 2026-12-01): torch costs 1.4-1.9x more per element
+from n = 1,024 on than at n = 256 (n = 512: 1.1-1.5x), the Numba kernel 1.15-1.25x, while the
+model's ratio stays at 1.0. This is the orientation effect behind the torch GEMM and grouped-GEMM
+held-out errors of ``python -m kernels_numba.validate`` on that file: the grid's grouped shapes
+are 1,024 x 512 and 512 x 1,024, and the fixed split fits on one and scores the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kernels_numba import bench  # noqa: E402
+
+WIDTHS = (256, 512, 1024, 2048, 4096)
+SETS = 16
+
+
+def _model_seconds(m: int, n: int, k: int) -> float | None:
+    from kernels_numba import validate
+    from sim import calibration as cal
+    from sim import timing
+
+    path = cal.calibration_dir() / f"cpu-{cal.device_key(bench.cpu_name())}.json"
+    if not path.exists():
+        return None
+    doc = json.loads(path.read_text())
+    profile = validate.profile_for(doc, path)
+    return float(timing.gemm_time(profile, m, n, k, "fp32").predicted_s)
+
+
+def measure(threads: int, rows: int, weight_bytes: int) -> dict[str, object]:
+    import numba
+    import torch
+
+    from kernels_numba import cpu
+
+    torch.set_num_threads(threads)
+    numba.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    ns: dict[str, dict[int, float]] = {"torch_cpu": {}, "numba_cpu": {}}
+    model: dict[int, float | None] = {}
+    for n in WIDTHS:
+        k = weight_bytes // (4 * n)
+        a = [rng.standard_normal((rows, k), dtype=np.float32) for _ in range(SETS)]
+        b = [rng.standard_normal((k, n), dtype=np.float32) for _ in range(SETS)]
+        c = [np.empty((rows, n), dtype=np.float32) for _ in range(SETS)]
+        ta, tb, tc = ([torch.from_numpy(x) for x in xs] for xs in (a, b, c))
+        runners: dict[str, list[Callable[[], Any]]] = {
+            "torch_cpu": [partial(torch.matmul, ta[i], tb[i], out=tc[i]) for i in range(SETS)],
+            "numba_cpu": [partial(cpu.gemm, a[i], b[i], c[i]) for i in range(SETS)],
+        }
+        for impl, calls in runners.items():
+            run = bench._rotate(calls)
+            for call in calls:  # every set once: first touches and compilation outside the timing
+                call()
+            seconds, _ = bench.time_cpu(run, warmup=SETS)
+            ns[impl][n] = seconds / (k * n) * 1e9
+        model[n] = _model_seconds(rows, n, k)
+    narrow = WIDTHS[0]
+    out: dict[str, object] = {
+        "device": bench.cpu_name(),
+        "threads": threads,
+        "rows": rows,
+        "weight_bytes": weight_bytes,
+        "ns_per_weight_element": {
+            impl: {str(n): round(v, 4) for n, v in d.items()} for impl, d in ns.items()
+        },
+        "ratio_to_narrowest": {
+            impl: {str(n): round(v / d[narrow], 2) for n, v in d.items()} for impl, d in ns.items()
+        },
+    }
+    if all(v is not None for v in model.values()):
+        base = model[narrow]
+        assert base is not None
+        out["model_ratio_to_narrowest"] = {str(n): round(float(v) / base, 2) for n, v in model.items() if v}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=1, help="torch and numba threads (default 1)")
+    parser.add_argument("--rows", type=int, default=16, help="rows m of the activations (default 16)")
+    parser.add_argument("--weight-mib", type=int, default=4, help="weight size in MiB (default 4)")
+    args = parser.parse_args(argv)
+    if args.threads < 1 or args.rows < 1 or args.weight_mib < 1:
+        parser.error("--threads, --rows and --weight-mib must be at least 1")
+    result = measure(args.threads, args.rows, args.weight_mib << 20)
+    ratios = result["ratio_to_narrowest"]
+    model = result.get("model_ratio_to_narrowest", {})
+    for n in WIDTHS:
+        line = f"n = {n:5d}: " + "  ".join(
+            f"{impl} {result['ns_per_weight_element'][impl][str(n)]:.3f} ns ({ratios[impl][str(n)]:.2f}x)"  # type: ignore[index]
+            for impl in ("torch_cpu", "numba_cpu")
+        )
+        if model:
+            line += f"  model {model[str(n)]:.2f}x"  # type: ignore[index]
+        print(line)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
