@@ -86,6 +86,9 @@ def main() -> int:
         "target_wall_s": 60.0,
         "meets_target": wall < 60.0,
     }
+    st = s.stats["decode"]
+    if st.kv_imbalance_steps:  # busiest attention-DP rank's KV over the mean (lengths drawn, CV 1)
+        out["decode_kv_imbalance"] = st.kv_imbalance_sum / st.kv_imbalance_steps
     if args.json:
         print(json.dumps(out))
     else:

@@ -73,6 +73,8 @@ class ServingResult:
     total_gpus: int
     utilisation: dict[str, float]
     mean_batch_per_gpu: dict[str, float]
+    # decode roles: KV tokens on the busiest attention-DP rank over the ranks' mean, mean over steps
+    kv_imbalance: dict[str, float]
     bound_by: str
     breakdown_s: dict[str, dict[str, float]]
     memory: dict[str, dict[str, float]]
@@ -218,6 +220,7 @@ def summarise(
 
     utilisation: dict[str, float] = {}
     batch: dict[str, float] = {}
+    imbalance: dict[str, float] = {}
     breakdown: dict[str, dict[str, float]] = {}
     memory: dict[str, dict[str, float]] = {}
     bounds: list[str] = []
@@ -225,6 +228,10 @@ def summarise(
         st = sim.stats[spec.role]
         utilisation[spec.role] = st.busy_s / (window * spec.instances)
         batch[spec.role] = (st.batch_sum / st.steps / spec.attn_dp) if st.steps else 0.0
+        if spec.role != "prefill":
+            imbalance[spec.role] = (
+                st.kv_imbalance_sum / st.kv_imbalance_steps if st.kv_imbalance_steps else math.nan
+            )
         breakdown[spec.role] = dict(st.breakdown_s)
         if spec.role != "prefill":
             memory[spec.role] = memory_plan(model, gpu, spec, wl.mtp_draft_tokens).to_dict()
@@ -290,6 +297,7 @@ def summarise(
         total_gpus=total_gpus,
         utilisation=utilisation,
         mean_batch_per_gpu=batch,
+        kv_imbalance=imbalance,
         bound_by=bound_by,
         breakdown_s=breakdown,
         memory=memory,

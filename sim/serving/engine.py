@@ -4,7 +4,9 @@ Events are batch steps and request arrivals/completions, never one event per tok
 a decode instance advances all its requests by one step per event; each request's finishing
 step is known when it joins the batch (its remaining tokens / expected tokens per step), and a
 heap pops it when that step is reached. The KV length of the batch is tracked as running sums,
-so a step costs O(requests finishing) plus one cached step-time look-up.
+per attention-DP rank too (requests are placed on ranks by the decode load balancer of Day 6,
+fewest KV tokens first; core attention waits for the busiest rank, ``_DecodeBatch``), so a step
+costs O(requests finishing + ranks) plus one cached step-time look-up.
 
 Flows:
 
@@ -34,7 +36,7 @@ from sim.serving.metrics import RequestLog, WindowCounter
 from sim.serving.stepcost import StepCost, StepCostModel
 from sim.serving.workloads import Workload, draw_requests
 
-KV_BUCKET_TOKENS = 64  # decode step times are looked up at the mean KV length rounded to a KV page
+KV_BUCKET_TOKENS = 64  # decode step times are looked up at a KV length rounded to a KV page
 
 
 @dataclass
@@ -48,14 +50,27 @@ class RoleStats:
     bound_votes: dict[str, float] = field(default_factory=dict)
     breakdown_s: dict[str, float] = field(default_factory=dict)
     hit_s: float = 0.0  # prefill time attributable to cached prefixes
+    kv_imbalance_sum: float = 0.0  # busiest / mean rank KV, summed over decode steps
+    kv_imbalance_steps: int = 0
 
-    def record(self, cost: StepCost, t0: float, t1: float, window: tuple[float, float], batch: float) -> None:
+    def record(
+        self,
+        cost: StepCost,
+        t0: float,
+        t1: float,
+        window: tuple[float, float],
+        batch: float,
+        kv_imbalance: float | None = None,
+    ) -> None:
         if t1 <= window[0] or t0 >= window[1]:
             return
         frac = (min(t1, window[1]) - max(t0, window[0])) / (t1 - t0) if t1 > t0 else 1.0
         self.busy_s += (t1 - t0) * frac
         self.steps += 1
         self.batch_sum += batch
+        if kv_imbalance is not None:
+            self.kv_imbalance_sum += kv_imbalance
+            self.kv_imbalance_steps += 1
         self.bound_votes[cost.bound_by] = self.bound_votes.get(cost.bound_by, 0.0) + (t1 - t0) * frac
         scale = (t1 - t0) * frac / cost.time_s if cost.time_s > 0 else 0.0
         for k, v in cost.breakdown_s.items():
@@ -211,13 +226,21 @@ class Simulation:
 
 
 class _DecodeBatch:
-    """Running decode requests with O(1) KV-length bookkeeping.
+    """Running decode requests with O(1) KV-length bookkeeping, placed on attention-DP ranks.
 
     A request that joins at step s0 with KV length len0 has length len0 + r (s - s0) at step s, so the
-    batch's total KV length is S0 + r (n s - Sstart) with S0 = sum len0 and Sstart = sum s0.
+    batch's total KV length is S0 + r (n s - Sstart) with S0 = sum len0 and Sstart = sum s0; the
+    same sums per rank give each rank's KV length.
+
+    Placement is the decode load balancer of Day 6, which balances KV-cache usage (the
+    core-attention load) across the data-parallel ranks: a joining request goes to the rank
+    holding the fewest KV tokens now, among the ranks below ``rank_cap`` requests
+    (``max_batch_per_gpu``); ties go to the lowest rank. Request counts follow from it. With
+    lengths drawn from a wide distribution one long request keeps its rank heavy for its whole
+    life, so the busiest rank holds more than the mean (:meth:`busiest_kv`).
     """
 
-    def __init__(self, r: float) -> None:
+    def __init__(self, r: float, ranks: int = 1, rank_cap: int | None = None) -> None:
         self.r = r
         self.step = 0
         self.heap: list[tuple[int, int]] = []
@@ -225,10 +248,20 @@ class _DecodeBatch:
         self.start: dict[int, int] = {}
         self.sum_len0 = 0
         self.sum_start = 0
+        self.ranks = max(1, int(ranks))
+        self.rank_cap = rank_cap
+        self.rank_of: dict[int, int] = {}
+        self.rank_n = np.zeros(self.ranks, dtype=np.int64)
+        self.rank_len0 = np.zeros(self.ranks, dtype=np.int64)
+        self.rank_start = np.zeros(self.ranks, dtype=np.int64)
 
     @property
     def size(self) -> int:
         return len(self.len0)
+
+    def rank_kv(self) -> np.ndarray:
+        """KV tokens each rank holds now."""
+        return self.rank_len0 + self.r * (self.rank_n * self.step - self.rank_start)
 
     def join(self, rid: int, kv_len: int, tokens_left: int) -> None:
         steps = int(math.ceil(tokens_left / self.r)) if tokens_left > 0 else 0
@@ -237,10 +270,46 @@ class _DecodeBatch:
         self.start[rid] = self.step
         self.sum_len0 += kv_len
         self.sum_start += self.step
+        rank = 0
+        if self.ranks > 1:
+            load = self.rank_kv()
+            if self.rank_cap is not None:
+                load = np.where(self.rank_n < self.rank_cap, load, np.inf)
+            rank = int(np.argmin(load))
+        self.rank_of[rid] = rank
+        self.rank_n[rank] += 1
+        self.rank_len0[rank] += kv_len
+        self.rank_start[rank] += self.step
 
     def mean_kv(self) -> float:
         n = self.size
         return (self.sum_len0 + self.r * (n * self.step - self.sum_start)) / n if n else 0.0
+
+    def busiest_kv(self) -> float:
+        """KV tokens on the rank that holds the most (the whole batch's with one rank)."""
+        if not self.size:
+            return 0.0
+        if self.ranks == 1:
+            return self.sum_len0 + self.r * (self.size * self.step - self.sum_start)
+        return float(self.rank_kv().max())
+
+    def step_shape(self) -> tuple[int, int, float]:
+        """(requests per GPU, KV length per request, busiest/mean rank KV) for the step cost.
+
+        Every stage of a decode layer ends in the all-to-all, so each waits for its slowest
+        rank: core attention for the rank with the most KV tokens, which the step charges as
+        the mean requests per GPU (``ceil(n / ranks)``: the expert and dispatch loads are the
+        whole batch's) at the busiest rank's KV divided among them. Requests on the busiest rank
+        beyond the mean are not charged their per-request projections: at decode batch sizes
+        those GEMMs cost their weight reads, whatever the rows."""
+        n = self.size
+        if not n:
+            return 0, 0, 1.0
+        b_gpu = int(math.ceil(n / self.ranks))
+        busiest = self.busiest_kv()
+        mean = (self.sum_len0 + self.r * (n * self.step - self.sum_start)) / self.ranks
+        kv = _bucket(int(round(busiest / b_gpu)))
+        return b_gpu, kv, (busiest / mean if mean > 0 else 1.0)
 
     def pop_done(self) -> list[tuple[int, int]]:
         """(rid, steps it ran) of requests whose last step has run."""
@@ -248,8 +317,13 @@ class _DecodeBatch:
         while self.heap and self.heap[0][0] <= self.step:
             _, rid = heapq.heappop(self.heap)
             s0 = self.start.pop(rid)
+            len0 = self.len0.pop(rid)
             self.sum_start -= s0
-            self.sum_len0 -= self.len0.pop(rid)
+            self.sum_len0 -= len0
+            rank = self.rank_of.pop(rid)
+            self.rank_n[rank] -= 1
+            self.rank_len0[rank] -= len0
+            self.rank_start[rank] -= s0
             out.append((rid, self.step - s0))
         return out
 
@@ -365,7 +439,7 @@ class DecodeInstance:
         self.plan = memory_plan(sim.model, sim.gpu, spec, sim.wl.mtp_draft_tokens)
         self.kv = KVCacheManager(self.plan.kv_capacity_tokens)
         self.waiting: deque[int] = deque()
-        self.batch = _DecodeBatch(sim.r)
+        self.batch = _DecodeBatch(sim.r, spec.attn_dp, spec.max_batch_per_gpu)
         self.max_batch = (spec.max_batch_per_gpu or 10**9) * spec.attn_dp
         self.wake = sim.env.event()
         self.stats = sim.stats["decode"]
@@ -397,7 +471,6 @@ class DecodeInstance:
     def run(self) -> Any:
         env = self.sim.env
         log = self.sim.log
-        dp = self.spec.attn_dp
         while True:
             blocked = self._admit()
             if self.batch.size == 0:
@@ -405,15 +478,14 @@ class DecodeInstance:
                 yield self.wake
                 continue
             n = self.batch.size
-            b_gpu = int(math.ceil(n / dp))
-            kv = _bucket(int(round(self.batch.mean_kv())))
+            b_gpu, kv, imbalance = self.batch.step_shape()
             step = self.cost.decode_step(b_gpu, kv)
             t0 = env.now
             yield env.timeout(step.time_s)
             t1 = env.now
             self.sim.events += 1
             self.batch.step += 1
-            self.stats.record(step, t0, t1, self.sim.window, n)
+            self.stats.record(step, t0, t1, self.sim.window, n, imbalance)
             if blocked and t0 >= self.sim.start_s:
                 self.stats.kv_blocked_steps += 1
             self.sim.count_output(n * self.sim.r, t0, t1)
@@ -435,7 +507,7 @@ class ColocatedInstance:
         self.kv = KVCacheManager(self.plan.kv_capacity_tokens)
         self.waiting: deque[int] = deque()
         self.prefilling: deque[list[int]] = deque()  # [rid, tokens still to compute]
-        self.batch = _DecodeBatch(sim.r)
+        self.batch = _DecodeBatch(sim.r, spec.attn_dp, spec.max_batch_per_gpu)
         self.max_batch = (spec.max_batch_per_gpu or 10**9) * spec.attn_dp
         self.budget = spec.max_tokens_per_gpu * spec.attn_dp
         self.wake = sim.env.event()
@@ -488,8 +560,7 @@ class ColocatedInstance:
                 budget -= take
             chunk_tokens = sum(c[1] for c in chunk)
             n = self.batch.size
-            b_gpu = int(math.ceil(n / dp))
-            kv = _bucket(int(round(self.batch.mean_kv()))) if n else 0
+            b_gpu, kv, imbalance = self.batch.step_shape()
             p_gpu = int(math.ceil(chunk_tokens / dp))
             attn_gpu = max(attn / dp, attn / len(chunk)) if chunk else 0.0
             step = self.cost.mixed_step(b_gpu, kv, p_gpu, attn_gpu)
@@ -497,7 +568,7 @@ class ColocatedInstance:
             yield env.timeout(step.time_s)
             t1 = env.now
             self.sim.events += 1
-            self.stats.record(step, t0, t1, self.sim.window, n)
+            self.stats.record(step, t0, t1, self.sim.window, n, imbalance if n else None)
             decode_tokens = n * (1 + self.sim.wl.mtp_draft_tokens)
             share = chunk_tokens / (chunk_tokens + decode_tokens) if chunk_tokens + decode_tokens else 0.0
             if t1 > self.sim.start_s and t0 < self.sim.end_s:

@@ -2,7 +2,9 @@
 
 These use the same step-cost model as the simulator (:class:`sim.serving.stepcost.StepCostModel`)
 analytically: a decode instance whose every request sees the mean KV length runs steps of
-``decode_step(batch, kv)``; its TPOT is step time / tokens per step. Fleet sizes are checked
+``decode_step(batch, kv)``; its TPOT is step time / tokens per step. The simulator also charges
+core attention at the busiest attention-DP rank's KV (``ServingResult.kv_imbalance``, a few
+percent above the mean at the Day-6 shape); these analytic sizes do not. Fleet sizes are checked
 against the discrete-event simulation in the tests and the report (one instance pair at the
 per-instance load: instances scale linearly, a property the tests check).
 """

@@ -245,3 +245,64 @@ def test_prefill_starved_closed_loop_names_prefill_as_the_bound():
     fed = {**ONE_GPU, "prefill": {**ONE_GPU["prefill"], "instances": 32}}
     short = {"input_len": 256, "output_len": 512, "concurrency": 64}
     assert estimate_serving(V2L, "H100", fed, short, duration_s=60, seed=0).bound_by.startswith("decode")
+
+
+def test_decode_ranks_take_the_least_kv_and_the_step_charges_the_busiest():
+    """The decode balancer places a joining request on the rank with the fewest KV tokens (below
+    the per-rank cap); the step's KV is the busiest rank's, shared over the mean request count."""
+    from sim.serving.engine import _DecodeBatch
+
+    b = _DecodeBatch(1.0, ranks=3, rank_cap=2)
+    for rid, kv in enumerate((1000, 100, 100, 50)):
+        b.join(rid, kv, tokens_left=10)
+    # 1000 -> rank 0; 100 -> rank 1; 100 -> rank 2; 50 -> the lighter of ranks 1 and 2 (rank 1)
+    assert [b.rank_of[i] for i in range(4)] == [0, 1, 2, 1]
+    assert list(b.rank_kv()) == [1000, 150, 100]
+    b.join(4, 10, tokens_left=10)  # rank 1 is full (cap 2): the next lightest is rank 2
+    assert b.rank_of[4] == 2
+    b.step = 3  # every request grew by 3 tokens
+    assert list(b.rank_kv()) == [1003, 156, 116]
+    assert b.busiest_kv() == 1003 and b.mean_kv() == pytest.approx((1260 + 15) / 5)
+    per_gpu, kv, imbalance = b.step_shape()
+    assert per_gpu == 2 and kv == 512  # 1003 / 2 rounded up to a 64-token page
+    assert imbalance == pytest.approx(1003 / (1275 / 3))
+    b.step = 10
+    assert sorted(rid for rid, _ in b.pop_done()) == [0, 1, 2, 3, 4]
+    assert b.size == 0 and list(b.rank_n) == [0, 0, 0] and list(b.rank_kv()) == [0, 0, 0]
+    one = _DecodeBatch(1.0)  # one rank: the whole batch
+    for rid, kv in enumerate((1000, 100)):
+        one.join(rid, kv, tokens_left=10)
+    assert one.step_shape() == (2, 576, 1.0)
+
+
+def test_wide_length_spread_loads_the_busiest_rank_more():
+    """Same means, lengths fixed or drawn with CV 1: the drawn lengths leave the busiest rank
+    further above the mean, and the attention of every step waits for it."""
+    dep = {
+        "mode": "disaggregated",
+        "prefill": {"nodes": 1, "gpus_per_node": 8, "attn_dp": 8, "ep": 8},
+        "decode": {"nodes": 1, "gpus_per_node": 8, "attn_dp": 8, "ep": 8},
+    }
+    spread = {"dist": "lognormal", "mean": 2000, "cv": 1.0, "max": 20000}
+    runs = {
+        name: estimate_serving(
+            V2L,
+            "H800",
+            dep,
+            {"input_len": inp, "output_len": 300, "concurrency": 256},
+            duration_s=120,
+            seed=3,
+        )
+        for name, inp in (("fixed", 2000), ("spread", spread))
+    }
+    assert runs["fixed"].kv_imbalance["decode"] >= 1.0
+    assert runs["spread"].kv_imbalance["decode"] > runs["fixed"].kv_imbalance["decode"] + 0.02
+    one = estimate_serving(
+        V2L,
+        "H800",
+        ONE_GPU,
+        {"input_len": spread, "output_len": 300, "concurrency": 16},
+        duration_s=60,
+        seed=3,
+    )
+    assert one.kv_imbalance["decode"] == pytest.approx(1.0)
