@@ -29,7 +29,13 @@ from sim.serving.workloads import Workload, parse_workload
 
 # MTP as DeepSeek runs it for V3 when a workload does not say: one draft token (V3 has one MTP module),
 # second-token acceptance 85% (V3-TR section 5.4.3: "between 85% and 90%"; the low end, for a production
-# mix of tasks). Models without MTP modules draft nothing.
+# mix of tasks). Models without MTP modules draft nothing. Why on: the V3 report and ISCA'25 (p.5)
+# present MTP speculative decoding as part of V3's inference (1.8x TPS), and DeepSeek states its own
+# decode kernels' figures at two query tokens per request (FlashMLA sparse decode for V3.2, 2025-09:
+# B=128, h=128, s_q=2; deepseek_figures.md section 4.3), the shape one draft token gives; that is later
+# than Day 6 (2025-02), so it shows the practice, not the Day-6 setting. Against: Day 6 and the
+# profile-data README describe the deployment without naming MTP. Day-6 figures with and without it
+# are in tests/sim/serving/test_serving_reference.py.
 DEFAULT_MTP_ACCEPTANCE = 0.85
 
 
