@@ -20,6 +20,13 @@ from n = 1,024 on than at n = 256 (n = 512: 1.1-1.5x), the Numba kernel 1.15-1.2
 model's ratio stays at 1.0. This is the orientation effect behind the torch GEMM and grouped-GEMM
 held-out errors of ``python -m kernels_numba.validate`` on that file: the grid's grouped shapes
 are 1,024 x 512 and 512 x 1,024, and the fixed split fits on one and scores the other.
+
+The row-bytes scan (same run, torch alone) rose gradually, ~1.5x from 1 KiB to 4 KiB rows, the same
+in float32 and float64 (0.141 -> 0.212 and 0.144 -> 0.213 ns per byte): it follows bytes, not
+elements, and shows no step at 2 KiB, the stride reach of Intel's hardware prefetcher; a sharp
+step an earlier probe showed at 2 KiB rows (k fixed at 1,024, float32 and float64 alike) came as
+its rotated working set passed 32 MiB, which looks like cache capacity rather than stride; this
+scan (fixed bytes, 64 MiB rotated) avoids it. The mechanism is not established.
 """
 
 from __future__ import annotations
@@ -103,6 +110,43 @@ def measure(threads: int, rows: int, weight_bytes: int) -> dict[str, object]:
     return out
 
 
+SCAN_ROW_BYTES = tuple(range(1024, 4096 + 1, 256))
+
+
+def scan_row_bytes(threads: int, rows: int, weight_bytes: int) -> dict[str, dict[str, float]]:
+    """torch alone, float32 and float64: ns per weight byte for rows of 1 to 4 KiB in 256-byte steps,
+    at equal weight bytes. If the rise follows row bytes in both element sizes, it belongs to the
+    memory system rather than to a blocking size counted in elements."""
+    import torch
+
+    torch.set_num_threads(threads)
+    out: dict[str, dict[str, float]] = {}
+    for dtype in (torch.float32, torch.float64):
+        size = torch.empty(0, dtype=dtype).element_size()
+        gen = torch.Generator().manual_seed(1)
+        per_byte: dict[str, float] = {}
+        for row_bytes in SCAN_ROW_BYTES:
+            n = row_bytes // size
+            k = weight_bytes // row_bytes
+            sets = [
+                (
+                    torch.randn(rows, k, generator=gen, dtype=dtype),
+                    torch.randn(k, n, generator=gen, dtype=dtype),
+                )
+                for _ in range(SETS)
+            ]
+            outs = [torch.empty(rows, n, dtype=dtype) for _ in range(SETS)]
+            calls: list[Callable[[], Any]] = [
+                partial(torch.matmul, a, b, out=c) for (a, b), c in zip(sets, outs, strict=True)
+            ]
+            for call in calls:
+                call()
+            seconds, _ = bench.time_cpu(bench._rotate(calls), warmup=SETS)
+            per_byte[str(row_bytes)] = round(seconds / (k * n * size) * 1e9, 4)
+        out[str(dtype).removeprefix("torch.")] = per_byte
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=1, help="torch and numba threads (default 1)")
@@ -112,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads < 1 or args.rows < 1 or args.weight_mib < 1:
         parser.error("--threads, --rows and --weight-mib must be at least 1")
     result = measure(args.threads, args.rows, args.weight_mib << 20)
+    result["torch_ns_per_weight_byte_by_row_bytes"] = scan_row_bytes(
+        args.threads, args.rows, args.weight_mib << 20
+    )
     ratios = result["ratio_to_narrowest"]
     model = result.get("model_ratio_to_narrowest", {})
     for n in WIDTHS:
@@ -122,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         if model:
             line += f"  model {model[str(n)]:.2f}x"  # type: ignore[index]
         print(line)
+    for dtype, per_byte in result["torch_ns_per_weight_byte_by_row_bytes"].items():  # type: ignore[attr-defined]
+        print(
+            f"torch {dtype}, ns per weight byte by row bytes: "
+            + " ".join(f"{b}:{v:.3f}" for b, v in per_byte.items())
+        )
     print(json.dumps(result))
     return 0
 
