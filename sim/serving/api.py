@@ -265,6 +265,17 @@ def summarise(
         f"price {price.usd_per_gpu_hour:.3f} USD/GPU-h (range {price.usd_per_gpu_hour_low:.3f}-"
         f"{price.usd_per_gpu_hour_high:.3f}); {price.source[:120]}",
     ]
+    if sim.window_open > 0:
+        notes.append(
+            f"{sim.window_open} of the requests that arrived in the measured window had not finished "
+            f"{sim.drain_limit_s - sim.end_s:.0f} s after it (the simulation follows them that long); "
+            "latency and per-user figures leave them out"
+        )
+    if sim.window_arrivals == 0:
+        notes.append(
+            "no request arrived in the measured window (a closed loop whose requests all outlast it): "
+            "latency and per-user figures are NaN; raise duration_s above a request's end-to-end time"
+        )
     completed = sim.completed_in_window / window
     return ServingResult(
         model=str(getattr(model, "name", model)),

@@ -90,6 +90,7 @@ class Simulation:
         warmup_s: float,
         rng: np.random.Generator,
         stop_after_completions: int | None = None,
+        run_past_window: bool = True,
     ) -> None:
         self.model = model
         self.gpu = gpu
@@ -108,6 +109,16 @@ class Simulation:
         self.completed = 0
         self.stop_after = stop_after_completions
         self.stop_event = self.env.event()
+        # past the window's end (``run_past_window``) the steps under way finish and record their
+        # share of the window, and the requests that arrived inside it are followed to completion
+        # (their latency is the window's), for at most another window length; throughput, busy
+        # time and cost count the window only
+        self.run_past_window = run_past_window
+        self.drain_limit_s = self.end_s + duration_s
+        self.step_end_s = 0.0  # when the last step started so far ends
+        self.window_arrivals = 0
+        self.window_open = 0  # requests that arrived inside the window and have not finished
+        self.drained = self.env.event()
         self.events = 0
         self.r = workload.tokens_per_decode_step
         self.stats: dict[str, RoleStats] = {}
@@ -159,6 +170,9 @@ class Simulation:
             )
         rid = self.log.new(self.env.now, n_in, n_out, cached)
         self.events += 1
+        if self.start_s <= self.env.now <= self.end_s:
+            self.window_arrivals += 1
+            self.window_open += 1
         if self.prefill:
             target = min(self.prefill, key=lambda p: p.queued_tokens)
             target.submit(rid)
@@ -177,6 +191,10 @@ class Simulation:
         self.events += 1
         if self.start_s <= now <= self.end_s:
             self.completed_in_window += 1
+        if self.start_s <= self.log.times["arrival_s"][rid] <= self.end_s:
+            self.window_open -= 1
+            if self.window_open == 0 and now >= self.end_s and not self.drained.triggered:
+                self.drained.succeed()
         self.completed += 1
         if (
             self.stop_after is not None
@@ -218,8 +236,16 @@ class Simulation:
             self.env.process(self._trace())
         if self.stop_after is not None:
             self.env.run(until=self.stop_event)
-        else:
-            self.env.run(until=self.end_s)
+            return
+        self.env.run(until=self.end_s)
+        if not self.run_past_window:
+            return
+        if self.step_end_s > self.env.now:  # steps under way at the window's end count their share
+            # a timeout scheduled after theirs: it fires once they have ended and been recorded
+            self.env.run(until=self.env.timeout(self.step_end_s - self.env.now))
+        if self.window_open > 0 and self.env.now < self.drain_limit_s:
+            limit = self.env.timeout(self.drain_limit_s - self.env.now)
+            self.env.run(until=self.env.any_of([self.drained, limit]))
 
     def count_output(self, tokens: float, t0: float, t1: float) -> None:
         self.output_tokens.add(tokens, t0, t1)
@@ -392,6 +418,7 @@ class PrefillInstance:
             tokens_per_gpu = max(int(math.ceil(computed / dp)), longest)
             attn_per_gpu = max(attn / dp, attn / len(batch))
             step = self.cost.prefill_step(tokens_per_gpu, attn_per_gpu)
+            self.sim.step_end_s = max(self.sim.step_end_s, env.now + step.time_s)
             yield env.timeout(step.time_s)
             t1 = env.now
             self.sim.events += 1
@@ -481,6 +508,7 @@ class DecodeInstance:
             b_gpu, kv, imbalance = self.batch.step_shape()
             step = self.cost.decode_step(b_gpu, kv)
             t0 = env.now
+            self.sim.step_end_s = max(self.sim.step_end_s, env.now + step.time_s)
             yield env.timeout(step.time_s)
             t1 = env.now
             self.sim.events += 1
@@ -565,6 +593,7 @@ class ColocatedInstance:
             attn_gpu = max(attn / dp, attn / len(chunk)) if chunk else 0.0
             step = self.cost.mixed_step(b_gpu, kv, p_gpu, attn_gpu)
             t0 = env.now
+            self.sim.step_end_s = max(self.sim.step_end_s, env.now + step.time_s)
             yield env.timeout(step.time_s)
             t1 = env.now
             self.sim.events += 1

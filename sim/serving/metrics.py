@@ -96,13 +96,15 @@ def _mean(x: np.ndarray) -> float:
 
 
 def latency_stats(log: RequestLog, start_s: float, end_s: float) -> LatencyStats:
-    """Statistics of requests that arrived at or after ``start_s`` and finished by ``end_s``."""
+    """Statistics of the requests that arrived in ``[start_s, end_s]`` and finished (the simulation
+    follows them past ``end_s``): selecting on the finish time too would drop the requests that run
+    longest, and every request whose end-to-end time exceeds the window."""
     arrival = log.column("arrival_s")
     finish = log.column("finish_s")
     first = log.column("first_token_s")
     prefill = log.column("prefill_start_s")
     n_out = log.output_len[: log.size]
-    done = (arrival >= start_s) & ~np.isnan(finish) & (finish <= end_s)
+    done = (arrival >= start_s) & (arrival <= end_s) & ~np.isnan(finish)
     ttft = (first - arrival)[done]
     e2e = (finish - arrival)[done]
     queue = (prefill - arrival)[done]

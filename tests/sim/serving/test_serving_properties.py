@@ -124,7 +124,7 @@ def test_no_request_lost_or_double_counted(seed, conc):
             "concurrency": conc,
         }
     )
-    s = Simulation(m, g, dep, wl, 30.0, 0.0, np.random.default_rng(seed))
+    s = Simulation(m, g, dep, wl, 30.0, 0.0, np.random.default_rng(seed), run_past_window=False)
     s.run()
     log = s.log
     finished = ~np.isnan(log.column("finish_s"))
@@ -306,3 +306,28 @@ def test_wide_length_spread_loads_the_busiest_rank_more():
         seed=3,
     )
     assert one.kv_imbalance["decode"] == pytest.approx(1.0)
+
+
+def test_requests_arriving_in_the_window_are_followed_to_completion():
+    """Latency statistics cover the requests that arrived in the window, followed past its end:
+    with requests longer than the window, selecting on the finish time would keep none."""
+    wl = {"input_len": 1000, "output_len": 800, "concurrency": 4}
+    r = estimate_serving(V2L, "H800", ONE_GPU, wl, duration_s=10, warmup_s=5, seed=0)
+    step = r.tpot_p50_s
+    assert 800 * step > 10  # a request outlasts the window
+    assert r.num_requests > 0 and math.isfinite(r.tokens_per_s_per_user)
+    assert not any("had not finished" in n for n in r.notes)
+    m, g = moe.get(V2L), gpus.get("H800")
+    sim_ = Simulation(
+        m, g, parse_deployment(ONE_GPU, m, g), parse_workload(wl), 10.0, 5.0, np.random.default_rng(0)
+    )
+    sim_.run()
+    arrival, finish = sim_.log.column("arrival_s"), sim_.log.column("finish_s")
+    inside = (arrival >= 5.0) & (arrival <= 15.0)
+    assert inside.sum() == r.num_requests and np.all(~np.isnan(finish[inside]))
+    assert sim_.env.now <= 25.0 and sim_.window_open == 0
+    late = estimate_serving(
+        V2L, "H800", ONE_GPU, {**wl, "output_len": 20000}, duration_s=10, warmup_s=5, seed=0
+    )
+    assert any("no request arrived in the measured window" in n for n in late.notes)
+    assert math.isnan(late.tokens_per_s_per_user)
