@@ -38,7 +38,7 @@ def test_isca25_decode_bound():
 
 
 def test_profile_prefill_r017():
-    # predicts 66.2k here (+6%): every kernel of a prefill batch counted (FP8 casts, MLA norms, RoPE
+    # predicts 65.6k here (+5%): every kernel of a prefill batch counted (FP8 casts, MLA norms, RoPE
     # and K/V assembly, router GEMM, permute/unpermute) with the trace-fitted memory-bound kernels
     a = sim.estimate_serving(
         **H,
@@ -50,7 +50,7 @@ def test_profile_prefill_r017():
 
 
 def test_profile_decode_r018_capacity():
-    # predicts 22.1k (+19%) with MTP (1 draft, 85%), 17.9k (-4%) without
+    # predicts 22.1k (+19%) with MTP (1 draft, 85%), 17.7k (-5%) without
     # 128 requests per GPU, KV ~4,096: enough prefill instances and clients to keep the decode instance full
     # (the acceptance script's own case b is prefill-bound: 2 prefill instances feed ~124 requests/s)
     b = sim.estimate_serving(
