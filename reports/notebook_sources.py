@@ -443,8 +443,8 @@ SERVING_NOTEBOOK: list[tuple[str, str]] = [
 
     At the cheapest point of each GPU that still gives at least the target speed per user:
     the cost of a million cache-hit input tokens, cache-miss input tokens and output tokens,
-    next to DeepSeek's list prices (black). A cache hit costs only what reading the cached
-    prefix costs, which the simulator may count as nearly nothing.
+    next to DeepSeek's list prices (black). A cache hit is not recomputed: it costs only the
+    attention the new tokens pay over it, small next to a miss (smaller still with sparse attention).
     """),
     ("code", """
     chosen = {}

@@ -199,7 +199,8 @@ def summarise(
         share = c_stats.breakdown_s.get("prefill_share_s", 0.0) / c_stats.busy_s if c_stats.busy_s else 0.0
         prefill_gpu_share = total_gpus * share
         decode_gpu_share = total_gpus * (1.0 - share)
-        hit_frac = 0.0
+        prefill_s = c_stats.breakdown_s.get("prefill_share_s", 0.0)
+        hit_frac = min(1.0, c_stats.hit_s / prefill_s) if prefill_s else 0.0
         prefill_per_node = in_tok / p_nodes
         decode_per_node = out_tok / d_nodes
         busy_p = 0.0

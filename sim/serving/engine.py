@@ -577,13 +577,21 @@ class ColocatedInstance:
             budget = self.budget
             chunk: list[tuple[int, int, bool]] = []  # rid, tokens this iteration, completes
             attn = 0.0
+            attn_hit = 0.0  # the part of it that attends to cached prefixes (what a cache hit costs)
             for entry in self.prefilling:
                 if budget <= 0:
                     break
                 rid, left = entry
                 take = min(left, budget)
                 done_before = int(log.input_len[rid]) - left
-                attn += self.cost.prefill_attention(_bucket(take), _bucket(done_before) if done_before else 0)
+                a = self.cost.prefill_attention(_bucket(take), _bucket(done_before) if done_before else 0)
+                attn += a
+                cached = int(log.cached_tokens[rid])
+                if cached:
+                    computed_before = done_before - cached
+                    attn_hit += a - self.cost.prefill_attention(
+                        _bucket(take), _bucket(computed_before) if computed_before else 0
+                    )
                 chunk.append((rid, take, take == left))
                 budget -= take
             chunk_tokens = sum(c[1] for c in chunk)
@@ -602,7 +610,10 @@ class ColocatedInstance:
             share = chunk_tokens / (chunk_tokens + decode_tokens) if chunk_tokens + decode_tokens else 0.0
             if t1 > self.sim.start_s and t0 < self.sim.end_s:
                 frac = (min(t1, self.sim.end_s) - max(t0, self.sim.start_s)) / (t1 - t0)
-                self.stats.hit_s += 0.0
+                # time the cached prefixes add (attention over them, per GPU, every layer), within
+                # the iteration's prefill share
+                hit = attn_hit * (attn_gpu / attn) * self.cost.num_layers / step.time_s if attn > 0 else 0.0
+                self.stats.hit_s += min(share, max(0.0, hit)) * (t1 - t0) * frac
                 self.stats.breakdown_s["prefill_share_s"] = (
                     self.stats.breakdown_s.get("prefill_share_s", 0.0) + share * (t1 - t0) * frac
                 )

@@ -331,3 +331,15 @@ def test_requests_arriving_in_the_window_are_followed_to_completion():
     )
     assert any("no request arrived in the measured window" in n for n in late.notes)
     assert math.isnan(late.tokens_per_s_per_user)
+
+
+def test_colocated_cache_hits_cost_their_prefix_attention():
+    """Co-located chunked prefill: a cached prefix is not recomputed, but the new tokens attend to it,
+    so a hit costs more than nothing and less than a miss; with no hits the hit price is undefined."""
+    dep = {"mode": "colocated", "nodes": 1, "gpus_per_node": 1}
+    wl = {"input_len": 3000, "output_len": 50, "concurrency": 8}
+    hits = estimate_serving(V2L, "H800", dep, {**wl, "cache_hit_rate": 0.6}, duration_s=60, seed=0)
+    hit, miss = hits.usd_per_million_input_tokens_cache_hit, hits.usd_per_million_input_tokens_cache_miss
+    assert 0.0 < hit < miss
+    none = estimate_serving(V2L, "H800", dep, {**wl, "cache_hit_rate": 0.0}, duration_s=60, seed=0)
+    assert math.isnan(none.usd_per_million_input_tokens_cache_hit)
