@@ -272,6 +272,12 @@ def summarise(
             f"{sim.drain_limit_s - sim.end_s:.0f} s after it (the simulation follows them that long); "
             "latency and per-user figures leave them out"
         )
+    if stats.num_requests and math.isfinite(stats.e2e_mean_s) and window < 2.0 * stats.e2e_mean_s:
+        notes.append(
+            f"the measured window ({window:.0f} s) spans fewer than two request lifetimes (mean end-to-end "
+            f"{stats.e2e_mean_s:.0f} s): throughput and cost depend on where it falls; a longer duration_s "
+            "averages them"
+        )
     if sim.window_arrivals == 0:
         notes.append(
             "no request arrived in the measured window (a closed loop whose requests all outlast it): "

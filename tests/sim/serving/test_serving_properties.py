@@ -317,6 +317,7 @@ def test_requests_arriving_in_the_window_are_followed_to_completion():
     assert 800 * step > 10  # a request outlasts the window
     assert r.num_requests > 0 and math.isfinite(r.tokens_per_s_per_user)
     assert not any("had not finished" in n for n in r.notes)
+    assert any("fewer than two request lifetimes" in n for n in r.notes)
     m, g = moe.get(V2L), gpus.get("H800")
     sim_ = Simulation(
         m, g, parse_deployment(ONE_GPU, m, g), parse_workload(wl), 10.0, 5.0, np.random.default_rng(0)
