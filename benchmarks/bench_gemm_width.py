@@ -1,6 +1,6 @@
 """Small-M CPU GEMM: cost per weight element against the weight's row width, at equal bytes.
 
-``python benchmarks/bench_gemm_width.py [--threads N] [--rows M] [--weight-mib B]``
+``python benchmarks/bench_gemm_width.py [--threads N] [--rows M] [--weight-mib B] [--huge-pages]``
 
 The timing model charges a GEMM ``C[m, n] = A[m, k] @ B[k, n]`` by its FLOPs and bytes, which are
 the same for every ``(n, k)`` with equal ``n * k``: it predicts the same time for a weight of
@@ -26,13 +26,16 @@ in float32 and float64 (0.141 -> 0.212 and 0.144 -> 0.213 ns per byte): it follo
 elements, and shows no step at 2 KiB, the stride reach of Intel's hardware prefetcher; a sharp
 step an earlier probe showed at 2 KiB rows (k fixed at 1,024, float32 and float64 alike) came as
 its rotated working set passed 32 MiB, which looks like cache capacity rather than stride; this
-scan (fixed bytes, 64 MiB rotated) avoids it. The mechanism is not established.
+scan (fixed bytes, 64 MiB rotated) avoids it. Nor is it the TLB: with ``--huge-pages`` (all 64 MiB
+of weights on 2 MiB pages, as ``AnonHugePages`` showed) the rise was the same, 0.141 -> 0.225 ns
+per byte in float32. The mechanism is not established.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import mmap
 import sys
 from collections.abc import Callable
 from functools import partial
@@ -113,25 +116,57 @@ def measure(threads: int, rows: int, weight_bytes: int) -> dict[str, object]:
 SCAN_ROW_BYTES = tuple(range(1024, 4096 + 1, 256))
 
 
-def scan_row_bytes(threads: int, rows: int, weight_bytes: int) -> dict[str, dict[str, float]]:
+def _weight(k: int, n: int, dtype: Any, gen: Any, huge_pages: bool, keep: list[Any]) -> Any:
+    """A random [k, n] weight; with ``huge_pages``, in an anonymous mapping advised onto 2 MiB
+    transparent huge pages (``madvise(MADV_HUGEPAGE)``), 2 MiB aligned."""
+    import torch
+
+    w = torch.randn(k, n, generator=gen, dtype=dtype)
+    if not huge_pages:
+        return w
+    nbytes = w.numel() * w.element_size()
+    region = mmap.mmap(-1, nbytes + (2 << 20), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    region.madvise(mmap.MADV_HUGEPAGE)
+    raw = np.frombuffer(region, dtype=np.uint8)
+    start = (-raw.ctypes.data) % (2 << 20)
+    placed = torch.from_numpy(raw[start : start + nbytes]).view(dtype).view(k, n)
+    placed.copy_(w)
+    keep.append(region)
+    return placed
+
+
+def _anon_huge_kib() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("AnonHugePages:"):
+            return int(line.split()[1])
+    return 0
+
+
+def scan_row_bytes(
+    threads: int, rows: int, weight_bytes: int, huge_pages: bool = False
+) -> dict[str, dict[str, float]]:
     """torch alone, float32 and float64: ns per weight byte for rows of 1 to 4 KiB in 256-byte steps,
     at equal weight bytes. If the rise follows row bytes in both element sizes, it belongs to the
-    memory system rather than to a blocking size counted in elements."""
+    memory system rather than to a blocking size counted in elements. ``huge_pages`` puts the
+    weights on 2 MiB pages: if the rise came from TLB reach (4 KiB pages), it would go away; the
+    result records ``AnonHugePages`` while the weights were mapped."""
     import torch
 
     torch.set_num_threads(threads)
+    keep: list[Any] = []
     out: dict[str, dict[str, float]] = {}
     for dtype in (torch.float32, torch.float64):
         size = torch.empty(0, dtype=dtype).element_size()
         gen = torch.Generator().manual_seed(1)
         per_byte: dict[str, float] = {}
+        huge_kib: dict[str, float] = {}
         for row_bytes in SCAN_ROW_BYTES:
             n = row_bytes // size
             k = weight_bytes // row_bytes
             sets = [
                 (
                     torch.randn(rows, k, generator=gen, dtype=dtype),
-                    torch.randn(k, n, generator=gen, dtype=dtype),
+                    _weight(k, n, dtype, gen, huge_pages, keep),
                 )
                 for _ in range(SETS)
             ]
@@ -143,7 +178,14 @@ def scan_row_bytes(threads: int, rows: int, weight_bytes: int) -> dict[str, dict
                 call()
             seconds, _ = bench.time_cpu(bench._rotate(calls), warmup=SETS)
             per_byte[str(row_bytes)] = round(seconds / (k * n * size) * 1e9, 4)
-        out[str(dtype).removeprefix("torch.")] = per_byte
+            if huge_pages:
+                huge_kib[str(row_bytes)] = float(_anon_huge_kib())
+            del sets, calls
+            keep.clear()
+        name = str(dtype).removeprefix("torch.")
+        out[name] = per_byte
+        if huge_pages:
+            out[f"{name} AnonHugePages kiB"] = huge_kib
     return out
 
 
@@ -152,13 +194,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch and numba threads (default 1)")
     parser.add_argument("--rows", type=int, default=16, help="rows m of the activations (default 16)")
     parser.add_argument("--weight-mib", type=int, default=4, help="weight size in MiB (default 4)")
+    parser.add_argument(
+        "--huge-pages", action="store_true", help="scan with the weights on 2 MiB transparent huge pages"
+    )
     args = parser.parse_args(argv)
     if args.threads < 1 or args.rows < 1 or args.weight_mib < 1:
         parser.error("--threads, --rows and --weight-mib must be at least 1")
     result = measure(args.threads, args.rows, args.weight_mib << 20)
     result["torch_ns_per_weight_byte_by_row_bytes"] = scan_row_bytes(
-        args.threads, args.rows, args.weight_mib << 20
+        args.threads, args.rows, args.weight_mib << 20, args.huge_pages
     )
+    result["huge_pages"] = args.huge_pages
     ratios = result["ratio_to_narrowest"]
     model = result.get("model_ratio_to_narrowest", {})
     for n in WIDTHS:
@@ -170,10 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             line += f"  model {model[str(n)]:.2f}x"  # type: ignore[index]
         print(line)
     for dtype, per_byte in result["torch_ns_per_weight_byte_by_row_bytes"].items():  # type: ignore[attr-defined]
-        print(
-            f"torch {dtype}, ns per weight byte by row bytes: "
-            + " ".join(f"{b}:{v:.3f}" for b, v in per_byte.items())
-        )
+        unit = "" if "AnonHugePages" in dtype else ", ns per weight byte by row bytes"
+        print(f"torch {dtype}{unit}: " + " ".join(f"{b}:{v:.3f}" for b, v in per_byte.items()))
     print(json.dumps(result))
     return 0
 
