@@ -102,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
                 if k in row
             )
         )
+        for note in row.get("notes", ()):  # what the figures assume, and why any is missing
+            print(f"  note: {note}")
     return 0
 
 
