@@ -52,17 +52,15 @@ WIDTHS = (256, 512, 1024, 2048, 4096)
 SETS = 16
 
 
-def _model_seconds(m: int, n: int, k: int) -> float | None:
+def _model_profile() -> Any:
+    """This machine's CPU profile from its committed calibration file, or None without one."""
     from kernels_numba import validate
     from sim import calibration as cal
-    from sim import timing
 
     path = cal.calibration_dir() / f"cpu-{cal.device_key(bench.cpu_name())}.json"
     if not path.exists():
         return None
-    doc = json.loads(path.read_text())
-    profile = validate.profile_for(doc, path)
-    return float(timing.gemm_time(profile, m, n, k, "fp32").predicted_s)
+    return validate.profile_for(json.loads(path.read_text()), path)
 
 
 def measure(threads: int, rows: int, weight_bytes: int) -> dict[str, object]:
@@ -75,7 +73,10 @@ def measure(threads: int, rows: int, weight_bytes: int) -> dict[str, object]:
     numba.set_num_threads(threads)
     rng = np.random.default_rng(0)
     ns: dict[str, dict[int, float]] = {"torch_cpu": {}, "numba_cpu": {}}
-    model: dict[int, float | None] = {}
+    from sim import timing
+
+    profile = _model_profile()
+    model: dict[int, float] = {}
     for n in WIDTHS:
         k = weight_bytes // (4 * n)
         a = [rng.standard_normal((rows, k), dtype=np.float32) for _ in range(SETS)]
@@ -92,7 +93,8 @@ def measure(threads: int, rows: int, weight_bytes: int) -> dict[str, object]:
                 call()
             seconds, _ = bench.time_cpu(run, warmup=SETS)
             ns[impl][n] = seconds / (k * n) * 1e9
-        model[n] = _model_seconds(rows, n, k)
+        if profile is not None:
+            model[n] = float(timing.gemm_time(profile, rows, n, k, "fp32").predicted_s)
     narrow = WIDTHS[0]
     out: dict[str, object] = {
         "device": bench.cpu_name(),
@@ -106,10 +108,8 @@ def measure(threads: int, rows: int, weight_bytes: int) -> dict[str, object]:
             impl: {str(n): round(v / d[narrow], 2) for n, v in d.items()} for impl, d in ns.items()
         },
     }
-    if all(v is not None for v in model.values()):
-        base = model[narrow]
-        assert base is not None
-        out["model_ratio_to_narrowest"] = {str(n): round(float(v) / base, 2) for n, v in model.items() if v}
+    if model:
+        out["model_ratio_to_narrowest"] = {str(n): round(v / model[narrow], 2) for n, v in model.items()}
     return out
 
 

@@ -641,7 +641,7 @@ def permute_time(
     )
     size = cal.dtype_bytes(dtype)
     rows = float(t) * k
-    written: float | None = None
+    written: float | None = None  # known for the fused kernels only
     if combine:
         flops = 2.0 * rows * h
         if unfused:
@@ -664,9 +664,7 @@ def permute_time(
     dev = _device(gpu)
     peak, _ = dev.peak("fp32")
     shape = {"num_tokens": t, "hidden": h, "top_k": k, "dtype": str(dtype), "combine": bool(combine)}
-    return _result(
-        dev, "permute", flops, bytes_moved, peak, flops / peak, shape, launches, None if unfused else written
-    )
+    return _result(dev, "permute", flops, bytes_moved, peak, flops / peak, shape, launches, written)
 
 
 def op_time(gpu: Any, op: Any) -> OpTime:

@@ -307,16 +307,19 @@ class _DecodeBatch:
         self.rank_len0[rank] += kv_len
         self.rank_start[rank] += self.step
 
+    def total_kv(self) -> float:
+        """KV tokens of the whole batch now."""
+        return self.sum_len0 + self.r * (self.size * self.step - self.sum_start)
+
     def mean_kv(self) -> float:
-        n = self.size
-        return (self.sum_len0 + self.r * (n * self.step - self.sum_start)) / n if n else 0.0
+        return self.total_kv() / self.size if self.size else 0.0
 
     def busiest_kv(self) -> float:
         """KV tokens on the rank that holds the most (the whole batch's with one rank)."""
         if not self.size:
             return 0.0
         if self.ranks == 1:
-            return self.sum_len0 + self.r * (self.size * self.step - self.sum_start)
+            return self.total_kv()
         return float(self.rank_kv().max())
 
     def step_shape(self) -> tuple[int, int, float]:
@@ -333,7 +336,7 @@ class _DecodeBatch:
             return 0, 0, 1.0
         b_gpu = int(math.ceil(n / self.ranks))
         busiest = self.busiest_kv()
-        mean = (self.sum_len0 + self.r * (n * self.step - self.sum_start)) / self.ranks
+        mean = self.total_kv() / self.ranks
         kv = _bucket(int(round(busiest / b_gpu)))
         return b_gpu, kv, (busiest / mean if mean > 0 else 1.0)
 

@@ -204,37 +204,28 @@ def test_cli_json(capsys):
 
     from sim.serving.cli import main
 
-    rc = main(
-        [
-            "serve",
-            "--model",
-            V2L,
-            "--deployment",
-            '{"mode": "colocated", "nodes": 1, "gpus_per_node": 1}',
-            "--workload",
-            '{"input_len": 100, "output_len": 10, "concurrency": 2}',
-            "--duration-s",
-            "5",
-            "--json",
-        ]
-    )
-    assert rc == 0
+    def serve(output_len: int, *extra: str) -> int:
+        return main(
+            [
+                "serve",
+                "--model",
+                V2L,
+                "--deployment",
+                '{"mode": "colocated", "nodes": 1, "gpus_per_node": 1}',
+                "--workload",
+                f'{{"input_len": 100, "output_len": {output_len}, "concurrency": 2}}',
+                "--duration-s",
+                "5",
+                *extra,
+            ]
+        )
+
+    assert serve(10, "--json") == 0
     out = json.loads(capsys.readouterr().out)
     assert out["decode_output_tokens_per_s_per_node"] > 0
     assert main(["serve", "--deployment", '{"mode": "x"}', "--workload", "{}"]) == 2
     capsys.readouterr()
-    table_args = [
-        "serve",
-        "--model",
-        V2L,
-        "--deployment",
-        '{"mode": "colocated", "nodes": 1, "gpus_per_node": 1}',
-        "--workload",
-        '{"input_len": 100, "output_len": 5000, "concurrency": 2}',
-        "--duration-s",
-        "5",
-    ]
-    assert main(table_args) == 0
+    assert serve(5000) == 0
     text = capsys.readouterr().out
     assert "tokens_per_s_per_user=nan" in text
     assert "note: no request arrived in the measured window" in text  # the table says why
