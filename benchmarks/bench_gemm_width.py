@@ -18,8 +18,10 @@ Measured on the Intel Xeon of ``gpus/calibration/cpu-intel-xeon-processor.json``
 4 MiB, three runs at m = 16 and one at m = 8, 2026-12-01): torch costs 1.4-1.9x more per element
 from n = 1,024 on than at n = 256 (n = 512: 1.1-1.5x), the Numba kernel 1.15-1.25x, while the
 model's ratio stays at 1.0. This is the orientation effect behind the torch GEMM and grouped-GEMM
-held-out errors of ``python -m kernels_numba.validate`` on that file: the grid's grouped shapes
-are 1,024 x 512 and 512 x 1,024, and the fixed split fits on one and scores the other.
+held-out errors of ``python -m kernels_numba.validate`` on that file. Until 2026-12-02 the grid's
+grouped shapes came as 1,024 x 512 and 512 x 1,024 only, and the fixed split fitted on one and
+scored the other; with a third pair (1,024 x 1,024) both sides hold every orientation, and the
+fit averages the effect: narrow-row shapes predicted 15-33 % slow, the wide square 10-30 % fast.
 
 The row-bytes scan (same run, torch alone) rose gradually, ~1.5x from 1 KiB to 4 KiB rows, the same
 in float32 and float64 (0.141 -> 0.212 and 0.144 -> 0.213 ns per byte): it follows bytes, not

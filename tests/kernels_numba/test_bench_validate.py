@@ -322,3 +322,40 @@ def test_update_adds_a_missing_simd_level_and_refuses_another_device(
     with pytest.raises(ValueError, match="file's device 'Some Other CPU'"):
         bench.run(quick=True, out=elsewhere, threads=1, families=["gemm"], update=True, fit=False)
     assert json.loads(elsewhere.read_text()) == other  # nothing written
+
+
+def _one_sided_levels(cases: list, impl: str) -> dict[str, list[str]]:
+    """Per model family (as validate groups records for ``impl``): the shape-field values that
+    occur in two or more shapes yet fall on one side of the fixed split only."""
+    from collections import defaultdict
+
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for case in cases:
+        record = {"family": case.family, "shape": case.shape, "impl": impl}
+        groups[validate.model_family(record)].append(case.shape)
+    found: dict[str, list[str]] = {}
+    for family, shapes in groups.items():
+        fit, held = cal.split_fit_holdout([validate._shape_key(s) for s in shapes])
+        sides: dict[tuple[str, str], set[str]] = defaultdict(set)
+        count: dict[tuple[str, str], int] = defaultdict(int)
+        for side, indices in (("fit", fit), ("held", held)):
+            for i in indices:
+                for name, value in shapes[i].items():
+                    level = (name, json.dumps(len(value) if name == "group_sizes" else value))
+                    sides[level].add(side)
+                    count[level] += 1
+        bad = [f"{n}={v}" for (n, v), s in sides.items() if len(s) == 1 and count[(n, v)] >= 2]
+        if bad:
+            found[family] = sorted(bad)
+    return found
+
+
+@pytest.mark.parametrize("impl", ["numba_cpu", "torch_cpu"])
+def test_split_does_not_alias_a_grid_factor(impl: str) -> None:
+    """Every value of a shape field that the grid varies lies on both sides of the fixed split, so
+    the held-out half tests the model on levels its fit has seen. With two (n, k) pairs per
+    grouped configuration, alternation over sorted shapes put every n=512 shape on the held-out
+    side (and torch's flash prefill: every head dim 128); a fit cannot learn what it never sees."""
+    from kernels_numba.shapes import grid
+
+    assert _one_sided_levels(grid(), impl) == {}
