@@ -26,7 +26,31 @@ def _json_arg(text: str, what: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
+        looks_like_path = text.strip()[:1] not in ("{", "[") and text.strip().endswith(".json")
+        if looks_like_path:
+            raise ValueError(f"--{what}: no such file {text!r} (give JSON text or a JSON file)") from None
         raise ValueError(f"--{what} must be JSON text or a JSON file: {err}") from None
+
+
+def _sweep_values(text: str) -> list[int]:
+    """``--sweep``'s comma-separated concurrencies, each a whole number >= 1."""
+    values = []
+    for part in str(text).split(","):
+        if not part.strip():
+            continue
+        try:
+            value = int(part)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ValueError(
+                f"--sweep takes comma-separated concurrencies, whole numbers >= 1 (e.g. 8,32,128); "
+                f"got {part.strip()!r}."
+            )
+        values.append(value)
+    if not values:
+        raise ValueError("--sweep takes at least one concurrency (e.g. 8,32,128).")
+    return values
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -54,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         deployment = _json_arg(args.deployment, "deployment")
         workload = _json_arg(args.workload, "workload")
         if args.sweep:
-            values = [int(v) for v in str(args.sweep).split(",") if v.strip()]
+            values = _sweep_values(args.sweep)
             front = pareto_sweep(
                 args.model,
                 args.gpu,

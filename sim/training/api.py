@@ -11,6 +11,7 @@ attention; no recomputation, no MTP), over the dense BF16 peak even for FP8 runs
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -176,8 +177,33 @@ def build_plan(
     gpn = int(cluster.gpus_per_node)
     if comm_sm_count is None:
         comm_sm_count = 20 if sched.name in ("dualpipe", "dualpipev") and ep > 1 else 0  # V3-TR 3.2.2
+    if isinstance(comm_sm_count, bool) or not isinstance(comm_sm_count, (int, np.integer)):
+        raise ValueError(f"comm_sm_count must be a whole number of SMs, got {comm_sm_count!r}.")
+    if not 0 <= int(comm_sm_count) < int(gpu.sm_count):
+        raise ValueError(
+            f"comm_sm_count must be >= 0 and leave SMs for computation ({gpu.name} has "
+            f"{gpu.sm_count}); got {comm_sm_count}."
+        )
     if max_nodes_per_token is None:
         max_nodes_per_token = _routing_unit_limit(model, ep, gpn)
+    elif (
+        isinstance(max_nodes_per_token, bool)
+        or not isinstance(max_nodes_per_token, (int, np.integer))
+        or int(max_nodes_per_token) < 1
+    ):
+        raise ValueError(
+            f"max_nodes_per_token must be a whole number >= 1 (or None for the model's own limit), "
+            f"got {max_nodes_per_token!r}."
+        )
+    if (
+        isinstance(routing_skew, bool)
+        or not isinstance(routing_skew, (int, float, np.floating, np.integer))
+        or not 0 <= float(routing_skew) < 10
+    ):
+        raise ValueError(
+            f"routing_skew is the Zipf exponent of expert popularity, in [0, 10) (0 = balanced); "
+            f"got {routing_skew!r}."
+        )
     units = layer_units(model)
     import moe
 
@@ -311,6 +337,7 @@ def simulate_plan(
     check_memory: bool = True,
     **kwargs: Any,
 ) -> TrainingResult:
+    _check_budget(tokens, usd_per_gpu_hour)
     t0 = time.perf_counter()
     plan, layout, cost, pieces, notes = build_plan(model, gpu, num_gpus, **kwargs)
     mem = memory_report(model, gpu, plan, layout, pieces)
@@ -382,6 +409,24 @@ def _resource_busy(timeline: engine.RankTimeline) -> dict[str, float]:
     return busy
 
 
+def _check_budget(tokens: Any, usd_per_gpu_hour: Any) -> None:
+    """The token budget and the price are finite and positive (the price may be None: the
+    profile's own)."""
+    real = (int, float, np.integer, np.floating)
+    if isinstance(tokens, bool) or not isinstance(tokens, real) or not math.isfinite(tokens) or tokens <= 0:
+        raise ValueError(f"tokens (the training budget to cost) must be a finite number > 0, got {tokens!r}.")
+    if usd_per_gpu_hour is not None and (
+        isinstance(usd_per_gpu_hour, bool)
+        or not isinstance(usd_per_gpu_hour, real)
+        or not math.isfinite(usd_per_gpu_hour)
+        or usd_per_gpu_hour <= 0
+    ):
+        raise ValueError(
+            f"usd_per_gpu_hour must be a finite price > 0 (or None for the GPU profile's), "
+            f"got {usd_per_gpu_hour!r}."
+        )
+
+
 def estimate_training(
     model: Any = "deepseek-v3",
     gpu: Any = "H800",
@@ -417,6 +462,7 @@ def estimate_training(
     m, g = _resolve(model, gpu)
     if plan is not None and plan != "auto":
         raise ValueError(f"plan must be None or 'auto', got {plan!r}.")
+    _check_budget(tokens, usd_per_gpu_hour)
     if plan == "auto":
         from sim.training.search import search_plans
 

@@ -71,6 +71,12 @@ def test_fit_more_nodes_holds_more_sequences() -> None:
     (["fit", "--model", "no-such-model", "--gpu", "H800"], "deepseek-v3"),
     (["fit", "--model", "deepseek-v3", "--gpu", "H800", "--nodes", "0"], "nodes"),
     (["fit", "--model", "deepseek-v3", "--gpu", "H800", "--reserve", "1.5"], "reserve_fraction"),
+    (["train", "--tokens", "-1"], "tokens"),
+    (["train", "--usd-per-gpu-hour", "nan"], "usd_per_gpu_hour"),
+    (["serve", "--deployment", '{"mode": "colocated", "nodes": 2, "ep": 16}',
+      "--workload", '{"input_len": 64, "output_len": 4, "concurrency": 2}', "--sweep", "1,x"],
+     "whole numbers >= 1"),
+    (["serve", "--deployment", "no-such-file.json", "--workload", "{}"], "no such file"),
 ])
 def test_bad_input_is_a_clear_error(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == EXIT_BAD_INPUT

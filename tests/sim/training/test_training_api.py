@@ -31,11 +31,26 @@ SMALL = dict(
         ({"pp": 32, "ep": 2, "num_gpus": 64, "global_batch_seqs": 64}, "no layers"),
         ({"schedule": "gpipe-ish"}, "unknown schedule"),
         ({"model": "deepseek-v3", "pp": 2, "ep": 8, "num_gpus": 16, "global_batch_seqs": 64}, "does not fit"),
+        ({"tokens": -1e9}, "tokens .* finite number > 0"),
+        ({"tokens": float("nan")}, "tokens .* finite number > 0"),
+        ({"tokens": 0}, "tokens .* finite number > 0"),
+        ({"usd_per_gpu_hour": -2.0}, "usd_per_gpu_hour must be a finite price > 0"),
+        ({"usd_per_gpu_hour": float("nan")}, "usd_per_gpu_hour must be a finite price > 0"),
+        ({"routing_skew": -1.0}, "routing_skew .* in \\[0, 10\\)"),
+        ({"routing_skew": float("nan")}, "routing_skew .* in \\[0, 10\\)"),
+        ({"comm_sm_count": -1}, "comm_sm_count must be >= 0 and leave SMs"),
+        ({"comm_sm_count": 132}, "comm_sm_count must be >= 0 and leave SMs"),
+        ({"max_nodes_per_token": 0}, "max_nodes_per_token must be a whole number >= 1"),
     ],
 )
 def test_bad_input_is_a_clear_error(change: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         estimate_training(**{**SMALL, **change})
+
+
+def test_plan_search_checks_the_budget_first() -> None:
+    with pytest.raises(ValueError, match="tokens .* finite number > 0"):
+        estimate_training(**{**SMALL, "tokens": float("inf")}, plan="auto")
 
 
 def test_fp8_on_a800_falls_back_to_bf16_and_says_so() -> None:
