@@ -245,7 +245,20 @@ def main(argv: list[str] | None = None) -> int:
     path = args.file if args.file is not None else device_file()
     if not path.exists():
         raise ValueError(f"calibration file {path} does not exist; run python -m kernels_numba.bench first")
-    doc = cal.load_file(path)
+    if not path.is_file():
+        raise ValueError(f"calibration file {path} is not a file (give a gpus/calibration/*.json file)")
+    try:
+        doc = cal.load_file(path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"calibration file {path} is not valid JSON: {err}") from None
+    missing = [
+        key for key in ("device", "kind", "measurements") if not isinstance(doc, dict) or key not in doc
+    ]
+    if missing or not isinstance(doc.get("measurements"), list):
+        raise ValueError(
+            f"calibration file {path} is not a kernels_numba.bench file: it needs 'device', 'kind' and a "
+            f"'measurements' list (missing or malformed: {missing or ['measurements']})"
+        )
     held_out, lines = score_device(doc, path)
     print(
         f"device {doc['device']} ({doc.get('kind')}, {doc.get('cores')} cores), measured {doc.get('date')}, "
@@ -298,4 +311,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except ValueError as err:
+        print(f"python -m kernels_numba.validate: error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -40,7 +40,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reports.spec import DEFAULT_SPEC, NOTEBOOKS_DIR, REPO_ROOT, ReportSpec, Run, load_spec, notebook_path
+from reports.spec import (
+    DEFAULT_SPEC,
+    NOTEBOOKS_DIR,
+    REPO_ROOT,
+    ReportSpec,
+    Run,
+    check_runs,
+    load_spec,
+    notebook_path,
+)
 
 OUTPUT_ROOT = REPO_ROOT / "reports" / "output"
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
@@ -359,6 +368,7 @@ def run_report(
     selected = ReportSpec(
         spec.path, spec.title, spec.workers, spec.cell_timeout_s, spec.show_code, tuple(runs)
     )
+    check_runs(selected)
     build_dir = _prepare_output(out_dir)
     kernel = choose_kernel()
     started = time.perf_counter()

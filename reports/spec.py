@@ -24,7 +24,10 @@ and/or ``gpu`` for the axes it expands over, the scenario's ``parameters``, and 
 
 from __future__ import annotations
 
+import ast
 import itertools
+import json
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -118,8 +121,13 @@ def parse_spec(data: Mapping[str, Any], path: Path) -> ReportSpec:
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"{path}: workers must be a positive integer, got {workers!r}.")
     cell_timeout_s = data.get("cell_timeout_s", 900)
-    if not isinstance(cell_timeout_s, int | float) or isinstance(cell_timeout_s, bool) or cell_timeout_s <= 0:
-        raise ValueError(f"{path}: cell_timeout_s must be a positive number of seconds.")
+    if (
+        not isinstance(cell_timeout_s, int | float)
+        or isinstance(cell_timeout_s, bool)
+        or not math.isfinite(cell_timeout_s)
+        or cell_timeout_s <= 0
+    ):
+        raise ValueError(f"{path}: cell_timeout_s must be a finite positive number of seconds.")
     show_code = data.get("show_code", False)
     if not isinstance(show_code, bool):
         raise ValueError(f"{path}: show_code must be true or false.")
@@ -204,6 +212,78 @@ def parse_spec(data: Mapping[str, Any], path: Path) -> ReportSpec:
         show_code=show_code,
         runs=tuple(runs),
     )
+
+
+def notebook_parameters(path: Path) -> dict[str, Any]:
+    """The names a notebook's ``parameters`` cell assigns, with their default values (``...`` where
+    a default is not a literal)."""
+    cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+    found: dict[str, Any] = {}
+    for cell in cells:
+        if "parameters" not in cell.get("metadata", {}).get("tags", []):
+            continue
+        source = cell.get("source", "")
+        tree = ast.parse("".join(source) if isinstance(source, list) else source)
+        for node in tree.body:
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        try:
+                            found[target.id] = ast.literal_eval(node.value)
+                        except ValueError:
+                            found[target.id] = ...
+    return found
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    """Whether a spec value can stand for a parameter with this default: numbers for numbers, true or
+    false for booleans, lists for lists; other defaults (strings that may also take a table, such as
+    ``plan``) take any value."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int | float):
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(default, list):
+        return isinstance(value, list)
+    return True
+
+
+def check_runs(spec: ReportSpec, notebooks_dir: Path = NOTEBOOKS_DIR) -> None:
+    """Check what a run needs before any run starts, so that a typo is exit 2 at once rather than a
+    failed run minutes later: the notebook exists, its parameters cell declares every parameter the
+    spec sets (with a value of the same kind as its default), the models and GPUs are known, and no
+    two runs of a scenario name the same model and GPU under different spellings."""
+    import gpus
+    import moe
+
+    known = sorted(p.stem for p in notebooks_dir.glob("*.ipynb"))
+    declared: dict[str, dict[str, Any]] = {}
+    seen: dict[tuple[str, str | None, str | None], str] = {}
+    for run in spec.runs:
+        where = f"{spec.path}: scenario {run.scenario!r}"
+        source = notebook_path(run.notebook, notebooks_dir)
+        if not source.is_file() or source.resolve().parent != notebooks_dir.resolve():
+            raise ValueError(f"{where}: notebook {run.notebook!r} is not one of {known}.")
+        if run.notebook not in declared:
+            declared[run.notebook] = notebook_parameters(source)
+        defaults = declared[run.notebook]
+        for key, value in run.parameters.items():
+            if key not in defaults:
+                allowed = sorted(k for k in defaults if k not in ("summary_path", "model", "gpu"))
+                raise ValueError(f"{where}: {run.notebook} has no parameter {key!r}; it takes {allowed}.")
+            if not _same_kind(value, defaults[key]):
+                raise ValueError(
+                    f"{where}: parameter {key} = {value!r} is not of the kind of its default "
+                    f"{defaults[key]!r} in {run.notebook}."
+                )
+        model = moe.get(run.model).name if run.model is not None else None
+        gpu = gpus.get(run.gpu).name if run.gpu is not None else None
+        key3 = (run.scenario, model, gpu)
+        if key3 in seen:
+            raise ValueError(
+                f"{where}: runs {seen[key3]!r} and {run.run_id!r} are the same model and GPU; list each once."
+            )
+        seen[key3] = run.run_id
 
 
 def load_spec(path: str | Path = DEFAULT_SPEC) -> ReportSpec:

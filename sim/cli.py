@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -126,9 +127,15 @@ def _cmd_models(args: argparse.Namespace) -> int:
 # --- fit --------------------------------------------------------------------------------------
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    import moe
     from sim.fit import fit
 
-    report = fit(args.model, args.gpu, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
+    model = args.model
+    if model.endswith(".json") or os.path.isfile(model):  # a Hugging Face config.json, as --help says
+        stem = os.path.splitext(os.path.basename(model))[0]
+        name = os.path.basename(os.path.dirname(os.path.abspath(model))) if stem == "config" else stem
+        model = moe.from_hf_config(model, name=name)
+    report = fit(model, args.gpu, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                  context_len=args.context_len, kv_dtype=args.kv_dtype, reserve_fraction=args.reserve)
     fits = {r.recipe: (r.serving_fits if args.require == "serving" else r.training_fits)
             for r in report.recipes}

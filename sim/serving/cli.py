@@ -20,7 +20,9 @@ from typing import Any
 
 
 def _json_arg(text: str, what: str) -> Any:
-    if os.path.exists(text):
+    if os.path.isdir(text):
+        raise ValueError(f"--{what}: {text!r} is a directory; give JSON text or a JSON file.")
+    if os.path.isfile(text):
         with open(text) as handle:
             text = handle.read()
     try:

@@ -171,8 +171,22 @@ def size_fleet(
     import gpus
     import moe
 
+    if not isinstance(load_curve, DailyLoadCurve):
+        raise ValueError(
+            "load_curve must be a DailyLoadCurve (24 hourly request counts, e.g. "
+            f"DailyLoadCurve(tuple(counts)) or day6_load_curve()), got {type(load_curve).__name__}."
+        )
+    for name, value in (("tpot_target_s", tpot_target_s), ("ttft_target_s", ttft_target_s)):
+        if isinstance(value, bool) or not (
+            isinstance(value, int | float) and math.isfinite(value) and value > 0
+        ):
+            raise ValueError(f"{name} must be a finite positive number of seconds, got {value!r}.")
     m = moe.get(model) if isinstance(model, str) else model
     g = gpus.get(gpu) if isinstance(gpu, str) else gpu
+    if not isinstance(workload, Mapping):
+        raise ValueError(
+            f"workload must be a dict of DESIGN.md's workload keys, got {type(workload).__name__}."
+        )
     spec = dict(workload)
     for key in ("concurrency", "arrival_rate_per_s", "trace"):
         spec.pop(key, None)
@@ -185,9 +199,6 @@ def size_fleet(
         raise ValueError(
             "Fleet sizing takes a disaggregated deployment (prefill and decode instance shapes)."
         )
-    for name, value in (("tpot_target_s", tpot_target_s), ("ttft_target_s", ttft_target_s)):
-        if not (isinstance(value, int | float) and value > 0):
-            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}.")
     rng = np.random.default_rng(seed)
     dcap = decode_capacity(m, g, dep.decode, wl, tpot_target_s, rng)
     if not dcap.feasible:
@@ -271,6 +282,21 @@ def isca_decode_bound(
     """
     import gpus
 
+    for name, count in (
+        ("tokens_per_expert", tokens_per_expert),
+        ("experts_per_token", experts_per_token),
+        ("hidden_size", hidden_size),
+        ("num_layers", num_layers),
+    ):
+        if isinstance(count, bool) or not isinstance(count, int | np.integer) or count < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {count!r}.")
+    for name, size in (("dispatch_bytes", dispatch_bytes), ("combine_bytes", combine_bytes)):
+        if (
+            isinstance(size, bool)
+            or not isinstance(size, int | float)
+            or not (math.isfinite(size) and size > 0)
+        ):
+            raise ValueError(f"{name} (bytes per value) must be a finite number > 0, got {size!r}.")
     g = gpus.get(gpu) if isinstance(gpu, str) else gpu
     cluster = gpus.Cluster(g, nodes=2, gpus_per_node=g.node.gpus_per_node)
     ib = comm.link(cluster, "ib")
@@ -419,6 +445,8 @@ def verify_fleet_hour(
     """
     from sim.serving.api import estimate_serving
 
+    if isinstance(hour, bool) or not isinstance(hour, int | np.integer) or not 0 <= hour < 24:
+        raise ValueError(f"hour must be a whole number 0..23 (hour 0 = the curve's first), got {hour!r}.")
     p, d = plan.prefill_instances_by_hour[hour], plan.decode_instances_by_hour[hour]
     if p == 0 or d == 0:
         raise ValueError(f"Hour {hour} has no load to simulate.")

@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 from sim.serving.api import estimate_serving
 
 
@@ -58,8 +60,21 @@ def pareto_sweep(
     seed: int = 0,
 ) -> list[ParetoPoint]:
     """Run the workload (closed loop) at each concurrency; return the Pareto front."""
+    if isinstance(concurrencies, np.ndarray):
+        concurrencies = concurrencies.tolist()
+    if isinstance(concurrencies, str | bytes) or not isinstance(concurrencies, Sequence):
+        raise ValueError(
+            f"concurrencies must be a list of whole numbers >= 1, got {type(concurrencies).__name__}."
+        )
     if not concurrencies:
         raise ValueError("A sweep needs at least one concurrency.")
+    for c in concurrencies:
+        if isinstance(c, bool) or not isinstance(c, int | np.integer) or c < 1:
+            raise ValueError(f"Each concurrency of a sweep must be a whole number >= 1, got {c!r}.")
+    if not isinstance(workload, Mapping):
+        raise ValueError(
+            f"workload must be a dict of DESIGN.md's workload keys, got {type(workload).__name__}."
+        )
     base = {k: v for k, v in workload.items() if k not in ("concurrency", "arrival_rate_per_s", "trace")}
     points = []
     for c in concurrencies:

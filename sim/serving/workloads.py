@@ -357,11 +357,19 @@ class DailyLoadCurve:
     source: str = ""
 
     def __post_init__(self) -> None:
-        if len(self.requests_per_hour) != 24:
-            raise ValueError(f"A daily load curve has 24 hourly values, got {len(self.requests_per_hour)}.")
-        for h, v in enumerate(self.requests_per_hour):
+        values = self.requests_per_hour
+        if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+            raise ValueError(
+                f"A daily load curve is a sequence of 24 hourly request counts, got {type(values).__name__}."
+            )
+        if len(values) != 24:
+            raise ValueError(f"A daily load curve has 24 hourly values, got {len(values)}.")
+        for h, v in enumerate(values):
+            if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
+                raise ValueError(f"Hour {h}: requests per hour must be a number >= 0, got {v!r}.")
             if not (math.isfinite(v) and v >= 0):
                 raise ValueError(f"Hour {h}: requests per hour must be a number >= 0, got {v!r}.")
+        object.__setattr__(self, "requests_per_hour", tuple(float(v) for v in values))
 
     @property
     def arrival_rate_per_s(self) -> tuple[float, ...]:

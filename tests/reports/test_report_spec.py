@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from reports.runner import main, make_offline
-from reports.spec import DEFAULT_SPEC, load_spec, parse_spec
+from reports.spec import DEFAULT_SPEC, check_runs, load_spec, parse_spec
 
 PATH = Path("spec.toml")
 
@@ -54,6 +54,8 @@ def test_axes_expand_and_scenarios_override_the_grid():
         ({"gpus": ["H800"], "scenarios": [{"name": "a", "notebook": "x", "axes": ["gpu"],
                                            "parameters": {"gpu": "H20"}}]}, "set by the runner"),
         ({"workers": 0, "scenarios": [{"name": "a", "notebook": "x"}]}, "workers"),
+        ({"cell_timeout_s": float("nan"), "scenarios": [{"name": "a", "notebook": "x"}]}, "cell_timeout_s"),
+        ({"cell_timeout_s": float("inf"), "scenarios": [{"name": "a", "notebook": "x"}]}, "cell_timeout_s"),
     ],
 )
 def test_bad_specs_are_refused_with_a_sentence(data, message):
@@ -77,3 +79,34 @@ def test_make_offline_strips_cdn_mathjax_and_refuses_other_network_scripts():
         make_offline('<script src="https://example.org/x.js"></script>')
     with pytest.raises(ValueError, match="cdn.plot.ly"):
         make_offline('<script>fetch("https://cdn.plot.ly/plotly-2.0.min.js")</script>')
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"scenarios": [{"name": "a", "notebook": "99_nope"}]}, "is not one of"),
+        ({"scenarios": [{"name": "a", "notebook": "../README"}]}, "is not one of"),
+        ({"scenarios": [{"name": "a", "notebook": "03_serving_cost", "parameters": {"duraton_s": 60.0}}]},
+         "has no parameter 'duraton_s'"),
+        ({"scenarios": [{"name": "a", "notebook": "03_serving_cost", "parameters": {"duration_s": "sixty"}}]},
+         "not of the kind of its default"),
+        ({"scenarios": [{"name": "a", "notebook": "04_validation", "parameters": {"run_training": 1}}]},
+         "not of the kind of its default"),
+        ({"models": ["gpt-5"],
+          "scenarios": [{"name": "a", "notebook": "02_training_cost", "axes": ["model"]}]}, "unknown model"),
+        ({"gpus": ["H900"], "scenarios": [{"name": "a", "notebook": "01_gpus", "axes": ["gpu"]}]}, "H800"),
+        ({"gpus": ["H800", "h800"], "scenarios": [{"name": "a", "notebook": "01_gpus", "axes": ["gpu"]}]},
+         "same model and GPU"),
+    ],
+)
+def test_runs_are_checked_before_any_starts(data, message):
+    with pytest.raises(ValueError, match=message):
+        check_runs(parse_spec(data, PATH))
+
+
+def test_a_spec_naming_an_unknown_gpu_exits_2_at_once(tmp_path, capsys):
+    spec = tmp_path / "typo.toml"
+    spec.write_text('gpus = ["H900"]\n[[scenarios]]\nname = "a"\nnotebook = "01_gpus"\naxes = ["gpu"]\n')
+    assert main([str(spec), "-o", str(tmp_path / "out"), "--no-progress"]) == 2
+    assert "H900" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

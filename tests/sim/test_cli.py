@@ -89,3 +89,31 @@ def test_console_entry_point_help_has_examples() -> None:
     out = subprocess.run([sys.executable, "-m", "sim.cli", "--help"],
                          capture_output=True, text=True, check=True)
     assert "examples:" in out.stdout and "moe-sim fit" in out.stdout
+
+
+def test_fit_takes_a_config_json_path(capsys: pytest.CaptureFixture[str]) -> None:
+    import moe
+
+    path = moe.__path__[0] + "/catalog/deepseek-v2-lite.json"
+    assert main(["fit", "--model", path, "--gpu", "H800", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "deepseek-v2-lite"
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("{}", "needs 'device', 'kind' and a 'measurements' list"),
+    ("[1]", "needs 'device', 'kind' and a 'measurements' list"),
+    ("{bad", "is not valid JSON"),
+    (None, "is not a file"),
+])
+def test_validate_names_a_malformed_file(tmp_path, text, needle, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "calib.json"
+    if text is not None:
+        path.write_text(text)
+    assert main(["validate", "--file", str(path if text is not None else tmp_path)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_serve_refuses_a_directory_as_json(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--deployment", str(tmp_path), "--workload", "{}"]) == EXIT_BAD_INPUT
+    assert "is a directory" in capsys.readouterr().err

@@ -104,3 +104,104 @@ def test_unknown_model_and_gpu():
         run(model="deepseek-v9")
     with pytest.raises(ValueError):
         run(gpu="H900")
+
+
+@pytest.mark.parametrize(
+    "hours, match",
+    [
+        (5, "sequence of 24 hourly request counts"),
+        ("x" * 24, "sequence of 24 hourly request counts"),
+        (("1",) * 24, "Hour 0: requests per hour must be a number"),
+        ((True,) * 24, "Hour 0: requests per hour must be a number"),
+        ((1.0,) * 23, "24 hourly values"),
+    ],
+)
+def test_bad_load_curve(hours, match):
+    from sim.serving.workloads import DailyLoadCurve
+
+    with pytest.raises(ValueError, match=match):
+        DailyLoadCurve(hours)
+
+
+def test_load_curve_keeps_a_tuple_of_floats():
+    from sim.serving.workloads import DailyLoadCurve
+
+    curve = DailyLoadCurve([3600] * 24)
+    assert curve.requests_per_hour == (3600.0,) * 24 and curve.arrival_rate_per_s[0] == 1.0
+
+
+FLEET_DEP = {
+    "mode": "disaggregated",
+    "prefill": {"nodes": 4, "ep": 32, "attn_dp": 32},
+    "decode": {"nodes": 18, "ep": 144, "attn_dp": 144, "redundant_experts": 32},
+}
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"load_curve": [100.0] * 24}, "load_curve must be a DailyLoadCurve"),
+        ({"tpot_target_s": True}, "tpot_target_s must be a finite positive number"),
+        ({"tpot_target_s": float("inf")}, "tpot_target_s must be a finite positive number"),
+        ({"ttft_target_s": -1.0}, "ttft_target_s must be a finite positive number"),
+        ({"workload": 5}, "workload must be a dict"),
+    ],
+)
+def test_fleet_sizing_checks_its_inputs_first(change, match):
+    from sim.serving.fleet import size_fleet
+    from sim.serving.workloads import day6_load_curve
+
+    args = {
+        "model": "deepseek-v3",
+        "gpu": "H800",
+        "deployment": FLEET_DEP,
+        "workload": {"input_len": 1000, "output_len": 100},
+        "load_curve": day6_load_curve(),
+        "tpot_target_s": 0.05,
+        "ttft_target_s": 2.0,
+        **change,
+    }
+    with pytest.raises(ValueError, match=match):
+        size_fleet(**args)
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"num_layers": 0}, "num_layers must be a whole number >= 1"),
+        ({"tokens_per_expert": -32}, "tokens_per_expert must be a whole number >= 1"),
+        ({"dispatch_bytes": float("nan")}, "dispatch_bytes .* finite number > 0"),
+    ],
+)
+def test_isca_bound_bad_input(change, match):
+    from sim.serving.fleet import isca_decode_bound
+
+    with pytest.raises(ValueError, match=match):
+        isca_decode_bound(**change)
+
+
+@pytest.mark.parametrize("hour", [24, -1, 1.5, True])
+def test_verify_fleet_hour_needs_an_hour_of_the_day(hour):
+    from sim.serving.fleet import verify_fleet_hour
+    from sim.serving.workloads import day6_load_curve
+
+    with pytest.raises(ValueError, match="hour must be a whole number 0..23"):
+        verify_fleet_hour("deepseek-v3", "H800", FLEET_DEP, {}, None, day6_load_curve(), hour)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        ([2.7], "whole number >= 1"),
+        ([float("nan")], "whole number >= 1"),
+        (["abc"], "whole number >= 1"),
+        ([0], "whole number >= 1"),
+        (8, "list of whole numbers"),
+        ([], "at least one concurrency"),
+    ],
+)
+def test_sweep_bad_concurrencies(values, match):
+    from sim.serving.sweep import pareto_sweep
+
+    with pytest.raises(ValueError, match=match):
+        pareto_sweep("deepseek-v3", "H800", DEP, WL, values, duration_s=1)
