@@ -327,6 +327,8 @@ def load_profile(path: str | Path) -> GPUProfile:
             data = tomllib.load(handle)
     except FileNotFoundError:
         raise DataFileError(path, None, "no such file") from None
+    except IsADirectoryError:
+        raise DataFileError(path, None, "is a directory, not a GPU data file (.toml)") from None
     except tomllib.TOMLDecodeError as error:
         raise DataFileError(path, None, f"not valid TOML: {error}") from None
     return parse_profile(data, path)
@@ -412,6 +414,9 @@ def names() -> list[str]:
 
 def register(profile_or_path: GPUProfile | str | Path) -> GPUProfile:
     """Make a profile (or a data file) known to ``get`` and ``names`` for this session."""
+    if not isinstance(profile_or_path, GPUProfile | str | Path):
+        raise ValueError(f"register takes a GPUProfile or the path of a GPU data file (.toml), "
+                         f"got {type(profile_or_path).__name__}")
     profile = profile_or_path if isinstance(profile_or_path, GPUProfile) else load_profile(profile_or_path)
     _, builtin_index = _builtin()
     for label in (profile.name, profile.full_name, *profile.aliases):

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     from moe.config import MoEModel
 
@@ -86,6 +88,13 @@ def _check_len(value: Any, what: str) -> int:
     if value <= 0:
         raise ValueError(f"{what} must be a positive integer number of tokens; got {value!r}.")
     return int(value)
+
+
+def _check_causal(value: Any) -> bool:
+    """``causal`` must be a real bool (a string such as "no" is truthy and would count as causal)."""
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"causal must be True or False; got {value!r}.")
+    return bool(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,7 +390,7 @@ def layer_attention_flops_per_token(
     model: MoEModel, layer: int, context_len: int, causal: bool
 ) -> tuple[float, float]:
     """(main attention, indexer) forward FLOP per token in one layer, averaged over the sequence."""
-    reach = _layer_reach(model, layer, context_len, causal)
+    reach = _layer_reach(model, layer, context_len, _check_causal(causal))
     main, indexer = _pair_flops(model)
     return reach.keys * main, reach.indexer_keys * indexer
 
@@ -389,6 +398,7 @@ def layer_attention_flops_per_token(
 def attention_flops_per_token(model: MoEModel, context_len: int = 4096, causal: bool = True) -> float:
     """Forward attention FLOP per token (score, value and indexer products), MTP excluded."""
     length = _check_len(context_len, "context_len")
+    causal = _check_causal(causal)
     total = 0.0
     for layer in range(model.num_layers):
         main, idx = layer_attention_flops_per_token(model, layer, length, bool(causal))
@@ -430,6 +440,7 @@ class FlopsBreakdown:
 def forward_flops_per_token(model: MoEModel, context_len: int = 4096, causal: bool = True) -> FlopsBreakdown:
     """Forward FLOP per token split into dense GEMMs, routed-expert GEMMs and attention."""
     length = _check_len(context_len, "context_len")
+    causal = _check_causal(causal)
     parts = _active_parts(model)
     expert = 2.0 * parts["routed_experts"].gemm
     dense = 2.0 * sum(c.gemm for k, c in parts.items() if k != "routed_experts")
@@ -452,6 +463,7 @@ def forward_flops_per_token(model: MoEModel, context_len: int = 4096, causal: bo
 def training_flops_per_token(model: MoEModel, seq_len: int = 4096, causal: bool = True) -> float:
     """DESIGN.md: 6 x active non-embedding params (head included) + 3 x forward attention FLOP."""
     length = _check_len(seq_len, "seq_len")
+    causal = _check_causal(causal)
     return 6.0 * model.active_non_embedding_params + 3.0 * attention_flops_per_token(model, length, causal)
 
 

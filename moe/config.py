@@ -357,6 +357,16 @@ class _Fields:
             raise ValueError(f"{self.what} config field {key!r} must be a string; got {value!r}.")
         return value
 
+    def choice(self, key: str, default: str, allowed: Sequence[str]) -> str:
+        """A string that must be one of ``allowed`` (absent or null: ``default``)."""
+        value = self.text(key, default)
+        if value not in allowed:
+            raise ValueError(
+                f"{self.what} config field {key!r} must be one of "
+                f"{', '.join(repr(a) for a in allowed)}; got {value!r}."
+            )
+        return value
+
 
 def _as_size(value: Any, key: str, what: str, allow_zero: bool = False) -> int:
     lowest = "zero or a positive integer" if allow_zero else "a positive integer"
@@ -445,6 +455,27 @@ def _common_tail(f: _Fields) -> dict[str, Any]:
     }
 
 
+# DeepSeek router settings the parsers and the simulators understand. Scoring: V2 "softmax", V3 and
+# V3.2 "sigmoid", V4 "sqrtsoftplus". Top-k: V2-Lite "greedy", V2 "group_limited_greedy", V3 and later
+# "noaux_tc" (auxiliary-loss-free balancing with a per-expert score-correction bias).
+_DEEPSEEK_SCORING_FUNCS = ("softmax", "sigmoid", "sqrtsoftplus")
+_DEEPSEEK_TOPK_METHODS = ("greedy", "group_limited_greedy", "noaux_tc")
+
+
+def _check_groups(what: str, experts: int, n_group: int, topk_group: int) -> None:
+    """Group-limited routing: the experts split evenly into n_group groups, topk_group of them kept."""
+    if experts % n_group:
+        raise ValueError(
+            f"{what} config has n_group={n_group} but n_routed_experts={experts}; n_group must divide "
+            "the number of routed experts (equal-sized expert groups)."
+        )
+    if topk_group > n_group:
+        raise ValueError(
+            f"{what} config has topk_group={topk_group} but n_group={n_group}; topk_group (expert "
+            "groups kept per token) must be from 1 to n_group."
+        )
+
+
 def _check_topk(what: str, experts: int, top_k: int) -> None:
     if top_k > experts:
         raise ValueError(
@@ -497,7 +528,11 @@ def _parse_deepseek(raw: Mapping[str, Any], model_type: str, name: str, source: 
         index_head_dim=index_dim,
         index_topk=index_topk,
     )
-    topk_method = f.text("topk_method", "greedy")
+    topk_method = f.choice("topk_method", "greedy", _DEEPSEEK_TOPK_METHODS)
+    scoring_func = f.choice("scoring_func", "softmax", _DEEPSEEK_SCORING_FUNCS)
+    n_group = f.size("n_group", default=1)
+    topk_group = f.size("topk_group", default=1)
+    _check_groups(what, experts, n_group, topk_group)
     notes = []
     if index_topk:
         notes.append(
@@ -524,9 +559,9 @@ def _parse_deepseek(raw: Mapping[str, Any], model_type: str, name: str, source: 
         experts_per_token=top_k,
         attention=attention,
         moe_layers=moe_layers,
-        n_group=f.size("n_group", default=1),
-        topk_group=f.size("topk_group", default=1),
-        scoring_func=f.text("scoring_func", "softmax"),
+        n_group=n_group,
+        topk_group=topk_group,
+        scoring_func=scoring_func,
         # noaux_tc keeps a per-expert score-correction bias (HF: e_score_correction_bias).
         router_bias=topk_method == "noaux_tc",
         num_mtp_modules=f.size("num_nextn_predict_layers", default=0, allow_zero=True),
@@ -620,8 +655,8 @@ def _parse_deepseek_v4(raw: Mapping[str, Any], model_type: str, name: str, sourc
         experts_per_token=top_k,
         attention=attention,
         moe_layers=tuple([True] * layers),
-        scoring_func=f.text("scoring_func", "sqrtsoftplus"),
-        router_bias=f.text("topk_method", "noaux_tc") == "noaux_tc",
+        scoring_func=f.choice("scoring_func", "sqrtsoftplus", _DEEPSEEK_SCORING_FUNCS),
+        router_bias=f.choice("topk_method", "noaux_tc", _DEEPSEEK_TOPK_METHODS) == "noaux_tc",
         num_hash_layers=hash_layers,
         hc_mult=f.size("hc_mult", default=0, allow_zero=True),
         num_mtp_modules=mtp,

@@ -50,7 +50,8 @@ class Uniform:
     name: str = "uniform"
 
     def probabilities(self, num_experts: int, rng: np.random.Generator | None) -> np.ndarray:
-        return np.full(num_experts, 1.0 / num_experts)
+        experts = _check_int(num_experts, "num_experts")
+        return np.full(experts, 1.0 / experts)
 
 
 @dataclass(frozen=True)
@@ -64,13 +65,14 @@ class Zipf:
     name: str = "zipf"
 
     def probabilities(self, num_experts: int, rng: np.random.Generator | None) -> np.ndarray:
-        weights = 1.0 / np.arange(1, num_experts + 1, dtype=float) ** self.skew
+        experts = _check_int(num_experts, "num_experts")
+        weights = 1.0 / np.arange(1, experts + 1, dtype=float) ** self.skew
         if self.skew > 0:
             if rng is None:
                 raise ValueError(
                     "a skewed load needs rng, a numpy.random.Generator (e.g. np.random.default_rng(0))."
                 )
-            weights = weights[rng.permutation(num_experts)]
+            weights = weights[rng.permutation(experts)]
         return weights / weights.sum()
 
 
@@ -162,8 +164,26 @@ def expert_loads(
 
 
 def imbalance(loads: np.ndarray) -> float:
-    """Max over mean of a load vector (1.0 = perfectly balanced)."""
-    arr = np.asarray(loads, dtype=float)
+    """Max over mean of a load vector (1.0 = perfectly balanced; also for all-zero loads).
+
+    ``loads``: a non-empty 1-D array of finite token counts >= 0.
+    """
+    try:
+        arr = np.asarray(loads, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"loads must be a non-empty 1-D array of finite token counts >= 0; got {loads!r}."
+        ) from None
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(
+            f"loads must be a non-empty 1-D array of finite token counts >= 0; got shape {arr.shape}."
+        )
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        bad = arr[~np.isfinite(arr) | (arr < 0)]
+        raise ValueError(
+            "loads must be a non-empty 1-D array of finite token counts >= 0; got "
+            f"{bad.size} negative or non-finite value(s), e.g. {float(bad[0])!r}."
+        )
     mean = arr.mean()
     return float(arr.max() / mean) if mean > 0 else 1.0
 

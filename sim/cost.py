@@ -13,12 +13,26 @@ models or simulators: it turns GPU-hours (or GPU-seconds) and token counts into 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 SECONDS_PER_HOUR = 3600.0
 HOURS_PER_YEAR = 8766.0  # 365.25 days
+
+
+def _is_number(value: Any) -> bool:
+    """A real, finite number; bools are not numbers here (True is not a price)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_amount(value: Any, name: str, what: str, positive: bool = False) -> float:
+    """``value`` as a float; a ValueError naming ``name`` unless it is finite and >= 0 (> 0)."""
+    if not _is_number(value) or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be a finite number {bound} ({what}), got {value!r}.")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -33,7 +47,7 @@ class PriceRange:
     def __post_init__(self) -> None:
         for name in ("usd_per_gpu_hour", "usd_per_gpu_hour_low", "usd_per_gpu_hour_high"):
             value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            if not (_is_number(value) and value > 0):
                 raise ValueError(
                     f"{name} must be a positive finite number of USD per GPU-hour, got {value!r}."
                 )
@@ -66,12 +80,14 @@ class TCOSpec:
     def __post_init__(self) -> None:
         for name in ("purchase_usd_per_gpu", "amortisation_years", "power_w_per_gpu", "usd_per_kwh"):
             value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+            if not (_is_number(value) and value >= 0):
                 raise ValueError(f"TCO field {name} must be a finite number >= 0, got {value!r}.")
         if self.amortisation_years <= 0:
             raise ValueError(f"amortisation_years must be > 0, got {self.amortisation_years!r}.")
-        if not (isinstance(self.pue, int | float) and self.pue >= 1.0):
-            raise ValueError(f"pue (power usage effectiveness) must be >= 1.0, got {self.pue!r}.")
+        if not (_is_number(self.pue) and self.pue >= 1.0):
+            raise ValueError(
+                f"pue (power usage effectiveness) must be a finite number >= 1.0, got {self.pue!r}."
+            )
 
     @property
     def capital_usd_per_gpu_hour(self) -> float:
@@ -99,7 +115,14 @@ _TCO_KEYS = {"purchase_usd_per_gpu", "amortisation_years", "power_w_per_gpu", "p
 
 
 def tco_from_mapping(spec: Mapping[str, Any]) -> TCOSpec:
-    """Build a TCOSpec from a dict, rejecting unknown keys."""
+    """Build a TCOSpec from a dict, rejecting unknown keys.
+
+    Values are numbers or numeric strings (``"30000"``); anything else raises ValueError naming the key.
+    """
+    if not isinstance(spec, Mapping):
+        raise ValueError(
+            f"A TCO must be a mapping of {sorted(_TCO_KEYS)} to numbers, got {type(spec).__name__} {spec!r}."
+        )
     unknown = set(spec) - _TCO_KEYS
     if unknown:
         raise ValueError(f"Unknown TCO keys {sorted(unknown)}; allowed: {sorted(_TCO_KEYS)}.")
@@ -107,7 +130,15 @@ def tco_from_mapping(spec: Mapping[str, Any]) -> TCOSpec:
         raise ValueError(
             "A TCO needs purchase_usd_per_gpu (USD per GPU, the server price divided by its GPUs)."
         )
-    return TCOSpec(**{k: float(v) for k, v in spec.items()})
+    values: dict[str, float] = {}
+    for key, value in spec.items():
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            values[key] = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"TCO field {key} must be a finite number, got {value!r}.") from None
+    return TCOSpec(**values)
 
 
 def price_range(
@@ -122,6 +153,11 @@ def price_range(
     * otherwise the profile's ``PriceSpec`` (``usd_per_gpu_hour``, ``_low``, ``_high``).
     """
     if tco is not None:
+        if not isinstance(tco, TCOSpec | Mapping):
+            raise ValueError(
+                "tco must be a TCOSpec or a mapping such as {'purchase_usd_per_gpu': 30000.0}, got "
+                f"{type(tco).__name__} {tco!r}."
+            )
         spec = tco if isinstance(tco, TCOSpec) else tco_from_mapping(tco)
         price = spec.usd_per_gpu_hour
         if price <= 0:
@@ -136,11 +172,7 @@ def price_range(
         high = getattr(profile_price, "usd_per_gpu_hour_high", None) or base
         source = str(getattr(profile_price, "source", ""))
     if usd_per_gpu_hour is not None:
-        if not (
-            isinstance(usd_per_gpu_hour, int | float)
-            and math.isfinite(usd_per_gpu_hour)
-            and usd_per_gpu_hour > 0
-        ):
+        if not (_is_number(usd_per_gpu_hour) and usd_per_gpu_hour > 0):
             raise ValueError(f"usd_per_gpu_hour must be a positive number, got {usd_per_gpu_hour!r}.")
         price = float(usd_per_gpu_hour)
         low = min(price, low) if low else price
@@ -154,10 +186,10 @@ def price_range(
 
 
 def rental_cost_usd(gpu_hours: float, usd_per_gpu_hour: float) -> float:
-    """GPU-hours x USD per GPU-hour."""
-    if gpu_hours < 0:
-        raise ValueError(f"gpu_hours must be >= 0, got {gpu_hours!r}.")
-    return gpu_hours * usd_per_gpu_hour
+    """GPU-hours x USD per GPU-hour (both finite and >= 0)."""
+    hours = _check_amount(gpu_hours, "gpu_hours", "GPU-hours")
+    price = _check_amount(usd_per_gpu_hour, "usd_per_gpu_hour", "USD per GPU-hour")
+    return hours * price
 
 
 def cost_range_usd(gpu_hours: float, price: PriceRange) -> dict[str, float]:
@@ -172,9 +204,13 @@ def cost_range_usd(gpu_hours: float, price: PriceRange) -> dict[str, float]:
 def usd_per_million_tokens(num_gpus: float, usd_per_gpu_hour: float, tokens_per_s: float) -> float:
     """USD per million tokens when ``num_gpus`` GPUs produce ``tokens_per_s`` tokens per second.
 
-    Returns ``inf`` when no tokens are produced.
+    Returns ``inf`` when no tokens are produced (``tokens_per_s`` == 0). All three must be finite
+    and >= 0.
     """
-    if tokens_per_s <= 0:
+    gpus = _check_amount(num_gpus, "num_gpus", "GPUs, possibly a fractional share")
+    price = _check_amount(usd_per_gpu_hour, "usd_per_gpu_hour", "USD per GPU-hour")
+    rate = _check_amount(tokens_per_s, "tokens_per_s", "tokens per second; 0 gives inf")
+    if rate == 0:
         return math.inf
-    usd_per_s = num_gpus * usd_per_gpu_hour / SECONDS_PER_HOUR
+    usd_per_s = gpus * price / SECONDS_PER_HOUR
     return usd_per_s / tokens_per_s * 1e6

@@ -108,6 +108,10 @@ def test_not_toml_and_missing_file(tmp_path):
         gpus.load_profile(write(tmp_path, "name = \n"))
     with pytest.raises(gpus.DataFileError, match="no such file"):
         gpus.load_profile(tmp_path / "absent.toml")
+    with pytest.raises(gpus.DataFileError, match="is a directory"):
+        gpus.load_profile(tmp_path)
+    with pytest.raises(ValueError, match="register takes a GPUProfile or the path"):
+        gpus.register(5)  # type: ignore[arg-type]
 
 
 def test_register_a_new_gpu_by_file(tmp_path):

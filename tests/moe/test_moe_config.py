@@ -149,3 +149,61 @@ def test_bad_recipe_and_seq_len():
         m.memory_bytes("int3")
     with pytest.raises(ValueError, match="seq_len must be a positive integer"):
         m.training_flops_per_token(seq_len=0)
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        (
+            {"scoring_func": "relu"},
+            r"'scoring_func' must be one of 'softmax', 'sigmoid', 'sqrtsoftplus'; got 'relu'",
+        ),
+        ({"scoring_func": 1}, "'scoring_func' must be a string"),
+        ({"topk_method": "xxx"}, r"'topk_method' must be one of 'greedy', .*'noaux_tc'; got 'xxx'"),
+        ({"n_group": 7}, r"n_group=7 but n_routed_experts=64; n_group must divide"),
+        ({"n_group": 0}, "'n_group' must be a positive integer"),
+        (
+            {"n_group": 2, "topk_group": 5},
+            r"topk_group=5 but n_group=2; topk_group .* must be from 1 to n_group",
+        ),
+        ({"topk_group": 0}, "'topk_group' must be a positive integer"),
+        ({"topk_group": -1}, "'topk_group' must be a positive integer"),
+    ],
+)
+def test_bad_routing_fields_are_refused(changes, match):
+    cfg = dict(moe.get("deepseek-v2-lite").hf_config)
+    cfg.update(changes)
+    with pytest.raises(ValueError, match=match):
+        moe.from_hf_config(cfg)
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"scoring_func": "relu"}, "'scoring_func' must be one of"),
+        ({"topk_method": "xxx"}, "'topk_method' must be one of"),
+    ],
+)
+def test_bad_v4_routing_fields_are_refused(changes, match):
+    cfg = dict(moe.get("deepseek-v4-flash").hf_config)
+    cfg.update(changes)
+    with pytest.raises(ValueError, match=match):
+        moe.from_hf_config(cfg)
+
+
+@pytest.mark.parametrize("name", moe.names())
+def test_catalog_routing_fields_are_accepted(name):
+    m = moe.get(name)
+    assert m.scoring_func in ("softmax", "sigmoid", "sqrtsoftplus")
+    assert m.num_routed_experts % m.n_group == 0 and 1 <= m.topk_group <= m.n_group
+    # Valid group settings still load (V2: 160 experts in 8 groups, 3 kept).
+    if name == "deepseek-v2":
+        assert (m.n_group, m.topk_group) == (8, 3)
+
+
+@pytest.mark.parametrize("causal", ["no", "yes", 1, 0, None])
+def test_causal_must_be_a_bool(causal):
+    m = moe.get("deepseek-v3")
+    for fn in (m.attention_flops_per_token, m.forward_flops_per_token, m.training_flops_per_token):
+        with pytest.raises(ValueError, match="causal must be True or False"):
+            fn(128, causal=causal)

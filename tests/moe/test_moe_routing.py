@@ -67,3 +67,31 @@ def test_redundant_placement_balances():
     assert eplb.imbalance < 1.2
     with pytest.raises(ValueError, match="must divide by ep=7"):
         routing.redundant_placement(loads, 32, 7)
+
+
+@pytest.mark.parametrize(
+    ("loads", "match"),
+    [
+        (np.array([]), r"loads must be a non-empty 1-D array .*shape \(0,\)"),
+        ([-1, 2], r"loads must be .* >= 0; got 1 negative or non-finite value\(s\), e.g. -1.0"),
+        ([np.nan, 2], "loads must be .* finite token counts"),
+        ([np.inf, 2], "loads must be .* finite token counts"),
+        ([[1, 2], [3, 4]], r"loads must be a non-empty 1-D array .*shape \(2, 2\)"),
+        (["a", "b"], "loads must be a non-empty 1-D array"),
+    ],
+)
+def test_imbalance_rejects_bad_loads(loads, match):
+    with pytest.raises(ValueError, match=match):
+        routing.imbalance(loads)
+
+
+def test_imbalance_valid_loads():
+    assert routing.imbalance([1, 3]) == 1.5
+    assert routing.imbalance([0, 0]) == 1.0  # no tokens: balanced
+
+
+@pytest.mark.parametrize("model", [routing.uniform, routing.zipf(1.0)])
+@pytest.mark.parametrize("experts", [0, -3, 2.5, True, None])
+def test_load_model_probabilities_need_experts(model, experts):
+    with pytest.raises(ValueError, match="num_experts must be an integer >= 1"):
+        model.probabilities(experts, np.random.default_rng(0))

@@ -12,6 +12,7 @@ from sim.cost import (
     TCOSpec,
     cost_range_usd,
     price_range,
+    rental_cost_usd,
     tco_from_mapping,
     usd_per_million_tokens,
 )
@@ -58,3 +59,101 @@ def test_bad_cost_inputs():
     with pytest.raises(ValueError, match="usd_per_gpu_hour"):
         price_range(None, usd_per_gpu_hour=-1.0)
     assert math.isinf(usd_per_million_tokens(8, 2.0, 0.0))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"purchase_usd_per_gpu": 30000.0, "pue": math.inf}, "pue .* finite number >= 1.0, got inf"),
+        ({"purchase_usd_per_gpu": 30000.0, "pue": math.nan}, "pue .* finite number >= 1.0, got nan"),
+        ({"purchase_usd_per_gpu": 30000.0, "pue": True}, "pue .* finite number >= 1.0, got True"),
+        (
+            {"purchase_usd_per_gpu": True},
+            "TCO field purchase_usd_per_gpu must be a finite number >= 0, got True",
+        ),
+        ({"purchase_usd_per_gpu": math.inf}, "TCO field purchase_usd_per_gpu must be a finite number"),
+        ({"purchase_usd_per_gpu": -1.0}, "TCO field purchase_usd_per_gpu must be a finite number >= 0"),
+        ({"purchase_usd_per_gpu": 1.0, "usd_per_kwh": math.nan}, "TCO field usd_per_kwh"),
+        ({"purchase_usd_per_gpu": 1.0, "power_w_per_gpu": "700"}, "TCO field power_w_per_gpu"),
+        ({"purchase_usd_per_gpu": 1.0, "amortisation_years": 0.0}, "amortisation_years must be > 0"),
+    ],
+)
+def test_bad_tco_spec(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TCOSpec(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        (
+            {"purchase_usd_per_gpu": "abc"},
+            "TCO field purchase_usd_per_gpu must be a finite number, got 'abc'",
+        ),
+        ({"purchase_usd_per_gpu": None}, "TCO field purchase_usd_per_gpu must be a finite number, got None"),
+        ({"purchase_usd_per_gpu": True}, "TCO field purchase_usd_per_gpu must be a finite number, got True"),
+        ({"purchase_usd_per_gpu": 1.0, "pue": [1.2]}, r"TCO field pue must be a finite number, got \[1.2\]"),
+        ({"purchase_usd_per_gpu": "nan"}, "TCO field purchase_usd_per_gpu must be a finite number >= 0"),
+        ("30000", "A TCO must be a mapping"),
+    ],
+)
+def test_bad_tco_mapping(spec, match):
+    with pytest.raises(ValueError, match=match):
+        tco_from_mapping(spec)
+
+
+def test_tco_mapping_takes_numeric_strings():
+    assert tco_from_mapping({"purchase_usd_per_gpu": "35064"}) == TCOSpec(35064.0)
+
+
+@pytest.mark.parametrize("tco", ["30000", 30000.0, ["purchase_usd_per_gpu"]])
+def test_price_range_tco_must_be_a_mapping_or_spec(tco):
+    with pytest.raises(ValueError, match="tco must be a TCOSpec or a mapping"):
+        price_range(None, tco=tco)
+
+
+@pytest.mark.parametrize("price", [True, math.nan, math.inf, 0.0, "2"])
+def test_bad_usd_per_gpu_hour(price):
+    with pytest.raises(ValueError, match="usd_per_gpu_hour must be a positive number"):
+        price_range(None, usd_per_gpu_hour=price)
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ((math.nan, 2.0), "gpu_hours must be a finite number >= 0"),
+        ((-1.0, 2.0), "gpu_hours must be a finite number >= 0"),
+        ((math.inf, 2.0), "gpu_hours must be a finite number >= 0"),
+        (("10", 2.0), "gpu_hours must be a finite number >= 0"),
+        ((10.0, -2.0), "usd_per_gpu_hour must be a finite number >= 0"),
+        ((10.0, math.nan), "usd_per_gpu_hour must be a finite number >= 0"),
+        ((10.0, True), "usd_per_gpu_hour must be a finite number >= 0"),
+    ],
+)
+def test_bad_rental_cost(args, match):
+    with pytest.raises(ValueError, match=match):
+        rental_cost_usd(*args)
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ((-8, 2.0, 100.0), "num_gpus must be a finite number >= 0"),
+        ((math.nan, 2.0, 100.0), "num_gpus must be a finite number >= 0"),
+        ((8, -2.0, 100.0), "usd_per_gpu_hour must be a finite number >= 0"),
+        ((8, math.inf, 100.0), "usd_per_gpu_hour must be a finite number >= 0"),
+        ((8, 2.0, math.nan), "tokens_per_s must be a finite number >= 0"),
+        ((8, 2.0, -1.0), "tokens_per_s must be a finite number >= 0"),
+        ((8, 2.0, math.inf), "tokens_per_s must be a finite number >= 0"),
+        ((8, 2.0, None), "tokens_per_s must be a finite number >= 0"),
+    ],
+)
+def test_bad_usd_per_million_tokens(args, match):
+    with pytest.raises(ValueError, match=match):
+        usd_per_million_tokens(*args)
+
+
+def test_zero_cases_keep_their_meaning():
+    assert math.isinf(usd_per_million_tokens(8, 2.0, 0))  # no tokens produced
+    assert usd_per_million_tokens(0.0, 2.0, 100.0) == 0.0  # no GPU share
+    assert rental_cost_usd(0.0, 2.0) == 0.0
