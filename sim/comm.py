@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sim import calibration as cal
+from sim.timing import _finite_non_negative, _positive_int
 
 __all__ = [
     "CommTime",
@@ -137,23 +138,22 @@ def _check_cluster(cluster: Any) -> None:
 def _group(cluster: Any, num_gpus: int | None) -> tuple[int, int]:
     _check_cluster(cluster)
     total = int(cluster.num_gpus)
-    n = total if num_gpus is None else int(num_gpus)
+    n = total if num_gpus is None else _positive_int(num_gpus, "num_gpus")
     if n < 1 or n > total:
         raise ValueError(f"num_gpus must be between 1 and the cluster's {total} GPUs, got {num_gpus}")
     domain = int(getattr(cluster, "scale_up_domain_gpus", None) or getattr(cluster, "gpus_per_node", 1) or 1)
     return n, max(1, min(domain, n))
 
 
-def _check_bytes(value: float) -> float:
-    if value < 0:
-        raise ValueError(f"bytes must be non-negative, got {value}")
-    return float(value)
+def _check_bytes(value: float, name: str) -> float:
+    """``value`` as a float: a finite number of bytes >= 0 (``name`` is the parameter's)."""
+    return _finite_non_negative(value, name)
 
 
 def all_to_all_time(cluster: Any, bytes_per_gpu: float, num_gpus: int | None = None) -> CommTime:
     """All-to-all (MoE dispatch or combine): each GPU sends ``bytes_per_gpu`` spread uniformly
     over ``num_gpus`` ranks (default: the whole cluster), itself included (that part stays)."""
-    size = _check_bytes(bytes_per_gpu)
+    size = _check_bytes(bytes_per_gpu, "bytes_per_gpu")
     n, d = _group(cluster, num_gpus)
     if n == 1 or size == 0:
         return CommTime(0.0, "latency", "none", size)
@@ -197,23 +197,23 @@ def _collective(cluster: Any, size: float, num_gpus: int | None, passes: int) ->
 
 def all_reduce_time(cluster: Any, bytes_per_gpu: float, num_gpus: int | None = None) -> CommTime:
     """All-reduce of ``bytes_per_gpu`` (each rank holds the full buffer) over ``num_gpus`` ranks."""
-    return _collective(cluster, _check_bytes(bytes_per_gpu), num_gpus, passes=2)
+    return _collective(cluster, _check_bytes(bytes_per_gpu, "bytes_per_gpu"), num_gpus, passes=2)
 
 
 def reduce_scatter_time(cluster: Any, bytes_per_gpu: float, num_gpus: int | None = None) -> CommTime:
     """Reduce-scatter of a ``bytes_per_gpu`` buffer (each rank ends with 1/n of it)."""
-    return _collective(cluster, _check_bytes(bytes_per_gpu), num_gpus, passes=1)
+    return _collective(cluster, _check_bytes(bytes_per_gpu, "bytes_per_gpu"), num_gpus, passes=1)
 
 
 def all_gather_time(cluster: Any, bytes_per_gpu: float, num_gpus: int | None = None) -> CommTime:
     """All-gather into a ``bytes_per_gpu`` buffer (each rank contributes 1/n of it)."""
-    return _collective(cluster, _check_bytes(bytes_per_gpu), num_gpus, passes=1)
+    return _collective(cluster, _check_bytes(bytes_per_gpu, "bytes_per_gpu"), num_gpus, passes=1)
 
 
 def p2p_time(link_or_cluster: Any, bytes_moved: float, kind: str | None = None) -> CommTime:
     """Point-to-point send of ``bytes_moved`` over a :class:`Link`, or over ``cluster``'s link of
     type ``kind`` (default: "ib" when the cluster has several nodes, else "nvlink")."""
-    size = _check_bytes(bytes_moved)
+    size = _check_bytes(bytes_moved, "bytes_moved")
     if isinstance(link_or_cluster, Link):
         chosen = link_or_cluster
     else:

@@ -35,9 +35,11 @@ operator for an unfused PyTorch sequence); each pays the fitted ``launch_s``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import numpy as np
 
 from sim import calibration as cal
 
@@ -180,6 +182,9 @@ NORM_ROPE = "norm_rope"  # the family of RMSNorm and RoPE kernels (memory_time),
 RECORDED_FAMILY = {"attention_prefill_math": "attention_prefill", "gemv": "gemm"}
 
 
+GEMM_PHASES = ("forward", "dgrad", "wgrad")  # gemm_time's ``phase``
+
+
 def gemm_family(m: int, phase: str = "forward") -> str:
     """The fitted family of a dense GEMM: ``gemm_wgrad`` for weight gradients; ``gemv`` for a
     single row (``m == 1``), which runs a different loop from a GEMM's: a blocked GEMM packs B
@@ -191,6 +196,8 @@ def gemm_family(m: int, phase: str = "forward") -> str:
     reads B at about 25 GB/s, products of 4-16 rows at about 13 GB/s); the Numba kernel takes
     rows four at a time, so a lone row runs its one-row loop (one FMA per load of B,
     ``kernels_numba/cpu/kernels.py``). A device file without ``gemv`` borrows its ``gemm`` fit."""
+    if phase not in GEMM_PHASES:
+        raise ValueError(f"phase must be one of {', '.join(GEMM_PHASES)}, got {phase!r}")
     if phase == "wgrad":
         return "gemm_wgrad"
     return "gemv" if m == 1 else "gemm"
@@ -261,10 +268,53 @@ def _result(
     )
 
 
+def _whole_number(value: Any, name: str, minimum: int = 1) -> int:
+    """``value`` as an ``int`` when it is a whole number >= ``minimum`` (an int, a numpy integer,
+    or a float such as ``4.0`` whose value is whole); otherwise a ValueError naming ``name``.
+    Booleans (Python's or numpy's), strings, None, NaN, infinities and fractions are rejected."""
+    allowed = "a positive whole number" if minimum == 1 else f"a whole number >= {minimum}"
+    message = f"{name} must be {allowed}, got {value!r}"
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(message)
+    try:
+        whole = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(message) from None
+    if whole != value or whole < minimum:
+        raise ValueError(message)
+    return whole
+
+
 def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or int(value) != value or int(value) < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    """``value`` as an ``int`` >= 1 (see :func:`_whole_number`); counts, sizes, ``launches``."""
+    return _whole_number(value, name, 1)
+
+
+def _finite_non_negative(value: Any, name: str) -> float:
+    """``value`` as a ``float`` when it is a finite real number >= 0 (bytes, FLOPs); otherwise a
+    ValueError naming ``name``. Strings and booleans are rejected, not converted."""
+    message = f"{name} must be a finite number >= 0, got {value!r}"
+    if isinstance(value, (str, bytes, bool, np.bool_)):
+        raise ValueError(message)
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(message) from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(message)
+    return number
+
+
+def _group_sizes(group_sizes: Any) -> list[int]:
+    """The rows of each group as ints: whole numbers >= 0 (an empty group, as skewed routing
+    leaves some experts, is allowed), at least one group and a positive sum."""
+    expected = "group_sizes must be a sequence of whole numbers >= 0 (rows per group)"
+    if isinstance(group_sizes, (str, bytes)) or not isinstance(group_sizes, Iterable):
+        raise ValueError(f"{expected}, got {type(group_sizes).__name__} {group_sizes!r}")
+    sizes = [_whole_number(s, f"group_sizes[{i}]", 0) for i, s in enumerate(group_sizes)]
+    if not sizes or sum(sizes) == 0:
+        raise ValueError(f"{expected} with a positive sum, got {sizes[:8]}")
+    return sizes
 
 
 def _gemm_quantised_flops(dev: _Device, group_rows: Sequence[int], n: int, k: int) -> float:
@@ -285,9 +335,6 @@ def _gemm_quantised_flops(dev: _Device, group_rows: Sequence[int], n: int, k: in
         work = waves * dev.sm_count * block_m * block_n * 2.0 * k
         best = min(best, work)
     return best
-
-
-GEMM_PHASES = ("forward", "dgrad", "wgrad")
 
 
 def gemm_time(
@@ -336,12 +383,9 @@ def grouped_gemm_time(
 
     Weights of every group with at least one row are read; empty groups cost nothing.
     """
-    sizes = [int(s) for s in group_sizes]
-    if not sizes or any(s < 0 for s in sizes) or sum(sizes) == 0:
-        raise ValueError(
-            f"group_sizes must be non-negative token counts with a positive sum, got {sizes[:8]}"
-        )
+    sizes = _group_sizes(group_sizes)
     n, k = _positive_int(n, "n"), _positive_int(k, "k")
+    _positive_int(launches, "launches")  # checked; passed on as given (results unchanged)
     dev = _device(gpu)
     peak, used = dev.peak(dtype)
     size = cal.dtype_bytes(used)
@@ -357,7 +401,11 @@ def grouped_gemm_time(
 
 
 def causal_pairs(q_len: int, kv_len: int, causal: bool) -> float:
-    """Number of (query, key) pairs attended; causal queries sit at the end of the keys."""
+    """Number of (query, key) pairs attended; causal queries sit at the end of the keys.
+
+    ``q_len`` and ``kv_len``: whole numbers >= 0."""
+    _whole_number(q_len, "q_len", 0)
+    _whole_number(kv_len, "kv_len", 0)
     if not causal:
         return float(q_len) * kv_len
     offset = kv_len - q_len
@@ -417,8 +465,8 @@ def attention_time(
         _positive_int(qk_head_dim, "qk_head_dim"),
         _positive_int(v_head_dim, "v_head_dim"),
     )
-    if kv_bytes is not None and kv_bytes < 0:
-        raise ValueError(f"kv_bytes must be non-negative, got {kv_bytes}")
+    if kv_bytes is not None:
+        _finite_non_negative(kv_bytes, "kv_bytes")
     dev = _device(gpu)
     peak, used = dev.peak(dtype)
     size = cal.dtype_bytes(used)
@@ -481,8 +529,8 @@ def memory_time(
     kernels; a device without it borrows ``memory_bound``), or "memory", "gating", "permute".
     ``launches``: kernels the operator issues.
     """
-    if bytes_moved < 0 or flops < 0:
-        raise ValueError(f"bytes_moved and flops must be non-negative, got {bytes_moved}, {flops}")
+    _finite_non_negative(bytes_moved, "bytes_moved")
+    _finite_non_negative(flops, "flops")
     if family not in cal.FAMILIES:
         raise ValueError(f"unknown family {family!r}; allowed: {', '.join(cal.FAMILIES)}")
     dev = _device(gpu)
@@ -597,6 +645,7 @@ def gating_time(
     kept = max(1, groups // 2) if topk_group is None else _positive_int(topk_group, "topk_group")
     if kept > groups:
         raise ValueError(f"topk_group ({kept}) cannot exceed n_group ({groups})")
+    _positive_int(launches, "launches")  # checked; passed on as given (results unchanged)
     dev = _device(gpu)
     if unfused:
         lanes = int(float(getattr(dev.profile, "vector_bytes", 0.0) or 0.0) // 4)  # fp32 lanes
@@ -639,6 +688,7 @@ def permute_time(
         _positive_int(hidden, "hidden"),
         _positive_int(top_k, "top_k"),
     )
+    _positive_int(launches, "launches")  # checked; passed on as given (results unchanged)
     size = cal.dtype_bytes(dtype)
     rows = float(t) * k
     written: float | None = None  # known for the fused kernels only

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import Any
 
+import numpy as np
 import pytest
 
 from sim import calibration as cal
@@ -107,7 +110,7 @@ def test_p2p_and_trivial_groups() -> None:
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda c: comm.all_to_all_time(c, -1), "non-negative"),
+        (lambda c: comm.all_to_all_time(c, -1), "bytes_per_gpu must be a finite number >= 0, got -1"),
         (lambda c: comm.all_reduce_time(c, 1, num_gpus=999), "between 1 and"),
         (lambda c: comm.link(c, "ethernet"), "unknown link type"),
         (lambda c: comm.all_to_all_time(object(), 1), "gpus.Cluster"),
@@ -116,6 +119,59 @@ def test_p2p_and_trivial_groups() -> None:
 def test_bad_input(call, match) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match=match):
         call(FakeCluster(FakeProfile(), nodes=2))
+
+
+NAN, INF = math.nan, math.inf
+
+BYTES_CALLS = {
+    "all_to_all_time": lambda c, b: comm.all_to_all_time(c, b),
+    "all_reduce_time": lambda c, b: comm.all_reduce_time(c, b),
+    "reduce_scatter_time": lambda c, b: comm.reduce_scatter_time(c, b),
+    "all_gather_time": lambda c, b: comm.all_gather_time(c, b),
+    "all_to_all_time one GPU": lambda c, b: comm.all_to_all_time(c, b, num_gpus=1),
+}
+
+
+@pytest.mark.parametrize("function", sorted(BYTES_CALLS))
+@pytest.mark.parametrize(
+    "value, shown", [(NAN, "nan"), (INF, "inf"), (-INF, "-inf"), (-1, "-1"), ("8", "'8'"), (None, "None")]
+)
+def test_collective_bytes_must_be_finite_non_negative(function: str, value: Any, shown: str) -> None:
+    with pytest.raises(ValueError, match=rf"bytes_per_gpu must be a finite number >= 0, got {shown}"):
+        BYTES_CALLS[function](FakeCluster(FakeProfile(), nodes=2), value)
+
+
+@pytest.mark.parametrize("value, shown", [(NAN, "nan"), (INF, "inf"), (-1, "-1"), ("8", "'8'")])
+@pytest.mark.parametrize("over", ["cluster", "link"])
+def test_p2p_bytes_must_be_finite_non_negative(value: Any, shown: str, over: str) -> None:
+    c = FakeCluster(FakeProfile(), nodes=2)
+    target = c if over == "cluster" else comm.link(c, "ib")
+    with pytest.raises(ValueError, match=rf"bytes_moved must be a finite number >= 0, got {shown}"):
+        comm.p2p_time(target, value)
+
+
+@pytest.mark.parametrize(
+    "num_gpus, match",
+    [
+        (NAN, r"num_gpus must be a positive whole number, got nan"),
+        (INF, r"num_gpus must be a positive whole number, got inf"),
+        (2.5, r"num_gpus must be a positive whole number, got 2.5"),
+        ("8", r"num_gpus must be a positive whole number, got '8'"),
+        (0, r"num_gpus must be a positive whole number, got 0"),
+        (-8, r"num_gpus must be a positive whole number, got -8"),
+        (17, r"num_gpus must be between 1 and the cluster's 16 GPUs, got 17"),
+    ],
+)
+@pytest.mark.parametrize("function", ["all_to_all_time", "all_reduce_time"])
+def test_num_gpus_must_be_a_positive_whole_number(num_gpus: Any, match: str, function: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        getattr(comm, function)(FakeCluster(FakeProfile(), nodes=2), 1e6, num_gpus=num_gpus)
+
+
+def test_num_gpus_whole_float_and_numpy_integer_unchanged() -> None:
+    c = FakeCluster(FakeProfile(), nodes=2)
+    for f in (comm.all_to_all_time, comm.all_reduce_time):
+        assert f(c, 1e6, num_gpus=8.0) == f(c, 1e6, num_gpus=8) == f(c, 1e6, num_gpus=np.int64(8))
 
 
 def test_real_h800_cluster_matches_deepep_intranode() -> None:

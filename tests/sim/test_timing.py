@@ -6,6 +6,7 @@ import dataclasses
 import math
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -143,10 +144,10 @@ def test_memory_time_is_bandwidth_plus_launch() -> None:
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda: timing.gemm_time(GPU, 0, 1, 1), "m must be a positive integer"),
+        (lambda: timing.gemm_time(GPU, 0, 1, 1), "m must be a positive whole number"),
         (lambda: timing.gemm_time(GPU, 1, 1, 1, "fp7"), "unknown dtype"),
         (lambda: timing.grouped_gemm_time(GPU, [], 8, 8), "group_sizes"),
-        (lambda: timing.memory_time(GPU, -1), "non-negative"),
+        (lambda: timing.memory_time(GPU, -1), "bytes_moved must be a finite number >= 0"),
         (lambda: timing.gemm_time(object(), 1, 1, 1), "gpu must be"),
         (lambda: timing.gating_time(GPU, 10, 8, 9), "top_k"),
     ],
@@ -154,6 +155,155 @@ def test_memory_time_is_bandwidth_plus_launch() -> None:
 def test_bad_input_raises(call: Any, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         call()
+
+
+NAN, INF = math.nan, math.inf
+
+
+def _attention_kv(kv_bytes: Any) -> timing.OpTime:
+    return timing.attention_time(GPU, 1, 1, 10, 1, 64, 64, kv_bytes=kv_bytes)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        # bytes and FLOPs: finite numbers >= 0, named
+        (lambda: timing.memory_time(GPU, NAN), r"bytes_moved must be a finite number >= 0, got nan"),
+        (lambda: timing.memory_time(GPU, INF), r"bytes_moved must be a finite number >= 0, got inf"),
+        (lambda: timing.memory_time(GPU, -INF), r"bytes_moved must be a finite number >= 0"),
+        (lambda: timing.memory_time(GPU, "100"), r"bytes_moved must be a finite number >= 0, got '100'"),
+        (lambda: timing.memory_time(GPU, None), r"bytes_moved must be a finite number >= 0, got None"),
+        (lambda: timing.memory_time(GPU, True), r"bytes_moved must be a finite number >= 0"),
+        (lambda: timing.memory_time(GPU, 100, flops=NAN), r"flops must be a finite number >= 0, got nan"),
+        (lambda: timing.memory_time(GPU, 100, flops=INF), r"flops must be a finite number >= 0, got inf"),
+        (lambda: timing.memory_time(GPU, 100, flops=-1), r"flops must be a finite number >= 0, got -1"),
+        (lambda: _attention_kv(NAN), r"kv_bytes must be .* got nan"),
+        (lambda: _attention_kv(INF), r"kv_bytes must be .* got inf"),
+        (lambda: _attention_kv(-1), r"kv_bytes must be .* got -1"),
+        (lambda: _attention_kv("1"), r"kv_bytes must be .* got '1'"),
+    ],
+)
+def test_bytes_and_flops_must_be_finite_non_negative(call: Any, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+LAUNCH_CALLS = {
+    "grouped_gemm_time": lambda launches: timing.grouped_gemm_time(GPU, [8, 0], 8, 8, launches=launches),
+    "gating_time": lambda launches: timing.gating_time(GPU, 4, 8, 2, launches=launches),
+    "permute_time": lambda launches: timing.permute_time(GPU, 4, 8, 2, launches=launches),
+    "memory_time": lambda launches: timing.memory_time(GPU, 100, launches=launches),
+}
+
+
+@pytest.mark.parametrize("function", sorted(LAUNCH_CALLS))
+@pytest.mark.parametrize("launches", [-5, 0, 2.5, NAN, INF, None, "3", True])
+def test_launches_must_be_a_positive_whole_number(function: str, launches: Any) -> None:
+    with pytest.raises(ValueError, match=r"launches must be a positive whole number, got "):
+        LAUNCH_CALLS[function](launches)
+
+
+@pytest.mark.parametrize("function", sorted(LAUNCH_CALLS))
+def test_launches_valid_forms_unchanged(function: str) -> None:
+    # whole floats and numpy integers are accepted, as before, and cost what the int does
+    reference = LAUNCH_CALLS[function](3)
+    for same in (3.0, np.int64(3)):
+        assert LAUNCH_CALLS[function](same).predicted_s == reference.predicted_s
+    one = LAUNCH_CALLS[function](1)
+    assert reference.predicted_s > one.predicted_s
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: timing.gemm_time(GPU, NAN, 1, 1), r"m must be a positive whole number, got nan"),
+        (lambda: timing.gemm_time(GPU, INF, 1, 1), r"m must be a positive whole number, got inf"),
+        (lambda: timing.gemm_time(GPU, None, 1, 1), r"m must be a positive whole number, got None"),
+        (lambda: timing.gemm_time(GPU, 1.5, 1, 1), r"m must be a positive whole number, got 1.5"),
+        (lambda: timing.gemm_time(GPU, "8", 1, 1), r"m must be a positive whole number, got '8'"),
+        (lambda: timing.gemm_time(GPU, True, 1, 1), r"m must be a positive whole number, got True"),
+        (lambda: timing.gemm_time(GPU, np.True_, 1, 1), r"m must be a positive whole number"),
+        (lambda: timing.gemm_time(GPU, 1, -3, 1), r"n must be a positive whole number, got -3"),
+        (lambda: timing.gemm_time(GPU, 1, 1, NAN), r"k must be a positive whole number, got nan"),
+        (lambda: timing.gemm_time(GPU, 1, 1, 1, batch=NAN), r"batch must be a positive whole number"),
+        (lambda: timing.attention_time(GPU, NAN, 1, 1, 1, 1, 1), r"batch must be a positive whole number"),
+        (lambda: timing.attention_time(GPU, 1, INF, 1, 1, 1, 1), r"q_len must be a positive whole number"),
+        (lambda: timing.attention_time(GPU, 1, 1, None, 1, 1, 1), r"kv_len must be a positive whole number"),
+        (lambda: timing.attention_time(GPU, 1, 1, 1, 1, NAN, 1), r"qk_head_dim must be a positive whole"),
+        (lambda: timing.gating_time(GPU, NAN, 8, 2), r"num_tokens must be a positive whole number, got nan"),
+        (lambda: timing.gating_time(GPU, 4, INF, 2), r"num_experts must be a positive whole number"),
+        (lambda: timing.gating_time(GPU, 4, 8, None), r"top_k must be a positive whole number, got None"),
+        (lambda: timing.gating_time(GPU, 4, 8, 2, n_group=NAN), r"n_group must be a positive whole number"),
+        (lambda: timing.permute_time(GPU, 4, NAN, 2), r"hidden must be a positive whole number, got nan"),
+        (lambda: timing.permute_time(GPU, 4, 8, 2.5), r"top_k must be a positive whole number, got 2.5"),
+        (lambda: timing.grouped_gemm_time(GPU, [8], NAN, 8), r"n must be a positive whole number, got nan"),
+    ],
+)
+def test_dimensions_must_be_positive_whole_numbers(call: Any, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_dimensions_accept_whole_floats_and_numpy_integers_unchanged() -> None:
+    reference = timing.gemm_time(GPU, 128, 256, 512)
+    assert timing.gemm_time(GPU, 128.0, np.int64(256), np.int32(512)) == reference
+
+
+@pytest.mark.parametrize(
+    "group_sizes, match",
+    [
+        ([1.7, 0.6], r"group_sizes\[0\] must be a whole number >= 0, got 1.7"),
+        ([4, 0.5], r"group_sizes\[1\] must be a whole number >= 0, got 0.5"),
+        ([4, -1], r"group_sizes\[1\] must be a whole number >= 0, got -1"),
+        ([4, NAN], r"group_sizes\[1\] must be a whole number >= 0, got nan"),
+        ([INF], r"group_sizes\[0\] must be a whole number >= 0, got inf"),
+        ([4, None], r"group_sizes\[1\] must be a whole number >= 0, got None"),
+        ([True, 2], r"group_sizes\[0\] must be a whole number >= 0, got True"),
+        (5, r"group_sizes must be a sequence of whole numbers >= 0 .*got int 5"),
+        (None, r"group_sizes must be a sequence of whole numbers"),
+        ("12", r"group_sizes must be a sequence of whole numbers .*got str '12'"),
+        ([], r"group_sizes must be .* with a positive sum"),
+        ([0, 0], r"group_sizes must be .* with a positive sum"),
+    ],
+)
+def test_group_sizes_must_be_whole_numbers(group_sizes: Any, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        timing.grouped_gemm_time(GPU, group_sizes, 8, 8)
+
+
+def test_group_sizes_accept_empty_groups_whole_floats_and_arrays_unchanged() -> None:
+    reference = timing.grouped_gemm_time(GPU, [100, 0, 3], 1024, 1024)
+    assert timing.grouped_gemm_time(GPU, (100.0, 0.0, 3.0), 1024, 1024) == reference
+    assert timing.grouped_gemm_time(GPU, np.array([100, 0, 3]), 1024, 1024) == reference
+
+
+@pytest.mark.parametrize(
+    "q_len, kv_len, match",
+    [
+        (-5, 10, r"q_len must be a whole number >= 0, got -5"),
+        (5, -10, r"kv_len must be a whole number >= 0, got -10"),
+        (NAN, 10, r"q_len must be a whole number >= 0, got nan"),
+        (5, INF, r"kv_len must be a whole number >= 0, got inf"),
+        (2.5, 10, r"q_len must be a whole number >= 0, got 2.5"),
+        (None, 10, r"q_len must be a whole number >= 0, got None"),
+    ],
+)
+@pytest.mark.parametrize("causal", [True, False])
+def test_causal_pairs_rejects_bad_lengths(q_len: Any, kv_len: Any, match: str, causal: bool) -> None:
+    with pytest.raises(ValueError, match=match):
+        timing.causal_pairs(q_len, kv_len, causal)
+
+
+def test_causal_pairs_zero_lengths_still_allowed() -> None:
+    assert timing.causal_pairs(0, 5, True) == 0.0
+    assert timing.causal_pairs(5, 0, False) == 0.0
+    assert timing.causal_pairs(7, 3, True) == timing.causal_pairs(7.0, 3.0, True)
+
+
+@pytest.mark.parametrize("phase", ["sideways", "", "Forward", None])
+def test_gemm_family_rejects_unknown_phase(phase: Any) -> None:
+    with pytest.raises(ValueError, match=r"phase must be one of forward, dgrad, wgrad, got "):
+        timing.gemm_family(8, phase)
 
 
 @dataclasses.dataclass(frozen=True)
