@@ -462,7 +462,7 @@ _DEEPSEEK_SCORING_FUNCS = ("softmax", "sigmoid", "sqrtsoftplus")
 _DEEPSEEK_TOPK_METHODS = ("greedy", "group_limited_greedy", "noaux_tc")
 
 
-def _check_groups(what: str, experts: int, n_group: int, topk_group: int) -> None:
+def _check_groups(what: str, experts: int, n_group: int, topk_group: int, top_k: int) -> None:
     """Group-limited routing: the experts split evenly into n_group groups, topk_group of them kept."""
     if experts % n_group:
         raise ValueError(
@@ -473,6 +473,12 @@ def _check_groups(what: str, experts: int, n_group: int, topk_group: int) -> Non
         raise ValueError(
             f"{what} config has topk_group={topk_group} but n_group={n_group}; topk_group (expert "
             "groups kept per token) must be from 1 to n_group."
+        )
+    reachable = topk_group * (experts // n_group)
+    if reachable < top_k:
+        raise ValueError(
+            f"{what} config keeps topk_group={topk_group} of n_group={n_group} groups, {reachable} experts, "
+            f"fewer than num_experts_per_tok={top_k}: a token could not find its experts."
         )
 
 
@@ -532,7 +538,8 @@ def _parse_deepseek(raw: Mapping[str, Any], model_type: str, name: str, source: 
     scoring_func = f.choice("scoring_func", "softmax", _DEEPSEEK_SCORING_FUNCS)
     n_group = f.size("n_group", default=1)
     topk_group = f.size("topk_group", default=1)
-    _check_groups(what, experts, n_group, topk_group)
+    if topk_method != "greedy":  # greedy top-k ignores the expert groups
+        _check_groups(what, experts, n_group, topk_group, top_k)
     notes = []
     if index_topk:
         notes.append(

@@ -160,11 +160,18 @@ def test_bad_recipe_and_seq_len():
         ),
         ({"scoring_func": 1}, "'scoring_func' must be a string"),
         ({"topk_method": "xxx"}, r"'topk_method' must be one of 'greedy', .*'noaux_tc'; got 'xxx'"),
-        ({"n_group": 7}, r"n_group=7 but n_routed_experts=64; n_group must divide"),
+        (
+            {"topk_method": "group_limited_greedy", "n_group": 7},
+            r"n_group=7 but n_routed_experts=64; n_group must divide",
+        ),
         ({"n_group": 0}, "'n_group' must be a positive integer"),
         (
-            {"n_group": 2, "topk_group": 5},
+            {"topk_method": "group_limited_greedy", "n_group": 2, "topk_group": 5},
             r"topk_group=5 but n_group=2; topk_group .* must be from 1 to n_group",
+        ),
+        (
+            {"topk_method": "group_limited_greedy", "n_group": 16, "topk_group": 1},
+            r"keeps topk_group=1 of n_group=16 groups, 4 experts, fewer than num_experts_per_tok=6",
         ),
         ({"topk_group": 0}, "'topk_group' must be a positive integer"),
         ({"topk_group": -1}, "'topk_group' must be a positive integer"),
