@@ -110,3 +110,18 @@ def test_a_spec_naming_an_unknown_gpu_exits_2_at_once(tmp_path, capsys):
     assert main([str(spec), "-o", str(tmp_path / "out"), "--no-progress"]) == 2
     assert "H900" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_notebook_outside_the_folder_is_taken_by_its_path(tmp_path):
+    import shutil
+
+    own = tmp_path / "mine.ipynb"
+    shutil.copy("notebooks/01_gpus.ipynb", own)
+
+    def spec(parameters):
+        scenario = {"name": "a", "notebook": str(own), "parameters": parameters}
+        return parse_spec({"scenarios": [scenario]}, PATH)
+
+    check_runs(spec({"dtype": "fp8"}))
+    with pytest.raises(ValueError, match="has no parameter 'dtyp'"):
+        check_runs(spec({"dtyp": 1}))
