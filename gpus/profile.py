@@ -133,6 +133,10 @@ class NodeSpec:
             raise ValueError(
                 f"scale_up_domain_gpus ({domain}) is larger than a node ({per_node} GPUs) but not a whole "
                 "number of nodes; a scale-up domain is either within one node or spans whole nodes")
+        if domain < per_node and per_node % domain != 0:
+            raise ValueError(
+                f"scale_up_domain_gpus ({domain}) does not divide a node's {per_node} GPUs; a scale-up "
+                "domain within a node splits it into equal groups (e.g. NVLink-bridged pairs: 2)")
 
     @property
     def scale_out_bandwidth_bytes_per_s_per_node(self) -> float:
