@@ -206,7 +206,7 @@ def summarise(
         busy_p = 0.0
 
     def costs(usd_h: float) -> dict[str, float]:
-        miss_tok = in_tok - hit_tok
+        miss_tok = max(0.0, in_tok - hit_tok)  # the two are sums of step shares: no rounding below 0
         return {
             "usd_per_million_input_tokens": usd_per_million_tokens(prefill_gpu_share, usd_h, in_tok),
             "usd_per_million_output_tokens": usd_per_million_tokens(decode_gpu_share, usd_h, out_tok),
@@ -216,7 +216,7 @@ def summarise(
                 else math.nan
             ),
             "usd_per_million_input_tokens_cache_miss": usd_per_million_tokens(
-                prefill_gpu_share * (1.0 - hit_frac), usd_h, miss_tok
+                prefill_gpu_share * max(0.0, 1.0 - hit_frac), usd_h, miss_tok
             ),
         }
 
