@@ -593,7 +593,10 @@ def cpu_profile_from_calibration(path: str | Path) -> GPUProfile:
             raise DataFileError(path, key, f"must be a number >= 0, got {value!r}")
         return float(value)
 
-    cores = int(optional("cores", "num_cores", "threads", default=1.0)) or 1
+    cores_value = optional("cores", "num_cores", "threads", default=1.0)
+    if cores_value != int(cores_value) or cores_value < 1:
+        raise DataFileError(path, "cores", f"must be a whole number of cores >= 1, got {cores_value!r}")
+    cores = int(cores_value)
     clock = optional("clock_hz", default=0.0)
     if clock == 0.0:
         clock = 1e9

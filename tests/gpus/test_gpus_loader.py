@@ -264,6 +264,8 @@ def test_cpu_profile_from_a_file_declaring_kind_cpu(tmp_path, monkeypatch):
     ({"device": "x", "ceilings": {"matmul_flops_per_s": {"fp32": 1e11}}}, "ceilings.copy_bytes_per_s"),
     ({"device": "x", "ceilings": {"matmul_flops_per_s": {"fp32": -1}, "copy_bytes_per_s": 1e10}},
      "ceilings.matmul_flops_per_s.fp32"),
+    ({**CPU_CALIBRATION, "cores": 0.5}, "cores"),
+    ({**CPU_CALIBRATION, "cores": 0}, "cores"),
 ])
 def test_malformed_cpu_calibration(tmp_path, monkeypatch, data, field):
     monkeypatch.setattr(loader, "CALIBRATION_DIR", tmp_path)
