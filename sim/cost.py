@@ -22,14 +22,14 @@ SECONDS_PER_HOUR = 3600.0
 HOURS_PER_YEAR = 8766.0  # 365.25 days
 
 
-def _is_number(value: Any) -> bool:
+def is_finite_number(value: Any) -> bool:
     """A real, finite number; bools are not numbers here (True is not a price)."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _check_amount(value: Any, name: str, what: str, positive: bool = False) -> float:
     """``value`` as a float; a ValueError naming ``name`` unless it is finite and >= 0 (> 0)."""
-    if not _is_number(value) or value < 0 or (positive and value == 0):
+    if not is_finite_number(value) or value < 0 or (positive and value == 0):
         bound = "> 0" if positive else ">= 0"
         raise ValueError(f"{name} must be a finite number {bound} ({what}), got {value!r}.")
     return float(value)
@@ -47,7 +47,7 @@ class PriceRange:
     def __post_init__(self) -> None:
         for name in ("usd_per_gpu_hour", "usd_per_gpu_hour_low", "usd_per_gpu_hour_high"):
             value = getattr(self, name)
-            if not (_is_number(value) and value > 0):
+            if not (is_finite_number(value) and value > 0):
                 raise ValueError(
                     f"{name} must be a positive finite number of USD per GPU-hour, got {value!r}."
                 )
@@ -80,11 +80,11 @@ class TCOSpec:
     def __post_init__(self) -> None:
         for name in ("purchase_usd_per_gpu", "amortisation_years", "power_w_per_gpu", "usd_per_kwh"):
             value = getattr(self, name)
-            if not (_is_number(value) and value >= 0):
+            if not (is_finite_number(value) and value >= 0):
                 raise ValueError(f"TCO field {name} must be a finite number >= 0, got {value!r}.")
         if self.amortisation_years <= 0:
             raise ValueError(f"amortisation_years must be > 0, got {self.amortisation_years!r}.")
-        if not (_is_number(self.pue) and self.pue >= 1.0):
+        if not (is_finite_number(self.pue) and self.pue >= 1.0):
             raise ValueError(
                 f"pue (power usage effectiveness) must be a finite number >= 1.0, got {self.pue!r}."
             )
@@ -172,7 +172,7 @@ def price_range(
         high = getattr(profile_price, "usd_per_gpu_hour_high", None) or base
         source = str(getattr(profile_price, "source", ""))
     if usd_per_gpu_hour is not None:
-        if not (_is_number(usd_per_gpu_hour) and usd_per_gpu_hour > 0):
+        if not (is_finite_number(usd_per_gpu_hour) and usd_per_gpu_hour > 0):
             raise ValueError(f"usd_per_gpu_hour must be a positive number, got {usd_per_gpu_hour!r}.")
         price = float(usd_per_gpu_hour)
         low = min(price, low) if low else price

@@ -235,12 +235,11 @@ def summarise(
         st = sim.stats[spec.role]
         utilisation[spec.role] = st.busy_s / (window * spec.instances)
         batch[spec.role] = (st.batch_sum / st.steps / spec.attn_dp) if st.steps else 0.0
+        breakdown[spec.role] = dict(st.breakdown_s)
         if spec.role != "prefill":
             imbalance[spec.role] = (
                 st.kv_imbalance_sum / st.kv_imbalance_steps if st.kv_imbalance_steps else math.nan
             )
-        breakdown[spec.role] = dict(st.breakdown_s)
-        if spec.role != "prefill":
             memory[spec.role] = memory_plan(model, gpu, spec, wl.mtp_draft_tokens).to_dict()
         step_bound = max(st.bound_votes, key=lambda k: st.bound_votes[k]) if st.bound_votes else "idle"
         if st.steps and st.kv_blocked_steps > 0.5 * st.steps:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from sim import comm
-from sim.cost import SECONDS_PER_HOUR, price_range
+from sim.cost import SECONDS_PER_HOUR, is_finite_number, price_range
 from sim.serving.deployment import InstanceSpec, memory_plan, parse_deployment
 from sim.serving.stepcost import LayerCost, StepCostModel, two_stream_schedule
 from sim.serving.workloads import DailyLoadCurve, Workload, parse_workload
@@ -177,9 +177,7 @@ def size_fleet(
             f"DailyLoadCurve(tuple(counts)) or day6_load_curve()), got {type(load_curve).__name__}."
         )
     for name, value in (("tpot_target_s", tpot_target_s), ("ttft_target_s", ttft_target_s)):
-        if isinstance(value, bool) or not (
-            isinstance(value, int | float) and math.isfinite(value) and value > 0
-        ):
+        if not is_finite_number(value) or value <= 0:
             raise ValueError(f"{name} must be a finite positive number of seconds, got {value!r}.")
     m = moe.get(model) if isinstance(model, str) else model
     g = gpus.get(gpu) if isinstance(gpu, str) else gpu
@@ -291,11 +289,7 @@ def isca_decode_bound(
         if isinstance(count, bool) or not isinstance(count, int | np.integer) or count < 1:
             raise ValueError(f"{name} must be a whole number >= 1, got {count!r}.")
     for name, size in (("dispatch_bytes", dispatch_bytes), ("combine_bytes", combine_bytes)):
-        if (
-            isinstance(size, bool)
-            or not isinstance(size, int | float)
-            or not (math.isfinite(size) and size > 0)
-        ):
+        if not is_finite_number(size) or size <= 0:
             raise ValueError(f"{name} (bytes per value) must be a finite number > 0, got {size!r}.")
     g = gpus.get(gpu) if isinstance(gpu, str) else gpu
     cluster = gpus.Cluster(g, nodes=2, gpus_per_node=g.node.gpus_per_node)

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from sim.cost import is_finite_number
+
 WORKLOAD_KEYS = frozenset(
     {
         "input_len",
@@ -365,9 +367,7 @@ class DailyLoadCurve:
         if len(values) != 24:
             raise ValueError(f"A daily load curve has 24 hourly values, got {len(values)}.")
         for h, v in enumerate(values):
-            if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
-                raise ValueError(f"Hour {h}: requests per hour must be a number >= 0, got {v!r}.")
-            if not (math.isfinite(v) and v >= 0):
+            if not is_finite_number(v) or v < 0:
                 raise ValueError(f"Hour {h}: requests per hour must be a number >= 0, got {v!r}.")
         object.__setattr__(self, "requests_per_hour", tuple(float(v) for v in values))
 

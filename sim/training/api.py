@@ -11,7 +11,6 @@ attention; no recomputation, no MTP), over the dense BF16 peak even for FP8 runs
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from sim.cost import is_finite_number
 from sim.training import engine
 from sim.training.costs import TrainingCostModel, Unit, layer_units
 from sim.training.memory import memory_report
@@ -195,11 +195,7 @@ def build_plan(
             f"max_nodes_per_token must be a whole number >= 1 (or None for the model's own limit), "
             f"got {max_nodes_per_token!r}."
         )
-    if (
-        isinstance(routing_skew, bool)
-        or not isinstance(routing_skew, (int, float, np.floating, np.integer))
-        or not 0 <= float(routing_skew) < 10
-    ):
+    if not is_finite_number(routing_skew) or not 0 <= routing_skew < 10:
         raise ValueError(
             f"routing_skew is the Zipf exponent of expert popularity, in [0, 10) (0 = balanced); "
             f"got {routing_skew!r}."
@@ -412,15 +408,9 @@ def _resource_busy(timeline: engine.RankTimeline) -> dict[str, float]:
 def _check_budget(tokens: Any, usd_per_gpu_hour: Any) -> None:
     """The token budget and the price are finite and positive (the price may be None: the
     profile's own)."""
-    real = (int, float, np.integer, np.floating)
-    if isinstance(tokens, bool) or not isinstance(tokens, real) or not math.isfinite(tokens) or tokens <= 0:
+    if not is_finite_number(tokens) or tokens <= 0:
         raise ValueError(f"tokens (the training budget to cost) must be a finite number > 0, got {tokens!r}.")
-    if usd_per_gpu_hour is not None and (
-        isinstance(usd_per_gpu_hour, bool)
-        or not isinstance(usd_per_gpu_hour, real)
-        or not math.isfinite(usd_per_gpu_hour)
-        or usd_per_gpu_hour <= 0
-    ):
+    if usd_per_gpu_hour is not None and (not is_finite_number(usd_per_gpu_hour) or usd_per_gpu_hour <= 0):
         raise ValueError(
             f"usd_per_gpu_hour must be a finite price > 0 (or None for the GPU profile's), "
             f"got {usd_per_gpu_hour!r}."
