@@ -434,14 +434,45 @@ def unregister(name: str) -> None:
     _registered.pop(name, None)
 
 
+def kernel_vintages(name: str | GPUProfile) -> list[str]:
+    """Kernel vintages of a GPU ("YYYY-MM", oldest first): months whose kernel tables have their own
+    calibration file, ``gpus/calibration/<gpu>-YYYY-MM.json`` (``python -m kernels_numba.published
+    --as-of``). ``get("H800@2025-02")`` is the H800 timed with its kernels of February 2025."""
+    profile = get(name)
+    stem = slug(profile.name.partition("@")[0])
+    pattern = re.compile(re.escape(stem) + r"-(\d{4}-\d{2})\.json")
+    found = (pattern.fullmatch(p.name) for p in CALIBRATION_DIR.glob(f"{stem}-*.json"))
+    return sorted(m.group(1) for m in found if m)
+
+
+def _with_kernel_vintage(name: str) -> GPUProfile:
+    """``"<gpu>@YYYY-MM"``: the GPU's profile renamed so that the timing model reads the calibration
+    fitted to its kernel tables as they stood at the end of that month; the hardware is the same."""
+    import dataclasses
+
+    base, _, when = name.partition("@")
+    profile = get(base)
+    when = when.strip()
+    available = kernel_vintages(profile)
+    if when not in available:
+        raise ValueError(f"no kernel calibration of {profile.name} as of {when!r} (the form is "
+                         f"'{profile.name}@YYYY-MM'); {profile.name} has: "
+                         f"{', '.join(available) or 'none'}; '{profile.name}' alone uses its newest kernels")
+    return dataclasses.replace(profile, name=f"{profile.name}@{when}",
+                               full_name=f"{profile.full_name} (kernels as of {when})", aliases=())
+
+
 def get(name: str | GPUProfile) -> GPUProfile:
     """The profile for a name or alias (case-insensitive; "h800", "H800-SXM5", "NVIDIA H800" ...),
-    or the profile itself if one is passed. Unknown names raise ValueError listing ``names()``."""
+    or the profile itself if one is passed. Unknown names raise ValueError listing ``names()``.
+    ``"H800@2025-02"`` is the H800 timed with its kernels of that month (:func:`kernel_vintages`)."""
     if isinstance(name, GPUProfile):
         return name
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"a GPU is given by name (str) or as a GPUProfile, got {name!r}; "
                          f"known: {', '.join(names())}")
+    if "@" in name:
+        return _with_kernel_vintage(name)
     keys = _keys_of(name)
     if _registered:
         extra_index = _index(list(_registered.values()))

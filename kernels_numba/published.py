@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,91 @@ DEEPEP_SOURCE = (
     "deepseek-ai/DeepEP docs/legacy.md (after 3b1045d, 2025-04-22) normal kernels; "
     "README @d8dd185 (2025-06-05) low-latency kernels; H800 + CX7 400 Gb/s"
 )
+
+
+@dataclass(frozen=True)
+class Vintage:
+    """DeepSeek's H800 kernel tables as they stood at the end of one month (deepseek_figures.md
+    4.1-4.3, each figure's version and commit there), for predicting a system of that time with
+    the kernels it ran. Only the figures a later version changed are listed; every other table
+    entry was the same then as in the newest version."""
+
+    label: str  # "YYYY-MM": the newest table of each kernel published by the end of that month
+    deepgemm_dense_tflops: Mapping[tuple[int, int, int], float]
+    deepgemm_contiguous_tflops: Mapping[tuple[int, int, int, int], float]
+    flashmla_compute_tflops: float
+    deepep_normal_gb_s: Mapping[tuple[int, str], float]
+    deepep_low_latency_us: Mapping[tuple[int, str], float]
+    source: str
+
+
+VINTAGES: dict[str, Vintage] = {
+    "2025-02": Vintage(
+        label="2025-02",
+        # DeepGEMM README @a6d97a1/78cacf7 (2025-02-25/26), v1 tables: the large-M dense shapes
+        # (M = 64 and 128 are unchanged in v2 and v3) ...
+        deepgemm_dense_tflops={
+            (4096, 2112, 7168): 1058.0,
+            (4096, 24576, 1536): 990.0,
+            (4096, 32768, 512): 590.0,
+            (4096, 7168, 16384): 1358.0,
+            (4096, 4096, 7168): 1304.0,
+            (4096, 7168, 2048): 1025.0,
+        },
+        # ... and the contiguous-layout grouped shapes (groups, M per group, N, K); the masked
+        # layout is unchanged across versions
+        deepgemm_contiguous_tflops={
+            (4, 8192, 4096, 7168): 1297.0,
+            (4, 8192, 7168, 2048): 1099.0,
+            (8, 4096, 4096, 7168): 1288.0,
+            (8, 4096, 7168, 2048): 1093.0,
+        },
+        # FlashMLA @414a2f3 (launch, 2025-02-24): 580 TFLOPS compute-bound, 3000 GB/s memory-bound
+        flashmla_compute_tflops=580.0,
+        # DeepEP README @ebfe47e (launch, 2025-02-25): normal kernels, 4096 tokens per batch
+        deepep_normal_gb_s={
+            (8, "dispatch"): 153.0,
+            (8, "combine"): 158.0,
+            (16, "dispatch"): 43.0,
+            (16, "combine"): 43.0,
+            (32, "dispatch"): 44.0,
+            (32, "combine"): 47.0,
+            (64, "dispatch"): 46.0,
+            (64, "combine"): 45.0,
+        },
+        # ... and low-latency kernels (pure RDMA), 128 tokens per batch
+        deepep_low_latency_us={
+            (8, "dispatch"): 163.0,
+            (8, "combine"): 318.0,
+            (16, "dispatch"): 173.0,
+            (16, "combine"): 329.0,
+            (32, "dispatch"): 182.0,
+            (32, "combine"): 350.0,
+            (64, "dispatch"): 186.0,
+            (64, "combine"): 353.0,
+            (128, "dispatch"): 192.0,
+            (128, "combine"): 369.0,
+            (256, "dispatch"): 194.0,
+            (256, "combine"): 360.0,
+        },
+        source="DeepGEMM README @a6d97a1/78cacf7 (2025-02-25/26), FlashMLA @414a2f3 (2025-02-24), "
+        "DeepEP README @ebfe47e (2025-02-25); H800 SXM5 (deepseek_figures.md 4.1-4.3)",
+    ),
+}
+
+
+def vintage(label: str | None) -> Vintage | None:
+    """The :data:`VINTAGES` entry for ``label`` (None: the newest tables)."""
+    if label is None:
+        return None
+    if label not in VINTAGES:
+        raise ValueError(
+            f"no H800 kernel tables as of {label!r}; known: {', '.join(sorted(VINTAGES))} "
+            "(or none for the newest)"
+        )
+    return VINTAGES[label]
+
+
 H800_NVLINK_PEAK = 200e9  # 400 GB/s bidirectional (DESIGN.md; NVIDIA H800 datasheet)
 H800_IB_PEAK = 50e9  # ConnectX-7 400 Gb/s per GPU
 
@@ -111,7 +197,8 @@ def _h800() -> Any:
     return gpus.get("H800")
 
 
-def gemm_rows(records: list[dict[str, Any]]) -> list[Row]:
+def gemm_rows(records: list[dict[str, Any]], as_of: Vintage | None = None) -> list[Row]:
+    """DeepGEMM's dense FP8 GEMM table (the newest version, or ``as_of``'s)."""
     from sim import timing
 
     gpu = _h800()
@@ -124,13 +211,19 @@ def gemm_rows(records: list[dict[str, Any]]) -> list[Row]:
         m, n, k = (int(g) for g in match.groups())
         t = timing.gemm_time(gpu, m, n, k, "fp8")
         shape = {"m": m, "n": n, "k": k, "dtype": "fp8"}
-        measured = 2.0 * m * n * k / (float(r["value"]) * 1e12)
+        tflops, source = float(r["value"]), f"{r['id']}: {r['source']}"
+        if as_of is not None and (m, n, k) in as_of.deepgemm_dense_tflops:
+            tflops, source = (
+                as_of.deepgemm_dense_tflops[(m, n, k)],
+                f"{r['id']} as of {as_of.label}: {as_of.source}",
+            )
+        measured = 2.0 * m * n * k / (tflops * 1e12)
         rows.append(
             Row(
                 "deepgemm_gemm",
                 (m, n, k),
                 measured,
-                f"{r['id']}: {r['source']}",
+                source,
                 t.compute_s,
                 t.memory_s,
                 shape,
@@ -140,7 +233,8 @@ def gemm_rows(records: list[dict[str, Any]]) -> list[Row]:
     return rows
 
 
-def grouped_rows(records: list[dict[str, Any]]) -> list[Row]:
+def grouped_rows(records: list[dict[str, Any]], as_of: Vintage | None = None) -> list[Row]:
+    """DeepGEMM's grouped FP8 GEMM tables, contiguous and masked layouts (newest, or ``as_of``'s)."""
     from sim import timing
 
     gpu = _h800()
@@ -154,13 +248,17 @@ def grouped_rows(records: list[dict[str, Any]]) -> list[Row]:
         layout = "contiguous" if m * g >= 16384 else "masked"  # the README's two tables
         t = timing.grouped_gemm_time(gpu, [m] * g, n, k, "fp8")
         shape = {"group_sizes": [m] * g, "n": n, "k": k, "dtype": "fp8"}
-        measured = 2.0 * g * m * n * k / (float(r["value"]) * 1e12)
+        tflops, source = float(r["value"]), f"{r['id']}: {r['source']}"
+        if as_of is not None and (g, m, n, k) in as_of.deepgemm_contiguous_tflops:
+            tflops = as_of.deepgemm_contiguous_tflops[(g, m, n, k)]
+            source = f"{r['id']} as of {as_of.label}: {as_of.source}"
+        measured = 2.0 * g * m * n * k / (tflops * 1e12)
         rows.append(
             Row(
                 "deepgemm_grouped_gemm",
                 (layout, g, m, n, k),
                 measured,
-                f"{r['id']}: {r['source']}",
+                source,
                 t.compute_s,
                 t.memory_s,
                 shape,
@@ -170,7 +268,8 @@ def grouped_rows(records: list[dict[str, Any]]) -> list[Row]:
     return rows
 
 
-def flashmla_rows(records: list[dict[str, Any]]) -> list[Row]:
+def flashmla_rows(records: list[dict[str, Any]], as_of: Vintage | None = None) -> list[Row]:
+    """FlashMLA's two published rates placed at FlashMLA's test grid (module docstring)."""
     from sim import timing
 
     gpu = _h800()
@@ -183,8 +282,12 @@ def flashmla_rows(records: list[dict[str, Any]]) -> list[Row]:
             raise ValueError(f"reference record {rid} (FlashMLA) missing from {REFERENCE}")
         kv_bytes = batch * s_k * d_qk * 2.0
         t = timing.attention_time(gpu, batch, s_q, s_k, h_q, d_qk, d_v, False, "bf16", kv_bytes=kv_bytes)
-        if kind == "memory":
+        source = f"{rid}: {r['source']}"
+        if kind == "memory":  # 3000 GB/s in every version
             measured = t.bytes_moved / (float(r["value"]) * 1e9)
+        elif as_of is not None:
+            measured = t.flops / (as_of.flashmla_compute_tflops * 1e12)
+            source = f"{rid} as of {as_of.label}: {as_of.source}"
         else:
             measured = t.flops / (float(r["value"]) * 1e12)
         shape = {
@@ -202,7 +305,7 @@ def flashmla_rows(records: list[dict[str, Any]]) -> list[Row]:
                 "flashmla",
                 (kind, h_q, s_q),
                 measured,
-                f"{rid}: {r['source']}",
+                source,
                 t.compute_s,
                 t.memory_s,
                 shape,
@@ -223,9 +326,15 @@ def deepep_bytes(ep: int, direction: str, tokens: int) -> tuple[float, float]:
     return intra, inter
 
 
-def deepep_rows() -> list[Row]:
+def deepep_rows(as_of: Vintage | None = None) -> list[Row]:
+    """DeepEP's normal-kernel bandwidths and low-latency-kernel times (newest, or ``as_of``'s).
+    The low-latency kernels were pure RDMA until 2025-06-05 (PR #173 sends to peers in the node
+    over NVLink): in an older vintage every peer's bytes cross the NIC."""
+    normal = DEEPEP_NORMAL_GB_S if as_of is None else as_of.deepep_normal_gb_s
+    low_latency = DEEPEP_LOW_LATENCY_US if as_of is None else as_of.deepep_low_latency_us
+    source = DEEPEP_SOURCE if as_of is None else as_of.source
     rows = []
-    for (ep, direction), gb_s in sorted(DEEPEP_NORMAL_GB_S.items()):
+    for (ep, direction), gb_s in sorted(normal.items()):
         intra, inter = deepep_bytes(ep, direction, 4096)
         # The reported figure is the bottleneck link's bandwidth: NVLink intranode, RDMA internode.
         link_bytes = intra if ep <= DEEPEP_GPUS_PER_NODE else inter
@@ -235,7 +344,7 @@ def deepep_rows() -> list[Row]:
                 "deepep",
                 ("normal", ep, direction),
                 measured,
-                DEEPEP_SOURCE,
+                source,
                 shape={
                     "mode": "normal",
                     "ep": ep,
@@ -245,14 +354,16 @@ def deepep_rows() -> list[Row]:
                 },
             )
         )
-    for (ep, direction), us in sorted(DEEPEP_LOW_LATENCY_US.items()):
+    for (ep, direction), us in sorted(low_latency.items()):
         intra, inter = deepep_bytes(ep, direction, 128)
+        if as_of is not None:
+            intra, inter = 0.0, intra + inter
         rows.append(
             Row(
                 "deepep",
                 ("low_latency", ep, direction),
                 us * 1e-6,
-                DEEPEP_SOURCE,
+                source,
                 shape={
                     "mode": "low_latency",
                     "ep": ep,
@@ -287,18 +398,21 @@ def _initial(gemm: cal.FamilyParams | None) -> cal.FamilyParams:
     return gemm if gemm is not None else cal.FamilyParams(5e-6, 0.8, 0.8, 2.0)
 
 
-def fit_and_score(records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Fit the H800 parameters per table on the fit half, score the held-out half.
+def fit_and_score(records: list[dict[str, Any]] | None = None, as_of: str | None = None) -> dict[str, Any]:
+    """Fit the H800 parameters per table on the fit half, score the held-out half; with ``as_of``
+    (a :data:`VINTAGES` label) on the tables as they stood then. The V3 training trace (February
+    2025) is the same for every vintage.
 
     Returns ``{"tables": {name: summary}, "families": {...}, "links": {...}, "rows": [...]}``.
     """
     records = load_reference() if records is None else records
-    out: dict[str, Any] = {"tables": {}, "families": {}, "links": {}, "rows": []}
+    old = vintage(as_of)
+    out: dict[str, Any] = {"tables": {}, "families": {}, "links": {}, "rows": [], "as_of": as_of}
     gemm_params: cal.FamilyParams | None = None
     tables: list[tuple[str, list[Row], str, tuple[str, ...] | None]] = [
-        ("deepgemm_gemm", gemm_rows(records), "gemm", cal.PARAMETER_NAMES),
-        ("deepgemm_grouped_gemm", grouped_rows(records), "grouped_gemm", cal.PARAMETER_NAMES),
-        ("flashmla", flashmla_rows(records), "attention_decode", None),
+        ("deepgemm_gemm", gemm_rows(records, old), "gemm", cal.PARAMETER_NAMES),
+        ("deepgemm_grouped_gemm", grouped_rows(records, old), "grouped_gemm", cal.PARAMETER_NAMES),
+        ("flashmla", flashmla_rows(records, old), "attention_decode", None),
     ]
     for name, rows, family, free in tables:
         if not rows:
@@ -392,7 +506,8 @@ def fit_and_score(records: list[dict[str, Any]] | None = None) -> dict[str, Any]
                     "shape": r.shape,
                 }
             )
-    rows = deepep_rows()
+    rows = deepep_rows(old)
+    link_source = DEEPEP_SOURCE if old is None else old.source
     fit_idx, held_idx = cal.split_fit_holdout([r.key for r in rows])
     x = fit_deepep(rows, fit_idx)
     errors = cal.abs_pct_errors(
@@ -407,13 +522,13 @@ def fit_and_score(records: list[dict[str, Any]] | None = None) -> dict[str, Any]
             "bandwidth_bytes_per_s": float(x[1]),
             "latency_s": float(x[0]),
             "peak_bandwidth_bytes_per_s": H800_NVLINK_PEAK,
-            "source": f"fitted to {DEEPEP_SOURCE}",
+            "source": f"fitted to {link_source}",
         },
         "ib": {
             "bandwidth_bytes_per_s": float(x[2]),
             "latency_s": float(x[0]),
             "peak_bandwidth_bytes_per_s": H800_IB_PEAK,
-            "source": f"fitted to {DEEPEP_SOURCE}",
+            "source": f"fitted to {link_source}",
         },
     }
     for i, r in enumerate(rows):
@@ -433,7 +548,9 @@ def fit_and_score(records: list[dict[str, Any]] | None = None) -> dict[str, Any]
 
 
 def h800_calibration(result: Mapping[str, Any], date: str) -> dict[str, Any]:
-    """The ``gpus/calibration/h800.json`` document for a :func:`fit_and_score` result."""
+    """The ``gpus/calibration/h800.json`` document for a :func:`fit_and_score` result; for a result
+    fitted ``as_of`` a vintage, the ``h800-<vintage>.json`` document of the device ``H800@<vintage>``
+    (``gpus.get("H800@2025-02")``), which no other GPU borrows."""
     measurements = [
         {
             "family": r["family"],
@@ -445,6 +562,32 @@ def h800_calibration(result: Mapping[str, Any], date: str) -> dict[str, Any]:
         for r in result["rows"]
         if r["family"] != "deepep" and not str(r["table"]).startswith("v3_trace")
     ]
+    as_of = result.get("as_of")
+    if as_of is not None:
+        old = vintage(str(as_of))
+        assert old is not None
+        return {
+            "schema": 1,
+            "device": f"H800@{old.label}",
+            "aliases": [],
+            "kind": "gpu",
+            "date": date,
+            "kernels_as_of": old.label,
+            "source": f"fitted by python -m kernels_numba.published --as-of {old.label} --write to "
+            f"DeepSeek's H800 tables as they stood at the end of {old.label} ({old.source}; every other "
+            "entry as in the newest tables) and, for gemm_wgrad / memory_bound / norm_rope / "
+            "attention_backward, to kernel instances of the V3 training trace (deepseek-ai/profile-data "
+            "train.json, 2025-02-27)",
+            "applies_to_architectures": [],
+            "reference_for_other_gpus": False,
+            "applies_note": "For predicting H800 systems of that time with the kernels they ran: name the "
+            f"GPU 'H800@{old.label}'. No other GPU borrows these efficiencies.",
+            "default_impl": "published",
+            "families": result["families"],
+            "links": result["links"],
+            "published_scores": result["tables"],
+            "measurements": measurements,
+        }
     return {
         "schema": 1,
         "device": "H800",
@@ -806,3 +949,42 @@ def _trace_rows(table: str, kernels: list[dict[str, Any]]) -> list[Row]:
     if table in ("v3_trace_memory_bound", "v3_trace_norm_rope"):
         return [r for r in memory_trace_rows(kernels) if r.table == table]
     return attention_bwd_trace_rows(kernels)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m kernels_numba.published [--as-of YYYY-MM] [--write]``: fit and score the H800
+    tables (newest, or as of a vintage) and print the held-out errors; ``--write`` with ``--as-of``
+    writes ``gpus/calibration/h800-<vintage>.json`` (the newest tables' ``h800.json`` is written by
+    ``python -m kernels_numba.validate --write``)."""
+    import argparse
+    import datetime
+
+    parser = argparse.ArgumentParser(prog="python -m kernels_numba.published", description=main.__doc__)
+    parser.add_argument("--as-of", default=None, help=f"a table vintage: {', '.join(sorted(VINTAGES))}")
+    parser.add_argument("--write", action="store_true", help="write the vintage's calibration file")
+    args = parser.parse_args(argv)
+    if args.write and args.as_of is None:
+        parser.error(
+            "--write needs --as-of (h800.json is written by python -m kernels_numba.validate --write)"
+        )
+    try:
+        result = fit_and_score(as_of=args.as_of)
+    except ValueError as err:
+        print(f"python -m kernels_numba.published: error: {err}", file=sys.stderr)
+        return 2
+    label = "newest tables" if args.as_of is None else f"tables as of {args.as_of}"
+    for table, summary in result["tables"].items():
+        print(
+            f"H800 ({label}) {table:24s} held-out median {summary['median_pct']:6.1f}%  "
+            f"p90 {summary['p90_pct']:6.1f}%  n={summary['n']:3d}"
+        )
+    if args.write:
+        doc = h800_calibration(result, datetime.date.today().isoformat())
+        path = cal.calibration_dir() / f"{cal.device_key(doc['device'])}.json"
+        path.write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

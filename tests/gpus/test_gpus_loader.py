@@ -300,3 +300,37 @@ def test_file_values_convert_exactly_once(tmp_path_factory, value):
     profile = gpus.load_profile(write(tmp_path, text))
     assert profile.hbm_bandwidth_bytes_per_s == pytest.approx(value * 1e9, rel=1e-12)
     assert gpus.units.from_si(profile.hbm_bandwidth_bytes_per_s, "GB/s") == pytest.approx(value, rel=1e-12)
+
+
+def test_a_kernel_vintage_is_the_same_hardware_timed_with_that_months_kernels():
+    from sim import timing
+
+    assert gpus.kernel_vintages("h800") == ["2025-02"]
+    assert gpus.kernel_vintages("H100") == []
+    old, new = gpus.get("H800@2025-02"), gpus.get("H800")
+    assert old.name == "H800@2025-02" and old.aliases == ()
+    assert gpus.get("h800-sxm5@2025-02").name == "H800@2025-02"
+    assert old.peak_flops("fp8") == new.peak_flops("fp8")
+    assert old.hbm_bandwidth_bytes_per_s == new.hbm_bandwidth_bytes_per_s
+    assert old.nvlink_bandwidth_bytes_per_s_per_direction == new.nvlink_bandwidth_bytes_per_s_per_direction
+    assert gpus.calibration_path(old).name == "h800-2025-02.json"
+    a = timing.gemm_time("H800@2025-02", 4096, 7168, 2048, "fp8")
+    b = timing.gemm_time("H800", 4096, 7168, 2048, "fp8")
+    assert a.calibration == "H800@2025-02" and b.calibration == "H800"
+    assert a.predicted_s > b.predicted_s  # DeepGEMM v1 was slower at large M
+    # other Hopper GPUs still borrow the newest H800 efficiencies
+    assert timing.gemm_time("H100", 4096, 7168, 2048, "fp8").calibration.startswith("H800 (")
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("H800@2024-01", "H800 has: 2025-02"),
+        ("H800@", "the form is 'H800@YYYY-MM'"),
+        ("H100@2025-02", "H100 has: none"),
+        ("nosuchgpu@2025-02", "unknown GPU 'nosuchgpu'"),
+    ],
+)
+def test_an_unknown_kernel_vintage_is_refused(name, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        gpus.get(name)

@@ -117,6 +117,67 @@ def test_committed_h800_file_matches_a_fresh_fit() -> None:
             )
 
 
+def test_vintage_tables_change_only_the_figures_later_versions_changed() -> None:
+    """As of 2025-02 (deepseek_figures.md 4.1-4.3): DeepGEMM v1, FlashMLA at launch, DeepEP at launch."""
+    records = published.load_reference()
+    old = published.vintage("2025-02")
+    new = {r.key: r for r in published.gemm_rows(records)}
+    feb = {r.key: r for r in published.gemm_rows(records, old)}
+    assert feb[(4096, 7168, 16384)].measured_s == pytest.approx(2 * 4096 * 7168 * 16384 / 1358e12)
+    assert new[(4096, 7168, 16384)].measured_s == pytest.approx(2 * 4096 * 7168 * 16384 / 1520e12)
+    assert feb[(64, 2112, 7168)].measured_s == new[(64, 2112, 7168)].measured_s  # M = 64: unchanged
+    grouped = {r.key: r for r in published.grouped_rows(records, old)}
+    assert grouped[("contiguous", 4, 8192, 4096, 7168)].measured_s == pytest.approx(
+        2 * 4 * 8192 * 4096 * 7168 / 1297e12
+    )
+    masked = grouped[("masked", 1, 1024, 4096, 7168)]
+    assert masked.measured_s == pytest.approx(2 * 1024 * 4096 * 7168 / 1233e12)
+    mla = {r.key[0]: r for r in published.flashmla_rows(records, old)}
+    mla_new = {r.key[0]: r for r in published.flashmla_rows(records)}
+    assert mla["compute"].measured_s == pytest.approx(mla_new["compute"].measured_s * 660 / 580)
+    assert mla["memory"].measured_s == mla_new["memory"].measured_s
+    ep = {r.key: r for r in published.deepep_rows(old)}
+    ep32 = ep[("normal", 32, "dispatch")]
+    assert ep32.shape["rdma_bytes"] / ep32.measured_s == pytest.approx(44e9)
+    ll8 = ep[("low_latency", 8, "dispatch")]
+    assert ll8.measured_s == pytest.approx(163e-6)
+    assert ll8.shape["nvlink_bytes"] == 0.0 and ll8.shape["rdma_bytes"] > 0  # pure RDMA then
+    with pytest.raises(ValueError, match="known: 2025-02"):
+        published.vintage("2024-12")
+
+
+def test_committed_vintage_file_matches_a_fresh_fit_and_lends_to_no_other_gpu() -> None:
+    committed = cal.find_calibration(["H800@2025-02"])
+    assert committed is not None and committed["device"] == "H800@2025-02"
+    assert committed["applies_to_architectures"] == [] and committed["reference_for_other_gpus"] is False
+    fresh = published.fit_and_score(as_of="2025-02")
+    for family, per_impl in fresh["families"].items():
+        for name in cal.PARAMETER_NAMES:
+            assert committed["families"][family]["published"][name] == pytest.approx(
+                per_impl["published"][name], rel=1e-6
+            )
+    assert committed["links"]["ib"]["bandwidth_bytes_per_s"] == pytest.approx(
+        fresh["links"]["ib"]["bandwidth_bytes_per_s"], rel=1e-6
+    )
+    # the older tables are slower where they differ: lower fitted efficiencies
+    newest = cal.find_calibration(["H800"])
+    assert newest is not None
+    for family in ("gemm", "attention_decode"):
+        assert (
+            committed["families"][family]["published"]["compute_efficiency"]
+            < newest["families"][family]["published"]["compute_efficiency"]
+        )
+
+
+def test_published_cli_writes_a_vintage_only(capsys: pytest.CaptureFixture[str]) -> None:
+    assert published.main(["--as-of", "2025-02"]) == 0
+    assert "tables as of 2025-02" in capsys.readouterr().out
+    assert published.main(["--as-of", "1999-01"]) == 2
+    assert "known: 2025-02" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        published.main(["--write"])
+
+
 def _committed_cpu_file() -> Path:
     files = sorted(p for p in cal.calibration_dir().glob("cpu-*.json"))
     assert files, "this machine's calibration (gpus/calibration/cpu-*.json) must be committed"
