@@ -597,6 +597,9 @@ VALIDATION_NOTEBOOK: list[tuple[str, str]] = [
 
     Relative error = (simulated - published) / published; MFU is compared in percentage points.
     A check passes when the error is within its tolerance (set before the simulators were run).
+    Rows "with the kernels of 2025-02" predict DeepSeek's own systems of that time (V3's training,
+    the profiled configurations, Day 6) again on the H800 calibration fitted to the kernel tables
+    as they stood then (GPU name `H800@2025-02`); the other rows use the newest tables.
     """),
     ("code", """
     checks = validation.published_checks(training=run_training, serving=run_serving)

@@ -109,12 +109,14 @@ def deepseek_v3_phases() -> list[Phase]:
     ]
 
 
-def deepseek_v3_run(usd_per_gpu_hour: float = 2.0) -> RunResult:
+def deepseek_v3_run(usd_per_gpu_hour: float = 2.0, gpu: str = "H800") -> RunResult:
+    """V3's whole run at its published configuration on ``gpu`` (``"H800@2025-02"``: with the
+    kernel tables of February 2025, :func:`gpus.kernel_vintages`)."""
     return estimate_run(
         deepseek_v3_phases(),
         usd_per_gpu_hour=usd_per_gpu_hour,
         model="deepseek-v3",
-        gpu="H800",
+        gpu=gpu,
         num_gpus=2048,
         tp=1,
         pp=16,

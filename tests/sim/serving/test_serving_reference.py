@@ -78,11 +78,63 @@ def test_day6_decode_figures_recorded(day6):
 @pytest.mark.xfail(
     strict=True,
     reason="predicts 17.4k tok/s/node (+17%, within) but 25.8 tok/s/user (+23%) with MTP (1 draft, 85%); "
-    "13.2k (-11%) and 19.3 (-8%) without MTP; see the report",
+    "13.2k (-11%) and 19.3 (-8%) without MTP; with the kernels of 2025-02 both are within (below); "
+    "see the README",
 )
 def test_day6_decode_within_20pct(day6):
     assert day6.decode_output_tokens_per_s_per_node == pytest.approx(14800, rel=0.2)
     assert day6.tokens_per_s_per_user == pytest.approx(21, rel=0.2)
+
+
+# The same systems predicted with the kernels of their time. Day 6 (window 2025-02-27/28) and the
+# profile-data traces (2025-02-27) ran before DeepGEMM's v2/v3 tables, FlashMLA's 2025-04-22 kernel
+# and DeepEP's 2025-04/06 updates; "H800@2025-02" is the calibration fitted, by the same rule, to
+# the tables as they stood at the end of February 2025 (kernels_numba.published.VINTAGES). The
+# vintage is chosen by the tables' dates. It was built after the default prediction's +23% per-user
+# miss above was known, and the README says so.
+FEB = {**H, "gpu": "H800@2025-02"}
+
+
+@pytest.fixture(scope="module")
+def day6_feb():
+    return sim.estimate_serving(
+        **FEB,
+        duration_s=300,
+        deployment={"mode": "disaggregated", "prefill": {**PREFILL, "instances": 4}, "decode": DECODE},
+        workload=DAY6_WL,
+    )
+
+
+def test_day6_with_the_kernels_of_february_2025(day6_feb, day6):
+    # predicts 16.4k tok/s/node (+11%), 24.5 tok/s/user (+16%), $0.270/M output (-10%) with MTP (1 draft, 85%)
+    assert day6_feb.decode_output_tokens_per_s_per_node == pytest.approx(14800, rel=0.2)
+    assert day6_feb.tokens_per_s_per_user == pytest.approx(21, rel=0.2)
+    assert day6_feb.usd_per_million_output_tokens == pytest.approx(0.300, rel=0.2)
+    # the older kernels are slower: the same deployment serves fewer tokens
+    assert day6_feb.decode_output_tokens_per_s_per_node < day6.decode_output_tokens_per_s_per_node
+
+
+def test_profiles_r017_r018_with_the_kernels_of_february_2025():
+    # predicts 61.0k prefill (-3%) and 21.0k decode (+13%, MTP on)
+    a = sim.estimate_serving(
+        **FEB,
+        duration_s=120,
+        deployment={"mode": "disaggregated", "prefill": PREFILL, "decode": {**DECODE, "instances": 2}},
+        workload={"input_len": 4096, "output_len": 64, "concurrency": 20000},
+    )
+    assert a.prefill_input_tokens_per_s_per_node == pytest.approx(62713, rel=0.2)
+    b = sim.estimate_serving(
+        **FEB,
+        duration_s=60,
+        deployment={
+            "mode": "disaggregated",
+            "prefill": {"nodes": 4, "ep": 32, "instances": 48},
+            "decode": {"nodes": 16, "ep": 128, "max_batch_per_gpu": 128},
+        },
+        workload={"input_len": 4032, "output_len": 128, "concurrency": 128 * 128 + 12000},
+    )
+    assert b.mean_batch_per_gpu["decode"] == pytest.approx(128, rel=0.05)
+    assert b.decode_output_tokens_per_s_per_node == pytest.approx(18598, rel=0.2)
 
 
 def test_day6_output_cost(day6):

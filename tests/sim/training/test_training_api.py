@@ -140,3 +140,13 @@ def test_v3_step_time_and_gpu_hours_within_15_percent(v3) -> None:  # type: igno
 def test_v3_mfu_within_5_points(v3) -> None:  # type: ignore[no-untyped-def]
     assert abs(v3.mfu - 0.3894) <= 0.05
     assert abs(v3.mfu_noncausal - 0.4373) <= 0.05
+
+
+def test_v3_with_the_kernels_of_february_2025(v3) -> None:  # type: ignore[no-untyped-def]
+    # The earliest public kernel tables (DeepGEMM v1, DeepEP at launch: "H800@2025-02"), closer in
+    # time to V3's training (late 2024) than the newest: predicts 19.7 s, 178K GPU-h/T, MFU 39.5%
+    feb = estimate_training(**{**V3, "gpu": "H800@2025-02"})
+    assert feb.step_time_s == pytest.approx(19.926, rel=0.15)
+    assert feb.gpu_hours == pytest.approx(180e3, rel=0.15)
+    assert abs(feb.mfu - 0.3894) <= 0.05
+    assert feb.step_time_s > v3.step_time_s  # the older kernels are slower
