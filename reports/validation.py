@@ -203,6 +203,7 @@ _H800_V3 = dict(model="deepseek-v3", gpu="H800", usd_per_gpu_hour=2.0, seed=0)
 _PREFILL = {"nodes": 4, "ep": 32, "attn_dp": 32, "redundant_experts": 32}
 _DECODE = {"nodes": 18, "ep": 144, "attn_dp": 144, "redundant_experts": 32}
 DAY6_WORKLOAD = {"input_len": 4383, "output_len": 1211, "cache_hit_rate": 0.563, "concurrency": 12686}
+DAY6_DEPLOYMENT = {"mode": "disaggregated", "prefill": {**_PREFILL, "instances": 4}, "decode": _DECODE}
 
 
 def _day6(gpu: str = "H800") -> dict[str, float]:
@@ -211,7 +212,7 @@ def _day6(gpu: str = "H800") -> dict[str, float]:
     day6 = sim.estimate_serving(
         **{**_H800_V3, "gpu": gpu},  # type: ignore[arg-type]
         duration_s=120,
-        deployment={"mode": "disaggregated", "prefill": {**_PREFILL, "instances": 4}, "decode": _DECODE},
+        deployment=DAY6_DEPLOYMENT,
         workload=DAY6_WORKLOAD,
     )
     return {

@@ -15,7 +15,14 @@ from reports import build_notebooks
 from reports.runner import PROJECT_KERNEL
 from reports.spec import NOTEBOOKS_DIR
 
-NOTEBOOKS = ["01_gpus", "02_training_cost", "03_serving_cost", "04_validation", "05_nerfed_gpus"]
+NOTEBOOKS = [
+    "01_gpus",
+    "02_training_cost",
+    "03_serving_cost",
+    "04_validation",
+    "05_nerfed_gpus",
+    "06_deepseek_serving",
+]
 LIMIT_S = 120.0  # the budget per notebook in the test suite
 
 # Small parameters: few GPUs, short simulated windows, coarse sweeps.
@@ -36,6 +43,13 @@ SMALL = {
         "duration_s": 10.0,
         "interactive": False,
     },
+    "06_deepseek_serving": {
+        "calibrations": ["H800"],
+        "duration_s": 20.0,
+        "projection_models": ["deepseek-v4-flash"],
+        "projection_gpus": ["H800", "A800"],
+        "tokens_per_s_per_user": [20.0, 100.0],
+    },
 }
 # Headline figures each notebook must report to the batch runner.
 SUMMARY_KEYS = {
@@ -44,6 +58,7 @@ SUMMARY_KEYS = {
     "03_serving_cost": {"model", "gpu"},
     "04_validation": {"checks", "within_tolerance"},
     "05_nerfed_gpus": {"model"},
+    "06_deepseek_serving": {"model", "fleet_daily_cost_usd_H800", "prefill_implied_utilisation_H800"},
 }
 
 
