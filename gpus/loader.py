@@ -418,6 +418,10 @@ def register(profile_or_path: GPUProfile | str | Path) -> GPUProfile:
         raise ValueError(f"register takes a GPUProfile or the path of a GPU data file (.toml), "
                          f"got {type(profile_or_path).__name__}")
     profile = profile_or_path if isinstance(profile_or_path, GPUProfile) else load_profile(profile_or_path)
+    for label in (profile.name, *profile.aliases):
+        if "@" in label:
+            raise ValueError(f"cannot register {profile.name}: '@' in {label!r} is reserved for kernel "
+                             "vintages ('H800@2025-02'); choose a name without it")
     _, builtin_index = _builtin()
     for label in (profile.name, profile.full_name, *profile.aliases):
         for key in _keys_of(label):

@@ -76,8 +76,9 @@ def _cmd_gpus(args: argparse.Namespace) -> int:
     import gpus
 
     profiles = [gpus.get(name) for name in gpus.names()]
+    vintages = {p.name: gpus.kernel_vintages(p) for p in profiles}
     if args.json:
-        _print_json([p.to_dict() for p in profiles])
+        _print_json([{**p.to_dict(), "kernel_vintages": vintages[p.name]} for p in profiles])
         return EXIT_OK
 
     def tflops(p: Any, dtype: str) -> float | None:
@@ -92,6 +93,9 @@ def _cmd_gpus(args: argparse.Namespace) -> int:
                   "NVLink GB/s/dir", "net GB/s/GPU/dir", "TDP W", "USD/GPU-h"], rows))
     print("\nDense peaks (2:4-sparse datasheet figures halved); '-' = format not supported. "
           "Sources: gpus/data/<gpu>.toml")
+    older = [f"{name}@{v}" for name, found in vintages.items() for v in found]
+    if older:
+        print(f"Also timed with older kernel tables: {', '.join(older)} (e.g. --gpu {older[0]})")
     return EXIT_OK
 
 

@@ -334,3 +334,10 @@ def test_a_kernel_vintage_is_the_same_hardware_timed_with_that_months_kernels():
 def test_an_unknown_kernel_vintage_is_refused(name, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         gpus.get(name)
+
+
+def test_register_refuses_a_name_with_the_vintage_sign():
+    profile = dataclasses.replace(gpus.get("H800"), name="MyGPU@2025", full_name="My GPU", aliases=())
+    with pytest.raises(ValueError, match="reserved for kernel vintages"):
+        gpus.register(profile)
+    assert "MyGPU@2025" not in gpus.names()

@@ -16,6 +16,7 @@ def test_gpus_table_lists_the_required_profiles(capsys: pytest.CaptureFixture[st
     out = capsys.readouterr().out
     for name in ("H100", "H800", "H20", "A800"):
         assert name in out
+    assert "H800@2025-02" in out  # the kernel vintages are named under the table
 
 
 def test_gpus_json_is_machine_readable(capsys: pytest.CaptureFixture[str]) -> None:
@@ -24,6 +25,21 @@ def test_gpus_json_is_machine_readable(capsys: pytest.CaptureFixture[str]) -> No
     h800 = next(p for p in data if p["name"] == "H800")
     # H800: "400 GB/s" NVLink is both directions together, 200 GB/s each way (DESIGN.md).
     assert h800["nvlink_bandwidth_bytes_per_s_per_direction"] == pytest.approx(200e9)
+    assert h800["kernel_vintages"] == ["2025-02"]
+
+
+def test_a_kernel_vintage_works_as_a_gpu_name_and_a_wrong_one_is_exit_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ["train", "--model", "deepseek-v3", "--num-gpus", "2048", "--pp", "16", "--ep", "64",
+            "--precision", "fp8", "--json"]  # fmt: skip
+    assert main([*args, "--gpu", "H800@2025-02"]) == EXIT_OK
+    old = json.loads(capsys.readouterr().out)
+    assert main([*args, "--gpu", "H800"]) == EXIT_OK
+    new = json.loads(capsys.readouterr().out)
+    assert old["step_time_s"] > new["step_time_s"]
+    assert main([*args, "--gpu", "H800@2031-01"]) == EXIT_BAD_INPUT
+    assert "H800 has: 2025-02" in capsys.readouterr().err
 
 
 def test_models_json_counts(capsys: pytest.CaptureFixture[str]) -> None:
