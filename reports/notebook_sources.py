@@ -1066,10 +1066,12 @@ DEEPSEEK_SERVING_NOTEBOOK: list[tuple[str, str]] = [
     ("md", """
     ## V4-Flash and V4-Pro: cost per million output tokens at a speed per user
 
-    For each GPU and each target speed, the cheapest decode instance (1 to 32 nodes, EP over all
-    its GPUs, the model's own MTP) whose TPOT meets the target, charged at the profile's rental
-    price; "infeasible" names what stops even one request from reaching the speed. DeepSeek's API
-    list prices are the dashed lines (they carry margin and prefill; the bars are decode only).
+    For each GPU and each target speed, the cheapest decode instance (1 to 32 nodes, attention
+    tensor-parallel over 1 to 8 GPUs of a node and data-parallel over the rest, EP over all its
+    GPUs, the model's own MTP) whose TPOT meets the target, charged at the profile's rental price;
+    "infeasible" names what stops even one request from reaching the speed on any of those shapes.
+    DeepSeek's API list prices are the dashed lines (they carry margin and prefill; the bars are
+    decode only).
     """),
     ("code", """
     table = projections(models=tuple(projection_models), gpu_names=tuple(projection_gpus),
@@ -1080,7 +1082,8 @@ DEEPSEEK_SERVING_NOTEBOOK: list[tuple[str, str]] = [
         rows.append({"model": r["model"], "GPU": r["gpu"], "tok/s/user": r["tokens_per_s_per_user"],
                      "USD/M output": cost if cost is not None else "infeasible",
                      "range (price low-high)": (f"{r['usd_low']:.3g}-{r['usd_high']:.3g}" if cost is not None else ""),
-                     "decode nodes": r.get("decode_nodes", ""), "requests/GPU": r.get("batch_per_gpu", ""),
+                     "decode nodes": r.get("decode_nodes", ""), "attention tp": r.get("tp", ""),
+                     "requests per rank": r.get("batch_per_gpu", ""),
                      "bound by": r["bound_by"], "API price": r["api_usd_per_million_output"]})
     show_table(rows)
     for model_name in projection_models:

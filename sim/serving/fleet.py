@@ -27,7 +27,8 @@ from sim.serving.workloads import DailyLoadCurve, Workload, parse_workload
 
 @dataclass(frozen=True)
 class DecodeCapacity:
-    """Largest decode batch per GPU meeting a TPOT target, and what it yields."""
+    """Largest decode batch per attention-data-parallel rank (``batch_per_gpu``: a rank is one GPU,
+    or ``tp`` GPUs with tensor-parallel attention) meeting a TPOT target, and what it yields."""
 
     feasible: bool
     batch_per_gpu: int
@@ -85,7 +86,7 @@ def decode_capacity(
             else:
                 hi = mid
     step = cost.decode_step(lo, kv)
-    per_gpu = lo * r / step.time_s
+    per_gpu = lo * r / step.time_s / inst.tp  # ``lo`` requests per attention rank of tp GPUs
     return DecodeCapacity(
         True,
         lo,
@@ -316,6 +317,7 @@ API_PRICES_USD_PER_M = {
 }
 
 PROJECTION_NODES = (1, 2, 4, 8, 16, 18, 32)
+PROJECTION_TP = (1, 2, 4, 8)  # attention tensor parallelism inside a node (where it divides the node)
 
 
 def projections(
@@ -326,18 +328,24 @@ def projections(
     output_len: float = 1211,
     cache_hit_rate: float = 0.563,
     nodes_options: Sequence[int] = PROJECTION_NODES,
+    tp_options: Sequence[int] = PROJECTION_TP,
 ) -> list[dict[str, Any]]:
     """USD per million output tokens of decode at each interactivity target, for each model and GPU.
 
-    For each decode instance size (nodes, EP over all its GPUs, attention data-parallel on every GPU,
-    the model's own MTP with 85% acceptance, KV cache in FP8 where the GPU has FP8 and BF16
-    otherwise), the largest batch meeting the target TPOT; the cheapest per output token wins. Priced at
-    each GPU profile's rental price (and its low-high range). "infeasible" names the bound of the best
-    single-request step when no instance meets the target.
+    For each decode instance shape (nodes; attention tensor-parallel over ``tp`` GPUs of a node and
+    data-parallel over the rest, ``tp`` dividing the node; EP over all its GPUs; the model's own MTP
+    with 85% acceptance; KV cache in FP8 where the GPU has FP8 and BF16 otherwise), the largest batch
+    meeting the target TPOT; the cheapest per output token wins. Priced at each GPU profile's rental
+    price (and its low-high range). "infeasible" names the bound of the fastest single-request step
+    when no shape meets the target (tensor parallelism is what shortens that step: it splits the
+    attention and dense weights that every step reads).
     """
     import gpus
     import moe
 
+    for name, options in (("nodes_options", nodes_options), ("tp_options", tp_options)):
+        if not options or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in options):
+            raise ValueError(f"{name} must be a non-empty list of whole numbers >= 1, got {options!r}.")
     rows = []
     for model_name in models:
         m = moe.get(model_name)
@@ -357,13 +365,15 @@ def projections(
             for target in tokens_per_s_per_user:
                 best: dict[str, Any] | None = None
                 fastest: tuple[float, str] | None = None
-                for nodes in nodes_options:
+                shapes = [(n, t) for n in nodes_options for t in tp_options if g.node.gpus_per_node % t == 0]
+                for nodes, tp in shapes:
                     num = nodes * g.node.gpus_per_node
                     ep = num
                     routed = int(m.num_routed_experts)
                     redundant = (-routed) % ep
                     spec = {
                         "nodes": nodes,
+                        "tp": tp,
                         "ep": ep,
                         "redundant_experts": redundant,
                         "kv_dtype": "fp8" if g.supports("fp8") else "bf16",
@@ -383,7 +393,7 @@ def projections(
                             fastest = (
                                 cap.tpot_s,
                                 f"{cap.bound_by} (one request: "
-                                f"{cap.tokens_per_s_per_user:.0f} tok/s/user on {nodes} nodes)",
+                                f"{cap.tokens_per_s_per_user:.0f} tok/s/user on {nodes} nodes, tp {tp})",
                             )
                         continue
                     usd = price.usd_per_gpu_hour / SECONDS_PER_HOUR / cap.output_tokens_per_s_per_gpu * 1e6
@@ -399,6 +409,7 @@ def projections(
                             / cap.output_tokens_per_s_per_gpu
                             * 1e6,
                             "decode_nodes": nodes,
+                            "tp": tp,
                             "batch_per_gpu": cap.batch_per_gpu,
                             "bound_by": cap.bound_by,
                             "limit": cap.limit,

@@ -567,10 +567,13 @@ class StepCostModel:
         return self._mem(max(1, int(tokens)) * self.hidden * 2.0 * 3.0)
 
     def all_to_all(self, tokens: int, bytes_per_value: float, dedupe_per_node: bool) -> float:
-        """Dispatch or combine of ``tokens`` tokens of this GPU over the instance's EP group."""
+        """Dispatch or combine of the ``tokens`` tokens of this GPU's attention rank over the
+        instance's EP group: with tensor-parallel attention the ``tp`` GPUs of a rank hold the same
+        tokens and each sends its 1/tp share (as the router and the routed rows count them)."""
         ep = self.inst.ep
         if ep <= 1 or tokens <= 0:
             return 0.0
+        tokens = int(math.ceil(tokens / self.inst.tp))
         k = int(self.model.experts_per_token)
         d = min(self.inst.gpus_per_node, ep)
         row = self.hidden * bytes_per_value

@@ -351,3 +351,49 @@ def test_colocated_cache_hits_cost_their_prefix_attention():
     assert 0.0 < hit < miss
     none = estimate_serving(V2L, "H800", dep, {**wl, "cache_hit_rate": 0.0}, duration_s=60, seed=0)
     assert math.isnan(none.usd_per_million_input_tokens_cache_hit)
+
+
+@pytest.mark.parametrize("tp", [1, 2])
+def test_fleet_decode_capacity_agrees_with_the_simulation_per_gpu(tp):
+    """The analytic decode capacity (fleet sizing, projections) counts output per GPU the way the
+    simulation does, with tensor-parallel attention too: a rank of ``tp`` GPUs shares its requests."""
+    from sim.serving.fleet import decode_capacity
+
+    m, g = moe.get(V2L), gpus.get("H800")
+    decode = {"nodes": 1, "gpus_per_node": 2, "tp": tp}
+    lengths = {"input_len": 1000, "output_len": 400, "mtp_draft_tokens": 0}
+    dep = parse_deployment({"mode": "disaggregated", "prefill": decode, "decode": decode}, m, g)
+    assert dep.decode is not None
+    cap = decode_capacity(m, g, dep.decode, parse_workload({**lengths, "arrival_rate_per_s": 1.0}), 1 / 30)
+    assert cap.feasible and cap.batch_per_gpu > 1
+    ranks = dep.decode.attn_dp
+    run = estimate_serving(
+        V2L,
+        g,
+        {
+            "mode": "disaggregated",
+            "prefill": {"nodes": 1, "gpus_per_node": 1, "instances": 8},
+            "decode": {**decode, "max_batch_per_gpu": cap.batch_per_gpu},
+        },
+        {**lengths, "concurrency": cap.batch_per_gpu * ranks + 64},
+        duration_s=120,
+        seed=0,
+    )
+    assert run.mean_batch_per_gpu["decode"] == pytest.approx(cap.batch_per_gpu, rel=0.05)
+    per_gpu = run.decode_output_tokens_per_s_per_node / 2  # one node of 2 GPUs
+    assert per_gpu == pytest.approx(cap.output_tokens_per_s_per_gpu, rel=0.05)
+
+
+def test_tensor_parallel_ranks_dispatch_their_share_of_the_tokens():
+    """A rank of tp GPUs holds the same tokens; each GPU dispatches 1/tp of them (as the router and
+    the routed rows count them), so the all-to-all of 64 tokens at tp 2 is that of 32 at tp 1."""
+    m, g = moe.get("deepseek-v3"), gpus.get("H800")
+    costs = {}
+    for tp in (1, 2):
+        dep = parse_deployment({"mode": "colocated", "nodes": 4, "tp": tp, "ep": 32}, m, g)
+        assert dep.colocated is not None
+        costs[tp] = StepCostModel(m, g, dep.colocated, 0, np.random.default_rng(0))
+    for bytes_per_value, dedupe in ((1.0, False), (2.0, True)):
+        assert costs[2].all_to_all(64, bytes_per_value, dedupe) == pytest.approx(
+            costs[1].all_to_all(32, bytes_per_value, dedupe)
+        )

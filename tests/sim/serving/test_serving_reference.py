@@ -175,6 +175,12 @@ def test_day6_fleet_sizing():
     assert plan.decode.tokens_per_s_per_user >= 20
 
 
+@pytest.mark.parametrize("bad", [{"nodes_options": ()}, {"tp_options": (0,)}, {"tp_options": (1.5,)}])
+def test_projections_refuse_impossible_search_options(bad):
+    with pytest.raises(ValueError, match="whole numbers >= 1"):
+        projections(models=("deepseek-v4-flash",), gpu_names=("H800",), **bad)
+
+
 def test_projections_shape():
     rows = projections(
         models=("deepseek-v4-flash",),
@@ -190,3 +196,16 @@ def test_projections_shape():
             assert row["bound_by"]
         else:
             assert row["usd_per_million_output_tokens"] > 0
+            assert row["tp"] in (1, 2, 4, 8)
+    # a wider search (tensor-parallel attention too) is never dearer than data-parallel alone
+    narrow = projections(
+        models=("deepseek-v4-flash",),
+        gpu_names=("H800", "A800"),
+        tokens_per_s_per_user=(20.0, 100.0),
+        nodes_options=(1, 4),
+        tp_options=(1,),
+    )
+    for wide, only_dp in zip(rows, narrow, strict=True):
+        if only_dp["result"] == "ok":
+            assert wide["result"] == "ok"
+            assert wide["usd_per_million_output_tokens"] <= only_dp["usd_per_million_output_tokens"]
