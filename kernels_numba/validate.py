@@ -278,10 +278,16 @@ def main(argv: list[str] | None = None) -> int:
         today = datetime.date.today().isoformat()
         h800 = cal.calibration_dir() / "h800.json"
         h800.write_text(json.dumps(published.h800_calibration(result, today), indent=1) + "\n")
+        written = [h800.name]
+        for label in sorted(published.VINTAGES):  # the older tables, refitted by the same rule
+            old = published.h800_calibration(published.fit_and_score(as_of=label), today)
+            target = cal.calibration_dir() / f"{cal.device_key(old['device'])}.json"
+            target.write_text(json.dumps(old, indent=1) + "\n")
+            written.append(target.name)
         updated = dict(doc)
         updated["families"] = fit_families(doc, path)
         path.write_text(json.dumps(updated, indent=1) + "\n")
-        print(f"wrote {h800.name} and {path.name}")
+        print(f"wrote {', '.join(written)} and {path.name}")
     trace = published.trace_cross_checks()
     for name, check in trace.items():
         print(
