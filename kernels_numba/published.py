@@ -153,6 +153,15 @@ VINTAGES: dict[str, Vintage] = {
 }
 
 
+def _figure(
+    record: Mapping[str, Any], older: Mapping[Any, float] | None, key: Any, as_of: Vintage | None
+) -> tuple[float, str]:
+    """(value, source) of a reference record's figure, or of ``as_of``'s older value for ``key``."""
+    if as_of is not None and older is not None and key in older:
+        return older[key], f"{record['id']} as of {as_of.label}: {as_of.source}"
+    return float(record["value"]), f"{record['id']}: {record['source']}"
+
+
 def vintage(label: str | None) -> Vintage | None:
     """The :data:`VINTAGES` entry for ``label`` (None: the newest tables)."""
     if label is None:
@@ -211,12 +220,7 @@ def gemm_rows(records: list[dict[str, Any]], as_of: Vintage | None = None) -> li
         m, n, k = (int(g) for g in match.groups())
         t = timing.gemm_time(gpu, m, n, k, "fp8")
         shape = {"m": m, "n": n, "k": k, "dtype": "fp8"}
-        tflops, source = float(r["value"]), f"{r['id']}: {r['source']}"
-        if as_of is not None and (m, n, k) in as_of.deepgemm_dense_tflops:
-            tflops, source = (
-                as_of.deepgemm_dense_tflops[(m, n, k)],
-                f"{r['id']} as of {as_of.label}: {as_of.source}",
-            )
+        tflops, source = _figure(r, as_of.deepgemm_dense_tflops if as_of else None, (m, n, k), as_of)
         measured = 2.0 * m * n * k / (tflops * 1e12)
         rows.append(
             Row(
@@ -248,10 +252,7 @@ def grouped_rows(records: list[dict[str, Any]], as_of: Vintage | None = None) ->
         layout = "contiguous" if m * g >= 16384 else "masked"  # the README's two tables
         t = timing.grouped_gemm_time(gpu, [m] * g, n, k, "fp8")
         shape = {"group_sizes": [m] * g, "n": n, "k": k, "dtype": "fp8"}
-        tflops, source = float(r["value"]), f"{r['id']}: {r['source']}"
-        if as_of is not None and (g, m, n, k) in as_of.deepgemm_contiguous_tflops:
-            tflops = as_of.deepgemm_contiguous_tflops[(g, m, n, k)]
-            source = f"{r['id']} as of {as_of.label}: {as_of.source}"
+        tflops, source = _figure(r, as_of.deepgemm_contiguous_tflops if as_of else None, (g, m, n, k), as_of)
         measured = 2.0 * g * m * n * k / (tflops * 1e12)
         rows.append(
             Row(
@@ -282,14 +283,13 @@ def flashmla_rows(records: list[dict[str, Any]], as_of: Vintage | None = None) -
             raise ValueError(f"reference record {rid} (FlashMLA) missing from {REFERENCE}")
         kv_bytes = batch * s_k * d_qk * 2.0
         t = timing.attention_time(gpu, batch, s_q, s_k, h_q, d_qk, d_v, False, "bf16", kv_bytes=kv_bytes)
-        source = f"{rid}: {r['source']}"
         if kind == "memory":  # 3000 GB/s in every version
-            measured = t.bytes_moved / (float(r["value"]) * 1e9)
-        elif as_of is not None:
-            measured = t.flops / (as_of.flashmla_compute_tflops * 1e12)
-            source = f"{rid} as of {as_of.label}: {as_of.source}"
+            gb_s, source = _figure(r, None, kind, as_of)
+            measured = t.bytes_moved / (gb_s * 1e9)
         else:
-            measured = t.flops / (float(r["value"]) * 1e12)
+            older = {kind: as_of.flashmla_compute_tflops} if as_of is not None else None
+            tflops, source = _figure(r, older, kind, as_of)
+            measured = t.flops / (tflops * 1e12)
         shape = {
             "batch": batch,
             "q_len": s_q,
@@ -562,33 +562,7 @@ def h800_calibration(result: Mapping[str, Any], date: str) -> dict[str, Any]:
         for r in result["rows"]
         if r["family"] != "deepep" and not str(r["table"]).startswith("v3_trace")
     ]
-    as_of = result.get("as_of")
-    if as_of is not None:
-        old = vintage(str(as_of))
-        assert old is not None
-        return {
-            "schema": 1,
-            "device": f"H800@{old.label}",
-            "aliases": [],
-            "kind": "gpu",
-            "date": date,
-            "kernels_as_of": old.label,
-            "source": f"fitted by python -m kernels_numba.published --as-of {old.label} --write to "
-            f"DeepSeek's H800 tables as they stood at the end of {old.label} ({old.source}; every other "
-            "entry as in the newest tables) and, for gemm_wgrad / memory_bound / norm_rope / "
-            "attention_backward, to kernel instances of the V3 training trace (deepseek-ai/profile-data "
-            "train.json, 2025-02-27)",
-            "applies_to_architectures": [],
-            "reference_for_other_gpus": False,
-            "applies_note": "For predicting H800 systems of that time with the kernels they ran: name the "
-            f"GPU 'H800@{old.label}'. No other GPU borrows these efficiencies.",
-            "default_impl": "published",
-            "families": result["families"],
-            "links": result["links"],
-            "published_scores": result["tables"],
-            "measurements": measurements,
-        }
-    return {
+    doc: dict[str, Any] = {
         "schema": 1,
         "device": "H800",
         "aliases": ["H800-SXM5", "H800 SXM", "H800-SXM"],
@@ -609,6 +583,34 @@ def h800_calibration(result: Mapping[str, Any], date: str) -> dict[str, Any]:
         "published_scores": result["tables"],
         "measurements": measurements,
     }
+    old = vintage(result.get("as_of"))
+    if old is not None:
+        doc.update(
+            {
+                "device": f"H800@{old.label}",
+                "aliases": [],
+                "kernels_as_of": old.label,
+                "source": f"fitted by python -m kernels_numba.published --as-of {old.label} --write to "
+                f"DeepSeek's H800 tables as they stood at the end of {old.label} ({old.source}; every "
+                "other entry as in the newest tables) and, for gemm_wgrad / memory_bound / norm_rope / "
+                "attention_backward, to kernel instances of the V3 training trace "
+                "(deepseek-ai/profile-data train.json, 2025-02-27)",
+                "applies_to_architectures": [],
+                "reference_for_other_gpus": False,
+                "applies_note": "For predicting H800 systems of that time with the kernels they ran: name "
+                f"the GPU 'H800@{old.label}'. No other GPU borrows these efficiencies.",
+            }
+        )
+    return doc
+
+
+def write_calibration(result: Mapping[str, Any], date: str) -> Path:
+    """Write :func:`h800_calibration`'s document where the timing model finds it by device name
+    (``h800.json``, ``h800-2025-02.json``); return the path."""
+    doc = h800_calibration(result, date)
+    path = cal.calibration_dir() / f"{cal.device_key(doc['device'])}.json"
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    return path
 
 
 # DeepSeek-V3 training trace (deepseek_figures.md 1.7, from deepseek-ai/profile-data train.json,
@@ -979,10 +981,7 @@ def main(argv: list[str] | None = None) -> int:
             f"p90 {summary['p90_pct']:6.1f}%  n={summary['n']:3d}"
         )
     if args.write:
-        doc = h800_calibration(result, datetime.date.today().isoformat())
-        path = cal.calibration_dir() / f"{cal.device_key(doc['device'])}.json"
-        path.write_text(json.dumps(doc, indent=1) + "\n")
-        print(f"wrote {path}")
+        print(f"wrote {write_calibration(result, datetime.date.today().isoformat())}")
     return 0
 
 

@@ -276,14 +276,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.write:
         today = datetime.date.today().isoformat()
-        h800 = cal.calibration_dir() / "h800.json"
-        h800.write_text(json.dumps(published.h800_calibration(result, today), indent=1) + "\n")
-        written = [h800.name]
+        written = [published.write_calibration(result, today).name]
         for label in sorted(published.VINTAGES):  # the older tables, refitted by the same rule
-            old = published.h800_calibration(published.fit_and_score(as_of=label), today)
-            target = cal.calibration_dir() / f"{cal.device_key(old['device'])}.json"
-            target.write_text(json.dumps(old, indent=1) + "\n")
-            written.append(target.name)
+            written.append(published.write_calibration(published.fit_and_score(as_of=label), today).name)
         updated = dict(doc)
         updated["families"] = fit_families(doc, path)
         path.write_text(json.dumps(updated, indent=1) + "\n")

@@ -916,22 +916,26 @@ DEEPSEEK_SERVING_NOTEBOOK: list[tuple[str, str]] = [
     import plotly.io as pio
     from IPython.display import Markdown, display
 
-    import gpus
     import moe
     import sim
     from reports.nbtools import setup_plotly, show_table, write_summary
     from reports.published import (API_PRICES_SOURCE, DAY6_FLEET, DAY6_FLEET_SOURCE, api_prices,
                                    published)
     from reports.validation import DAY6_DEPLOYMENT, DAY6_WORKLOAD
-    from sim.serving.api import DEFAULT_MTP_ACCEPTANCE
-    from sim.serving.deployment import parse_deployment
-    from sim.serving.fleet import prefill_capacity, projections, size_fleet
-    from sim.serving.workloads import DAY6_NODE_COUNT_BY_HOUR, day6_load_curve, parse_workload
+    from sim.serving.fleet import projections, size_fleet
+    from sim.serving.workloads import DAY6_NODE_COUNT_BY_HOUR, day6_load_curve
 
     pio.renderers.default = "notebook"  # plotly.js inlined: figures show in JupyterLab and in offline HTML
     setup_plotly()
     v3 = moe.get("deepseek-v3")
     workload = {**DAY6_WORKLOAD, "mtp_draft_tokens": mtp_draft_tokens}
+    prefill_nodes = DAY6_DEPLOYMENT["prefill"]["nodes"]
+    # fleets sized hour by hour to the day's load (shown below); their prefill capacity, at full
+    # batches of the Day-6 mean request, is the prefill section's
+    plans = {name: size_fleet(v3, name, copy.deepcopy(DAY6_DEPLOYMENT),
+                              {k: v for k, v in workload.items() if k != "concurrency"}, day6_load_curve(),
+                              tpot_target_s=tpot_target_s, ttft_target_s=ttft_target_s, usd_per_gpu_hour=2.0)
+             for name in calibrations}
     NODE_USD_PER_HOUR = 16.0  # 8 GPUs x 2 USD, DeepSeek's own assumption
     summary = {"model": "deepseek-v3", "calibrations": calibrations}
 
@@ -994,11 +998,8 @@ DEEPSEEK_SERVING_NOTEBOOK: list[tuple[str, str]] = [
     ("code", """
     rows = []
     for name, run in runs.items():
-        deployment = parse_deployment(copy.deepcopy(DAY6_DEPLOYMENT), v3, gpus.get(name))
-        wl = parse_workload({k: v for k, v in workload.items() if k != "concurrency"} | {"arrival_rate_per_s": 1.0},
-                            default_mtp_acceptance=DEFAULT_MTP_ACCEPTANCE)
-        capacity = prefill_capacity(v3, gpus.get(name), deployment.prefill, wl)
-        per_node = capacity.input_tokens_per_s_per_instance / deployment.prefill.nodes
+        capacity = plans[name].prefill
+        per_node = capacity.input_tokens_per_s_per_instance / prefill_nodes
         implied = DAY6_FLEET["prefill_input_tokens_per_s_per_node"] / per_node
         rows.append({
             "calibration": name,
@@ -1037,11 +1038,6 @@ DEEPSEEK_SERVING_NOTEBOOK: list[tuple[str, str]] = [
     chart, and the daily cost against DeepSeek's $87,072 (226.75 nodes x 8 GPUs x 24 h x $2).
     """),
     ("code", """
-    curve = day6_load_curve()
-    fleet_workload = {k: v for k, v in workload.items() if k != "concurrency"}
-    plans = {name: size_fleet(v3, name, copy.deepcopy(DAY6_DEPLOYMENT), fleet_workload, curve,
-                              tpot_target_s=tpot_target_s, ttft_target_s=ttft_target_s, usd_per_gpu_hour=2.0)
-             for name in calibrations}
     hours = list(range(24))
     fig = go.Figure()
     for name, plan in plans.items():

@@ -263,18 +263,14 @@ V3_STEP_PHASES_SOURCE = f"{ISCA25}, Table 4"
 
 # Day 6's fleet-level figures (deepseek_figures.md section 3.2), shown beside the simulation in
 # notebook 6 rather than checked against a tolerance: they are 24-hour averages of a fleet sized for
-# its peak, not the capacity of an instance. $0.060 and $0.300 are 16 USD per node-hour over the
-# per-node throughputs (73.7k input, 14.8k output tokens/s).
+# its peak, not the capacity of an instance. $0.060 is 16 USD per node-hour over 73.7k input tokens/s.
 DAY6_FLEET: dict[str, float] = {
     "prefill_input_tokens_per_s_per_node": 73_700.0,  # counting cache hits
     "usd_per_million_input": 16 / 3600 / 73_700 * 1e6,
-    "usd_per_million_output": 16 / 3600 / 14_800 * 1e6,
     "mean_nodes": 226.75,
     "peak_nodes": 278.0,
     "min_nodes": 68.0,
     "daily_cost_usd": 87_072.0,  # 226.75 nodes x 8 GPUs x 24 h x 2 USD
-    "input_tokens_per_day": 608e9,
-    "output_tokens_per_day": 168e9,
 }
 DAY6_FLEET_SOURCE = f"{DAY6} (deepseek_figures.md section 3.2)"
 
