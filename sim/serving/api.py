@@ -119,7 +119,11 @@ def estimate_serving(
     tco: TCOSpec | Mapping[str, Any] | None = None,
 ) -> ServingResult:
     """Simulate ``duration_s`` seconds of serving after a warm-up (default: a quarter of the duration)
-    and return the figures of DESIGN.md. Unknown deployment or workload keys are ValueErrors."""
+    and return the figures of DESIGN.md. Unknown deployment or workload keys are ValueErrors.
+
+    A workload with ``requests`` is a finite benchmark instead (an offline batch at t = 0, or a
+    bounded closed or open loop): it runs until its last request finishes and every figure is
+    measured over that makespan (``sim/serving/workloads.py``)."""
     result, _ = simulate(model, gpu, deployment, workload, usd_per_gpu_hour, duration_s, seed, warmup_s, tco)
     return result
 
@@ -271,7 +275,13 @@ def summarise(
             f"{sim.drain_limit_s - sim.end_s:.0f} s after it (the simulation follows them that long); "
             "latency and per-user figures leave them out"
         )
-    if stats.num_requests and math.isfinite(stats.e2e_mean_s) and window < 2.0 * stats.e2e_mean_s:
+    if wl.finite:
+        notes.append(
+            f"a finite benchmark of {wl.requests} requests ({wl.kind}): figures are measured over its "
+            f"makespan ({window:.1f} s, first arrival to last completion), warm-up and tail included, "
+            "as benchmark tools measure them; duration_s and warmup_s do not apply"
+        )
+    elif stats.num_requests and math.isfinite(stats.e2e_mean_s) and window < 2.0 * stats.e2e_mean_s:
         notes.append(
             f"the measured window ({window:.0f} s) spans fewer than two request lifetimes (mean end-to-end "
             f"{stats.e2e_mean_s:.0f} s): throughput and cost depend on where it falls; a longer duration_s "

@@ -98,10 +98,16 @@ class Simulation:
         self.wl = workload
         self.rng = rng
         self.env = simpy.Environment()
+        # A finite benchmark (``workload.requests``) is measured from t = 0 to its last completion,
+        # as benchmark tools measure it (tokens / makespan): the window closes when the run ends.
+        if workload.finite:
+            warmup_s, duration_s = 0.0, math.inf
+            stop_after_completions = workload.requests
         self.start_s = warmup_s
         self.end_s = warmup_s + duration_s
         self.window = (self.start_s, self.end_s)
-        self.log = RequestLog(capacity=max(1024, (workload.concurrency or 0) * 4))
+        self.log = RequestLog(capacity=max(1024, (workload.concurrency or 0) * 4, workload.requests or 0))
+        self.issued = 0  # requests created so far (a finite workload creates ``workload.requests``)
         self.input_tokens = WindowCounter(*self.window)
         self.cached_input_tokens = WindowCounter(*self.window)
         self.output_tokens = WindowCounter(*self.window)
@@ -169,6 +175,7 @@ class Simulation:
                 f"({self.max_request_tokens} tokens); shorten the lengths or use larger instances."
             )
         rid = self.log.new(self.env.now, n_in, n_out, cached)
+        self.issued += 1
         self.events += 1
         if self.start_s <= self.env.now <= self.end_s:
             self.window_arrivals += 1
@@ -202,8 +209,11 @@ class Simulation:
             and not self.stop_event.triggered
         ):
             self.stop_event.succeed()
-        if self.wl.kind == "closed":
+        if self.wl.kind == "closed" and self._may_issue():
             self.new_request()
+
+    def _may_issue(self) -> bool:
+        return self.wl.requests is None or self.issued < self.wl.requests
 
     # ---- sources --------------------------------------------------------------------------------
     def _open_loop(self) -> Any:
@@ -212,6 +222,8 @@ class Simulation:
             gaps = self.rng.exponential(1.0 / rate, 4096)
             for gap in gaps:
                 yield self.env.timeout(float(gap))
+                if not self._may_issue():
+                    return
                 self.new_request()
 
     def _trace(self) -> Any:
@@ -229,13 +241,20 @@ class Simulation:
     def run(self) -> None:
         if self.wl.kind == "closed":
             for _ in range(int(self.wl.concurrency or 0)):
-                self.new_request()
+                if self._may_issue():
+                    self.new_request()
         elif self.wl.kind == "open":
             self.env.process(self._open_loop())
+        elif self.wl.kind == "offline":
+            for _ in range(int(self.wl.requests or 0)):
+                self.new_request()
         else:
             self.env.process(self._trace())
         if self.stop_after is not None:
             self.env.run(until=self.stop_event)
+            if self.wl.finite:  # the window ends with the last completion (the makespan)
+                self.end_s = self.env.now
+                self.window = (self.start_s, self.end_s)
             return
         self.env.run(until=self.end_s)
         if not self.run_past_window:

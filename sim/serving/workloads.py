@@ -4,6 +4,13 @@ A workload is a dict with the keys of DESIGN.md (``input_len``, ``output_len``,
 ``cache_hit_rate``, one of ``concurrency`` | ``arrival_rate_per_s`` | ``trace``,
 ``mtp_draft_tokens``, ``mtp_acceptance``), parsed once into a frozen :class:`Workload`.
 
+``requests`` makes a workload a finite benchmark of that many requests, measured as benchmark
+tools measure it (throughput = tokens / makespan, from the first arrival to the last completion;
+no warm-up is cut): alone, every request arrives at t = 0 (an offline batch, as ``trtllm-bench
+throughput`` and vLLM's offline benchmark or ``vllm bench serve --request-rate inf`` run it); with
+``concurrency``, at most that many are in flight until all have been issued (``--max-concurrency``);
+with ``arrival_rate_per_s``, that many Poisson arrivals.
+
 Lengths are a number (every request has that length) or a distribution spec::
 
     {"dist": "lognormal", "mean": 4383, "cv": 1.0, "min": 1, "max": 131072}
@@ -36,6 +43,7 @@ WORKLOAD_KEYS = frozenset(
         "concurrency",
         "arrival_rate_per_s",
         "trace",
+        "requests",
         "mtp_draft_tokens",
         "mtp_acceptance",
     }
@@ -207,7 +215,8 @@ def read_trace(
 
 @dataclass(frozen=True)
 class Workload:
-    """A parsed workload. Exactly one of concurrency, arrival_rate_per_s, trace is set."""
+    """A parsed workload. At most one of concurrency, arrival_rate_per_s, trace is set; none only for
+    an offline batch (``requests`` set). ``requests`` makes any but a trace finite (module docstring)."""
 
     input_len: LengthSpec
     output_len: LengthSpec
@@ -217,6 +226,7 @@ class Workload:
     trace: tuple[TraceRow, ...] | None = field(default=None, repr=False)
     mtp_draft_tokens: int = 0
     mtp_acceptance: float = 0.0
+    requests: int | None = None
 
     @property
     def kind(self) -> str:
@@ -224,7 +234,14 @@ class Workload:
             return "closed"
         if self.arrival_rate_per_s is not None:
             return "open"
-        return "trace"
+        if self.trace is not None:
+            return "trace"
+        return "offline"
+
+    @property
+    def finite(self) -> bool:
+        """True when the run is a benchmark of ``requests`` requests measured to their makespan."""
+        return self.requests is not None
 
     @property
     def mean_input_len(self) -> float:
@@ -256,6 +273,7 @@ class Workload:
             "concurrency": self.concurrency,
             "arrival_rate_per_s": self.arrival_rate_per_s,
             "trace_rows": None if self.trace is None else len(self.trace),
+            "requests": self.requests,
             "mtp_draft_tokens": self.mtp_draft_tokens,
             "mtp_acceptance": self.mtp_acceptance,
         }
@@ -276,15 +294,30 @@ def parse_workload(
     if unknown:
         raise ValueError(f"Unknown workload keys {sorted(unknown)}; allowed: {sorted(WORKLOAD_KEYS)}.")
     modes = [k for k in ("concurrency", "arrival_rate_per_s", "trace") if spec.get(k) is not None]
-    if len(modes) != 1:
+    requests = spec.get("requests")
+    if requests is not None:
+        if (
+            isinstance(requests, bool)
+            or not isinstance(requests, int | float)
+            or not math.isfinite(requests)
+            or requests != int(requests)
+            or requests < 1
+        ):
+            raise ValueError(f"requests must be a whole number >= 1 of requests to run, got {requests!r}.")
+        if "trace" in modes:
+            raise ValueError("'requests' cannot be combined with 'trace': a trace lists its own requests.")
+    if len(modes) > 1 or (not modes and requests is None):
         raise ValueError(
             "A workload needs exactly one of 'concurrency' (closed loop), 'arrival_rate_per_s' "
-            f"(open loop, Poisson) or 'trace' (CSV); got {modes or 'none'}."
+            "(open loop, Poisson) or 'trace' (CSV), or 'requests' alone (an offline batch arriving at "
+            f"t = 0); got {modes or 'none'}."
         )
     trace = None
     concurrency = None
     rate = None
-    if modes[0] == "concurrency":
+    if not modes:
+        pass
+    elif modes[0] == "concurrency":
         c = spec["concurrency"]
         if isinstance(c, bool) or not isinstance(c, int | float) or c != int(c) or c < 1:
             raise ValueError(f"concurrency must be a whole number >= 1 of requests in flight, got {c!r}.")
@@ -325,6 +358,7 @@ def parse_workload(
         trace=trace,
         mtp_draft_tokens=int(draft),
         mtp_acceptance=float(acceptance),
+        requests=None if requests is None else int(requests),
     )
 
 
