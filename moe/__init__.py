@@ -53,6 +53,9 @@ _ALIASES = {
     "v4-pro": "deepseek-v4-pro",
     "mixtral-8x7b-v0.1": "mixtral-8x7b",
     "mixtral-8x22b-v0.1": "mixtral-8x22b",
+    # the instruction-tuned Llama 4 checkpoints share their base models' architecture (model card)
+    "llama-4-scout-17b-16e-instruct": "llama-4-scout-17b-16e",
+    "llama-4-maverick-17b-128e-instruct": "llama-4-maverick-17b-128e",
 }
 
 
@@ -82,6 +85,7 @@ def get(name_or_model: str | MoEModel) -> MoEModel:
         or key.startswith("mistralai/")
         or key.startswith("qwen/")
         or key.startswith("openai/")
+        or key.startswith("meta-llama/")
     ):
         key = key.split("/", 1)[1]
         key = _ALIASES.get(key, key)

@@ -310,6 +310,13 @@ def _sum_min(length: int, cap: int) -> int:
     return cap * (cap + 1) // 2 + (length - cap) * cap
 
 
+def _sum_chunked(length: int, chunk: int) -> int:
+    """sum_{i=1..L} (((i - 1) mod chunk) + 1): keys per query summed over a causal sequence in
+    chunked local attention (a query sees the tokens of its own chunk up to itself)."""
+    q, rem = divmod(length, chunk)
+    return q * chunk * (chunk + 1) // 2 + rem * (rem + 1) // 2
+
+
 def _sum_floor(length: int, ratio: int) -> int:
     """sum_{i=1..L} floor(i / ratio)."""
     q, rem = divmod(length, ratio)
@@ -337,6 +344,12 @@ def _layer_reach(model: MoEModel, layer: int, context_len: int, causal: bool) ->
     Causal: the query at position i (1-based, itself included) sees the i tokens up to it, averaged
     over i = 1..L. Non-causal: every query sees all L tokens (equivalently, one decode step at
     position L).
+
+    Chunked local attention (Llama 4, chunk C): causal, the query at i sees ((i - 1) mod C) + 1
+    tokens; non-causal (a decode step), min(L, C) keys, the most its chunk holds. That is exact up to
+    L = C; past it a single decode step at L would see ((L - 1) mod C) + 1, a saw-tooth between 1
+    and C, and min(L, C) is its upper bound: the serving simulator evaluates decode at a batch's mean
+    KV length, where the saw-tooth of the mean says nothing about the mean of the saw-tooth.
     """
     a = model.attention
     length = context_len
@@ -345,7 +358,10 @@ def _layer_reach(model: MoEModel, layer: int, context_len: int, causal: bool) ->
         return total_causal / length if causal else total_full
 
     window = a.window(layer)
+    chunk = a.chunk(layer)
     if a.kind in ("mha", "gqa"):
+        if chunk is not None:
+            return _Reach(mean(_sum_chunked(length, chunk), min(length, chunk)), 0.0)
         if window is None:
             return _Reach(mean(length * (length + 1) // 2, length), 0.0)
         return _Reach(mean(_sum_min(length, window), min(length, window)), 0.0)
@@ -500,6 +516,11 @@ def layer_kv_bytes(model: MoEModel, layer: int, context_len: int, dtype: str = "
     attn = indexer = state = 0.0
     if a.kind in ("mha", "gqa"):
         entries = length if window is None else min(length, window)
+        chunk = a.chunk(layer)
+        if chunk is not None:
+            # chunked local attention: only the current chunk's keys are read again, so a server
+            # need keep no more than one chunk per sequence in this layer
+            entries = min(entries, chunk)
         attn = entries * 2 * a.num_kv_heads * _entry_bytes(a.head_dim, 0, dtype)
     elif a.kind == "mla":
         attn = length * _entry_bytes(a.kv_lora_rank, a.qk_rope_head_dim, dtype)
@@ -523,7 +544,8 @@ def kv_cache_breakdown(model: MoEModel, dtype: str = "bf16", context_len: int = 
     """KV-cache bytes per token for one sequence of ``context_len`` tokens, by part.
 
     * "attention": cached keys/values. MHA/GQA: 2 x kv_heads x head_dim per token and layer, a
-      sliding-window layer keeping at most ``window`` tokens. MLA: kv_lora_rank + qk_rope_head_dim
+      sliding-window layer keeping at most ``window`` tokens, a chunked-attention layer (Llama 4)
+      at most ``chunk_size`` tokens. MLA: kv_lora_rank + qk_rope_head_dim
       per token and layer (V3: (512 + 64) x 61 x 2 B = 70,272 B, ISCA'25 Table 1). V4 ("csa"): the
       last ``sliding_window`` raw 512-d entries plus floor(L / ratio) compressed 512-d entries.
     * "indexer": the lightning indexer's key cache (V3.2: index_head_dim per token and layer;

@@ -39,6 +39,8 @@ SUPPORTED_MODEL_TYPES: dict[str, str] = {
     "qwen2_moe": "qwen_moe",
     "qwen3_moe": "qwen_moe",
     "gpt_oss": "gpt_oss",
+    "llama4": "llama4",
+    "llama4_text": "llama4",
 }
 
 _ARCHITECTURES: dict[str, str] = {
@@ -50,6 +52,8 @@ _ARCHITECTURES: dict[str, str] = {
     "Qwen2MoeForCausalLM": "qwen2_moe",
     "Qwen3MoeForCausalLM": "qwen3_moe",
     "GptOssForCausalLM": "gpt_oss",
+    "Llama4ForConditionalGeneration": "llama4",
+    "Llama4ForCausalLM": "llama4_text",
 }
 
 
@@ -65,6 +69,9 @@ class AttentionSpec:
     window-only).
 
     ``layer_windows`` gives each main layer's sliding window in tokens (None = full attention).
+    ``chunk_size`` and ``layer_chunked`` describe chunked local attention (Llama 4, HF
+    ``attention_chunk_size``): in a chunked layer the sequence is cut into blocks of ``chunk_size``
+    tokens and a query attends causally within its own block only.
     """
 
     kind: str
@@ -89,6 +96,8 @@ class AttentionSpec:
     o_lora_rank: int = 0
     compress_ratios: tuple[int, ...] = ()
     mtp_compress_ratio: int = 0
+    chunk_size: int | None = None
+    layer_chunked: tuple[bool, ...] = ()
 
     @property
     def qk_head_dim(self) -> int:
@@ -115,6 +124,16 @@ class AttentionSpec:
                 return self.sliding_window
             return self.layer_windows[-1]
         return self.layer_windows[layer]
+
+    def chunk(self, layer: int) -> int | None:
+        """Attention chunk of layer ``layer`` in tokens (chunked local attention), or None.
+
+        Layers past the main ones (MTP) attend like the last main layer.
+        """
+        if self.chunk_size is None or not self.layer_chunked:
+            return None
+        index = min(layer, len(self.layer_chunked) - 1)
+        return self.chunk_size if self.layer_chunked[index] else None
 
     def compress_ratio(self, layer: int) -> int:
         """KV compression ratio of layer ``layer`` (0: none; MTP layers past the main ones use
@@ -429,13 +448,18 @@ def _load(path_or_dict: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any],
 def from_hf_config(path_or_dict: str | Path | Mapping[str, Any], name: str | None = None) -> MoEModel:
     """Build a :class:`MoEModel` from a Hugging Face ``config.json`` (path, folder or dict).
 
-    Supported: DeepSeek-V2/V2-Lite/V3/V3.2/V4, Mixtral, Qwen2-MoE, Qwen3-MoE, gpt-oss. A config
-    that nests its text model under ``text_config`` is read from there.
+    Supported: DeepSeek-V2/V2-Lite/V3/V3.2/V4, Mixtral, Qwen2-MoE, Qwen3-MoE, gpt-oss, Llama 4. A
+    config that nests its text model under ``text_config`` (Llama 4) is read from there; the outer
+    ``architectures``, ``tie_word_embeddings`` (Llama 4 keeps it outside ``text_config``) and
+    ``_``-prefixed notes (``_source``, ``_name``) apply unless the text model sets its own.
     """
     raw, origin = _load(path_or_dict)
     if "text_config" in raw and isinstance(raw["text_config"], Mapping) and "hidden_size" not in raw:
         inner = dict(raw["text_config"])
         inner.setdefault("architectures", raw.get("architectures"))
+        for key, value in raw.items():
+            if key == "tie_word_embeddings" or key.startswith("_"):
+                inner.setdefault(key, value)
         raw = inner
     model_type = _resolve_model_type(raw)
     family = SUPPORTED_MODEL_TYPES[model_type]
@@ -840,10 +864,111 @@ def _parse_gpt_oss(raw: Mapping[str, Any], model_type: str, name: str, source: s
     )
 
 
+def _layer_list(raw: Mapping[str, Any], key: str, what: str) -> list[int] | None:
+    """An optional list of integers (``moe_layers``, ``no_rope_layers``); None when absent or null."""
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ValueError(f"{what} config field {key!r} must be a list of integers; got {value!r}.")
+    return [_as_size(v, key, what, allow_zero=True) for v in value]
+
+
+def _parse_llama4(raw: Mapping[str, Any], model_type: str, name: str, source: str) -> MoEModel:
+    """Llama 4 text decoder (HF ``modeling_llama4.py``, ``Llama4TextConfig``).
+
+    * MoE layers: ``moe_layers`` when given, else every ``interleave_moe_layer_step``-th layer
+      counting from ``step - 1`` (HF default: Scout step 1 = all 48 layers, Maverick step 2 = the odd
+      layers). Other layers have a dense SwiGLU MLP of ``intermediate_size_mlp``.
+    * An MoE layer: a bias-free router over ``num_local_experts`` routed experts, top
+      ``num_experts_per_tok`` (sigmoid of the chosen logit scales the expert input), each expert a
+      SwiGLU of ``intermediate_size``; plus one always-on shared expert of ``intermediate_size``
+      with no gate.
+    * Attention: GQA; layers with ``no_rope_layers[i] == 1`` use RoPE and, when
+      ``attention_chunk_size`` is set, chunked local attention (a query sees only its own chunk);
+      the others (every fourth by default, HF ``no_rope_layer_interval`` 4) are NoPE layers with
+      full causal attention. The QK norm (``use_qk_norm``) is a parameter-free L2 norm, and the
+      NoPE layers' attention temperature tuning a per-position scale: neither holds parameters.
+    """
+    what = "Llama 4"
+    f = _Fields(raw, what)
+    hidden = f.size("hidden_size")
+    layers = f.size("num_hidden_layers")
+    experts = f.size("num_local_experts")
+    top_k = f.size("num_experts_per_tok")
+    _check_topk(what, experts, top_k)
+    step = f.size("interleave_moe_layer_step", default=1)
+    moe_list = _layer_list(raw, "moe_layers", what)
+    if moe_list is None:
+        moe_list = list(range(step - 1, layers, step))
+    bad = [i for i in moe_list if i >= layers]
+    if bad:
+        raise ValueError(
+            f"{what} config lists moe_layers {bad} but has only {layers} layers (indices 0-{layers - 1})."
+        )
+    moe_set = set(moe_list)
+    moe_layers = tuple(i in moe_set for i in range(layers))
+    has_dense = not all(moe_layers)
+    rope_list = _layer_list(raw, "no_rope_layers", what)
+    if not rope_list:  # HF: an empty or absent list falls back to the interval rule
+        interval = f.size("no_rope_layer_interval", default=4)
+        rope_list = [int((i + 1) % interval != 0) for i in range(layers)]
+    if len(rope_list) != layers or any(v not in (0, 1) for v in rope_list):
+        raise ValueError(
+            f"{what} config field 'no_rope_layers' must hold one 0 or 1 per layer ({layers}); got "
+            f"{len(rope_list)} values {sorted(set(rope_list))}."
+        )
+    chunk = f.size("attention_chunk_size") if f.has("attention_chunk_size") else None
+    chunked = tuple(chunk is not None and bool(v) for v in rope_list)
+    bias = f.flag("attention_bias", False)
+    attention = _gqa_attention(
+        f,
+        layers,
+        hidden,
+        qkv_bias=bias,
+        o_bias=bias,
+        chunk_size=chunk,
+        layer_chunked=chunked,
+    )
+    expert_size = f.size("intermediate_size")
+    notes = [
+        "Llama 4 MoE layer: one shared expert (intermediate_size, no gate) plus top-k routed experts; "
+        "dense layers use intermediate_size_mlp (HF modeling_llama4.py Llama4TextMoe, Llama4TextMLP).",
+        "QK L2 norm and NoPE temperature tuning hold no parameters and are not timed as operators.",
+    ]
+    if chunk is not None:
+        notes.append(
+            f"Chunked local attention on {sum(chunked)} of {layers} layers (RoPE layers), chunk "
+            f"{chunk} tokens: their KV cache is capped at the chunk (min(L, {chunk}) entries per "
+            "sequence); the NoPE layers attend to the whole context."
+        )
+    return MoEModel(
+        name=name,
+        architecture=model_type,
+        hidden_size=hidden,
+        num_layers=layers,
+        vocab_size=f.size("vocab_size"),
+        intermediate_size=f.size("intermediate_size_mlp") if has_dense else 0,
+        moe_intermediate_size=expert_size,
+        num_routed_experts=experts,
+        num_shared_experts=1,
+        shared_expert_intermediate_size=expert_size,
+        experts_per_token=top_k,
+        attention=attention,
+        moe_layers=moe_layers,
+        scoring_func="sigmoid",
+        source=source,
+        notes=tuple(notes),
+        hf_config=MappingProxyType(dict(raw)),
+        **_common_tail(f),
+    )
+
+
 _PARSERS = {
     "deepseek": _parse_deepseek,
     "deepseek_v4": _parse_deepseek_v4,
     "mixtral": _parse_mixtral,
     "qwen_moe": _parse_qwen_moe,
     "gpt_oss": _parse_gpt_oss,
+    "llama4": _parse_llama4,
 }

@@ -360,8 +360,8 @@ def _attention_ops(
         b.gemm("qkv_proj", tokens, (heads + 2 * kv_heads) * a.head_dim, h)
         if a.qk_norm:
             b.vector("qk_norm", "norm", tokens * (heads + kv_heads) * a.head_dim)
-        window = a.window(layer)
-        full = window is None
+        # sliding-window and chunked (Llama 4) layers score the mean reach, not the causal square
+        full = a.window(layer) is None and a.chunk(layer) is None
         flops = tokens * main_per_token / tp
         b.attention(
             "attention",

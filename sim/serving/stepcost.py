@@ -10,7 +10,12 @@ with its own shape and bytes (:meth:`StepCostModel.layer_ops` lists them by name
   kv_b up-projection and the assembly of per-head K/V (also over a cached prefix), in decode the
   absorbed per-head W_UK and W_UV batched GEMMs and the 576-d query; the KV-cache write; the core
   attention (:func:`sim.timing.attention_time`; FlashMLA in decode at the batch's KV length and KV
-  dtype); the output projection. GQA/MHA models get their qkv/o projections, RoPE and KV write;
+  dtype); the output projection. GQA/MHA models get their qkv/o projections, RoPE and KV write.
+  Sliding-window and chunked local attention (gpt-oss, Llama 4): every layer's core attention is
+  timed with the keys per query averaged over all layers (:meth:`StepCostModel._effective_keys`),
+  where in decode a Llama 4 chunked layer counts min(L, chunk) keys (exact up to one chunk, an upper
+  bound past it) and a NoPE layer all L; prefill times full causal attention over L scaled by that
+  mean over L. Decode reads the model's capped KV cache (moe.accounting), averaged over layers;
 * dense layers: fused add + norm, cast, gate/up GEMM, SwiGLU fused with the FP8 cast, down GEMM;
 * MoE layers: the router GEMM and group-limited top-k gating; shared experts (cast, GEMMs, SwiGLU);
   routed experts as grouped GEMMs over this GPU's experts with the busiest GPU's load
@@ -392,8 +397,9 @@ class StepCostModel:
         return int(a.qk_head_dim), int(a.value_head_dim)
 
     def _effective_keys(self, context: int, causal: bool, qk: int, v: int) -> float:
-        """Keys per query averaged over layers for windowed / compressed / sparse attention, from the
-        model's exact per-layer accounting (moe.accounting)."""
+        """Keys per query averaged over layers for windowed / chunked / compressed / sparse attention,
+        from the model's exact per-layer accounting (moe.accounting; a Llama 4 chunked layer counts
+        min(context, chunk) keys when ``causal`` is False)."""
         if self.attn.kind == "mla" and not self.attn.index_topk:
             return float(context)
         from moe import accounting

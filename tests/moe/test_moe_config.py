@@ -27,6 +27,7 @@ def test_catalog_names_and_sources():
         "qwen3-30b-a3b",
         "qwen3-235b-a22b",
         "gpt-oss-120b",
+        "gpt-oss-20b",
     }
     assert expected <= set(moe.names())
     for name in moe.names():

@@ -131,6 +131,20 @@ def test_gpt_oss_120b_counts():
     assert abs(m.active_non_embedding_params / 5.13e9 - 1) <= 0.03
 
 
+def test_gpt_oss_20b_counts():
+    # OpenAI gpt-oss model card (Aug 2025, Table 1): 20.91B total, 3.61B active per token, the active
+    # count again without the input embedding. Same architecture as gpt-oss-120b (24 layers, 32 experts,
+    # top-4). Tolerance 1% / 3%, as for gpt-oss-120b.
+    m = moe.get("gpt-oss-20b")
+    assert (m.num_layers, m.num_routed_experts, m.experts_per_token) == (24, 32, 4)
+    assert abs(m.total_params / 20.91e9 - 1) <= 0.01
+    assert abs(m.active_non_embedding_params / 3.61e9 - 1) <= 0.03
+    assert m.expert_dtype == "mxfp4"
+    # GQA KV cache: 12 full layers keep every token, 12 banded layers at most 128; 8 KV heads x 64 x 2 (K, V).
+    per_layer = 2 * 8 * 64 * 2
+    assert m.kv_cache_bytes_per_token("bf16", 4096) == 12 * per_layer + 12 * per_layer * 128 / 4096
+
+
 def test_v3_mtp_module_size():
     # DeepSeek-V3 README_WEIGHTS.md: the MTP module adds 11.5B unique parameters (14B with the shared
     # embedding and head); excluded from total_params (DESIGN.md). Tolerance 2%.

@@ -103,3 +103,25 @@ def test_mtp_step_costs_more_than_plain_step():
     assert mtp.time_s > plain.time_s
     assert mtp.breakdown_s["mtp"] > 0
     assert mtp.breakdown_s["head"] > plain.breakdown_s["head"]
+
+
+def test_llama4_maverick_alternates_dense_and_moe_layers():
+    # interleave_moe_layer_step 2: even layers a dense MLP (16384), odd layers the shared expert plus
+    # one routed expert, dispatched over the ep group; the step's layer list follows the model's flags
+    m, g = moe.get("llama-4-maverick-17b-128e"), gpus.get("H100")
+    cost = StepCostModel(m, g, parse_instance("colocated", {"tp": 8}, m, g), 0, np.random.default_rng(0))
+    ops = cost.layer_ops(64, cost.decode_attention(64, 1, 2000), prefill=False)
+    assert [n for n, _ in ops["dense_ffn"]] == [
+        "ffn_norm",
+        "cast_ffn_in",
+        "mlp_gate_up",
+        "mlp_act_cast",
+        "mlp_down",
+    ]
+    assert {"shared_gate_up", "shared_down"} <= {n for n, _ in ops["moe_shared"]}
+    assert {"experts_gate_up", "experts_down"} <= {n for n, _ in ops["moe_routed"]}
+    layers, _ = cost._layers(64, cost.decode_attention(64, 1, 2000), prefill=False)
+    dense, sparse = layers[0], layers[1]
+    assert dense.dispatch_s == dense.combine_s == dense.shared_s == 0.0 < dense.ffn_s
+    assert sparse.dispatch_s > 0 and sparse.combine_s > 0 and sparse.shared_s > 0
+    assert layers == [dense, sparse] * 24
