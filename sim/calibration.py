@@ -82,9 +82,31 @@ DTYPE_BYTES = {
 }
 
 
+@lru_cache(maxsize=1)
+def _package_calibration_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "gpus" / "calibration"
+
+
 def calibration_dir() -> Path:
     """Folder of the per-device calibration files (``gpus/calibration``)."""
-    return Path(__file__).resolve().parents[1] / "gpus" / "calibration"
+    return _package_calibration_dir()
+
+
+@lru_cache(maxsize=8)
+def _listing(folder: str, mtime_ns: int) -> tuple[Path, ...]:
+    return tuple(sorted(Path(folder).glob("*.json")))
+
+
+def calibration_files() -> tuple[Path, ...]:
+    """The calibration folder's ``*.json`` files, sorted by name (the listing is cached by the
+    folder's modification time, which changes when a file is added or removed; a timing model
+    looks files up on every operator, and scanning the folder each time dominated a serving run)."""
+    folder = calibration_dir()
+    try:
+        mtime_ns = folder.stat().st_mtime_ns
+    except FileNotFoundError:
+        return ()
+    return _listing(str(folder), mtime_ns)
 
 
 def dtype_bytes(dtype: str) -> float:
@@ -163,20 +185,52 @@ def defaults() -> dict[str, Any]:
     return load_file(path)
 
 
+def _labels(data: Mapping[str, Any]) -> set[str]:
+    labels = {device_key(str(data.get("device", "")))}
+    labels.update(device_key(str(a)) for a in data.get("aliases", []))
+    return labels
+
+
+@lru_cache(maxsize=256)
+def _calibration_path(names: tuple[str, ...], files: tuple[Path, ...]) -> Path | None:
+    by_stem = {path.stem: path for path in files}
+    wanted = [device_key(n) for n in names if n]
+    for key in wanted:
+        if key in by_stem:
+            return by_stem[key]
+    for path in files:
+        if path.name != "defaults.json" and _labels(load_file(path)).intersection(wanted):
+            return path
+    return None
+
+
 def find_calibration(names: Sequence[str]) -> dict[str, Any] | None:
     """The calibration file for the first of ``names`` that has one, else None.
 
-    A file is matched by its stem (``h800.json``) or by a ``"device"`` / ``"aliases"`` entry.
+    A file is matched by its stem (``h800.json``) or by a ``"device"`` / ``"aliases"`` entry. Which
+    file matches is remembered per folder listing; the file itself is re-read when rewritten, and a
+    match by label is looked up afresh if the rewritten file no longer carries the label.
     """
-    folder = calibration_dir()
-    if not folder.is_dir():
+    files = calibration_files()
+    if not files:
         return None
+    key = tuple(str(n) for n in names)
+    path = _calibration_path(key, files)
+    if path is None:
+        return None
+    data = load_file(path)
+    wanted = {device_key(n) for n in key if n}
+    if path.stem not in wanted and not _labels(data).intersection(wanted):
+        _calibration_path.cache_clear()
+        path = _calibration_path(key, files)
+        return None if path is None else load_file(path)
+    return data
+    by_stem = {path.stem: path for path in files}
     wanted = [device_key(n) for n in names if n]
     for key in wanted:
-        path = folder / f"{key}.json"
-        if path.exists():
-            return load_file(path)
-    for path in sorted(folder.glob("*.json")):
+        if key in by_stem:
+            return load_file(by_stem[key])
+    for path in files:
         if path.name == "defaults.json":
             continue
         data = load_file(path)

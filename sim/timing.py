@@ -146,7 +146,7 @@ def _device(gpu: Any) -> _Device:
     if data is None:
         arch = str(getattr(profile, "architecture", "")).lower()
         if arch:
-            for path in sorted(cal.calibration_dir().glob("*.json")):
+            for path in cal.calibration_files():
                 candidate = cal.load_file(path)
                 if any(str(a).lower() in arch for a in candidate.get("applies_to_architectures", [])):
                     data = candidate
@@ -154,7 +154,7 @@ def _device(gpu: Any) -> _Device:
                     break
         is_cpu = str(getattr(profile, "name", "")).lower().startswith("cpu") or "cpu" in arch
         if data is None and not is_cpu:
-            for path in sorted(cal.calibration_dir().glob("*.json")):
+            for path in cal.calibration_files():
                 candidate = cal.load_file(path)
                 if candidate.get("reference_for_other_gpus"):
                     data = candidate
