@@ -29,6 +29,7 @@ examples:
   moe-sim serve --model deepseek-v3 --gpu H800 --help
   moe-sim report                                 # the default batch report (reports/specs/default.toml)
   moe-sim validate --json                        # kernel timing model against measurements
+  moe-sim validate --end-to-end --json           # predict public third-party end-to-end measurements
 
 exit codes: 0 ok, 1 a run failed, 2 bad input, 3 does not fit (fit --require)
 """
@@ -224,7 +225,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argpars
 
     sub.add_parser("report", help="run the notebooks over a grid into HTML reports (args: see --help)",
                    add_help=False)
-    sub.add_parser("validate", help="score the kernel timing model (args: see --help)", add_help=False)
+    sub.add_parser(
+        "validate",
+        help="score the kernel timing model; --end-to-end: predict public third-party measurements "
+        "(args: see validate --help, validate --end-to-end --help)",
+        add_help=False,
+    )
     return parser, handlers
 
 
@@ -234,7 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args_list and args_list[0] == "report":
             return _delegate("reports.runner", args_list[1:])
         if args_list and args_list[0] == "validate":
-            return _delegate("kernels_numba.validate", args_list[1:])
+            rest = args_list[1:]
+            if "--end-to-end" in rest:  # third-party end-to-end measurements, not the kernels
+                return _delegate("reports.end_to_end", [a for a in rest if a != "--end-to-end"])
+            return _delegate("kernels_numba.validate", rest)
         parser, handlers = build_parser()
         args = parser.parse_args(args_list)
         if args.command is None:
