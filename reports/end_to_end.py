@@ -648,7 +648,7 @@ def baselines() -> list[Path]:
     return sorted(RESULTS_DIR.glob("20*-end-to-end.json"))
 
 
-def _provenance() -> dict[str, Any]:
+def _provenance(command: str) -> dict[str, Any]:
     import datetime
     import hashlib
     import subprocess
@@ -675,7 +675,7 @@ def _provenance() -> dict[str, Any]:
         "date": datetime.date.today().isoformat(),
         "commit": commit,
         "uncommitted_changes": dirty,
-        "command": "python -m reports.end_to_end --write",
+        "command": command,
         "data": str(DATA.relative_to(REPO_ROOT)),
         "data_sha256": hashlib.sha256(DATA.read_bytes()).hexdigest()[:16],
         "calibration_sha256": calibration,
@@ -689,11 +689,14 @@ def deepseek_stack() -> list[dict[str, Any]]:
     return [c.to_dict() for c in published_checks(training=True, serving=True)]
 
 
-def write_results(summary: Mapping[str, Any], baseline: bool = False) -> Path:
+def write_results(summary: Mapping[str, Any], baseline: bool = False, command: str = "") -> Path:
     """Write ``summary`` as the current results (and, with ``baseline``, as a new dated baseline that
     also carries the DeepSeek figures of the README table, so later changes compare with both)."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    doc: dict[str, Any] = {"provenance": _provenance(), "end_to_end": summary}
+    doc: dict[str, Any] = {
+        "provenance": _provenance(command or "python -m reports.end_to_end --write"),
+        "end_to_end": summary,
+    }
     path = RESULTS_DIR / f"{doc['provenance']['date']}-end-to-end.json"
     if baseline and path.exists():
         raise ValueError(f"{path} exists: a dated baseline is never rewritten.")
@@ -703,6 +706,10 @@ def write_results(summary: Mapping[str, Any], baseline: bool = False) -> Path:
     doc["deepseek_figures"] = deepseek_stack()
     path.write_text(json.dumps(_finite(doc), indent=1) + "\n")
     return path
+
+
+def _fmt_value(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def _fmt_pct(value: float | None) -> str:
@@ -727,7 +734,7 @@ def readme_block(current: Mapping[str, Any], baseline: Mapping[str, Any] | None)
         "|predicted - measured| / measured over measured records only; a regime with fewer than 10 is "
         "reported, not gated.",
         "",
-        f"| regime (fixed rule) | median abs. error | records | refused | baseline {base_date} "
+        f"| regime (fixed rule) | median abs. error | records scored | refused | baseline {base_date} "
         "| baseline records |",
         "|---|---|---|---|---|---|",
     ]
@@ -750,7 +757,7 @@ def readme_block(current: Mapping[str, Any], baseline: Mapping[str, Any] | None)
     for r in worst:
         lines.append(
             f"| {r['id']} | {r['call']['model']}, {r['n_gpus']}x {r['call']['gpu']}, {r['system'][:48]} "
-            f"| {r['measured']:,.4g} | {r['predicted']:,.4g} | {r['error_pct']:+.0f} % |"
+            f"| {_fmt_value(r['measured'])} | {_fmt_value(r['predicted'])} | {r['error_pct']:+.0f} % |"
         )
     return "\n".join(lines)
 
@@ -815,7 +822,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 2
         try:
-            path = write_results(summary, baseline=args.baseline)
+            argv_text = " ".join(list(argv) if argv is not None else sys.argv[1:])
+            path = write_results(
+                summary, baseline=args.baseline, command=f"python -m reports.end_to_end {argv_text}"
+            )
             write_readme()
         except ValueError as error:
             print(f"moe-sim validate --end-to-end: error: {error}", file=sys.stderr)
