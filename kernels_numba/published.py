@@ -474,22 +474,34 @@ def fit_and_score(records: list[dict[str, Any]] | None = None, as_of: str | None
         params = cal.fit_params(
             predict_trace, measured, fit_idx, _initial(gemm_params), free, max_efficiency=1.0
         )
-        errors = cal.abs_pct_errors(
-            [predict_trace(params, i) for i in held_idx], [measured[i] for i in held_idx]
-        )
-        summary = cal.summarise(errors)
+        shapes = len(trace_shapes(rows))
+        if held_idx:
+            errors = cal.abs_pct_errors(
+                [predict_trace(params, i) for i in held_idx], [measured[i] for i in held_idx]
+            )
+            summary = cal.summarise(errors)
+            scores = {"held_out_median_pct": summary["median_pct"], "held_out_p90_pct": summary["p90_pct"]}
+        else:
+            # One shape: nothing to hold out. The residual of the fit is reported as what it is (how
+            # well the fitted rows are reproduced), never as a held-out error.
+            fitted = [predict_trace(params, i) for i in fit_idx]
+            in_sample = cal.summarise(cal.abs_pct_errors(fitted, [measured[i] for i in fit_idx]))
+            summary = {"n": 0, "fitted_only": True, "fit_median_pct": in_sample["median_pct"]}
+            scores = {"fitted_only": True, "fit_median_pct": in_sample["median_pct"]}
         summary["fitted"] = list(free)
         summary["fit_n"] = len(fit_idx)
+        summary["shapes"] = shapes
+        summary["held_out_shapes"] = shapes // 2 if held_idx else 0
         out["tables"][name] = summary
         out["families"][family] = {
             "published": {
                 **params.to_dict(),
                 "fit_table": name,
                 "fitted_parameters": list(free),
-                "held_out_median_pct": summary["median_pct"],
-                "held_out_p90_pct": summary["p90_pct"],
+                **scores,
                 "source": TRACE_FAMILY_SOURCE,
-                "held_out_rule": "per kernel kind in trace order: even instances fit, odd held out "
+                "held_out_rule": "whole shapes (kernel kinds, with kinds of equal model inputs merged), "
+                "smallest first: even shapes fit, odd held out; a single-shape table is fitted only "
                 "(kernels_numba.published.trace_split)",
             }
         }
@@ -923,18 +935,57 @@ def attention_bwd_trace_rows(kernels: list[dict[str, Any]] | None = None) -> lis
     return rows
 
 
+def trace_shapes(rows: list[Row]) -> list[list[int]]:
+    """The distinct shapes of a trace table, as lists of row indices, smallest first.
+
+    A shape is a kernel kind (``key[0]``: an operator of the layer, or a kernel template at one
+    width); kinds that give the timing model the same inputs (compute seconds, memory seconds,
+    launches: e.g. two cast templates over the same 7,168-wide tensor) are one shape, because a
+    held-out row whose prediction equals a fitted row's tests nothing new. Instances of one kind
+    in different layers are the same shape. Shapes are ordered by their mean roofline work
+    (compute + memory seconds), then by kind.
+    """
+    kind_of_inputs: dict[tuple[float, float, int], str] = {}
+    parent: dict[str, str] = {}
+
+    def root(kind: str) -> str:
+        while parent[kind] != kind:
+            kind = parent[kind]
+        return kind
+
+    for r in rows:
+        kind = str(r.key[0])
+        parent.setdefault(kind, kind)
+        inputs = (round(r.compute_s, 12), round(r.memory_s, 12), int(r.shape.get("launches", 1)))
+        other = kind_of_inputs.setdefault(inputs, kind)
+        a, b = root(kind), root(other)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    members: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        members.setdefault(root(str(r.key[0])), []).append(i)
+
+    def size(item: tuple[str, list[int]]) -> tuple[float, str]:
+        kind, idx = item
+        return (sum(rows[i].compute_s + rows[i].memory_s for i in idx) / len(idx), kind)
+
+    return [idx for _, idx in sorted(members.items(), key=size)]
+
+
 def trace_split(rows: list[Row]) -> tuple[list[int], list[int]]:
-    """Fixed held-out rule for trace rows: per kernel kind (``key[0]``), instances in trace order;
-    even positions (0, 2: layers 0 and 2 where there is one per layer) fit, odd ones are held
-    out. Whole kernel instances (or concurrent units) are held out; no random draw."""
-    seen: dict[Any, int] = {}
+    """Fixed held-out rule for trace rows: whole shapes (:func:`trace_shapes`, smallest first),
+    even positions fit, odd ones held out, so that no held-out row shares its shape with a fitted
+    one (the trace runs each shape once per layer; holding out another layer of a fitted shape
+    would score repeatability, not the model). A table with a single shape cannot be split: it is
+    fitted on every row and held nothing out (``fitted_only``). No random draw."""
     fit: list[int] = []
     held: list[int] = []
-    for i, r in enumerate(rows):
-        pos = seen.get(r.key[0], 0)
-        seen[r.key[0]] = pos + 1
-        (fit if pos % 2 == 0 else held).append(i)
-    return fit, held
+    shapes = trace_shapes(rows)
+    if len(shapes) < 2:
+        return sorted(i for idx in shapes for i in idx), []
+    for position, idx in enumerate(shapes):
+        (fit if position % 2 == 0 else held).extend(idx)
+    return sorted(fit), sorted(held)
 
 
 TRACE_TABLES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -976,6 +1027,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     label = "newest tables" if args.as_of is None else f"tables as of {args.as_of}"
     for table, summary in result["tables"].items():
+        if summary.get("fitted_only"):
+            print(
+                f"H800 ({label}) {table:24s} fitted only (one shape, {summary['fit_n']} instances; "
+                f"in-sample median {summary['fit_median_pct']:.1f}%, not a validation)"
+            )
+            continue
         print(
             f"H800 ({label}) {table:24s} held-out median {summary['median_pct']:6.1f}%  "
             f"p90 {summary['p90_pct']:6.1f}%  n={summary['n']:3d}"
