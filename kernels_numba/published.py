@@ -19,7 +19,8 @@ Tables (all H800 SXM5, from ``reference/measured_calibration.json`` and
 ``deepep``
     DeepEP normal kernels (docs/legacy.md after 3b1045d: intranode EP8, internode EP16/32/64)
     and low-latency kernels (README @d8dd185, 2025-06-05: EP8..256), dispatch and combine.
-    Bandwidth rows: time = bytes / reported bandwidth; latency rows: the reported time.
+    Bandwidth rows: time = bytes / reported bandwidth; latency rows: the reported time, which is
+    one kernel's GPU time, its send and receive phases included (:data:`DEEPEP_LOW_LATENCY_CONTAINS`).
 
 Fitting: the fixed rule of :func:`sim.calibration.split_fit_holdout` (sort the shape keys,
 even positions fit, odd positions held out). Parameters that a table's fit half cannot
@@ -39,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from sim import calibration as cal
+from sim import comm
 
 # Shipped with the project (reference/README.md gives the sources).
 REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "measured_calibration.json"
@@ -81,6 +83,22 @@ DEEPEP_SOURCE = (
     "README @d8dd185 (2025-06-05) low-latency kernels; H800 + CX7 400 Gb/s"
 )
 
+# What a low-latency table time contains besides the transfer. DeepEP's tests/test_low_latency.py
+# (at ebfe47e and at d8dd185, the commits of the two tables) reports as "latency" the mean GPU time
+# of the one kernel named dispatch (or combine) under the CUDA profiler (tests/utils.py
+# bench_kineto), launched without the receive hook (return_recv_hook=False): one launch runs both
+# phases of csrc/kernels/internode_ll.cu, the send phase (dispatch: FP8 cast of each token with its
+# 1x128 scales into the send buffer, then the puts; combine: expert outputs copied into the send
+# buffer, then the puts) and the receive phase (dispatch: wait, then copy the received rows into
+# the per-expert layout; combine: wait, then the weighted sum over each token's top-k). So the time
+# holds the work of the send kernel and the receive-hook kernel that a hooked decode step launches
+# on its compute stream. One exception: from dcaf73e (2025-03-18) the test times the combine with
+# zero_copy=True, the expert outputs written into the send buffer by a copy before the timed kernel,
+# so the 2025-06 combine time holds no staging copy. (That README repeats the launch figures for
+# EP128 and EP256 without saying whether they were measured again; the test of its commit is
+# taken to be the one they came from.) Phase names as sim.comm.Link reads them.
+DEEPEP_LOW_LATENCY_CONTAINS = ("dispatch_send", "dispatch_recv", "combine_recv")  # d8dd185: zero-copy combine
+
 
 @dataclass(frozen=True)
 class Vintage:
@@ -96,6 +114,8 @@ class Vintage:
     deepep_normal_gb_s: Mapping[tuple[int, str], float]
     deepep_low_latency_us: Mapping[tuple[int, str], float]
     source: str
+    # the low-latency kernel phases that those times contain (see DEEPEP_LOW_LATENCY_CONTAINS)
+    deepep_low_latency_contains: tuple[str, ...] = DEEPEP_LOW_LATENCY_CONTAINS
 
 
 VINTAGES: dict[str, Vintage] = {
@@ -149,6 +169,9 @@ VINTAGES: dict[str, Vintage] = {
         },
         source="DeepGEMM README @a6d97a1/78cacf7 (2025-02-25/26), FlashMLA @414a2f3 (2025-02-24), "
         "DeepEP README @ebfe47e (2025-02-25); H800 SXM5 (deepseek_figures.md 4.1-4.3)",
+        # tests/test_low_latency.py @ebfe47e times the combine kernel with its staging copy (no
+        # zero-copy mode yet): every phase is inside the times
+        deepep_low_latency_contains=comm.LOW_LATENCY_PHASES,
     ),
 }
 
@@ -520,6 +543,7 @@ def fit_and_score(records: list[dict[str, Any]] | None = None, as_of: str | None
             )
     rows = deepep_rows(old)
     link_source = DEEPEP_SOURCE if old is None else old.source
+    contains = list(DEEPEP_LOW_LATENCY_CONTAINS if old is None else old.deepep_low_latency_contains)
     fit_idx, held_idx = cal.split_fit_holdout([r.key for r in rows])
     x = fit_deepep(rows, fit_idx)
     errors = cal.abs_pct_errors(
@@ -534,12 +558,14 @@ def fit_and_score(records: list[dict[str, Any]] | None = None, as_of: str | None
             "bandwidth_bytes_per_s": float(x[1]),
             "latency_s": float(x[0]),
             "peak_bandwidth_bytes_per_s": H800_NVLINK_PEAK,
+            "low_latency_kernel_contains": contains,
             "source": f"fitted to {link_source}",
         },
         "ib": {
             "bandwidth_bytes_per_s": float(x[2]),
             "latency_s": float(x[0]),
             "peak_bandwidth_bytes_per_s": H800_IB_PEAK,
+            "low_latency_kernel_contains": contains,
             "source": f"fitted to {link_source}",
         },
     }

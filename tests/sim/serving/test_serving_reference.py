@@ -60,8 +60,9 @@ def test_profile_prefill_r017(gpu):
 
 @pytest.mark.parametrize("gpu", ["H800", "H800@2025-02"])
 def test_profile_decode_r018_capacity(gpu):
-    # predicts 22.2k (+19%) with MTP (1 draft, 85%), 17.9k (-4%) without; 21.1k (+13%, MTP on) with
-    # the kernels of 2025-02. 128 requests per GPU, KV ~4,096: enough prefill instances and clients
+    # predicts 22.3k (+20%) with MTP (1 draft, 85%), 17.7k (-5%) without; 21.2k (+14%, MTP on) with
+    # the kernels of 2025-02 (after the trace families' whole-shape refit and the low-latency kernels
+    # charged once). 128 requests per GPU, KV ~4,096: enough prefill instances and clients
     # to keep the decode instance full (the acceptance script's own case b is prefill-bound: 2
     # prefill instances feed ~124 requests/s)
     b = sim.estimate_serving(
