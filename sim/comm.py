@@ -12,6 +12,13 @@ bandwidth and latency of a link come from calibration data, never from code cons
   assumption for others (A800, B200); the result's ``calibration`` says which file was used;
 * with no calibration at all, the link's peak and zero latency (a pure roofline).
 
+What a fitted time contains: DeepEP's low-latency table times are the GPU time of one kernel
+that also casts and packs the tokens before sending and unpacks (dispatch) or weight-sums
+(combine) them after receiving (``kernels_numba.published.DEEPEP_LOW_LATENCY_CONTAINS`` gives the
+source). A link says which of those phases its fit holds (:attr:`Link.low_latency_contains`), so
+that a caller charging them as kernels of their own can take them out of the transfer
+(``sim.serving.stepcost``); a roofline link holds none.
+
 Formulas (per GPU, bandwidth per direction): all-to-all with ``n`` ranks, a scale-up domain of
 ``d`` GPUs and uniform destinations sends ``(d-1)/n`` of its bytes over NVLink and
 ``(n-d)/n`` over IB, in parallel: ``t = latency + max(nvlink_bytes / bw_nvlink, ib_bytes /
@@ -42,6 +49,7 @@ __all__ = [
 ]
 
 LINK_TYPES = ("nvlink", "ib", "pcie")
+LOW_LATENCY_PHASES = ("dispatch_send", "dispatch_recv", "combine_send", "combine_recv")
 _REFERENCE_FILE = "h800"  # the one device with published link measurements (DeepEP)
 
 
@@ -54,6 +62,9 @@ class Link:
     latency_s: float
     peak_bandwidth_bytes_per_s: float
     calibration: str
+    # phases of DeepEP's low-latency kernels ("dispatch_send", "dispatch_recv", "combine_send",
+    # "combine_recv") whose GPU work is inside the times this link was fitted to
+    low_latency_contains: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,6 +122,7 @@ def link(cluster: Any, kind: str) -> Link:
             float(entry["latency_s"]),
             peak,
             str(own.get("device")) if own else "",
+            _phases(entry),
         )
     reference = cal.find_calibration([_REFERENCE_FILE])
     entry = (reference or {}).get("links", {}).get(kind)
@@ -122,8 +134,21 @@ def link(cluster: Any, kind: str) -> Link:
             float(entry["latency_s"]),
             peak,
             f"{reference.get('device')} fraction of peak",
+            _phases(entry),
         )
     return Link(kind, peak, 0.0, peak, "default")
+
+
+def _phases(entry: dict[str, Any]) -> tuple[str, ...]:
+    """The low-latency kernel phases a calibration ``links`` entry's fit contains."""
+    phases = tuple(str(p) for p in entry.get("low_latency_kernel_contains", ()))
+    unknown = sorted(set(phases) - set(LOW_LATENCY_PHASES))
+    if unknown:
+        raise ValueError(
+            f"unknown low-latency kernel phase(s) {', '.join(unknown)} in a calibration file's links; "
+            f"allowed: {', '.join(LOW_LATENCY_PHASES)}"
+        )
+    return phases
 
 
 def _check_cluster(cluster: Any) -> None:

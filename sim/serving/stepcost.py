@@ -22,11 +22,14 @@ with its own shape and bytes (:meth:`StepCostModel.layer_ops` lists them by name
   (:func:`sim.serving.deployment.expert_imbalance`); in prefill (DeepEP normal kernels) the FP8 cast
   before the dispatch, the permute of received rows and the weighted un-permute; the dispatch (FP8
   + 1x128 scales) and combine (BF16) all-to-all over NVLink and InfiniBand (:mod:`sim.comm` links).
-  Decode uses DeepEP's low-latency kernels: the transfer (one message per token and expert,
-  :func:`sim.comm.all_to_all_time`) on the communication stream, and their send and receive-hook
-  kernels (FP8 cast and packing, unpacking into the per-expert layout, the weighted top-k sum) on the
-  compute stream; prefill deduplicates per node (normal kernels: a token crosses IB once per
-  destination node);
+  Decode uses DeepEP's low-latency kernels with the receive hook: their send and receive-hook
+  kernels (FP8 cast and packing, unpacking into the per-expert layout, staging the expert outputs,
+  the weighted top-k sum) on the compute stream, and the transfer between them (one message per
+  token and expert) on the communication stream. DeepEP's published low-latency times, to which the
+  links are fitted (:func:`sim.comm.all_to_all_time`), are those of one hook-less kernel that does
+  the send and receive work too, so the transfer is that time less the kernels it holds outside
+  the transfer (:meth:`StepCostModel._low_latency_transfer`); prefill deduplicates per node (normal
+  kernels: a token crosses IB once per destination node);
 * per step: embedding, final norm, output head and sampling; with MTP, the MTP module (entry norms
   and 2h -> h projection, one MoE layer over the verified positions) and its head per draft token.
 
@@ -56,6 +59,15 @@ from sim.serving.deployment import DTYPE_BYTES, InstanceSpec, expert_imbalance, 
 
 FP8_SCALE_OVERHEAD = 4.0 / 128.0  # one FP32 scale per 128 FP8 values (V3-TR section 3.3, 1x128 tiles)
 NORM = timing.NORM_ROPE  # RMSNorm and RoPE: their own fitted family
+# DeepEP low-latency kernel phases (sim.comm.LOW_LATENCY_PHASES) -> the operators that charge them
+LOW_LATENCY_OPS = {
+    "dispatch_send": "ll_dispatch_send",
+    "dispatch_recv": "ll_dispatch_recv",
+    "combine_send": "ll_combine_send",
+    "combine_recv": "ll_combine_recv_reduce",
+}
+# the phases that lie outside the transfer in DeepEP's timed kernel (StepCostModel._low_latency_transfer)
+LOW_LATENCY_TAKEN_OUT = ("dispatch_send", "combine_send", "combine_recv")
 
 
 def _affine_memory_time(gpu: Any, family: str) -> tuple[float, float] | None:
@@ -477,8 +489,9 @@ class StepCostModel:
     def moe_pre_ops(self, tokens: int, prefill: bool) -> list[tuple[str, float]]:
         """MoE layer up to the dispatch: fused residual-add + RMSNorm, the router GEMM (BF16,
         [tokens, hidden] x [hidden, experts]), group-limited top-k gating, and for DeepEP's normal
-        (prefill) kernels the FP8 cast of the dispatched hidden state (the low-latency decode kernels
-        cast inside the dispatch kernel, whose published latency includes it)."""
+        (prefill) kernels the FP8 cast of the dispatched hidden state; the low-latency decode kernels
+        cast in their send kernel (``ll_dispatch_send``, which the published latency holds: the
+        transfer is charged without it)."""
         m, h, t = self.model, self.hidden, max(1, int(tokens))
         td = max(1, int(math.ceil(t / self.inst.tp)))
         e, k = int(m.num_routed_experts), int(m.experts_per_token)
@@ -495,7 +508,9 @@ class StepCostModel:
             ops.append(("cast_dispatch", self._cast(td * h)))
         elif self.inst.ep > 1:
             # DeepEP low-latency dispatch, send half (a kernel on the compute stream when its receive
-            # is deferred to a hook): FP8 cast of each token into the send buffer, RDMA puts issued
+            # is deferred to a hook): FP8 cast of each token into the send buffer, RDMA puts issued.
+            # The published dispatch latency holds this work: it leaves the transfer's time
+            # (_low_latency_transfer)
             ops.append(("ll_dispatch_send", self._mem(td * h * (2.0 + 1.0 + FP8_SCALE_OVERHEAD))))
         return ops
 
@@ -532,7 +547,8 @@ class StepCostModel:
             ops.append(("permute", timing.permute_time(self.gpu, recv, h, k, dtype="fp8").predicted_s))
         elif low_latency:
             # low-latency dispatch, receive hook: unpack the received FP8 rows into the per-expert
-            # (masked) layout
+            # (masked) layout (the published latency hides this copy under the arrivals; the hook
+            # runs it after them)
             ops.append(("ll_dispatch_recv", self._mem(received * h * (1.0 + FP8_SCALE_OVERHEAD) * 2.0)))
         ops += [
             (
@@ -551,12 +567,14 @@ class StepCostModel:
             )
         elif low_latency:
             # low-latency combine, send half: expert outputs (BF16) into the send buffer, puts issued
+            # (the launch table's combine latency holds this copy; the 2025-06 one is timed zero-copy,
+            # with the copy outside it: kernels_numba.published.DEEPEP_LOW_LATENCY_CONTAINS)
             ops.append(("ll_combine_send", self._mem(received * h * 2.0 * 2.0)))
         return ops
 
     def combine_recv_ops(self, tokens: int, prefill: bool) -> list[tuple[str, float]]:
         """Low-latency combine, receive hook: the weighted sum of each token's top-k expert outputs
-        (the normal prefill kernels reduce on their own SMs)."""
+        (held by the published combine latency; the normal prefill kernels reduce on their own SMs)."""
         if prefill or self.inst.ep <= 1:
             return []
         k = int(self.model.experts_per_token)
@@ -610,6 +628,53 @@ class StepCostModel:
         if t_ib > 0:
             latency = max(latency, self.links["ib"].latency_s)
         return latency + max(t_nv, t_ib)
+
+    def low_latency_in_transfer(self) -> tuple[str, ...]:
+        """Names of the low-latency kernel operators (``ll_*``) whose time the fitted transfer time
+        already holds and which are therefore taken out of it (:meth:`_low_latency_transfer`): those
+        of the phases the link's fit holds (:attr:`sim.comm.Link.low_latency_contains`; none for a
+        roofline link) that lie on the timed kernel's path outside the transfer."""
+        chosen = self.links.get(self.comm_kind())
+        if chosen is None or self.inst.ep <= 1:
+            return ()
+        return tuple(
+            LOW_LATENCY_OPS[phase] for phase in chosen.low_latency_contains if phase in LOW_LATENCY_TAKEN_OUT
+        )
+
+    def _low_latency_transfer(
+        self, dispatch: float, combine: float, ops: dict[str, list[tuple[str, float]]]
+    ) -> tuple[float, float]:
+        """Dispatch and combine times for the communication stream: the fitted all-to-all time less
+        the send and receive kernels (charged on the compute stream) that it already holds.
+
+        DeepEP's low-latency table times one kernel launched without the receive hook, send phase,
+        transfer and receive phase in one launch (kernels_numba.published.DEEPEP_LOW_LATENCY_CONTAINS,
+        from DeepEP's tests/test_low_latency.py). A hooked step runs the send kernel, the transfer,
+        then the receive-hook kernel. How each phase sits in the timed kernel
+        (csrc/kernels/internode_ll.cu @ebfe47e and @d8dd185):
+
+        * send (dispatch: FP8 cast; combine: staging copy): each token is put on the wire as soon as
+          it is cast or copied, so the transfer runs from the start of the send work; here the
+          transfer starts after the send kernel, so the send kernel comes off it;
+        * combine receive: the weighted sum starts after a grid-wide wait for every rank
+          (``cg::this_grid().sync()``), after the transfer, so the table time holds all of it: it
+          comes off;
+        * dispatch receive: each (expert, source rank) block is copied as soon as it arrives, under
+          the later arrivals; only the last block's copy follows the transfer, so nothing comes off,
+          and the hooked step's receive kernel, which runs after the whole transfer, is charged in
+          full.
+
+        Assumption kept: these three statements, with the send and receive kernels timed as the
+        memory-bound kernels they are; with one micro-batch a dispatch then costs the table time
+        plus the receive copy the table hides, a combine the table time. The transfer does not go
+        below zero."""
+        held = set(self.low_latency_in_transfer())
+        if not held:
+            return dispatch, combine
+        times = {name: x for v in ops.values() for name, x in v if name in held}
+        sent = sum(x for name, x in times.items() if name.startswith("ll_dispatch"))
+        returned = sum(x for name, x in times.items() if name.startswith("ll_combine"))
+        return max(0.0, dispatch - sent), max(0.0, combine - returned)
 
     def comm_kind(self) -> str:
         return "ib" if self.inst.ep > min(self.inst.gpus_per_node, self.inst.ep) else "nvlink"
@@ -724,6 +789,8 @@ class StepCostModel:
         )
         dispatch = self.all_to_all(tokens_mb, 1.0 + FP8_SCALE_OVERHEAD, prefill)
         combine = self.all_to_all(tokens_mb, 2.0, prefill)
+        if not prefill:
+            dispatch, combine = self._low_latency_transfer(dispatch, combine, ops)
         moe_layer = LayerCost(
             tot["moe_attention"] * slow + reduce,
             tot["moe_routed"] * slow + (reduce if self.shared_inter else 0.0),

@@ -10,6 +10,7 @@ import pytest
 
 from kernels_numba import bench, published, validate
 from sim import calibration as cal
+from sim import comm
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +49,9 @@ def test_validate_json_last_line(quick_file: Path, capsys: pytest.CaptureFixture
         "v3_trace_wgrad",
         "v3_trace_memory_bound",
         "v3_trace_norm_rope",
-        "v3_trace_attention_bwd",
     }
+    # one FlashAttnBwd shape in the trace: fitted on it, no held-out error
+    assert set(data["fitted_only"]) == {"v3_trace_attention_bwd"}
     for summary in data["held_out"].values():
         assert summary["n"] >= 1 and summary["median_pct"] >= 0
 
@@ -115,6 +117,16 @@ def test_committed_h800_file_matches_a_fresh_fit() -> None:
             assert committed["families"][family]["published"][name] == pytest.approx(
                 per_impl["published"][name], rel=1e-6
             )
+    for kind in ("nvlink", "ib"):
+        contains = committed["links"][kind]["low_latency_kernel_contains"]
+        assert contains == fresh["links"][kind]["low_latency_kernel_contains"]
+    # DeepEP's 2025-06 low-latency combine is timed zero-copy (tests/test_low_latency.py since
+    # dcaf73e): its staging copy is outside the table time, the send and receive phases inside
+    assert committed["links"]["ib"]["low_latency_kernel_contains"] == [
+        "dispatch_send",
+        "dispatch_recv",
+        "combine_recv",
+    ]
 
 
 def test_vintage_tables_change_only_the_figures_later_versions_changed() -> None:
@@ -159,6 +171,10 @@ def test_committed_vintage_file_matches_a_fresh_fit_and_lends_to_no_other_gpu() 
     assert committed["links"]["ib"]["bandwidth_bytes_per_s"] == pytest.approx(
         fresh["links"]["ib"]["bandwidth_bytes_per_s"], rel=1e-6
     )
+    # the launch test (@ebfe47e) times the combine with its staging copy: every phase is inside
+    for kind in ("nvlink", "ib"):
+        assert committed["links"][kind]["low_latency_kernel_contains"] == list(comm.LOW_LATENCY_PHASES)
+        assert fresh["links"][kind]["low_latency_kernel_contains"] == list(comm.LOW_LATENCY_PHASES)
     # the older tables are slower where they differ: lower fitted efficiencies
     newest = cal.find_calibration(["H800"])
     assert newest is not None

@@ -182,3 +182,19 @@ def test_real_h800_cluster_matches_deepep_intranode() -> None:
     nv = comm.link(c, "nvlink")
     # DeepEP (docs/legacy.md): 153-158 GB/s intranode on H800; tolerance 10%
     assert 153e9 * 0.9 <= nv.bandwidth_bytes_per_s <= 158e9 * 1.1
+
+
+def test_links_say_which_low_latency_kernel_phases_their_fit_holds() -> None:
+    import gpus
+
+    # DeepEP's low-latency table times one kernel with its send and receive phases
+    # (tests/test_low_latency.py); the 2025-06 combine is timed zero-copy, the launch one is not
+    newest = comm.link(gpus.Cluster(gpus.get("H800"), nodes=2), "ib")
+    assert newest.low_latency_contains == ("dispatch_send", "dispatch_recv", "combine_recv")
+    launch = comm.link(gpus.Cluster(gpus.get("H800@2025-02"), nodes=2), "nvlink")
+    assert launch.low_latency_contains == comm.LOW_LATENCY_PHASES
+    # a GPU that borrows the H800 fractions borrows what they hold
+    borrowed = comm.link(FakeCluster(FakeProfile(), nodes=2), "ib")
+    assert borrowed.low_latency_contains == newest.low_latency_contains
+    with pytest.raises(ValueError, match="unknown low-latency kernel phase"):
+        comm._phases({"low_latency_kernel_contains": ["dispatch_send", "pack"]})

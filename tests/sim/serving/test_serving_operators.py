@@ -83,6 +83,46 @@ def test_decode_dispatch_is_the_low_latency_all_to_all():
     assert want == pytest.approx(192e-6, rel=0.2)
 
 
+@pytest.mark.parametrize("gpu", ["H800", "H800@2025-02"])
+def test_low_latency_send_and_receive_kernels_are_charged_once(gpu):
+    # DeepEP's low-latency table times one kernel doing the send phase, the transfer and the receive
+    # phase (tests/test_low_latency.py; kernels_numba.published.DEEPEP_LOW_LATENCY_CONTAINS). The step
+    # charges the phases as kernels on the compute stream, so the communication stream carries the
+    # fitted table time less those the table holds outside the transfer (send kernels, combine's
+    # weighted sum); the dispatch's receive copy is hidden under the arrivals in the table.
+    g = gpus.get(gpu)
+    spec = {"nodes": 16, "ep": 128, "attn_dp": 128, "micro_batches": 1}
+    cost = StepCostModel(M, g, parse_instance("decode", spec, M, g), 0, np.random.default_rng(0))
+    tokens, kv = 128, 4096
+    attention = cost.decode_attention(tokens, 1, kv)
+    ops = {n: x for v in cost.layer_ops(tokens, attention, prefill=False).values() for n, x in v}
+    values = tokens * M.experts_per_token * M.hidden_size
+    table_dispatch = comm.all_to_all_time(cost.cluster, values * (1 + 4 / 128), num_gpus=128).predicted_s
+    table_combine = comm.all_to_all_time(cost.cluster, values * 2.0, num_gpus=128).predicted_s
+    held = cost.low_latency_in_transfer()
+    # the 2025-06 combine is timed zero-copy (its staging copy outside the table), the launch one not
+    launch = {"ll_combine_send"} if gpu == "H800@2025-02" else set()
+    assert set(held) == {"ll_dispatch_send", "ll_combine_recv_reduce"} | launch
+    held_s = sum(ops[n] for n in held)
+
+    layers, _ = cost._layers(tokens, attention, prefill=False)
+    moe_layer = layers[-1]
+    assert 0 < moe_layer.dispatch_s < table_dispatch and 0 < moe_layer.combine_s < table_combine
+    assert moe_layer.dispatch_s + ops["ll_dispatch_send"] == pytest.approx(table_dispatch, rel=1e-12)
+    assert moe_layer.dispatch_s + moe_layer.combine_s + held_s == pytest.approx(
+        table_dispatch + table_combine, rel=1e-12
+    )
+
+    # the whole step: communication stream + the kernels the table holds = the MoE layers' table times
+    step = cost.decode_step(tokens, kv)
+    n_moe = sum(cost.moe_layer_flags)
+    assert step.comm_s + n_moe * held_s == pytest.approx(n_moe * (table_dispatch + table_combine), rel=1e-9)
+    assert step.comm_s == pytest.approx(step.breakdown_s["dispatch"] + step.breakdown_s["combine"])
+    # every low-latency kernel is still charged on the compute stream
+    kernels = sum(x for n, x in ops.items() if n.startswith("ll_"))
+    assert step.breakdown_s["ll_comm_kernels"] == pytest.approx(n_moe * kernels)
+
+
 def test_decode_pipeline_limits():
     comm_only = [LayerCost(0.0, 0.0, 1.0, 2.0)] * 5
     assert decode_pipeline_schedule(comm_only, 2).total_s == pytest.approx(5 * 2 * 3.0)
