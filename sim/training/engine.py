@@ -19,13 +19,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import simpy
 
 from sim.training.schedules import Action, Chunk, ScheduleLayout
 
-__all__ = ["Segment", "CostModel", "RankTimeline", "EngineResult", "simulate_step"]
+__all__ = ["Segment", "CostModel", "RankTimeline", "EngineResult", "TraceEvent", "simulate_step"]
 
 STREAMS = ("compute", "comm")
 
@@ -96,15 +96,35 @@ class EngineResult:
         return [a[4] for a in sorted(self.timelines[rank].actions, key=lambda a: (a[1], a[0]))]
 
 
+class TraceEvent(NamedTuple):
+    """One line of the engine's optional event log (:func:`simulate_step` with ``trace=[]``).
+
+    ``what`` is "start" when rank ``rank`` launches the chunk (its inputs have arrived and the
+    rank's previous action is done; its first segment may still queue behind the other chunk of
+    an F&B pair) and "end" when the chunk's last segment finishes. Lines come in the order the
+    simulation processes them, ties at one time included.
+    """
+
+    time_s: float
+    rank: int
+    what: str
+    kind: str
+    microbatch: int
+    stage: int
+
+
 def _key(kind: str, chunk: Chunk) -> tuple[str, int, int]:
     return (kind, chunk.microbatch, chunk.stage)
 
 
 class _Simulation:
-    def __init__(self, layout: ScheduleLayout, cost: CostModel, record: bool) -> None:
+    def __init__(
+        self, layout: ScheduleLayout, cost: CostModel, record: bool, trace: list[TraceEvent] | None = None
+    ) -> None:
         self.layout = layout
         self.cost = cost
         self.record = record
+        self.trace = trace
         self.env = simpy.Environment()
         self.free_at = [dict.fromkeys(STREAMS, 0.0) for _ in range(layout.num_ranks)]
         self.link_free_at: list[dict[str, float]] = [{} for _ in range(layout.num_ranks)]
@@ -193,8 +213,13 @@ class _Simulation:
         layout = self.layout
         piece = layout.model_piece(chunk.microbatch, chunk.stage)
         segments = self.cost.chunk_segments(chunk, piece, rank, overlapped)
-        yield from self.run_segments(rank, segments)
         mb, stage = chunk.microbatch, chunk.stage
+        trace = self.trace
+        if trace is not None:
+            trace.append(TraceEvent(self.env.now, rank, "start", chunk.kind, mb, stage))
+        yield from self.run_segments(rank, segments)
+        if trace is not None:
+            trace.append(TraceEvent(self.env.now, rank, "end", chunk.kind, mb, stage))
         last = layout.num_stages - 1
         if chunk.kind == "F":
             self.event(("Fdone", mb, stage)).succeed()
@@ -255,9 +280,15 @@ class _Simulation:
         )
 
 
-def simulate_step(layout: ScheduleLayout, cost: CostModel, record: bool = True) -> EngineResult:
-    """Simulate one optimizer step of one pipeline replica; return per-rank timelines."""
-    return _Simulation(layout, cost, record).run()
+def simulate_step(
+    layout: ScheduleLayout, cost: CostModel, record: bool = True, trace: list[TraceEvent] | None = None
+) -> EngineResult:
+    """Simulate one optimizer step of one pipeline replica; return per-rank timelines.
+
+    ``trace``: a list to which the engine appends a :class:`TraceEvent` as each chunk starts and
+    ends (off when None, the default: then the log costs one test per chunk and nothing more).
+    """
+    return _Simulation(layout, cost, record, trace).run()
 
 
 # --- turning timelines into explanations -----------------------------------------------------
