@@ -56,6 +56,7 @@ import numpy as np
 
 from sim import comm, timing
 from sim.serving.deployment import DTYPE_BYTES, InstanceSpec, expert_imbalance, kv_bytes_per_token
+from sim.serving.operator_kinds import operator_kind
 
 FP8_SCALE_OVERHEAD = 4.0 / 128.0  # one FP32 scale per 128 FP8 values (V3-TR section 3.3, 1x128 tiles)
 NORM = timing.NORM_ROPE  # RMSNorm and RoPE: their own fitted family
@@ -748,32 +749,6 @@ class StepCostModel:
             else 0.0
         )
 
-    @staticmethod
-    def _category(name: str) -> str:
-        if name == "core_attention":
-            return "attention"
-        if name.startswith("cast"):
-            return "fp8_casts"
-        if "norm" in name:
-            return "norms"
-        if name in ("rope", "build_q", "build_qk", "kv_cache_write"):
-            return "rope_qk_kv"
-        if "absorb" in name:
-            return "mla_absorb"
-        if name in ("router_gemm", "gating"):
-            return "routing"
-        if "permute" in name:
-            return "permute"
-        if name.endswith("act_cast"):
-            return "activation"
-        if name.startswith(("shared_", "experts_")):
-            return "experts"
-        if name.startswith("ll_"):
-            return "ll_comm_kernels"
-        if name == "moe_output_add":
-            return "residual_adds"
-        return "dense_gemm"
-
     def _layers(
         self, tokens_mb: int, attention_mb: float, prefill: bool
     ) -> tuple[list[LayerCost], dict[str, float]]:
@@ -811,7 +786,7 @@ class StepCostModel:
             if stage == "dense_ffn" and not self.model.intermediate_size:
                 continue
             for name, x in v:
-                c = self._category(name)
+                c = operator_kind(name).value
                 parts[c] = parts.get(c, 0.0) + mb * count * x * slow
         parts["dispatch"] = mb * n_moe * dispatch
         parts["combine"] = mb * n_moe * combine
