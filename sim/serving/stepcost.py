@@ -92,6 +92,11 @@ class LayerCost:
     attention_prepare_s: float = 0.0  # the part of attention_s before the core attention kernel
 
 
+def _layer_busy_s(layer: LayerCost) -> float:
+    """Compute and communication time of one layer for one micro-batch (the breakdown's share)."""
+    return layer.attention_s + layer.shared_s + layer.ffn_s + layer.dispatch_s + layer.combine_s
+
+
 @dataclass(frozen=True)
 class Schedule:
     total_s: float
@@ -819,17 +824,7 @@ class StepCostModel:
             join = sum(x for _, x in self.mtp_join_ops(b_mb * q)) * self.sm_slowdown
             moe_layer = replace(moe_layer, attention_s=moe_layer.attention_s + join)
             layers = layers + [moe_layer] * self.draft
-            parts["mtp"] = (
-                self.draft
-                * mb
-                * (
-                    moe_layer.attention_s
-                    + moe_layer.shared_s
-                    + moe_layer.ffn_s
-                    + moe_layer.dispatch_s
-                    + moe_layer.combine_s
-                )
-            )
+            parts["mtp"] = self.draft * mb * _layer_busy_s(moe_layer)
         sched = decode_pipeline_schedule(layers, mb)
         head = sum(x for _, x in self.head_ops(batch_per_gpu * q, batch_per_gpu * q))
         head += self.draft * sum(x for _, x in self.head_ops(batch_per_gpu, batch_per_gpu))
@@ -857,7 +852,9 @@ class StepCostModel:
             # and one MoE decoder layer
             moe_layer = next((x for x, f in zip(layers, self.moe_layer_flags, strict=True) if f), layers[-1])
             join = sum(x for _, x in self.mtp_join_ops(t_mb)) * self.sm_slowdown
-            layers = layers + [replace(moe_layer, attention_s=moe_layer.attention_s + join)]
+            mtp_layer = replace(moe_layer, attention_s=moe_layer.attention_s + join)
+            layers = layers + [mtp_layer]
+            parts["mtp"] = mb * _layer_busy_s(mtp_layer)
         sched = two_stream_schedule(layers, mb)
         # logits of the last position of each request only (at least one request per 64 tokens)
         head = sum(x for _, x in self.head_ops(max(1, tokens_per_gpu // 64), tokens_per_gpu))
@@ -885,8 +882,30 @@ class StepCostModel:
             attn += self.decode_attention(decode_batch, q, kv_len)
         t_mb = int(math.ceil(tokens / mb))
         layers, parts = self._layers(t_mb, attn / mb, prefill=False)
-        sched = two_stream_schedule(layers, mb)
         head = self.head(max(1, decode_batch * q + (1 if prefill_tokens else 0)))
+        if self.draft:
+            # the MTP module, as in decode_step and prefill_step: its entry projection and one MoE
+            # decoder layer over every position of the iteration for the first draft token (the decode
+            # requests' verified positions and the prefill chunk's, whose KV entries it needs), over
+            # the decode positions again for each further draft; then the shared head drafts one
+            # token per decode request per draft
+            moe_layer = next((x for x, f in zip(layers, self.moe_layer_flags, strict=True) if f), layers[-1])
+            join = sum(x for _, x in self.mtp_join_ops(t_mb)) * self.sm_slowdown
+            mtp = [replace(moe_layer, attention_s=moe_layer.attention_s + join)]
+            if self.draft > 1 and decode_batch:
+                d_mb = int(math.ceil(decode_batch * q / mb))
+                d_attn = self.decode_attention(decode_batch, q, kv_len) / mb
+                d_layers, _ = self._layers(d_mb, d_attn, prefill=False)
+                d_moe = next(
+                    (x for x, f in zip(d_layers, self.moe_layer_flags, strict=True) if f), d_layers[-1]
+                )
+                d_join = sum(x for _, x in self.mtp_join_ops(d_mb)) * self.sm_slowdown
+                mtp += [replace(d_moe, attention_s=d_moe.attention_s + d_join)] * (self.draft - 1)
+            layers = layers + mtp
+            parts["mtp"] = mb * sum(_layer_busy_s(x) for x in mtp)
+            if decode_batch:
+                head += self.draft * self.head(decode_batch)
+        sched = two_stream_schedule(layers, mb)
         parts["head"] = head
         total = sched.total_s + head
         return StepCost(

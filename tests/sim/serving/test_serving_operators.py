@@ -10,7 +10,7 @@ import gpus
 import moe
 from sim import comm, timing
 from sim.serving.deployment import parse_instance
-from sim.serving.stepcost import LayerCost, StepCostModel, decode_pipeline_schedule
+from sim.serving.stepcost import LayerCost, StepCostModel, decode_pipeline_schedule, two_stream_schedule
 
 M = moe.get("deepseek-v3")
 G = gpus.get("H800")
@@ -165,3 +165,32 @@ def test_llama4_maverick_alternates_dense_and_moe_layers():
     assert dense.dispatch_s == dense.combine_s == dense.shared_s == 0.0 < dense.ffn_s
     assert sparse.dispatch_s > 0 and sparse.combine_s > 0 and sparse.shared_s > 0
     assert layers == [dense, sparse] * 24
+
+
+def test_colocated_mtp_iteration_runs_the_mtp_module():
+    """A colocated iteration with one draft runs the MTP module over its positions and drafts a token
+    per decode request (it verified 1 + draft tokens but skipped both until 2026-12-03): its compute
+    is the main layers' (at the same token count) plus the MTP layer's, and its head drafts too."""
+    spec = {"nodes": 1, "ep": 8, "attn_dp": 8, "micro_batches": 1}
+    cost = _cost("colocated", spec, draft=1)
+    batch, kv, chunk = 16, 2048, 512
+    attn = cost.prefill_attention(chunk, 0)
+    step = cost.mixed_step(batch, kv, chunk, attn)
+    tokens = batch * 2 + chunk
+    main_layers, _ = cost._layers(tokens, attn + cost.decode_attention(batch, 2, kv), prefill=False)
+    main = two_stream_schedule(main_layers, 1)
+    mtp_compute = step.compute_s - main.compute_busy_s - step.breakdown_s["head"]
+    assert step.breakdown_s["mtp"] > 0
+    assert mtp_compute > 0
+    assert step.breakdown_s["head"] == pytest.approx(cost.head(batch * 2 + 1) + cost.head(batch), rel=1e-12)
+    plain = _cost("colocated", spec, draft=0).mixed_step(batch * 2, kv, chunk, attn)
+    assert "mtp" not in plain.breakdown_s
+
+
+def test_prefill_breakdown_books_the_mtp_module():
+    """The MTP layer a prefill batch runs is in its breakdown, not only in its time."""
+    with_mtp = _cost("prefill", {"nodes": 4, "ep": 32, "attn_dp": 32}, draft=1).prefill_step(4096, 1e-3)
+    plain = PREFILL.prefill_step(4096, 1e-3)
+    assert with_mtp.breakdown_s["mtp"] > 0
+    assert with_mtp.time_s > plain.time_s
+    assert "mtp" not in plain.breakdown_s
