@@ -625,6 +625,56 @@ VALIDATION_NOTEBOOK: list[tuple[str, str]] = [
                     "not_checked": len(missing)})
     write_summary(summary_path, summary)
     """),
+    ("md", """
+    ## Third-party end-to-end measurements
+
+    175 public measurements on H100, H200 and A100 (TensorRT-LLM, vLLM and SGLang serving, Megatron-Bridge
+    training; `reference/measured_dev.json`), each predicted from the configuration its source states by
+    `moe-sim validate --end-to-end`. Nothing was fitted to them. The figures below are the committed
+    results (`reports/baselines/end-to-end-current.json`, refreshed by `python -m reports.end_to_end --write`,
+    about 10 minutes) beside the dated baseline every model change is measured against.
+    """),
+    ("code", """
+    import json as _json
+    from reports import end_to_end
+    if not end_to_end.CURRENT.exists():
+        not_available("third-party end-to-end results", "reports/baselines/end-to-end-current.json")
+    else:
+        current = _json.loads(end_to_end.CURRENT.read_text())["end_to_end"]
+        found = end_to_end.baselines()
+        base = _json.loads(found[0].read_text())["end_to_end"] if found else None
+        rows = []
+        for name in ("overall",) + end_to_end.REGIMES:
+            reg = current["overall"] if name == "overall" else current["regimes"][name]
+            breg = (base["overall"] if name == "overall" else base["regimes"].get(name, {})) if base else {}
+            rows.append({"regime": name, "median abs. error %": reg["median_abs_error_pct"], "records": reg["n"],
+                         "refused": reg.get("refused", len(current["refused"])),
+                         "baseline median abs. error %": breg.get("median_abs_error_pct")})
+        show_table(rows)
+        records = [r for r in current["records"] if r["kind"] == "measured"]
+        fig = go.Figure()
+        for name in end_to_end.REGIMES:
+            chosen = [r for r in records if r["regime"] == name]
+            if chosen:
+                fig.add_scatter(x=[r["measured"] for r in chosen], y=[r["predicted"] for r in chosen],
+                                mode="markers", name=name,
+                                text=[f"{r['id']} {r['call']['model']} {r['n_gpus']}x {r['call']['gpu']}: "
+                                      f"{r['reads']}" for r in chosen])
+        low = min(min(r["measured"], r["predicted"]) for r in records)
+        high = max(max(r["measured"], r["predicted"]) for r in records)
+        fig.add_scatter(x=[low, high], y=[low, high], mode="lines", name="predicted = measured",
+                        line={"dash": "dot", "color": "grey"})
+        fig.update_xaxes(type="log", title="measured (each record's own unit)")
+        fig.update_yaxes(type="log", title="predicted")
+        fig.update_layout(title="Third-party end-to-end measurements: predicted vs measured", height=560)
+        fig.show()
+        show_table([{"record": r["id"], "model": r["model"], "hardware": r["hardware"], "why refused": r["message"][:160]}
+                    for r in current["refused"]])
+        summary.update({"end_to_end_median_abs_error_pct": current["overall"]["median_abs_error_pct"],
+                        "end_to_end_records": current["overall"]["n"],
+                        "end_to_end_refused": len(current["refused"])})
+        write_summary(summary_path, summary)
+    """),
 ]
 
 NERFED_NOTEBOOK: list[tuple[str, str]] = [
