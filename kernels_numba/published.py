@@ -413,7 +413,14 @@ def fit_deepep(rows: list[Row], indices: list[int]) -> np.ndarray:
         scaled = np.array([x[0] * 1e-6, x[1] * 1e9, x[2] * 1e9])
         return np.array([np.log(deepep_predict(scaled, rows[i]) / rows[i].measured_s) for i in indices])
 
-    result = least_squares(residual, np.array([20.0, 150.0, 45.0]), bounds=([0.0, 1.0, 1.0], [1e3, 1e3, 1e3]))
+    result = least_squares(
+        residual,
+        np.array([20.0, 150.0, 45.0]),
+        bounds=([0.0, 1.0, 1.0], [1e3, 1e3, 1e3]),
+        xtol=cal.FIT_TOLERANCE,
+        ftol=cal.FIT_TOLERANCE,
+        gtol=cal.FIT_TOLERANCE,
+    )
     return np.array([result.x[0] * 1e-6, result.x[1] * 1e9, result.x[2] * 1e9])
 
 
