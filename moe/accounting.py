@@ -383,7 +383,7 @@ def _layer_reach(model: MoEModel, layer: int, context_len: int, causal: bool) ->
     return _Reach(keys, indexer)
 
 
-def _pair_flops(model: MoEModel) -> tuple[float, float]:
+def pair_flops(model: MoEModel) -> tuple[float, float]:
     """(main attention FLOP per query-key pair, indexer FLOP per query-key pair) of one layer.
 
     Score and value products, 2 FLOP per multiply-add. MLA without the sparse indexer is counted in
@@ -407,7 +407,7 @@ def layer_attention_flops_per_token(
 ) -> tuple[float, float]:
     """(main attention, indexer) forward FLOP per token in one layer, averaged over the sequence."""
     reach = _layer_reach(model, layer, context_len, _check_causal(causal))
-    main, indexer = _pair_flops(model)
+    main, indexer = pair_flops(model)
     return reach.keys * main, reach.indexer_keys * indexer
 
 
@@ -491,7 +491,7 @@ def training_flops_per_token(model: MoEModel, seq_len: int = 4096, causal: bool 
 KV_DTYPES = (*BYTES_PER_ELEMENT, "fp8_mixed")
 
 
-def _entry_bytes(nope: int, rope: int, dtype: str) -> float:
+def entry_bytes(nope: int, rope: int, dtype: str) -> float:
     """Bytes of one cached vector of ``nope`` position-free and ``rope`` rotary elements.
 
     "fp8_mixed" is FlashMLA's FP8 KV layout (github deepseek-ai/FlashMLA README, FP8 sparse decoding:
@@ -521,21 +521,21 @@ def layer_kv_bytes(model: MoEModel, layer: int, context_len: int, dtype: str = "
             # chunked local attention: only the current chunk's keys are read again, so a server
             # need keep no more than one chunk per sequence in this layer
             entries = min(entries, chunk)
-        attn = entries * 2 * a.num_kv_heads * _entry_bytes(a.head_dim, 0, dtype)
+        attn = entries * 2 * a.num_kv_heads * entry_bytes(a.head_dim, 0, dtype)
     elif a.kind == "mla":
-        attn = length * _entry_bytes(a.kv_lora_rank, a.qk_rope_head_dim, dtype)
+        attn = length * entry_bytes(a.kv_lora_rank, a.qk_rope_head_dim, dtype)
         if a.index_topk:
-            indexer = length * _entry_bytes(a.index_head_dim, 0, dtype)
+            indexer = length * entry_bytes(a.index_head_dim, 0, dtype)
     else:  # csa
         assert window is not None
         ratio = a.compress_ratio(layer)
         entries = min(length, window) + (length // ratio if ratio else 0)
-        attn = entries * _entry_bytes(a.head_dim - a.qk_rope_head_dim, a.qk_rope_head_dim, dtype)
+        attn = entries * entry_bytes(a.head_dim - a.qk_rope_head_dim, a.qk_rope_head_dim, dtype)
         if ratio:
             coff = 2 if ratio == 4 else 1
             state += 2 * (coff * ratio) * (coff * a.head_dim) * 4.0
         if ratio == 4:
-            indexer = (length // 4) * _entry_bytes(a.index_head_dim, 0, dtype)
+            indexer = (length // 4) * entry_bytes(a.index_head_dim, 0, dtype)
             state += 2 * (2 * 4) * (2 * a.index_head_dim) * 4.0
     return {"attention": attn, "indexer": indexer, "compressor_state": state}
 
@@ -554,10 +554,10 @@ def kv_cache_breakdown(model: MoEModel, dtype: str = "bf16", context_len: int = 
       (1 + overlap) x ratio tokens, FP32 as in DeepSeek's inference/model.py), per sequence.
 
     ``dtype``: a uniform element type ("bf16", "fp8", ...) or "fp8_mixed" (FlashMLA's FP8 layout,
-    see :func:`_entry_bytes`). Divided by ``context_len`` (DESIGN.md); MTP layers excluded.
+    see :func:`entry_bytes`). Divided by ``context_len`` (DESIGN.md); MTP layers excluded.
     """
     length = _check_len(context_len, "context_len")
-    _entry_bytes(1, 0, dtype)
+    entry_bytes(1, 0, dtype)
     totals = {"attention": 0.0, "indexer": 0.0, "compressor_state": 0.0}
     for layer in range(model.num_layers):
         for k, v in layer_kv_bytes(model, layer, length, dtype).items():

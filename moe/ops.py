@@ -312,7 +312,7 @@ def layer_ops(
         raise ValueError(f"unknown phase {phase!r}; allowed: {', '.join(PHASES)}.")
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS)}.")
-    accounting._entry_bytes(1, 0, kv_dtype)
+    accounting.entry_bytes(1, 0, kv_dtype)
     if dispatch_dtype is None:
         dispatch_dtype = "bf16" if precision == "bf16" else "fp8"
     accounting.bytes_per_element(dispatch_dtype)
@@ -346,11 +346,11 @@ def _attention_ops(
     b.vector("attn_norm", "norm", tokens * h)
     heads = _split(a.num_heads, tp, "num_attention_heads")
     decode = phase == "decode"
-    kv_b = accounting._entry_bytes(128, 0, kv_dtype) / 128  # bytes per cached element (scales included)
+    kv_b = accounting.entry_bytes(128, 0, kv_dtype) / 128  # bytes per cached element (scales included)
     main_per_token, idx_per_token = accounting.layer_attention_flops_per_token(
         model, layer, length, not decode
     )
-    reach_keys = main_per_token / accounting._pair_flops(model)[0]
+    reach_keys = main_per_token / accounting.pair_flops(model)[0]
     num_seqs = tokens if decode else tokens / length
     q_len = 1 if decode else length
     kv_layer_bytes = accounting.layer_kv_bytes(model, layer, length, kv_dtype)["attention"]
@@ -397,7 +397,7 @@ def _attention_ops(
             b.gemm("indexer_q", tokens, a.index_n_heads * a.index_head_dim, q_in)
             b.gemm("indexer_k", tokens, a.index_head_dim, h)
             b.gemm("indexer_weights", tokens, a.index_n_heads, h, bf16=True)
-            idx_keys = idx_per_token / accounting._pair_flops(model)[1]
+            idx_keys = idx_per_token / accounting.pair_flops(model)[1]
             b.attention(
                 "indexer",
                 flops=tokens * idx_per_token,
@@ -467,7 +467,7 @@ def _attention_ops(
             b.gemm("indexer_wq_b", tokens, a.index_n_heads * a.index_head_dim, a.q_lora_rank)
             b.gemm("indexer_weights", tokens, a.index_n_heads, h, bf16=True)
             b.gemm("indexer_compressor", tokens, 2 * 2 * a.index_head_dim, h, bf16=True)
-            idx_keys = idx_per_token / accounting._pair_flops(model)[1]
+            idx_keys = idx_per_token / accounting.pair_flops(model)[1]
             b.attention(
                 "indexer",
                 flops=tokens * idx_per_token,
