@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import statistics
 import sys
@@ -322,6 +323,13 @@ def _map_serving(record: Mapping[str, Any]) -> Plan:
     offline = False
     measured: float | None = None
     tp_match = re.search(r"\b(?:TP|tp)\s?(\d+)", system)
+    stated_tp = int(tp_match.group(1)) if tp_match else n
+
+    def tensor_parallel() -> None:
+        """The stated TP degree (else every GPU), experts placed by the API's default."""
+        keys.update(tp=stated_tp)
+        notes.append(_EXPERTS_DEFAULT)
+
     if (
         "TensorRT-LLM" in system
         and "trtllm-bench" in metric + source
@@ -337,8 +345,7 @@ def _map_serving(record: Mapping[str, Any]) -> Plan:
             d = int(dep_match.group(1))
             keys.update(tp=1, attn_dp=d, ep=d)
         elif tp_match:
-            keys.update(tp=int(tp_match.group(1)))
-            notes.append(_EXPERTS_DEFAULT)
+            tensor_parallel()
         if "per gpu" in metric:
             figure, reads = "output_tokens_per_s_per_gpu", "output tokens/s per GPU over the makespan"
         else:
@@ -349,8 +356,7 @@ def _map_serving(record: Mapping[str, Any]) -> Plan:
         notes.append(f"trtllm-bench offline run: {requests} requests queued at t = 0 (perf-overview table)")
     elif "gpustack" in source:
         isl, osl = _lengths(record)
-        keys.update(tp=int(tp_match.group(1)) if tp_match else n)
-        notes.append(_EXPERTS_DEFAULT)
+        tensor_parallel()
         wl.update(input_len=isl, output_len=osl, requests=GPUSTACK_RANDOM_PROMPTS)
         offline = True
         figure, reads = "total_tokens_per_s", "input + output tokens/s of the deployment over the makespan"
@@ -367,8 +373,7 @@ def _map_serving(record: Mapping[str, Any]) -> Plan:
             if ep_match:
                 keys.update(ep=int(ep_match.group(1)))
         else:
-            keys.update(tp=int(tp_match.group(1)) if tp_match else n)
-            notes.append(_EXPERTS_DEFAULT)
+            tensor_parallel()
         wl.update(input_len=isl, output_len=osl, concurrency=int(conc), requests=DSTACK_PROMPTS)
         figure, reads = "output_tokens_per_s", "output tokens/s of the 8 GPUs over the benchmark's makespan"
         notes.append(f"bench_serving with --max-concurrency {int(conc)}: {DSTACK_PROMPTS} prompts")
@@ -376,8 +381,7 @@ def _map_serving(record: Mapping[str, Any]) -> Plan:
         isl, osl = _lengths(record)
         if not isinstance(conc, int | float):
             raise Unmapped("no_plan", f"concurrency {conc!r}")
-        keys.update(tp=int(tp_match.group(1)) if tp_match else n)
-        notes.append(_EXPERTS_DEFAULT)
+        tensor_parallel()
         wl.update(input_len=isl, output_len=osl, concurrency=int(conc))
         figure, reads = "output_tokens_per_s_per_gpu", "output tokens/s per GPU in steady state"
         notes.append(f"prompt count not stated: a steady-state closed loop, {STEADY_DURATION_S:.0f} s window")
@@ -804,8 +808,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="with --write: also commit today's dated baseline (with the DeepSeek figures); never rewritten",
     )
     args = parser.parse_args(list(argv) if argv is not None else None)
-    import os
-
     jobs = args.jobs if args.jobs is not None else max(1, os.cpu_count() or 1)
     only = [s.strip() for s in args.records.split(",") if s.strip()] if args.records else None
     try:
