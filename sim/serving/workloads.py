@@ -315,16 +315,15 @@ def parse_workload(
     trace = None
     concurrency = None
     rate = None
-    if not modes:
-        pass
-    elif modes[0] == "concurrency":
+    mode = modes[0] if modes else "offline"
+    if mode == "concurrency":
         c = spec["concurrency"]
         if isinstance(c, bool) or not isinstance(c, int | float) or c != int(c) or c < 1:
             raise ValueError(f"concurrency must be a whole number >= 1 of requests in flight, got {c!r}.")
         concurrency = int(c)
-    elif modes[0] == "arrival_rate_per_s":
+    elif mode == "arrival_rate_per_s":
         rate = _positive_number("arrival_rate_per_s", spec["arrival_rate_per_s"])
-    else:
+    elif mode == "trace":
         trace = read_trace(spec["trace"])
     if trace is None:
         for key in ("input_len", "output_len"):
