@@ -5,8 +5,9 @@ that is absent, on ``architectures``); unknown keys are ignored because real con
 (tokenizer ids, rope scaling, quantisation...). Missing required fields and non-positive, NaN or
 non-integer sizes raise :class:`ValueError` with a sentence naming the field.
 
-Accounting (parameters, FLOPs, KV cache, memory) lives in :mod:`moe.accounting`; the per-layer
-operator list in :mod:`moe.ops`. The methods on :class:`MoEModel` are thin wrappers around them.
+Accounting (parameters, FLOPs, KV cache, memory) lives in :mod:`moe.accounting`, and the methods on
+:class:`MoEModel` are thin wrappers around it; the operators the simulators time are in
+:mod:`moe.operators` (which reads a model, never the other way round).
 """
 
 from __future__ import annotations
@@ -284,21 +285,6 @@ class MoEModel:
     def weight_bytes(self, recipe: str = "bf16", include_mtp: bool = True) -> float:
         """Bytes of the weights as served under ``recipe`` (see accounting.memory_bytes)."""
         return accounting.memory_bytes(self, recipe, include_mtp).weights_bytes
-
-    # ---- operators ---------------------------------------------------------------------------
-    def layer_ops(
-        self, layer: int, num_tokens: int, context_len: int, phase: str = "forward", **kwargs: Any
-    ) -> list:
-        """Operators of main layer ``layer`` for ``num_tokens`` tokens (see :func:`moe.ops.layer_ops`)."""
-        from moe import ops
-
-        return ops.layer_ops(self, layer, num_tokens, context_len, phase, **kwargs)
-
-    def head_ops(self, num_tokens: int, phase: str = "forward", **kwargs: Any) -> list:
-        """Embedding lookup, final norm and output head (see :func:`moe.ops.head_ops`)."""
-        from moe import ops
-
-        return ops.head_ops(self, num_tokens, phase, **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data view: the configuration plus the headline accounting."""

@@ -37,10 +37,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
+from moe.operators.op import Attention, Comm, Gating, Gemm, Given, GroupedGemm, Memory, Op, Permute, Work
 from sim import calibration as cal
 
 __all__ = [
@@ -54,8 +56,6 @@ __all__ = [
     "permute_time",
     "resolve_gpu",
 ]
-
-_COMM_KINDS = ("dispatch", "combine", "allreduce")
 
 
 @dataclass(frozen=True)
@@ -717,63 +717,84 @@ def permute_time(
     return _result(dev, "permute", flops, bytes_moved, peak, flops / peak, shape, launches, written)
 
 
-def op_time(gpu: Any, op: Any) -> OpTime:
-    """Time of a ``moe.ops.Op`` (kinds gemm, grouped_gemm, attention, norm, elementwise, gating).
+def op_time(gpu: Any, op: Op | Work) -> OpTime:
+    """Time of an operator of the inventory (:class:`moe.operators.Op`, or its work record).
 
-    Communication kinds (dispatch, combine, allreduce) are timed by :mod:`sim.comm`; passing
-    one here is a ValueError. Attention ops that carry head geometry (``num_heads``,
-    ``q_len``) go through :func:`attention_time`
-    with the op's bytes as K/V traffic; otherwise from their FLOP and byte counts, with the
-    prefill family's parameters unless ``op.m`` (query rows per sequence) is at most 16.
-    """
-    kind = getattr(op, "kind", None)
-    dtype = str(getattr(op, "dtype", "bf16") or "bf16")
-    if kind == "gemm":
-        # a batched GEMM (``op.batch`` > 1, e.g. MLA's absorbed per-head products) costs its
-        # ``batch`` products in one kernel, not one product
-        return gemm_time(gpu, op.m, op.n, op.k, dtype, batch=max(1, int(getattr(op, "batch", 1) or 1)))
-    if kind == "grouped_gemm":
-        sizes = tuple(getattr(op, "group_sizes", ()) or ())
-        if not sizes:
-            sizes = (int(op.m),)
-        return grouped_gemm_time(gpu, sizes, op.n, op.k, dtype)
-    traffic = float(getattr(op, "bytes_read", 0.0) or 0.0) + float(getattr(op, "bytes_written", 0.0) or 0.0)
-    flops = float(getattr(op, "flops", 0.0) or 0.0)
-    if (
-        kind == "attention"
-        and int(getattr(op, "num_heads", 0) or 0) > 0
-        and int(getattr(op, "q_len", 0) or 0) > 0
-    ):
-        # geometry known: the attention model, with the op's own K/V traffic (cache layout)
-        q_len, heads = int(op.q_len), int(op.num_heads)
-        batch = max(1, round(float(op.num_seqs or 1)))
-        qk, v = max(1, int(op.qk_head_dim)), max(1, int(op.v_head_dim))
-        q_o_bytes = batch * heads * q_len * (qk + v) * cal.dtype_bytes(dtype)
-        kv_bytes = max(0.0, traffic - q_o_bytes) if traffic > 0 else None
-        return attention_time(
+    GEMMs, grouped GEMMs, bandwidth-bound kernels, attention, gating and permutes go to their own
+    models above; ``Given`` returns its time; communication (``Comm``) is each simulator's to time
+    with :mod:`sim.comm` (its topology and kernels), so passing one here is a ValueError. Results are
+    cached per (GPU, work)."""
+    work = op.work if isinstance(op, Op) else op
+    if isinstance(work, Comm):
+        name = op.name if isinstance(op, Op) else "communication"
+        raise ValueError(f"op {name!r} is communication; time it with sim.comm")
+    return _work_time(gpu, work)
+
+
+def op_seconds(gpu: Any, op: Op) -> float:
+    """Predicted seconds of ``op`` (:func:`op_time`), with bandwidth-bound kernels taken from their
+    family's affine fit (launch + bytes / achieved bandwidth) read once per GPU."""
+    work = op.work
+    if type(work) is Memory:
+        affine = _memory_affine(gpu, work.family)
+        if affine is not None:
+            return affine[0] + affine[1] * max(0.0, float(work.bytes))
+    return op_time(gpu, op).predicted_s
+
+
+@lru_cache(maxsize=256)
+def _memory_affine(gpu: Any, family: str) -> tuple[float, float] | None:
+    """``(launch_s, s_per_byte)`` of ``family``'s bandwidth-bound time when it is affine in the bytes
+    (no FLOPs term), else None."""
+    t0 = memory_time(gpu, 0.0, family=family).predicted_s
+    slope = (memory_time(gpu, 1e9, family=family).predicted_s - t0) / 1e9
+    probe = memory_time(gpu, 3.7e8, family=family).predicted_s
+    return (t0, slope) if math.isclose(probe, t0 + slope * 3.7e8, rel_tol=1e-9) else None
+
+
+@lru_cache(maxsize=65536)
+def _work_time(gpu: Any, work: Work) -> OpTime:
+    if isinstance(work, Gemm):
+        phase = "wgrad" if work.wgrad else "forward"
+        return gemm_time(gpu, work.m, work.n, work.k, work.dtype, phase=phase, batch=work.batch)
+    if isinstance(work, GroupedGemm):
+        return grouped_gemm_time(gpu, list(work.groups), work.n, work.k, work.dtype)
+    if isinstance(work, Memory):
+        return memory_time(gpu, max(0.0, float(work.bytes)), family=work.family)
+    if isinstance(work, Attention):
+        t = attention_time(
             gpu,
-            batch,
-            q_len,
-            max(1, round(float(op.kv_len))),
-            heads,
-            qk,
-            v,
-            bool(op.causal),
-            dtype,
-            kv_bytes=kv_bytes,
+            work.batch,
+            work.q_len,
+            work.kv_len,
+            work.heads,
+            work.qk,
+            work.v,
+            work.causal,
+            work.dtype,
+            kv_bytes=work.kv_bytes,
+            backward=work.backward,
         )
-    if kind == "attention":
-        dev = _device(gpu)
-        peak, _ = dev.peak(dtype)
-        m = getattr(op, "m", None)
-        family = "attention_decode" if (m is not None and 0 < int(m) <= 16) else "attention_prefill"
-        return _result(dev, family, flops, traffic, peak, flops / peak, {"op": getattr(op, "name", "")})
-    if kind in ("norm", "elementwise"):
-        return memory_time(gpu, traffic, family="memory_bound", flops=flops)
-    if kind == "gating":
-        return memory_time(gpu, traffic, family="gating", flops=flops)
-    if kind in _COMM_KINDS:
-        raise ValueError(f"op {getattr(op, 'name', '')!r} is communication ({kind}); time it with sim.comm")
+        if work.scale == 1.0:
+            return t
+        f = work.scale
+        return OpTime(
+            t.roofline_s * f,
+            t.predicted_s * f,
+            None,
+            t.bound_by,
+            t.flops * f,
+            t.bytes_moved * f,
+            t.family,
+            t.calibration,
+        )
+    if isinstance(work, Gating):
+        return gating_time(gpu, work.tokens, work.experts, work.top_k, work.scoring, work.groups)
+    if isinstance(work, Permute):
+        return permute_time(gpu, work.tokens, work.hidden, work.top_k, work.dtype, combine=work.combine)
+    if isinstance(work, Given):
+        return OpTime(work.seconds, work.seconds, None, "given")
     raise ValueError(
-        f"unknown op kind {kind!r}; allowed: gemm, grouped_gemm, attention, norm, elementwise, gating"
+        f"unknown operator work {type(work).__name__}; allowed: Gemm, GroupedGemm, Memory, Attention, "
+        "Gating, Permute, Given"
     )

@@ -54,9 +54,20 @@ from typing import Any
 
 import numpy as np
 
+from moe.operators import (
+    Given,
+    Op,
+    OpKind,
+    Phase,
+    ServingShape,
+    serving_decode_core,
+    serving_head_ops,
+    serving_layer_ops,
+    serving_mtp_join_ops,
+    serving_prefill_core_ops,
+)
 from sim import comm, timing
 from sim.serving.deployment import DTYPE_BYTES, InstanceSpec, expert_imbalance, kv_bytes_per_token
-from sim.serving.operator_kinds import operator_kind
 
 FP8_SCALE_OVERHEAD = 4.0 / 128.0  # one FP32 scale per 128 FP8 values (V3-TR section 3.3, 1x128 tiles)
 NORM = timing.NORM_ROPE  # RMSNorm and RoPE: their own fitted family
@@ -69,15 +80,6 @@ LOW_LATENCY_OPS = {
 }
 # the phases that lie outside the transfer in DeepEP's timed kernel (StepCostModel._low_latency_transfer)
 LOW_LATENCY_TAKEN_OUT = ("dispatch_send", "combine_send", "combine_recv")
-
-
-def _affine_memory_time(gpu: Any, family: str) -> tuple[float, float] | None:
-    """``(launch_s, s_per_byte)`` of ``family``'s bandwidth-bound time, when it is affine in the
-    bytes (no FLOPs term: launch + bytes / achieved bandwidth), else None."""
-    t0 = timing.memory_time(gpu, 0.0, family=family).predicted_s
-    slope = (timing.memory_time(gpu, 1e9, family=family).predicted_s - t0) / 1e9
-    probe = timing.memory_time(gpu, 3.7e8, family=family).predicted_s
-    return (t0, slope) if math.isclose(probe, t0 + slope * 3.7e8, rel_tol=1e-9) else None
 
 
 @dataclass(frozen=True)
@@ -272,12 +274,14 @@ class StepCostModel:
                 pass
         self._imbalance: dict[int, float] = {}
         self._cache: dict[tuple[Any, ...], Any] = {}
-        self.mla_absorbed = a.kind == "mla"
-        # sim.timing's bandwidth-bound model has no FLOPs term, so its time is affine in the bytes
-        # (launch + bytes / achieved bandwidth): read both coefficients once per family
-        self._mem_affine = {f: _affine_memory_time(gpu, f) for f in ("memory_bound", "norm_rope")}
-        self._gemm_cache: dict[tuple[int, int, int, str], float] = {}
-        self._batched_cache: dict[tuple[int, int, int, int, str], float] = {}
+        self.shape = ServingShape(
+            tp=inst.tp,
+            ep=inst.ep,
+            dense_dtype=self.dense_dtype,
+            expert_dtype=self.expert_dtype,
+            kv_bytes_per_element=DTYPE_BYTES[inst.kv_dtype],
+            experts_per_gpu=self.experts_per_gpu,
+        )
 
     # ---- per-operator pieces ------------------------------------------------------------------
     def imbalance(self, tokens_per_gpu: float) -> float:
@@ -287,314 +291,107 @@ class StepCostModel:
             self._imbalance[bucket] = expert_imbalance(self.model, self.inst, float(bucket), self.rng)
         return self._imbalance[bucket]
 
-    def _gemm(self, m: int, n: float, k: float, dtype: str) -> float:
-        key = (max(1, int(m)), max(1, int(round(n))), max(1, int(round(k))), dtype)
-        t = self._gemm_cache.get(key)
-        if t is None:
-            t = timing.gemm_time(self.gpu, *key).predicted_s
-            self._gemm_cache[key] = t
-        return t
+    # ---- operators (the inventory's, moe.operators.inventory) -------------------------------------
+    def _seconds(self, op: Op) -> float:
+        return timing.op_seconds(self.gpu, op)
 
-    # ---- operator times (each a kernel a DeepSeek-style inference step runs) -----------------
-    def _mem(self, bytes_moved: float, family: str = "memory_bound") -> float:
-        """A bandwidth-bound kernel (cast, copy; ``family="norm_rope"`` for RMSNorm and RoPE)
-        moving ``bytes_moved`` bytes (:func:`sim.timing.memory_time`)."""
-        b = max(0.0, float(bytes_moved))
-        affine = self._mem_affine.get(family)
-        if affine is not None:
-            return affine[0] + affine[1] * b
-        return timing.memory_time(self.gpu, b, family=family).predicted_s
+    def _timed(self, ops: Sequence[Op]) -> list[tuple[Op, float]]:
+        return [(op, self._seconds(op)) for op in ops]
 
-    def _cast(self, elements: float) -> float:
-        """Per-token (1x128) FP8 quantisation of a BF16 tensor before an FP8 GEMM or FP8 dispatch:
-        reads BF16, writes FP8 plus one FP32 scale per 128 values (V3-TR section 3.3). Zero when the
-        GEMMs run in BF16."""
-        if self.dense_dtype != "fp8":
-            return 0.0
-        return self._mem(elements * (2.0 + 1.0 + FP8_SCALE_OVERHEAD))
+    def _phase(self, prefill: bool) -> Phase:
+        return Phase.PREFILL if prefill else Phase.DECODE
 
-    def _norm(self, elements: float, residual: bool = False) -> float:
-        """RMSNorm over BF16 ``elements``; with ``residual`` the residual add is fused into it (read
-        the sub-layer output and the residual, write the new residual and the normed output)."""
-        return self._mem(elements * 2.0 * (4.0 if residual else 2.0), NORM)
+    def head_ops(self, rows: int, embedded: int) -> list[tuple[str, float]]:
+        """Per step, not per layer: embedding gather of the ``embedded`` input tokens, final RMSNorm,
+        output head (BF16) and sampling for the ``rows`` positions that need logits."""
+        ops = serving_head_ops(self.model, self.shape, max(1, int(rows)), embedded, Phase.DECODE)
+        return [(op.name, x) for op, x in self._timed(ops)]
 
-    def _act_cast(self, rows: float, inter: float) -> float:
-        """SwiGLU over [rows, 2 x inter] fused with the FP8 cast of its output for the down GEMM."""
-        out = 1.0 + FP8_SCALE_OVERHEAD if self.dense_dtype == "fp8" else 2.0
-        return self._mem(rows * inter * (2.0 * 2.0 + out))
+    def head(self, tokens: int) -> float:
+        return sum(x for _, x in self.head_ops(tokens, tokens))
 
-    def _batched_gemm(self, batch: int, m: int, n: int, k: int, dtype: str) -> float:
-        """``batch`` independent [m, k] x [k, n] products in one kernel (MLA's absorbed per-head
-        products): :func:`sim.timing.gemm_time` with ``batch`` (every member's FLOPs and weights,
-        their tiles quantised together over the SMs, one launch)."""
-        key = (int(batch), max(1, int(m)), int(n), int(k), dtype)
-        t = self._batched_cache.get(key)
-        if t is None:
-            t = timing.gemm_time(self.gpu, key[1], key[2], key[3], dtype, batch=key[0]).predicted_s
-            self._batched_cache[key] = t
-        return t
+    def mtp_join_ops(self, tokens: int) -> list[tuple[str, float]]:
+        """MTP module entry (V3-TR section 2.2): the next token's embedding, RMSNorms of the hidden
+        state and of that embedding, their concatenation projected 2h -> h."""
+        ops = serving_mtp_join_ops(self.model, self.shape, tokens, Phase.DECODE)
+        return [(op.name, x) for op, x in self._timed(ops)]
 
-    def attention_ops(self, tokens: int, absorbed: bool) -> list[tuple[str, float]]:
-        """(name, seconds) of the attention block of one layer for ``tokens`` tokens of this GPU,
-        the core attention kernel excepted: fused residual-add + RMSNorm, FP8 casts of every FP8 GEMM
-        input, the projections with their own shapes, MLA's q_a/kv_a norms, RoPE, assembling the
-        query/key tensors, the KV-cache write, and in absorbed (decode) form the per-head W_UK and
-        W_UV batched GEMMs."""
-        key = ("attn_ops", tokens, absorbed)
-        if key in self._cache:
-            return list(self._cache[key])
-        a, h, t, dt = self.attn, self.hidden, max(1, int(tokens)), self.dense_dtype
-        heads = max(1, a.num_heads // self.inst.tp)
-        kv_b = DTYPE_BYTES[self.inst.kv_dtype]
-        ops: list[tuple[str, float]] = [("attn_norm", self._norm(t * h, residual=True))]
-        ops.append(("cast_attn_in", self._cast(t * h)))
-        if a.kind == "mla":
-            rope, nope, lat, v = a.qk_rope_head_dim, a.qk_nope_head_dim, a.kv_lora_rank, a.v_head_dim
-            qk = nope + rope
-            if a.q_lora_rank:
-                # q_a and kv_a share their input: one fused GEMM (N = 1536 + 576 = 2112 for V3, a
-                # DeepGEMM benchmark shape)
-                ops.append(("qkv_a_proj", self._gemm(t, a.q_lora_rank + lat + rope, h, dt)))
-                ops.append(("q_a_norm", self._norm(t * a.q_lora_rank)))
-                ops.append(("cast_q_b_in", self._cast(t * a.q_lora_rank)))
-                ops.append(("q_b_proj", self._gemm(t, heads * qk, a.q_lora_rank, dt)))
-            else:
-                ops.append(("q_proj", self._gemm(t, heads * qk, h, dt)))
-                ops.append(("kv_a_proj", self._gemm(t, lat + rope, h, dt)))
-            ops.append(("kv_a_norm", self._norm(t * lat)))
-            ops.append(("rope", self._mem(2.0 * 2.0 * t * (heads + 1) * rope, NORM)))
-            if a.index_topk:
-                # DeepSeek sparse attention's lightning indexer projections (its scoring kernel is
-                # counted with the core attention, :meth:`_effective_keys`)
-                q_in = a.q_lora_rank or h
-                ops.append(("indexer_q", self._gemm(t, a.index_n_heads * a.index_head_dim, q_in, dt)))
-                ops.append(("indexer_k", self._gemm(t, a.index_head_dim, h, dt)))
-                ops.append(("indexer_weights", self._gemm(t, a.index_n_heads, h, "bf16")))
-            if absorbed:
-                ops.append(("q_absorb_wuk", self._batched_gemm(heads, t, lat, nope, "bf16")))
-                # query [nope-absorbed 512 | rope 64] per head; latent + rope key appended to the cache
-                ops.append(("build_q", self._mem(2.0 * 2.0 * t * heads * (lat + rope))))
-                ops.append(("kv_cache_write", self._mem(t * (lat + rope) * (2.0 + kv_b))))
-            else:
-                ops.append(("cast_kv_b_in", self._cast(t * lat)))
-                ops.append(("kv_b_proj", self._gemm(t, heads * (nope + v), lat, dt)))
-                # K = [k_nope | k_pe broadcast over heads], V split out of kv_b's output
-                ops.append(("build_qk", self._mem(t * heads * (nope + v) * 2.0 + t * heads * (qk + v) * 2.0)))
-                ops.append(("kv_cache_write", self._mem(t * (lat + rope) * (2.0 + kv_b))))
-            if absorbed:
-                ops.append(("o_absorb_wuv", self._batched_gemm(heads, t, v, lat, "bf16")))
-            ops.append(("cast_o_in", self._cast(t * heads * v)))
-            ops.append(("o_proj", self._gemm(t, h, heads * v, dt)))
-        elif a.kind in ("mha", "gqa"):
-            d = int(a.head_dim)
-            kvh = max(1, a.num_kv_heads // self.inst.tp)
-            ops.append(("qkv_proj", self._gemm(t, (heads + 2 * kvh) * d, h, dt)))
-            if getattr(a, "qk_norm", False):
-                ops.append(("qk_norm", self._norm(t * (heads + kvh) * d)))
-            ops.append(("rope", self._mem(2.0 * 2.0 * t * (heads + kvh) * d, NORM)))
-            ops.append(("kv_cache_write", self._mem(t * 2 * kvh * d * (2.0 + kv_b))))
-            ops.append(("cast_o_in", self._cast(t * heads * d)))
-            ops.append(("o_proj", self._gemm(t, h, heads * d, dt)))
-        else:
-            # other attention kinds (V4's compressed attention): the layer's attention weights as one GEMM
-            n = self.attn_params_per_layer / h / self.inst.tp
-            ops.append(("attn_proj", self._gemm(t, n, h, dt)))
-            ops.append(("attn_inner_norms", self._norm(t * h)))
-        self._cache[key] = tuple(ops)
-        return ops
-
-    def attention_block_linear(self, tokens: int) -> float:
-        """Attention block of one layer without the core attention kernel (see :meth:`attention_ops`)."""
-        return sum(t for _, t in self.attention_ops(tokens, self.mla_absorbed))
-
-    def _pair_flops(self, decode: bool) -> tuple[int, int]:
-        """(qk dim, v dim) of the attention kernel's products."""
-        a = self.attn
-        if a.kind == "mla" and (decode or a.index_topk):
-            return a.kv_lora_rank + a.qk_rope_head_dim, a.kv_lora_rank
-        return int(a.qk_head_dim), int(a.value_head_dim)
-
-    def _effective_keys(self, context: int, causal: bool, qk: int, v: int) -> float:
-        """Keys per query averaged over layers for windowed / chunked / compressed / sparse attention,
-        from the model's exact per-layer accounting (moe.accounting; a Llama 4 chunked layer counts
-        min(context, chunk) keys when ``causal`` is False)."""
-        if self.attn.kind == "mla" and not self.attn.index_topk:
-            return float(context)
-        from moe import accounting
-
-        total = 0.0
-        for layer in range(self.num_layers):
-            main, idx = accounting.layer_attention_flops_per_token(self.model, layer, max(1, context), causal)
-            total += main + idx
-        heads = self.attn.num_heads
-        return total / self.num_layers / (2.0 * heads * (qk + v))
+    def _mtp_join(self, tokens: int) -> float:
+        return sum(x for _, x in self.mtp_join_ops(tokens))
 
     def decode_attention(self, batch: int, q_len: int, kv_len: int) -> float:
+        """Core attention of one layer for ``batch`` decode requests of ``q_len`` new tokens over a mean
+        KV length ``kv_len`` (the model's capped KV cache, averaged over layers)."""
         key = ("dattn", batch, q_len, kv_len)
         if key in self._cache:
             return self._cache[key]
-        qk, v = self._pair_flops(decode=True)
-        keys = self._effective_keys(kv_len, False, qk, v)
         kv_layer = kv_bytes_per_token(self.model, self.inst.kv_dtype, kv_len) * kv_len / self.num_layers
-        heads = max(1, self.attn.num_heads // self.inst.tp)
-        t = timing.attention_time(
-            self.gpu,
-            batch,
-            q_len,
-            max(1, int(round(keys))),
-            heads,
-            qk,
-            v,
-            True,
-            "bf16",
-            kv_bytes=batch * kv_layer,
-        ).predicted_s
+        t = self._seconds(serving_decode_core(self.model, self.shape, batch, q_len, kv_len, kv_layer))
         self._cache[key] = t
         return t
 
     def prefill_attention(self, new_tokens: int, cached_tokens: int) -> float:
-        """Causal attention of ``new_tokens`` queries after ``cached_tokens`` of prefix, one layer."""
+        """Causal attention of ``new_tokens`` queries after ``cached_tokens`` of prefix, one layer (with
+        what re-reads a cached prefix, :func:`moe.operators.serving_prefill_core_ops`)."""
         key = ("pattn", new_tokens, cached_tokens)
         if key in self._cache:
             return self._cache[key]
-        qk, v = self._pair_flops(decode=False)
-        context = new_tokens + cached_tokens
-        heads = max(1, self.attn.num_heads // self.inst.tp)
-        keys = self._effective_keys(context, False, qk, v)
-        scale = keys / context if context else 1.0
-        t = (
-            timing.attention_time(self.gpu, 1, new_tokens, context, heads, qk, v, True, "bf16").predicted_s
-            * scale
-        )
-        a = self.attn
-        if cached_tokens > 0 and a.kind == "mla" and not a.index_topk:
-            # MLA prefill attends with full per-head keys and values: a cached prefix (stored as
-            # latents) is up-projected again (kv_b GEMM over the prefix, its FP8 cast, K/V assembly)
-            c, lat, nope = int(cached_tokens), a.kv_lora_rank, a.qk_nope_head_dim
-            t += self._cast(c * lat)
-            t += self._gemm(c, heads * (nope + a.v_head_dim), lat, self.dense_dtype)
-            t += self._mem(c * heads * (nope + a.v_head_dim) * 2.0 + c * heads * (qk + a.v_head_dim) * 2.0)
+        ops = serving_prefill_core_ops(self.model, self.shape, new_tokens, cached_tokens)
+        t = sum(x for _, x in self._timed(ops))
         self._cache[key] = t
         return t
 
-    def dense_ffn_ops(self, tokens: int) -> list[tuple[str, float]]:
-        """Dense FFN layer: fused residual-add + RMSNorm, FP8 casts, gate/up GEMM, SwiGLU, down GEMM."""
-        h, t, dt = self.hidden, max(1, int(tokens)), self.dense_dtype
-        inter = self.model.intermediate_size / self.inst.tp
-        return [
-            ("ffn_norm", self._norm(t * h, residual=True)),
-            ("cast_ffn_in", self._cast(t * h)),
-            ("mlp_gate_up", self._gemm(t, 2 * inter, h, dt)),
-            ("mlp_act_cast", self._act_cast(t, inter)),
-            ("mlp_down", self._gemm(t, h, inter, dt)),
-        ]
+    def routed_rows(self, tokens: int) -> float:
+        """Routed rows of ``tokens`` tokens of a rank on the busiest GPU (its imbalance included)."""
+        rows = max(1, int(tokens)) * int(self.model.experts_per_token) / self.inst.tp
+        return rows * self.imbalance(rows)
 
-    def dense_ffn(self, tokens: int) -> float:
-        return sum(x for _, x in self.dense_ffn_ops(tokens))
-
-    def moe_pre_ops(self, tokens: int, prefill: bool) -> list[tuple[str, float]]:
-        """MoE layer up to the dispatch: fused residual-add + RMSNorm, the router GEMM (BF16,
-        [tokens, hidden] x [hidden, experts]), group-limited top-k gating, and for DeepEP's normal
-        (prefill) kernels the FP8 cast of the dispatched hidden state; the low-latency decode kernels
-        cast in their send kernel (``ll_dispatch_send``, which the published latency holds: the
-        transfer is charged without it)."""
-        m, h, t = self.model, self.hidden, max(1, int(tokens))
-        td = max(1, int(math.ceil(t / self.inst.tp)))
-        e, k = int(m.num_routed_experts), int(m.experts_per_token)
-        scoring = "softmax" if m.scoring_func == "softmax" else "sigmoid"
-        ops = [
-            ("ffn_norm", self._norm(t * h, residual=True)),
-            ("router_gemm", self._gemm(td, e, h, "bf16")),
-            (
-                "gating",
-                timing.gating_time(self.gpu, td, e, k, scoring, max(1, int(m.n_group or 1))).predicted_s,
-            ),
-        ]
-        if prefill:
-            ops.append(("cast_dispatch", self._cast(td * h)))
-        elif self.inst.ep > 1:
-            # DeepEP low-latency dispatch, send half (a kernel on the compute stream when its receive
-            # is deferred to a hook): FP8 cast of each token into the send buffer, RDMA puts issued.
-            # The published dispatch latency holds this work: it leaves the transfer's time
-            # (_low_latency_transfer)
-            ops.append(("ll_dispatch_send", self._mem(td * h * (2.0 + 1.0 + FP8_SCALE_OVERHEAD))))
-        return ops
-
-    def shared_ops(self, tokens: int) -> list[tuple[str, float]]:
-        """Shared experts: FP8 cast of their input, gate/up GEMM, SwiGLU + cast, down GEMM."""
-        if not self.shared_inter:
-            return []
-        h, t, dt = self.hidden, max(1, int(tokens)), self.dense_dtype
-        inter = self.shared_inter / self.inst.tp
-        return [
-            ("cast_shared_in", self._cast(t * h)),
-            ("shared_gate_up", self._gemm(t, 2 * inter, h, dt)),
-            ("shared_act_cast", self._act_cast(t, inter)),
-            ("shared_down", self._gemm(t, h, inter, dt)),
-        ]
-
-    def routed_ops(self, tokens: int, prefill: bool) -> list[tuple[str, float]]:
-        """This GPU's routed experts for ``tokens`` tokens of its rank (busiest GPU's load): grouped
-        gate/up GEMM, SwiGLU + FP8 cast, grouped down GEMM; prefill (contiguous layout) also permutes
-        the received FP8 rows into expert order and un-permutes + weight-reduces the outputs (decode's
-        masked layout is written by the low-latency dispatch, and its combine reduces in-kernel)."""
-        m, h = self.model, self.hidden
-        k = int(m.experts_per_token)
-        rows = max(1, int(tokens)) * k / self.inst.tp
-        rows *= self.imbalance(rows)
-        per_group = max(1, int(math.ceil(rows / self.experts_per_gpu)))
-        groups = [per_group] * self.experts_per_gpu
-        inter = int(m.moe_intermediate_size)
-        recv = max(1, int(math.ceil(per_group * self.experts_per_gpu / k)))
-        ops = []
-        low_latency = not prefill and self.inst.ep > 1
-        received = per_group * self.experts_per_gpu
-        if prefill:
-            ops.append(("permute", timing.permute_time(self.gpu, recv, h, k, dtype="fp8").predicted_s))
-        elif low_latency:
-            # low-latency dispatch, receive hook: unpack the received FP8 rows into the per-expert
-            # (masked) layout (the published latency hides this copy under the arrivals; the hook
-            # runs it after them)
-            ops.append(("ll_dispatch_recv", self._mem(received * h * (1.0 + FP8_SCALE_OVERHEAD) * 2.0)))
-        ops += [
-            (
-                "experts_gate_up",
-                timing.grouped_gemm_time(self.gpu, groups, 2 * inter, h, self.expert_dtype).predicted_s,
-            ),
-            ("experts_act_cast", self._act_cast(per_group * self.experts_per_gpu, inter)),
-            (
-                "experts_down",
-                timing.grouped_gemm_time(self.gpu, groups, h, inter, self.expert_dtype).predicted_s,
-            ),
-        ]
-        if prefill:
-            ops.append(
-                ("unpermute_reduce", timing.permute_time(self.gpu, recv, h, k, combine=True).predicted_s)
+    def timed_layer_ops(
+        self, tokens_mb: int, attention_mb: float, prefill: bool
+    ) -> dict[str, list[tuple[Op, float]]]:
+        """The inventory's operators of one micro-batch through one dense and one MoE layer, by stage
+        (:func:`moe.operators.serving_layer_ops`), each with its seconds (without the SM share that
+        overlapping all-to-all kernels take); the core attention is ``attention_mb``."""
+        key = ("layer_ops", tokens_mb, prefill)
+        base = self._cache.get(key)
+        if base is None:
+            ops = serving_layer_ops(
+                self.model, self.shape, tokens_mb, self._phase(prefill), 0.0, self.routed_rows(tokens_mb)
             )
-        elif low_latency:
-            # low-latency combine, send half: expert outputs (BF16) into the send buffer, puts issued
-            # (the launch table's combine latency holds this copy; the 2025-06 one is timed zero-copy,
-            # with the copy outside it: kernels_numba.published.DEEPEP_LOW_LATENCY_CONTAINS)
-            ops.append(("ll_combine_send", self._mem(received * h * 2.0 * 2.0)))
-        return ops
+            base = {stage: self._timed(v) for stage, v in ops.items()}
+            self._cache[key] = base
+        core = Op("core_attention", OpKind.ATTENTION, Given(attention_mb), self._phase(prefill), "attention")
+        return {
+            stage: [
+                (core, attention_mb)
+                if op.kind is OpKind.ATTENTION and isinstance(op.work, Given)
+                else (op, x)
+                for op, x in v
+            ]
+            for stage, v in base.items()
+        }
 
-    def combine_recv_ops(self, tokens: int, prefill: bool) -> list[tuple[str, float]]:
-        """Low-latency combine, receive hook: the weighted sum of each token's top-k expert outputs
-        (held by the published combine latency; the normal prefill kernels reduce on their own SMs)."""
-        if prefill or self.inst.ep <= 1:
-            return []
-        k = int(self.model.experts_per_token)
-        td = max(1, int(math.ceil(max(1, int(tokens)) / self.inst.tp)))
-        return [("ll_combine_recv_reduce", self._mem(td * self.hidden * 2.0 * (k + 1.0)))]
+    def layer_ops(
+        self, tokens_mb: int, attention_mb: float, prefill: bool
+    ) -> dict[str, list[tuple[str, float]]]:
+        """Named operator times of :meth:`timed_layer_ops`, by stage: "dense_attention", "dense_ffn",
+        "moe_attention" (up to the dispatch), "moe_shared", "moe_routed"."""
+        return {
+            stage: [(op.name, x) for op, x in v]
+            for stage, v in self.timed_layer_ops(tokens_mb, attention_mb, prefill).items()
+        }
 
-    def moe_ffn(self, tokens: int, prefill: bool) -> float:
-        """Everything an MoE layer computes for ``tokens`` tokens of its rank (no communication)."""
-        ops = self.moe_pre_ops(tokens, prefill) + self.shared_ops(tokens) + self.routed_ops(tokens, prefill)
-        return sum(x for _, x in ops + self.combine_recv_ops(tokens, prefill))
+    @staticmethod
+    def _after_core(attention: Sequence[tuple[Op, float]]) -> float:
+        """Time of the attention block's operators after the core attention kernel."""
+        for i, (op, _) in enumerate(attention):
+            if op.name == "core_attention":
+                return sum(x for _, x in attention[i + 1 :])
+        return 0.0
 
-    def moe_output_add(self, tokens: int) -> float:
-        """Shared-expert output + combined routed output (read two BF16 tensors, write one)."""
-        return self._mem(max(1, int(tokens)) * self.hidden * 2.0 * 3.0)
+    @staticmethod
+    def _stage_s(ops: Sequence[tuple[Op, float]], stage: str | None = None) -> float:
+        return sum(x for op, x in ops if stage is None or op.stage == stage)
 
     def all_to_all(self, tokens: int, bytes_per_value: float, dedupe_per_node: bool) -> float:
         """Dispatch or combine of the ``tokens`` tokens of this GPU's attention rank over the
@@ -648,7 +445,7 @@ class StepCostModel:
         )
 
     def _low_latency_transfer(
-        self, dispatch: float, combine: float, ops: dict[str, list[tuple[str, float]]]
+        self, dispatch: float, combine: float, ops: dict[str, list[tuple[Op, float]]]
     ) -> tuple[float, float]:
         """Dispatch and combine times for the communication stream: the fitted all-to-all time less
         the send and receive kernels (charged on the compute stream) that it already holds.
@@ -677,7 +474,7 @@ class StepCostModel:
         held = set(self.low_latency_in_transfer())
         if not held:
             return dispatch, combine
-        times = {name: x for v in ops.values() for name, x in v if name in held}
+        times = {op.name: x for v in ops.values() for op, x in v if op.name in held}
         sent = sum(x for name, x in times.items() if name.startswith("ll_dispatch"))
         returned = sum(x for name, x in times.items() if name.startswith("ll_combine"))
         return max(0.0, dispatch - sent), max(0.0, combine - returned)
@@ -692,73 +489,12 @@ class StepCostModel:
         size = tokens * self.hidden * 2.0
         return comm.all_reduce_time(self.cluster, size, num_gpus=self.inst.tp).predicted_s
 
-    def head_ops(self, rows: int, embedded: int) -> list[tuple[str, float]]:
-        """Per step, not per layer: embedding gather of the ``embedded`` input tokens, final RMSNorm,
-        output head (BF16, as V3 keeps it) and sampling (softmax / top-p over FP32 logits: about
-        three passes) for the ``rows`` positions that need logits."""
-        h, rows = self.hidden, max(1, int(rows))
-        vocab = self.model.vocab_size / self.inst.tp
-        return [
-            ("embedding", self._mem(max(1, int(embedded)) * h * 2.0 * 2.0)),
-            ("final_norm", self._norm(rows * h, residual=True)),
-            ("lm_head", self._gemm(rows, vocab, h, "bf16")),
-            ("sampling", self._mem(rows * vocab * 4.0 * 3.0)),
-        ]
-
-    def head(self, tokens: int) -> float:
-        return sum(x for _, x in self.head_ops(tokens, tokens))
-
-    def mtp_join_ops(self, tokens: int) -> list[tuple[str, float]]:
-        """MTP module entry (V3-TR section 2.2): RMSNorm of the hidden state and of the next token's
-        embedding, their concatenation projected 2h -> h (FP8 cast first when FP8)."""
-        h, t = self.hidden, max(1, int(tokens))
-        return [
-            ("mtp_embedding", self._mem(t * h * 2.0 * 2.0)),
-            ("mtp_norms", self._norm(2 * t * h)),
-            ("cast_mtp_proj_in", self._cast(2 * t * h)),
-            ("mtp_eh_proj", self._gemm(t, h, 2 * h, self.dense_dtype)),
-        ]
-
     # ---- whole steps --------------------------------------------------------------------------
-    def layer_ops(
-        self, tokens_mb: int, attention_mb: float, prefill: bool
-    ) -> dict[str, list[tuple[str, float]]]:
-        """Named operator times of one micro-batch through one dense and one MoE layer, by stage:
-        "dense_attention", "dense_ffn", "moe_attention" (up to the dispatch), "moe_shared",
-        "moe_routed" (seconds without the SM share that overlapping all-to-all kernels take)."""
-        absorbed = self.mla_absorbed and (not prefill or bool(self.attn.index_topk))
-        attn = self.attention_ops(tokens_mb, absorbed)
-        # the core attention kernel runs after the query/key preparation, before the output side
-        at = next(
-            (i for i, (n, _) in enumerate(attn) if n in ("o_absorb_wuv", "cast_o_in", "o_proj")), len(attn)
-        )
-        attn = attn[:at] + [("core_attention", attention_mb)] + attn[at:]
-        out = {"dense_attention": attn, "dense_ffn": self.dense_ffn_ops(tokens_mb)}
-        out["moe_attention"] = (
-            self.combine_recv_ops(tokens_mb, prefill)
-            + [("moe_output_add", self.moe_output_add(tokens_mb))]
-            + attn
-            + self.moe_pre_ops(tokens_mb, prefill)
-        )
-        out["moe_shared"] = self.shared_ops(tokens_mb)
-        out["moe_routed"] = self.routed_ops(tokens_mb, prefill)
-        return out
-
-    @staticmethod
-    def _after_core(attention: list[tuple[str, float]]) -> float:
-        """Time of the attention block's operators after the core attention kernel."""
-        names = [n for n, _ in attention]
-        return (
-            sum(x for _, x in attention[names.index("core_attention") + 1 :])
-            if "core_attention" in names
-            else 0.0
-        )
-
     def _layers(
         self, tokens_mb: int, attention_mb: float, prefill: bool
     ) -> tuple[list[LayerCost], dict[str, float]]:
         slow = self.sm_slowdown
-        ops = self.layer_ops(tokens_mb, attention_mb, prefill)
+        ops = self.timed_layer_ops(tokens_mb, attention_mb, prefill)
         tot = {stage: sum(x for _, x in v) for stage, v in ops.items()}
         reduce = self.tp_allreduce(tokens_mb)  # on the critical path of each block when tp > 1
         prepare = (tot["dense_attention"] - attention_mb - self._after_core(ops["dense_attention"])) * slow
@@ -771,15 +507,17 @@ class StepCostModel:
         combine = self.all_to_all(tokens_mb, 2.0, prefill)
         if not prefill:
             dispatch, combine = self._low_latency_transfer(dispatch, combine, ops)
+        # the MoE layer's attention stage opens with the previous layer's combine receive and output add
+        moe_attention = ops["moe_attention"]
+        first = next((i for i, (op, _) in enumerate(moe_attention) if op.stage == "attention"), 0)
+        lead = sum(x for _, x in moe_attention[:first])
         moe_layer = LayerCost(
             tot["moe_attention"] * slow + reduce,
-            tot["moe_routed"] * slow + (reduce if self.shared_inter else 0.0),
+            tot["moe_routed"] * slow + (reduce if ops["moe_shared"] else 0.0),
             dispatch,
             combine,
             tot["moe_shared"] * slow,
-            attention_prepare_s=prepare
-            + (self.moe_output_add(tokens_mb) + sum(x for _, x in self.combine_recv_ops(tokens_mb, prefill)))
-            * slow,
+            attention_prepare_s=prepare + lead * slow,
         )
         layers = [moe_layer if f else dense for f in self.moe_layer_flags]
         mb = self.inst.micro_batches
@@ -790,8 +528,8 @@ class StepCostModel:
             count = n_dense if stage.startswith("dense") else n_moe
             if stage == "dense_ffn" and not self.model.intermediate_size:
                 continue
-            for name, x in v:
-                c = operator_kind(name).value
+            for op, x in v:
+                c = op.kind.category
                 parts[c] = parts.get(c, 0.0) + mb * count * x * slow
         parts["dispatch"] = mb * n_moe * dispatch
         parts["combine"] = mb * n_moe * combine
@@ -821,7 +559,7 @@ class StepCostModel:
             moe_layer = next(
                 (x for x, f in zip(mtp_layers, self.moe_layer_flags, strict=True) if f), mtp_layers[-1]
             )
-            join = sum(x for _, x in self.mtp_join_ops(b_mb * q)) * self.sm_slowdown
+            join = (self._mtp_join(b_mb * q)) * self.sm_slowdown
             moe_layer = replace(moe_layer, attention_s=moe_layer.attention_s + join)
             layers = layers + [moe_layer] * self.draft
             parts["mtp"] = self.draft * mb * _layer_busy_s(moe_layer)
@@ -851,7 +589,7 @@ class StepCostModel:
             # the MTP module over the prompt (its KV entries and the first draft): entry projection
             # and one MoE decoder layer
             moe_layer = next((x for x, f in zip(layers, self.moe_layer_flags, strict=True) if f), layers[-1])
-            join = sum(x for _, x in self.mtp_join_ops(t_mb)) * self.sm_slowdown
+            join = (self._mtp_join(t_mb)) * self.sm_slowdown
             mtp_layer = replace(moe_layer, attention_s=moe_layer.attention_s + join)
             layers = layers + [mtp_layer]
             parts["mtp"] = mb * _layer_busy_s(mtp_layer)
@@ -890,7 +628,7 @@ class StepCostModel:
             # the decode positions again for each further draft; then the shared head drafts one
             # token per decode request per draft
             moe_layer = next((x for x, f in zip(layers, self.moe_layer_flags, strict=True) if f), layers[-1])
-            join = sum(x for _, x in self.mtp_join_ops(t_mb)) * self.sm_slowdown
+            join = (self._mtp_join(t_mb)) * self.sm_slowdown
             mtp = [replace(moe_layer, attention_s=moe_layer.attention_s + join)]
             if self.draft > 1 and decode_batch:
                 d_mb = int(math.ceil(decode_batch * q / mb))
@@ -899,7 +637,7 @@ class StepCostModel:
                 d_moe = next(
                     (x for x, f in zip(d_layers, self.moe_layer_flags, strict=True) if f), d_layers[-1]
                 )
-                d_join = sum(x for _, x in self.mtp_join_ops(d_mb)) * self.sm_slowdown
+                d_join = (self._mtp_join(d_mb)) * self.sm_slowdown
                 mtp += [replace(d_moe, attention_s=d_moe.attention_s + d_join)] * (self.draft - 1)
             layers = layers + mtp
             parts["mtp"] = mb * sum(_layer_busy_s(x) for x in mtp)

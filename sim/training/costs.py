@@ -46,21 +46,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
+from moe.operators import Comm, Op, OpKind, Phase, TrainingShape, Work, training_unit_ops
+from moe.operators.lowering import FP8_SCALE_BYTES_PER_VALUE
 from sim import comm, timing
 from sim.training.engine import Segment
 from sim.training.schedules import Chunk
 
 __all__ = ["LayerCost", "Unit", "TrainingCostModel", "layer_units", "FP8_SCALE_BYTES_PER_VALUE"]
 
-# DeepSeek-V3 fine-grained FP8: one fp32 scale per 1x128 activation tile (V3-TR 3.3.2).
-FP8_SCALE_BYTES_PER_VALUE = 4.0 / 128.0
 BF16_BYTES = 2.0
-NORM = timing.NORM_ROPE  # RMSNorm and RoPE: their own fitted family
 
 
 @dataclass(frozen=True)
@@ -99,17 +97,15 @@ class LayerCost:
 
 @dataclass(frozen=True)
 class OpCost:
-    """One timed operator of a unit: its name, breakdown category, seconds, and whether the
-    time is limited by math throughput (so stretched when communication holds SMs)."""
+    """One timed operator of a unit: its name, kind, breakdown category, seconds, whether the time is
+    limited by math throughput (so stretched when communication holds SMs), and its work record."""
 
     name: str
     category: str
     seconds: float
     compute_bound: bool
-
-
-def _gemm_flops(m: float, n: float, k: float) -> float:
-    return 2.0 * m * n * k
+    kind: OpKind | None = None
+    work: Work | None = None
 
 
 class _Block:
@@ -120,12 +116,13 @@ class _Block:
         self.compute_bound_s = 0.0
         self.items: list[OpCost] = []
 
-    def add(self, category: str, t: timing.OpTime, scale: float = 1.0, name: str = "") -> None:
-        seconds = t.predicted_s * scale
+    def add(self, op: Op, t: timing.OpTime) -> None:
+        category = op.kind.training_category
+        seconds = t.predicted_s
         self.parts[category] = self.parts.get(category, 0.0) + seconds
         if t.bound_by == "compute":
             self.compute_bound_s += seconds
-        self.items.append(OpCost(name or category, category, seconds, t.bound_by == "compute"))
+        self.items.append(OpCost(op.name, category, seconds, t.bound_by == "compute", op.kind, op.work))
 
     def total(self) -> float:
         return sum(self.parts.values())
@@ -220,103 +217,21 @@ class TrainingCostModel:
         return [rows] * local_experts, busiest / mean
 
     # --- operators ------------------------------------------------------------------------------
-    def _gemm(self, m: int, n: int, k: int, dtype: str, phase: str = "forward") -> timing.OpTime:
-        return _gemm_cached(self.gpu, max(1, int(m)), max(1, int(n)), max(1, int(k)), dtype, phase)
-
-    def _mem(self, bytes_moved: float, family: str = "memory_bound") -> timing.OpTime:
-        """A bandwidth-bound kernel; ``family`` "norm_rope" for RMSNorm and RoPE (their own fit)."""
-        return _memory_cached(self.gpu, float(bytes_moved), family)
-
-    def _projection_shapes(self) -> list[tuple[str, int, int, bool]]:
-        """(name, n, k, recomputed) of the attention projections for this model, TP-split."""
-        a = self.model.attention
-        h = self.model.hidden_size
-        tp = self.plan.tp
-        heads = max(1, a.num_heads // tp)
-        kind = a.kind
-        shapes: list[tuple[str, int, int, bool]] = []
-        if kind == "mla":
-            qk = a.qk_nope_head_dim + a.qk_rope_head_dim
-            if a.q_lora_rank:
-                shapes.append(("q_a", a.q_lora_rank, h, False))
-                shapes.append(("q_b", heads * qk, a.q_lora_rank, True))  # V3-TR 3.5.1: up-proj recomputed
-            else:
-                shapes.append(("q", heads * qk, h, False))
-            shapes.append(("kv_a", a.kv_lora_rank + a.qk_rope_head_dim, h, False))
-            shapes.append(("kv_b", heads * (a.qk_nope_head_dim + a.v_head_dim), a.kv_lora_rank, True))
-            shapes.append(("o", h, heads * a.v_head_dim, False))
-        elif kind == "csa":
-            hd = a.head_dim
-            shapes.append(("q_a", a.q_lora_rank or h, h, False))
-            shapes.append(("q_b", heads * hd, a.q_lora_rank or h, True))
-            shapes.append(("kv", hd, h, False))
-            if a.o_groups and a.o_lora_rank:
-                shapes.append(("o_a", a.o_groups * a.o_lora_rank, heads * hd // a.o_groups, False))
-                shapes.append(("o_b", h, a.o_groups * a.o_lora_rank, False))
-            else:
-                shapes.append(("o", h, heads * hd, False))
-            if a.index_n_heads:
-                shapes.append(("indexer", a.index_n_heads * a.index_head_dim, h, False))
-        else:
-            hd = a.head_dim
-            kv_heads = max(1, a.num_kv_heads // tp)
-            shapes.append(("qkv", (heads + 2 * kv_heads) * hd, h, False))
-            shapes.append(("o", h, heads * hd, False))
-        return shapes
-
-    def _attention_core(self, context_len: int, backward: bool = False) -> timing.OpTime:
-        a = self.model.attention
-        heads = max(1, a.num_heads // self.plan.tp)
-        q_len = self.tokens // self.plan.micro_batch_seqs  # query rows of one sequence on this GPU
-        if a.kind == "mla":
-            qk, v = a.qk_nope_head_dim + a.qk_rope_head_dim, a.v_head_dim
-        else:
-            qk, v = a.head_dim, a.head_dim
-        kv_len = context_len
-        if a.kind == "csa" and a.index_topk:
-            # V4 sparse attention: each query attends to the top-k selected compressed entries
-            # plus a sliding window (model card: CSA top-k + window); not causal-triangular.
-            kv_len = min(context_len, a.index_topk + (a.sliding_window or 0))
-            t = timing.attention_time(
-                self.gpu,
-                self.plan.micro_batch_seqs,
-                q_len,
-                kv_len,
-                heads,
-                qk,
-                v,
-                False,
-                self.attn_dtype,
-                backward=backward,
-            )
-            return t
-        if a.sliding_window:
-            kv_len = min(context_len, a.sliding_window)
-        # Context parallelism: this GPU holds seq/cp queries against the whole causal context;
-        # with load-balanced chunking it does 1/cp of the full causal work.
-        full = timing.attention_time(
-            self.gpu,
-            self.plan.micro_batch_seqs,
-            context_len,
-            kv_len,
-            heads,
-            qk,
-            v,
-            True,
-            self.attn_dtype,
-            backward=backward,
-        )
-        if self.plan.cp == 1:
-            return full
-        return timing.OpTime(
-            full.roofline_s / self.plan.cp,
-            full.predicted_s / self.plan.cp,
-            None,
-            full.bound_by,
-            full.flops / self.plan.cp,
-            full.bytes_moved / self.plan.cp,
-            full.family,
-            full.calibration,
+    def shape(self) -> TrainingShape:
+        """The inventory's view of one micro-batch on one GPU under this plan."""
+        plan = self.plan
+        return TrainingShape(
+            tokens=self.tokens,
+            moe_tokens=self.moe_tokens,
+            seq_len=plan.seq_len,
+            micro_batch_seqs=plan.micro_batch_seqs,
+            tp=plan.tp,
+            cp=plan.cp,
+            ep=plan.ep,
+            gemm_dtype=self.gemm_dtype,
+            attention_dtype=self.attn_dtype,
+            recompute=plan.recompute,
+            dispatch_fp8=bool(plan.dispatch_fp8),
         )
 
     def _a2a(self, bytes_per_token: float, sample: int) -> _Comm:
@@ -352,36 +267,25 @@ class TrainingCostModel:
         link = "ib" if ib_s >= nv_s and ib_s > 0 else "nvlink"
         return _Comm(latency + body, link, link, "ep_comm")
 
-    def _tp_allreduce(self) -> _Comm:
-        if self.free_comm or self.plan.tp <= 1:
-            return _Comm(0.0, None, "latency", "tp_comm")
-        t = comm.all_reduce_time(
-            self.cluster, self.tokens * self.model.hidden_size * BF16_BYTES, self.plan.tp
-        )
-        return _Comm(
-            t.predicted_s,
-            "nvlink" if self.plan.tp <= self.cluster.gpus_per_node else "ib",
-            t.bound_by,
-            "tp_comm",
-        )
-
-    def _cp_comm(self) -> _Comm:
-        """Context parallel: gather the other chunks' keys/values (MLA: the compressed latent)."""
-        if self.free_comm or self.plan.cp <= 1:
-            return _Comm(0.0, None, "latency", "cp_comm")
-        a = self.model.attention
-        per_token = (
-            (a.kv_lora_rank + a.qk_rope_head_dim) if a.kind == "mla" else 2 * a.num_kv_heads * a.head_dim
-        )
-        t = comm.all_gather_time(
-            self.cluster, self.tokens * self.plan.cp * per_token * BF16_BYTES, self.plan.cp
-        )
-        return _Comm(
-            t.predicted_s,
-            "nvlink" if self.plan.cp <= self.cluster.gpus_per_node else "ib",
-            t.bound_by,
-            "cp_comm",
-        )
+    def _comm(self, op: Op, sample: int) -> _Comm:
+        """The time of one collective of the inventory on this cluster."""
+        work = op.work
+        assert isinstance(work, Comm)
+        kind = op.kind
+        if kind in (OpKind.EP_DISPATCH, OpKind.EP_COMBINE):
+            return self._a2a(work.bytes_per_token, sample)
+        category = kind.training_category
+        if self.free_comm or work.group <= 1:
+            return _Comm(0.0, None, "latency", category)
+        size = work.tokens * work.bytes_per_token
+        if kind is OpKind.TP_ALLREDUCE:
+            t = comm.all_reduce_time(self.cluster, size, work.group)
+        elif kind is OpKind.CP_ALLGATHER:
+            t = comm.all_gather_time(self.cluster, size, work.group)
+        else:
+            raise ValueError(f"no training communication model for {kind}")
+        link = "nvlink" if work.group <= self.cluster.gpus_per_node else "ib"
+        return _Comm(t.predicted_s, link, t.bound_by, category)
 
     # --- one unit ---------------------------------------------------------------------------
     def unit_cost(self, unit: Unit, sample: int = 0, overlapped: bool = False) -> LayerCost:
@@ -401,284 +305,70 @@ class TrainingCostModel:
         window = windows[unit.index] if unit.index < len(windows) else None
         return (unit.kind, unit.moe, window)
 
+    def unit_ops(self, unit: Unit, sample: int = 0) -> list[Op]:
+        """The inventory's operators of ``unit`` for one micro-batch (routing sample ``sample``)."""
+        moe_layer = unit.moe and self.model.num_routed_experts > 0
+        groups = self._expert_groups(sample)[0] if moe_layer and unit.kind in ("layer", "mtp") else []
+        return training_unit_ops(self.model, unit.kind, unit.moe, self.shape(), groups)
+
     def _build_unit(self, unit: Unit, sample: int) -> LayerCost:
-        model, plan = self.model, self.plan
-        h = model.hidden_size
-        t = self.tokens
-        g = self.gemm_dtype
-        bf = self.attn_dtype
+        """Time the unit's operators and group them into the engine's segments: the forward runs the
+        attention block (with the router and shared experts), the dispatch, the routed experts, the
+        combine and the un-permute; the backward the same in reverse, with the recomputed pieces; the
+        weight gradients run as one segment."""
+        blocks: dict[tuple[Phase, str], _Block] = {}
+        comms: dict[str, list[_Comm]] = {}
+        for op in self.unit_ops(unit, sample):
+            if op.kind.is_comm:
+                c = self._comm(op, sample)
+                comms.setdefault(op.name, []).append(c)
+                continue
+            phase = Phase.BACKWARD if op.phase is Phase.RECOMPUTE else op.phase
+            block = blocks.get((phase, op.stage))
+            if block is None:
+                block = blocks[(phase, op.stage)] = _Block()
+            block.add(op, timing.op_time(self.gpu, op))
+
+        def blk(phase: Phase, stage: str) -> _Block:
+            return blocks.get((phase, stage)) or _Block()
+
+        def live(*names: str) -> list[_Comm]:
+            return [c for n in names for c in comms.get(n, []) if c.seconds > 0]
+
+        fa, fm, fpost = (blk(Phase.FORWARD, s) for s in ("attention", "experts", "post"))
+        ba, bm, bpost = (blk(Phase.BACKWARD, s) for s in ("attention", "experts", "post"))
+        wa, wm = blk(Phase.WEIGHT, "attention"), blk(Phase.WEIGHT, "experts")
         out = LayerCost()
-        if unit.kind == "embedding":
-            f = _Block()
-            f.add("other", self._mem(t * h * BF16_BYTES * 2))
-            w = _Block()
-            w.add("other", self._mem(t * h * BF16_BYTES * 3))
-            out.forward = _segments([f])
-            out.weight = _segments([w])
-            return out
-        if unit.kind == "head":
-            v = max(1, model.vocab_size // plan.tp)
-            heads_count = 1 + int(getattr(model, "num_mtp_modules", 0) or 0)  # MTP shares the head
-            f, b, w = _Block(), _Block(), _Block()
-            for _ in range(heads_count):
-                f.add("other", self._mem(t * h * BF16_BYTES * 2, NORM))  # final norm
-                f.add("gemm", self._gemm(t, v, h, bf))
-                f.add("other", self._mem(t * v * 4.0 * 2))  # softmax cross-entropy in fp32
-                b.add("gemm", self._gemm(t, h, v, bf))
-                b.add("other", self._mem(t * v * 4.0 * 2))
-                w.add("gemm", self._gemm(h, v, t, bf))
-            out.forward, out.backward, out.weight = _segments([f]), _segments([b]), _segments([w])
-            return out
-
-        # A transformer layer (or an MTP module: a projection of [h; embedding] then a layer).
-        # Forward blocks: fa (attention block, router, shared expert), fm (routed experts), fpost
-        # (un-permute). Backward for inputs: ba, bm, bpost (with the recomputed pieces); backward
-        # for weights: wa, wm.
-        fa, fm, fpost = _Block(), _Block(), _Block()
-        ba, bm, bpost = _Block(), _Block(), _Block()
-        wa, wm = _Block(), _Block()
-        fp8 = g == "fp8"
-        recompute = plan.recompute in ("selective", "full")
-        add_bytes = t * h * BF16_BYTES * 3  # residual add: read two, write one
-
-        def norm(name: str, width: int, rows: int = t) -> None:
-            """RMSNorm forward, its backward (reads x, dy; writes dx), and its recomputation."""
-            b = rows * width * BF16_BYTES
-            fa.add("other", self._mem(2 * b, NORM), name=f"norm {name}")
-            ba.add("other", self._mem(3 * b, NORM), name=f"norm {name} bwd")
-            if recompute:  # V3-TR 3.2.3: all RMSNorm outputs are recomputed in backward
-                ba.add("other", self._mem(2 * b, NORM), name=f"norm {name} (recompute)")
-
-        if unit.kind == "mtp":
-            norm("mtp_inputs", 2 * h)
-            self._linear(fa, ba, wa, "mtp_proj", t, h, 2 * h, False)
-        norm("attn", h)
-        fwd_recompute = False
-        a = model.attention
-        heads = max(1, a.num_heads // plan.tp)
-        for name, n, k, recomputed in self._projection_shapes():
-            again = (recomputed and plan.recompute == "selective") or plan.recompute == "full"
-            self._linear(fa, ba, wa, name, t, n, k, again)
-            fwd_recompute = fwd_recompute or again
-            if a.kind == "mla" and name == "q_a":
-                norm("q_a", a.q_lora_rank)
-            if a.kind == "mla" and name == "kv_a":
-                norm("kv_a", a.kv_lora_rank)
-        cp_keys = t * (plan.cp - 1) if (a.kind == "mla" and plan.cp > 1) else 0
-        if cp_keys:
-            # Context parallelism gathers the other ranks' compressed latents (``_cp_comm``), so
-            # each rank up-projects the gathered keys/values itself (kv_b over the whole
-            # sequence; the busiest rank, holding the last chunk, needs all of it), and the
-            # backward runs kv_b's dgrad and wgrad over them before the reduce-scatter.
-            for name, n, k, recomputed in self._projection_shapes():
-                if name == "kv_b":
-                    again = (recomputed and plan.recompute == "selective") or plan.recompute == "full"
-                    self._linear(fa, ba, wa, "kv_b (gathered context keys)", cp_keys, n, k, again)
-        if a.kind == "mla":
-            # RoPE on the decoupled parts (query: per head; key: one shared head), then the
-            # query [nope | rope] and the key [nope | rope broadcast over heads] assembled as
-            # the contiguous [t, heads, qk] tensors the attention kernel reads (training runs
-            # MLA un-absorbed). Backward splits the gradients back (the key's rope part summed
-            # over heads). With the up-projections recomputed, RoPE and assembly run again.
-            r = a.qk_rope_head_dim
-            qk = a.qk_nope_head_dim + r
-            rope = t * (heads + 1) * r * BF16_BYTES * 2
-            assemble = (
-                t * heads * (qk + a.qk_nope_head_dim + r) * BF16_BYTES + 2 * t * heads * qk * BF16_BYTES
-            )
-            split = 2 * t * heads * qk * BF16_BYTES + t * (heads * (qk + a.qk_nope_head_dim) + r) * BF16_BYTES
-            # Keys gathered by context parallelism are assembled (and their gradients split) too;
-            # their RoPE was applied by the rank that owns them, before the gather.
-            assemble += cp_keys * (heads * (a.qk_nope_head_dim + qk) + r) * BF16_BYTES
-            split += cp_keys * (heads * (qk + a.qk_nope_head_dim) + r) * BF16_BYTES
-            fa.add("other", self._mem(rope, NORM), name="rotary")
-            fa.add("other", self._mem(assemble), name="mla q/k assemble")
-            ba.add("other", self._mem(rope, NORM), name="rotary bwd")
-            ba.add("other", self._mem(split), name="mla q/k split bwd")
-            if fwd_recompute:
-                ba.add("other", self._mem(rope, NORM), name="rotary (recompute)")
-                ba.add("other", self._mem(assemble), name="mla q/k assemble (recompute)")
-        attn = self._attention_core(plan.seq_len)
-        fa.add("attention", attn, name="attention fwd")
-        if fp8 and a.kind == "mla":
-            # V3-TR 3.3.4: the attention output (input of the output projection, also needed by
-            # the attention backward) is cached in a custom E5M6 format (12 bits) per 1x128 tile
-            # and converted back for the backward.
-            o_elems = t * heads * a.v_head_dim
-            e5m6 = 1.5 + FP8_SCALE_BYTES_PER_VALUE
-            fa.add(
-                "other", self._mem(o_elems * (BF16_BYTES + e5m6)), name="cast_fp8 attention out E5M6 cache"
-            )
-            ba.add("other", self._mem(o_elems * (BF16_BYTES + e5m6)), name="cast_fp8 attention out E5M6 back")
-        ba.add("attention", self._attention_core(plan.seq_len, backward=True), name="attention bwd")
-        if a.kind in ("mla", "mha", "gqa"):
-            qk_dim = (a.qk_nope_head_dim + a.qk_rope_head_dim) if a.kind == "mla" else a.head_dim
-            v_dim = a.v_head_dim if a.kind == "mla" else a.head_dim
-            t_cp = t  # this GPU's queries
-            # FlashAttention-2/3 backward: a preprocess pass (D = rowsum(dO * O), dQ accumulator
-            # zeroed in fp32) and a postprocess that converts the fp32 dQ accumulator to bf16.
-            pre = t_cp * heads * (2 * v_dim * BF16_BYTES + 4.0 + qk_dim * 4.0)
-            post = t_cp * heads * qk_dim * (4.0 + BF16_BYTES)
-            ba.add("attention", self._mem(pre), name="attention bwd preprocess")
-            ba.add("attention", self._mem(post), name="attention bwd dq convert")
-        if plan.recompute == "full":
-            ba.add("attention", attn, name="attention fwd (recompute)")
-        fa.add("other", self._mem(add_bytes), name="residual add")
-        ba.add("other", self._mem(add_bytes), name="residual add bwd")
-        norm("ffn", h)
-        cp = self._cp_comm()
-        tpc = self._tp_allreduce()
-        comms_fa: list[_Comm] = [c for c in (cp, tpc) if c.seconds > 0]
-        is_moe = unit.moe and model.num_routed_experts > 0
-        if is_moe:
-            e = model.num_routed_experts
-            k_top = model.experts_per_token
-            inter = model.moe_intermediate_size
-            tm = self.moe_tokens
-            fa.add("gemm", self._gemm(tm, e, h, bf), name="router gemm")  # bf16 (V3-TR 3.3)
-            fa.add("other", timing.gating_time(self.gpu, tm, e, k_top), name="gating top-k")
-            ba.add("gemm", self._gemm(tm, h, e, bf), name="router gemm dgrad")
-            wa.add("gemm", self._gemm(h, e, tm, bf), name="router gemm wgrad")
-            shared = model.num_shared_experts * (model.shared_expert_intermediate_size or inter)
-            if shared:
-                s = max(1, shared // plan.tp)
-                self._linear(fa, ba, wa, "shared_gate_up", tm, 2 * s, h, False)
-                self._swiglu(fa, ba, "shared swiglu", tm, s, recompute)
-                self._linear(fa, ba, wa, "shared_down", tm, h, s, False, input_cast=False)
-            groups, _ = self._expert_groups(sample)
-            rows = sum(groups)
-            fa.add("other", timing.permute_time(self.gpu, tm, h, k_top, "bf16"), name="permute")
-            # The permute's backward sums each token's top-k expert-row gradients back into the
-            # token (a reduce shaped like the forward un-permute).
-            bm.add(
-                "other",
-                timing.permute_time(self.gpu, tm, h, k_top, "bf16", combine=True),
-                name="permute bwd",
-            )
-            for name, n, kk in (("experts_gate_up", 2 * inter, h), ("experts_down", h, inter)):
-                fm.add("gemm", _grouped_cached(self.gpu, tuple(groups), n, kk, g), name=f"gemm {name}")
-                bm.add("gemm", _grouped_cached(self.gpu, tuple(groups), kk, n, g), name=f"gemm {name} dgrad")
-                # Weight gradient per expert: dW_e = X_e^T dY_e, reduction over that expert's tokens.
-                for rows_e in groups:
-                    if rows_e > 0:
-                        wt = _gemm_cached(self.gpu, kk, n, rows_e, g, "wgrad")
-                        wm.add("gemm", wt, name=f"gemm {name} wgrad")
-                if fp8:
-                    bm.add(
-                        "other",
-                        self._mem(rows * n * (BF16_BYTES + 1.0 + FP8_SCALE_BYTES_PER_VALUE)),
-                        name=f"cast_fp8 {name} dY",
-                    )
-                    wm.add(
-                        "other",
-                        self._mem(rows * (n + kk) * (BF16_BYTES + 1.0 + FP8_SCALE_BYTES_PER_VALUE)),
-                        name=f"cast_fp8 transpose {name} X,dY",
-                    )
-            self._swiglu(fm, bm, "experts swiglu", rows, inter, recompute)
-            if fp8:
-                # V3-TR 3.3.4: the SwiGLU input of the MoE layer is cached in FP8 (and the SwiGLU
-                # recomputed from it), so the forward casts the up-projection output and the
-                # backward casts it back to BF16.
-                swi_in = rows * 2 * inter * (BF16_BYTES + 1.0 + FP8_SCALE_BYTES_PER_VALUE)
-                fm.add("other", self._mem(swi_in), name="cast_fp8 experts swiglu input cache")
-                bm.add("other", self._mem(swi_in), name="cast_fp8 experts swiglu input back")
-            fpost.add(
-                "other", timing.permute_time(self.gpu, tm, h, k_top, "bf16", combine=True), name="unpermute"
-            )
-            bpost.add(
-                "other",
-                timing.permute_time(self.gpu, tm, h, k_top, "bf16", combine=True),
-                name="unpermute bwd",
-            )
-            fpost.add("other", self._mem(add_bytes), name="residual add")
-            bpost.add("other", self._mem(add_bytes), name="residual add bwd")
-            dispatch_bytes = h * ((1.0 + FP8_SCALE_BYTES_PER_VALUE) if plan.dispatch_fp8 else BF16_BYTES)
-            combine_bytes = h * BF16_BYTES
-            dispatch = self._a2a(dispatch_bytes, sample)
-            combine = self._a2a(combine_bytes, sample)
-            # forward: attention block, dispatch, experts, combine, post
+        around = live("cp_allgather", "attn_allreduce", "mlp_allreduce")
+        if "dispatch" in comms:
+            dispatch, combine = live("dispatch"), live("combine")
             out.forward = (
-                _segments([fa], comms_fa)
-                + _comm_segments([dispatch])
+                _segments([fa], around)
+                + _comm_segments(dispatch)
                 + _segments([fm])
-                + _comm_segments([combine])
+                + _comm_segments(combine)
                 + _segments([fpost])
             )
-            # backward: combine-grad (dispatch-shaped, bf16), experts, dispatch-grad, attention block
+            # backward: combine-grad (dispatch-shaped), experts, dispatch-grad, attention block
             out.backward = (
                 _segments([bpost])
-                + _comm_segments([combine])
+                + _comm_segments(combine)
                 + _segments([bm])
-                + _comm_segments([dispatch])
-                + _segments([ba], comms_fa)
+                + _comm_segments(dispatch)
+                + _segments([ba], around)
             )
             out.weight = _segments([wm, wa])
         else:
-            inter = max(1, model.intermediate_size // plan.tp)
-            self._linear(fa, ba, wa, "mlp_gate_up", t, 2 * inter, h, False)
-            self._swiglu(fa, ba, "mlp swiglu", t, inter, recompute)
-            self._linear(fa, ba, wa, "mlp_down", t, h, inter, False, input_cast=False)
-            fa.add("other", self._mem(add_bytes), name="residual add")
-            ba.add("other", self._mem(add_bytes), name="residual add bwd")
-            out.forward = _segments([fa], comms_fa + ([tpc] if tpc.seconds > 0 else []))
-            out.backward = _segments([ba], comms_fa + ([tpc] if tpc.seconds > 0 else []))
-            out.weight = _segments([wa])
-        out.ops = {
-            "forward": fa.items + fm.items + fpost.items,
-            "backward": bpost.items + bm.items + ba.items,
-            "weight": wm.items + wa.items,
-        }
+            out.forward = _segments([fa], around)
+            out.backward = _segments([ba], around)
+            out.weight = _segments([wm, wa])
+        if unit.kind in ("layer", "mtp"):
+            out.ops = {
+                "forward": fa.items + fm.items + fpost.items,
+                "backward": bpost.items + bm.items + ba.items,
+                "weight": wm.items + wa.items,
+            }
         return out
-
-    def _linear(
-        self,
-        f: _Block,
-        b: _Block,
-        w: _Block,
-        name: str,
-        rows: int,
-        n: int,
-        k: int,
-        recomputed: bool,
-        input_cast: bool = True,
-    ) -> None:
-        """A linear layer Y[rows, n] = X[rows, k] W[k, n] in the plan's GEMM dtype.
-
-        FP8 (V3-TR 3.3.2): the forward quantises X per 1x128 tile (unless the producer wrote it
-        quantised, ``input_cast=False``: the fused SwiGLU+cast before a down projection); dgrad
-        quantises dY the same way; wgrad (reduction over the tokens) needs X^T and dY^T quantised
-        along the tokens, i.e. transposed FP8 copies. A recomputed layer runs its forward again
-        (with its input cast) in the backward.
-        """
-        g = self.gemm_dtype
-        cast = BF16_BYTES + 1.0 + FP8_SCALE_BYTES_PER_VALUE  # read bf16, write fp8 + scales
-        fp8 = g == "fp8"
-        if fp8 and input_cast:
-            f.add("other", self._mem(rows * k * cast), name=f"cast_fp8 {name} X")
-        f.add("gemm", self._gemm(rows, n, k, g), name=f"gemm {name}")
-        if recomputed:
-            if fp8 and input_cast:
-                b.add("other", self._mem(rows * k * cast), name=f"cast_fp8 {name} X (recompute)")
-            b.add("gemm", self._gemm(rows, n, k, g), name=f"gemm {name} (recompute)")
-        if fp8:
-            b.add("other", self._mem(rows * n * cast), name=f"cast_fp8 {name} dY")
-        b.add("gemm", self._gemm(rows, k, n, g), name=f"gemm {name} dgrad")
-        if fp8:
-            w.add("other", self._mem(rows * (n + k) * cast), name=f"cast_fp8 transpose {name} X,dY")
-        w.add("gemm", self._gemm(k, n, rows, g, "wgrad"), name=f"gemm {name} wgrad")
-
-    def _swiglu(self, f: _Block, b: _Block, name: str, rows: int, inter: int, recompute: bool) -> None:
-        """SwiGLU over [rows, 2 * inter] -> [rows, inter]; with FP8 GEMMs the output is written
-        quantised for the down projection (fused cast). Backward reads the saved input and the
-        output gradient, writes the input gradient; with recomputation (V3-TR 3.2.3) the
-        forward runs again first."""
-        out_b = (1.0 + FP8_SCALE_BYTES_PER_VALUE) if self.gemm_dtype == "fp8" else BF16_BYTES
-        fwd = rows * 2 * inter * BF16_BYTES + rows * inter * out_b
-        bwd = rows * 2 * inter * BF16_BYTES * 2 + rows * inter * BF16_BYTES
-        f.add("other", self._mem(fwd), name=name)
-        b.add("other", self._mem(bwd), name=f"{name} bwd")
-        if recompute:
-            b.add("other", self._mem(fwd), name=f"{name} (recompute)")
 
     # --- engine interface -----------------------------------------------------------------------
     def chunk_segments(self, chunk: Chunk, piece: int, rank: int, overlapped: bool) -> Sequence[Segment]:
@@ -753,21 +443,6 @@ class TrainingCostModel:
                 ) / plan.expert_dp * size / ib.bandwidth_bytes_per_s + ib.latency_s
                 segs.append(Segment("comm", seconds, "dp_comm", "ib", ib.kind))
         return segs
-
-
-@lru_cache(maxsize=4096)
-def _gemm_cached(gpu: Any, m: int, n: int, k: int, dtype: str, phase: str = "forward") -> timing.OpTime:
-    return timing.gemm_time(gpu, m, n, k, dtype, phase=phase)
-
-
-@lru_cache(maxsize=4096)
-def _memory_cached(gpu: Any, bytes_moved: float, family: str = "memory_bound") -> timing.OpTime:
-    return timing.memory_time(gpu, bytes_moved, family=family)
-
-
-@lru_cache(maxsize=4096)
-def _grouped_cached(gpu: Any, groups: tuple[int, ...], n: int, k: int, dtype: str) -> timing.OpTime:
-    return timing.grouped_gemm_time(gpu, list(groups), n, k, dtype)
 
 
 def _segments(blocks: Sequence[_Block], comms: Sequence[_Comm] = ()) -> list[Segment]:

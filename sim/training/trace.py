@@ -23,7 +23,12 @@ import gzip
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from moe.operators import Attention, Gemm, GroupedGemm, OpKind
+
+if TYPE_CHECKING:
+    from sim.training.costs import OpCost
 
 __all__ = [
     "TRACE_LAYERS",
@@ -112,34 +117,28 @@ def kernel_family(name: str) -> str | None:
     return f[12]
 
 
-def op_family(name: str) -> str:
-    """Family of a simulated operator (names from :class:`sim.training.costs.OpCost`)."""
+def op_family(op: OpCost) -> str:
+    """Family of a simulated operator (:class:`sim.training.costs.OpCost`), from its kind and work."""
     f = KERNEL_FAMILIES
-    if name.startswith("router gemm"):
+    kind, work = op.kind, op.work
+    if kind is OpKind.ROUTER_GEMM:
         return f[3]
-    if name.startswith("gemm"):
-        if "wgrad" in name:
+    if isinstance(work, Gemm | GroupedGemm):
+        if isinstance(work, Gemm) and work.wgrad:
             return f[2]
-        if "experts_" in name:
-            return f[1]
-        return f[0]
-    if name.startswith("attention bwd pre") or name.startswith("attention bwd dq"):
+        return f[1] if isinstance(work, GroupedGemm) else f[0]
+    if kind is OpKind.ATTENTION:
+        if isinstance(work, Attention):
+            return f[5] if work.backward else f[4]
         return f[6]
-    if name.startswith("attention bwd"):
-        return f[5]
-    if name.startswith("attention"):
-        return f[4]
-    if name.startswith("cast_fp8"):
-        return f[7]
-    if "swiglu" in name:
-        return f[10]
-    if name.startswith("norm"):
-        return f[8]
-    if name.startswith("rotary") or name.startswith("mla q/k"):
-        return f[9]
-    if "permute" in name:
-        return f[11]
-    return f[12]
+    by_kind = {
+        OpKind.FP8_CAST: f[7],
+        OpKind.ACTIVATION: f[10],
+        OpKind.NORM: f[8],
+        OpKind.ROPE_QK_KV: f[9],
+        OpKind.PERMUTE: f[11],
+    }
+    return by_kind.get(kind, f[12]) if kind is not None else f[12]
 
 
 def _load_kernels(path: str | Path) -> list[dict[str, Any]]:
@@ -174,7 +173,7 @@ def simulated_families_per_layer(
     for phase in ("forward", "backward", "weight"):
         for op in lc.ops.get(phase, []):
             seconds = op.seconds * (cost.sm_scale if op.compute_bound else 1.0)
-            fam = op_family(op.name)
+            fam = op_family(op)
             out[fam][0] += seconds
             out[fam][1] += 1.0
     return {k: (v[0], v[1]) for k, v in out.items()}

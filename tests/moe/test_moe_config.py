@@ -126,7 +126,7 @@ def test_layer_structure():
     oss = moe.get("gpt-oss-120b")
     assert [oss.attention.window(i) for i in range(4)] == [128, None, 128, None]
     with pytest.raises(ValueError, match="layer must be an integer from 0 to 61"):
-        v3.layer_ops(62, 16, 16)  # 61 main layers + 1 MTP module
+        v3.is_moe_layer(62)  # 61 main layers + 1 MTP module
 
 
 @pytest.mark.parametrize(

@@ -159,19 +159,20 @@ def test_chunked_attention_reach():
 
 
 def test_operators_follow_the_layer_kind():
+    from moe.operators import Phase, ServingShape, serving_layer_ops
+
     m = moe.get(MAVERICK)
-    dense = {op.name for op in m.layer_ops(0, 64, 4096, "decode", tp=8, ep=8)}
-    sparse = {op.name for op in m.layer_ops(1, 64, 4096, "decode", tp=8, ep=8)}
+    shape = ServingShape(tp=8, ep=8, experts_per_gpu=16)
+    stages = serving_layer_ops(m, shape, 64, Phase.DECODE, 0.0, 64.0)
+    dense = {op.name for op in stages["dense_ffn"]}
+    sparse = {op.name for v in ("moe_attention", "moe_shared", "moe_routed") for op in stages[v]}
     assert {"mlp_gate_up", "mlp_down"} <= dense and not any(
         n.startswith(("shared_", "experts_")) for n in dense
     )
-    assert {"shared_gate_up", "shared_down", "experts_gate_up", "experts_down", "gate"} <= sparse
+    assert {"shared_gate_up", "shared_down", "experts_gate_up", "experts_down", "router_gemm"} <= sparse
     assert "mlp_gate_up" not in sparse
-    # chunked layers past one chunk score their mean reach, NoPE layers the causal square
-    chunked = next(op for op in m.layer_ops(0, 32768, 32768, "prefill") if op.kind == "attention")
-    full = next(op for op in m.layer_ops(3, 32768, 32768, "prefill") if op.kind == "attention")
-    assert full.causal and full.kv_len == 32768
-    assert not chunked.causal and chunked.kv_len == pytest.approx((8192 + 1) / 2)
+    # Maverick alternates them: layer 0 dense, layer 1 MoE
+    assert (m.is_moe_layer(0), m.is_moe_layer(1)) == (False, True)
 
 
 @pytest.mark.parametrize(

@@ -306,27 +306,22 @@ def test_gemm_family_rejects_unknown_phase(phase: Any) -> None:
         timing.gemm_family(8, phase)
 
 
-@dataclasses.dataclass(frozen=True)
-class FakeOp:
-    name: str
-    kind: str
-    m: int = 0
-    n: int = 0
-    k: int = 0
-    group_sizes: tuple[int, ...] = ()
-    flops: float = 0.0
-    bytes_read: float = 0.0
-    bytes_written: float = 0.0
-    dtype: str = "bf16"
+def test_op_time_dispatches_by_work() -> None:
+    from moe.operators import Comm, Gemm, GroupedGemm, Memory, Op, OpKind
 
-
-def test_op_time_dispatches_by_kind() -> None:
-    g = timing.op_time(GPU, FakeOp("q_proj", "gemm", 128, 256, 512))
+    g = timing.op_time(GPU, Op("q_proj", OpKind.DENSE_GEMM, Gemm(128, 256, 512, "bf16")))
     assert g.predicted_s == timing.gemm_time(GPU, 128, 256, 512).predicted_s
-    e = timing.op_time(GPU, FakeOp("rmsnorm", "norm", bytes_read=1e6, bytes_written=1e6))
-    assert e.bytes_moved == 2e6
+    w = timing.op_time(GPU, Gemm(512, 256, 128, "bf16", wgrad=True))
+    assert w.predicted_s == timing.gemm_time(GPU, 512, 256, 128, phase="wgrad").predicted_s
+    e = timing.op_time(GPU, Op("rmsnorm", OpKind.NORM, Memory(2e6, "norm_rope")))
+    assert e.bytes_moved == 2e6 and e.family == "norm_rope"
+    grouped = timing.op_time(GPU, GroupedGemm((64, 0, 32), 256, 128, "bf16"))
+    assert grouped.predicted_s == timing.grouped_gemm_time(GPU, [64, 0, 32], 256, 128).predicted_s
+    # the fast path of bandwidth-bound kernels (affine fit) agrees with the full model
+    op = Op("cast", OpKind.FP8_CAST, Memory(3.3e7))
+    assert timing.op_seconds(GPU, op) == pytest.approx(timing.op_time(GPU, op).predicted_s, rel=1e-12)
     with pytest.raises(ValueError, match="sim.comm"):
-        timing.op_time(GPU, FakeOp("dispatch", "dispatch"))
+        timing.op_time(GPU, Op("dispatch", OpKind.EP_DISPATCH, Comm(64, 7168.0, 8)))
 
 
 @settings(deadline=None, max_examples=25)
@@ -381,11 +376,10 @@ def test_wgrad_phase_uses_its_own_family_and_fp32_accumulation() -> None:
 
 
 def test_batched_gemm_costs_batch_products_in_op_time() -> None:
-    from moe.ops import Op
+    from moe.operators import Gemm
 
     one = timing.gemm_time(GPU, 4096, 512, 128, "bf16")
-    op = Op(name="q_absorb", kind="gemm", m=4096, n=512, k=128, batch=128, dtype="bf16")
-    batched = timing.op_time(GPU, op)
+    batched = timing.op_time(GPU, Gemm(4096, 512, 128, "bf16", batch=128))
     assert batched.flops == pytest.approx(128 * one.flops)
     assert batched.bytes_moved == pytest.approx(128 * one.bytes_moved)
     # one kernel: more than 100x one product (whole waves) and at most 128x

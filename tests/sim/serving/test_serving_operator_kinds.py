@@ -1,8 +1,7 @@
-"""Every serving operator has a kind, looked up by exact name; an operator without one raises.
-
-The breakdown of a serving step books each operator's time under its kind
-(sim.serving.operator_kinds); before, a substring of the name chose the category and an unmatched
-name fell silently into "dense_gemm".
+"""Every serving operator carries its kind (moe.operators.OpKind), and the kind alone decides the
+breakdown category its time is booked under: renaming an operator moves none of its time (before the
+operator inventory, a substring of the name chose the category and an unmatched name fell silently
+into "dense_gemm"; then an exact-name table did).
 """
 
 from __future__ import annotations
@@ -12,8 +11,9 @@ import pytest
 
 import gpus
 import moe
+from moe.operators import Op, OpKind
+from sim.serving import stepcost
 from sim.serving.deployment import parse_instance
-from sim.serving.operator_kinds import OPERATOR_KINDS, OpKind, operator_kind
 from sim.serving.stepcost import StepCostModel
 
 H800 = gpus.get("H800")
@@ -41,29 +41,27 @@ def _model(case: tuple) -> StepCostModel:
     return StepCostModel(m, H800, parse_instance(role, spec, m, H800), draft, np.random.default_rng(0))
 
 
-def _emitted(cost: StepCostModel) -> set[str]:
-    """Names of every operator the cost model builds steps from: both layer forms, head, MTP entry."""
-    names = set()
+def _emitted(cost: StepCostModel) -> list[Op]:
+    """Every layer operator the cost model builds steps from, in both layer forms."""
+    ops: list[Op] = []
     for prefill in (True, False):
-        for ops in cost.layer_ops(256, 1e-4, prefill).values():
-            names |= {name for name, _ in ops}
-    names |= {name for name, _ in cost.head_ops(64, 256)}
-    names |= {name for name, _ in cost.mtp_join_ops(64)}
-    return names
+        for timed in cost.timed_layer_ops(256, 1e-4, prefill).values():
+            ops += [op for op, _ in timed]
+    return ops
 
 
-CATEGORIES = {kind.value for kind in OpKind} | {"dispatch", "combine", "tp_allreduce"}
+CATEGORIES = {kind.category for kind in OpKind} | {"dispatch", "combine", "tp_allreduce", "mtp", "head"}
 
 
 @pytest.fixture(scope="module")
-def emitted() -> dict[str, set[str]]:
+def emitted() -> dict[str, list[Op]]:
     return {f"{c[0]}/{c[1]}": _emitted(_model(c)) for c in CASES}
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[1]}" if isinstance(c, tuple) else "")
 def test_every_operator_has_a_kind_and_every_category_is_one(case, emitted):
-    names = emitted[f"{case[0]}/{case[1]}"]
-    assert names - set(OPERATOR_KINDS) == set()
+    ops = emitted[f"{case[0]}/{case[1]}"]
+    assert ops and all(isinstance(op.kind, OpKind) and not op.kind.is_comm for op in ops)
     cost = _model(case)
     steps = [cost.decode_step(32, 2048), cost.prefill_step(4096, 1e-3), cost.mixed_step(16, 2048, 1024, 1e-4)]
     for step in steps:
@@ -71,30 +69,27 @@ def test_every_operator_has_a_kind_and_every_category_is_one(case, emitted):
         assert all(x >= 0 for x in step.breakdown_s.values())
 
 
-def test_the_cases_emit_every_operator_the_table_names(emitted):
-    """No stale entry: each name in the table is an operator some case builds."""
-    assert set().union(*emitted.values()) == set(OPERATOR_KINDS)
+def test_kinds_of_operators_a_substring_would_have_misread(emitted):
+    kinds = {op.name: op.kind for ops in emitted.values() for op in ops}
+    assert kinds["experts_act"] is OpKind.ACTIVATION  # not an FP8 cast, not an expert GEMM
+    assert kinds["unpermute_reduce"] is OpKind.PERMUTE
+    assert kinds["ll_combine_recv_reduce"] is OpKind.LOW_LATENCY_COMM
+    assert kinds["router_gemm"].category == kinds["gating"].category == "routing"
 
 
-def test_kinds_of_operators_a_substring_would_have_misread():
-    assert operator_kind("experts_act_cast") is OpKind.ACTIVATION  # not an FP8 cast, not an expert GEMM
-    assert operator_kind("unpermute_reduce") is OpKind.PERMUTE
-    assert operator_kind("ll_combine_recv_reduce") is OpKind.LOW_LATENCY_COMM
-    assert operator_kind("final_norm") is OpKind.HEAD and operator_kind("mtp_norms") is OpKind.MTP
-
-
-def test_unknown_operator_raises():
-    with pytest.raises(ValueError, match="'ffn_rmsnorm' has no kind: add it to OPERATOR_KINDS"):
-        operator_kind("ffn_rmsnorm")
-
-
-def test_a_renamed_operator_fails_the_step_instead_of_moving_its_time(monkeypatch):
+def test_a_renamed_operator_keeps_its_time_in_its_category(monkeypatch):
     cost = _model(CASES[0])
-    original = StepCostModel.dense_ffn_ops
+    before = cost.decode_step(8, 1024).breakdown_s
+    original = stepcost.serving_layer_ops
 
-    def renamed(self, tokens):  # type: ignore[no-untyped-def]
-        return [("ffn_rmsnorm" if n == "ffn_norm" else n, x) for n, x in original(self, tokens)]
+    def renamed(*args, **kwargs):  # type: ignore[no-untyped-def]
+        out = original(*args, **kwargs)
+        out["dense_ffn"] = [
+            Op(f"renamed_{op.name}", op.kind, op.work, op.phase, op.stage) for op in out["dense_ffn"]
+        ]
+        return out
 
-    monkeypatch.setattr(StepCostModel, "dense_ffn_ops", renamed)
-    with pytest.raises(ValueError, match="ffn_rmsnorm"):
-        cost.decode_step(8, 1024)
+    monkeypatch.setattr(stepcost, "serving_layer_ops", renamed)
+    fresh = _model(CASES[0])
+    assert [op.name for op, _ in fresh.timed_layer_ops(8, 1e-4, False)["dense_ffn"]][0] == "renamed_ffn_norm"
+    assert fresh.decode_step(8, 1024).breakdown_s == before

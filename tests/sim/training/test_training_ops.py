@@ -30,11 +30,11 @@ def test_fp8_recipe_adds_casts_and_transposed_copies() -> None:
     (wgrad); the BF16 recipe has none of these."""
     fp8 = _layer_ops()
     bf16 = _layer_ops(precision="bf16")
-    for proj in ("q_a", "q_b", "kv_a", "kv_b", "o", "shared_gate_up"):
-        assert f"cast_fp8 {proj} X" in _names(fp8, "forward")
-        assert f"cast_fp8 {proj} dY" in _names(fp8, "backward")
-        assert f"cast_fp8 transpose {proj} X,dY" in _names(fp8, "weight")
-    assert not any(o.name.startswith("cast_fp8") for ph in bf16.values() for o in ph)
+    for proj in ("q_a_proj", "q_b_proj", "kv_a_proj", "kv_b_proj", "o_proj", "shared_gate_up"):
+        assert f"cast {proj} X" in _names(fp8, "forward")
+        assert f"cast {proj} dY" in _names(fp8, "backward")
+        assert f"cast {proj} X^T,dY^T" in _names(fp8, "weight")
+    assert not any(o.name.startswith("cast ") for ph in bf16.values() for o in ph)
     assert sum(o.seconds for o in fp8["weight"]) > 0
 
 
@@ -44,13 +44,13 @@ def test_selective_recompute_and_expert_wgrad_shapes() -> None:
     ops = _layer_ops()
     back = _names(ops, "backward")
     for name in (
-        "gemm q_b (recompute)",
-        "gemm kv_b (recompute)",
-        "norm attn (recompute)",
-        "experts swiglu (recompute)",
+        "q_b_proj (recompute)",
+        "kv_b_proj (recompute)",
+        "attn_norm (recompute)",
+        "experts_act (recompute)",
     ):
         assert name in back
-    wgrads = [n for n in _names(ops, "weight") if n.startswith("gemm experts_gate_up wgrad")]
+    wgrads = [n for n in _names(ops, "weight") if n.startswith("experts_gate_up wgrad")]
     assert len(wgrads) == 256 // 64  # 4 local experts
     none = _names(_layer_ops(recompute="none"), "backward")
     assert not any("(recompute)" in n for n in none)
@@ -60,9 +60,9 @@ def test_context_parallel_up_projects_gathered_keys() -> None:
     """With context parallelism the gathered MLA latents are up-projected on every rank."""
     base = _layer_ops(dp=128, global_batch_seqs=1920, seq_len=32768, cp=8)
     names = _names(base, "forward")
-    assert "gemm kv_b (gathered context keys)" in names
+    assert "kv_b_proj (gathered context keys)" in names
     one = _layer_ops()
-    assert "gemm kv_b (gathered context keys)" not in _names(one, "forward")
+    assert "kv_b_proj (gathered context keys)" not in _names(one, "forward")
     t_cp = sum(o.seconds for o in base["forward"] if "gathered" in o.name)
-    t_own = sum(o.seconds for o in base["forward"] if o.name == "gemm kv_b")
+    t_own = sum(o.seconds for o in base["forward"] if o.name == "kv_b_proj")
     assert t_cp == pytest.approx(7 * t_own, rel=0.25)  # seven other chunks of the same size
