@@ -52,15 +52,12 @@ def bare_simpy_events_per_s(events: int = 200_000) -> float:
     return events / ((time.perf_counter_ns() - t0) * 1e-9)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=100_000)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+def run_simulation(requests: int = 100_000) -> tuple[Simulation, float]:
+    """Build and run the Day-6 simulation until ``requests`` complete; returns it and the wall
+    seconds of building and running it (the figure this benchmark times)."""
     m, g = moe.get("deepseek-v3"), gpus.get("H800")
     dep = parse_deployment(DEPLOYMENT, m, g)
     wl = parse_workload(WORKLOAD)
-    bare = bare_simpy_events_per_s()
     t0 = time.perf_counter_ns()
     s = Simulation(
         m,
@@ -70,10 +67,26 @@ def main() -> int:
         duration_s=1e9,
         warmup_s=0.0,
         rng=np.random.default_rng(0),
-        stop_after_completions=args.requests,
+        stop_after_completions=requests,
     )
     s.run()
-    wall = (time.perf_counter_ns() - t0) * 1e-9
+    return s, (time.perf_counter_ns() - t0) * 1e-9
+
+
+def workload(requests: int = 100_000) -> dict[str, float]:
+    """The simulator work this benchmark times, in one fresh process (cold caches); also used by
+    ``benchmarks/compare.py``."""
+    s, wall = run_simulation(requests)
+    return {"wall_s": wall, "events": s.events, "requests_completed": s.completed}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    bare = bare_simpy_events_per_s()
+    s, wall = run_simulation(args.requests)
     ours = s.events / wall
     out = {
         "requests_completed": s.completed,

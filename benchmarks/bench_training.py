@@ -21,7 +21,10 @@ def bare_simpy_events_per_s(n: int = 200_000) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def main() -> None:
+def workload() -> dict[str, float]:
+    """The simulator work this benchmark times, in one fresh process (cold caches): the whole
+    ``estimate_training`` call, then the engine alone on the same plan with its cost caches warm.
+    Also used by ``benchmarks/compare.py``."""
     import gpus
     import moe
     from sim.training.api import build_plan, estimate_training
@@ -38,11 +41,22 @@ def main() -> None:
     res = simulate_step(layout, cost)
     engine_s = time.perf_counter() - t1
     events = len(res.timelines) and res.num_events
+    return {
+        "estimate_training_s": whole,
+        "engine_s": engine_s,
+        "events": events,
+        "step_time_s": r.step_time_s,
+    }
+
+
+def main() -> None:
+    w = workload()
+    whole, engine_s, events = w["estimate_training_s"], w["engine_s"], w["events"]
     engine_rate = events / engine_s
     bare = bare_simpy_events_per_s()
     print(
         f"V3 step on 2048 H800: estimate_training wall {whole:.2f} s (target < 2 s); "
-        f"engine only {engine_s:.2f} s for {events} segments; step {r.step_time_s:.2f} s"
+        f"engine only {engine_s:.2f} s for {events} segments; step {w['step_time_s']:.2f} s"
     )
     print(
         f"engine segments/s {engine_rate:,.0f}; bare SimPy timeouts/s {bare:,.0f}; "
