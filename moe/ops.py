@@ -303,7 +303,7 @@ def layer_ops(
     "fp8" runs linear GEMMs in FP8 and dispatches in FP8 (DeepSeek-V3), "fp4_experts" also stores
     routed-expert weights in FP4.
     """
-    model._check_layer(layer, allow_mtp=True)
+    model.check_layer(layer, allow_mtp=True)
     tokens = _positive_int(num_tokens, "num_tokens")
     length = _positive_int(context_len, "context_len")
     tp = _positive_int(tp, "tp")
