@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sim import calibration as cal
-from sim.timing import _finite_non_negative, _positive_int
+from sim.timing import finite_non_negative, positive_int
 
 __all__ = [
     "CommTime",
@@ -163,7 +163,7 @@ def _check_cluster(cluster: Any) -> None:
 def _group(cluster: Any, num_gpus: int | None) -> tuple[int, int]:
     _check_cluster(cluster)
     total = int(cluster.num_gpus)
-    n = total if num_gpus is None else _positive_int(num_gpus, "num_gpus")
+    n = total if num_gpus is None else positive_int(num_gpus, "num_gpus")
     if n < 1 or n > total:
         raise ValueError(f"num_gpus must be between 1 and the cluster's {total} GPUs, got {num_gpus}")
     domain = int(getattr(cluster, "scale_up_domain_gpus", None) or getattr(cluster, "gpus_per_node", 1) or 1)
@@ -172,7 +172,7 @@ def _group(cluster: Any, num_gpus: int | None) -> tuple[int, int]:
 
 def _check_bytes(value: float, name: str) -> float:
     """``value`` as a float: a finite number of bytes >= 0 (``name`` is the parameter's)."""
-    return _finite_non_negative(value, name)
+    return finite_non_negative(value, name)
 
 
 def all_to_all_time(cluster: Any, bytes_per_gpu: float, num_gpus: int | None = None) -> CommTime:

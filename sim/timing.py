@@ -285,12 +285,12 @@ def _whole_number(value: Any, name: str, minimum: int = 1) -> int:
     return whole
 
 
-def _positive_int(value: Any, name: str) -> int:
+def positive_int(value: Any, name: str) -> int:
     """``value`` as an ``int`` >= 1 (see :func:`_whole_number`); counts, sizes, ``launches``."""
     return _whole_number(value, name, 1)
 
 
-def _finite_non_negative(value: Any, name: str) -> float:
+def finite_non_negative(value: Any, name: str) -> float:
     """``value`` as a ``float`` when it is a finite real number >= 0 (bytes, FLOPs); otherwise a
     ValueError naming ``name``. Strings and booleans are rejected, not converted."""
     message = f"{name} must be a finite number >= 0, got {value!r}"
@@ -352,8 +352,8 @@ def gemm_time(
     [m, k] x [k, n] products in one kernel: batch times the FLOPs and bytes, tiles of every
     product quantised together over the SMs.
     """
-    m, n, k = (_positive_int(v, name) for v, name in ((m, "m"), (n, "n"), (k, "k")))
-    batch = _positive_int(batch, "batch")
+    m, n, k = (positive_int(v, name) for v, name in ((m, "m"), (n, "n"), (k, "k")))
+    batch = positive_int(batch, "batch")
     if phase not in GEMM_PHASES:
         raise ValueError(f"phase must be one of {', '.join(GEMM_PHASES)}, got {phase!r}")
     dev = _device(gpu)
@@ -384,8 +384,8 @@ def grouped_gemm_time(
     Weights of every group with at least one row are read; empty groups cost nothing.
     """
     sizes = _group_sizes(group_sizes)
-    n, k = _positive_int(n, "n"), _positive_int(k, "k")
-    _positive_int(launches, "launches")  # checked; passed on as given (results unchanged)
+    n, k = positive_int(n, "n"), positive_int(k, "k")
+    positive_int(launches, "launches")  # checked; passed on as given (results unchanged)
     dev = _device(gpu)
     peak, used = dev.peak(dtype)
     size = cal.dtype_bytes(used)
@@ -458,15 +458,15 @@ def attention_time(
     over SMs (FlashMLA), so decode is not wave-quantised.
     """
     batch, q_len, kv_len, num_heads = (
-        _positive_int(v, name)
+        positive_int(v, name)
         for v, name in ((batch, "batch"), (q_len, "q_len"), (kv_len, "kv_len"), (num_heads, "num_heads"))
     )
     qk_head_dim, v_head_dim = (
-        _positive_int(qk_head_dim, "qk_head_dim"),
-        _positive_int(v_head_dim, "v_head_dim"),
+        positive_int(qk_head_dim, "qk_head_dim"),
+        positive_int(v_head_dim, "v_head_dim"),
     )
     if kv_bytes is not None:
-        _finite_non_negative(kv_bytes, "kv_bytes")
+        finite_non_negative(kv_bytes, "kv_bytes")
     dev = _device(gpu)
     peak, used = dev.peak(dtype)
     size = cal.dtype_bytes(used)
@@ -529,8 +529,8 @@ def memory_time(
     kernels; a device without it borrows ``memory_bound``), or "memory", "gating", "permute".
     ``launches``: kernels the operator issues.
     """
-    _finite_non_negative(bytes_moved, "bytes_moved")
-    _finite_non_negative(flops, "flops")
+    finite_non_negative(bytes_moved, "bytes_moved")
+    finite_non_negative(flops, "flops")
     if family not in cal.FAMILIES:
         raise ValueError(f"unknown family {family!r}; allowed: {', '.join(cal.FAMILIES)}")
     dev = _device(gpu)
@@ -543,7 +543,7 @@ def memory_time(
         peak,
         float(flops) / peak,
         {"bytes": bytes_moved},
-        _positive_int(launches, "launches"),
+        positive_int(launches, "launches"),
     )
 
 
@@ -631,21 +631,21 @@ def gating_time(
     tensors.
     """
     t, e, k = (
-        _positive_int(num_tokens, "num_tokens"),
-        _positive_int(num_experts, "num_experts"),
-        _positive_int(top_k, "top_k"),
+        positive_int(num_tokens, "num_tokens"),
+        positive_int(num_experts, "num_experts"),
+        positive_int(top_k, "top_k"),
     )
     if k > e:
         raise ValueError(f"top_k ({k}) cannot exceed num_experts ({e})")
     if scoring not in ("softmax", "sigmoid"):
         raise ValueError(f"scoring must be 'softmax' or 'sigmoid', got {scoring!r}")
-    groups = _positive_int(n_group, "n_group")
+    groups = positive_int(n_group, "n_group")
     if e % groups:
         raise ValueError(f"num_experts ({e}) must be a multiple of n_group ({groups})")
-    kept = max(1, groups // 2) if topk_group is None else _positive_int(topk_group, "topk_group")
+    kept = max(1, groups // 2) if topk_group is None else positive_int(topk_group, "topk_group")
     if kept > groups:
         raise ValueError(f"topk_group ({kept}) cannot exceed n_group ({groups})")
-    _positive_int(launches, "launches")  # checked; passed on as given (results unchanged)
+    positive_int(launches, "launches")  # checked; passed on as given (results unchanged)
     dev = _device(gpu)
     if unfused:
         lanes = int(float(getattr(dev.profile, "vector_bytes", 0.0) or 0.0) // 4)  # fp32 lanes
@@ -684,11 +684,11 @@ def permute_time(
     the workspace again and writing ``T`` rows: the gathered rows cross memory three times.
     """
     t, h, k = (
-        _positive_int(num_tokens, "num_tokens"),
-        _positive_int(hidden, "hidden"),
-        _positive_int(top_k, "top_k"),
+        positive_int(num_tokens, "num_tokens"),
+        positive_int(hidden, "hidden"),
+        positive_int(top_k, "top_k"),
     )
-    _positive_int(launches, "launches")  # checked; passed on as given (results unchanged)
+    positive_int(launches, "launches")  # checked; passed on as given (results unchanged)
     size = cal.dtype_bytes(dtype)
     rows = float(t) * k
     written: float | None = None  # known for the fused kernels only
