@@ -37,11 +37,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sim import calibration as cal
+
+if TYPE_CHECKING:
+    from gpus import GPUProfile
+    from moe.ops import Op
 
 __all__ = [
     "OpTime",
@@ -82,7 +86,7 @@ class OpTime:
 # Device resolution
 
 
-def resolve_gpu(gpu: Any) -> Any:
+def resolve_gpu(gpu: GPUProfile | str) -> GPUProfile:
     """A profile object for ``gpu`` (a name is resolved with ``gpus.get``)."""
     if isinstance(gpu, str):
         import gpus
@@ -99,7 +103,7 @@ def resolve_gpu(gpu: Any) -> Any:
 
 @dataclass(frozen=True)
 class _Device:
-    profile: Any
+    profile: GPUProfile
     kind: str
     calibration: Mapping[str, Any] | None
     calibration_name: str
@@ -138,7 +142,7 @@ class _Device:
         return data
 
 
-def _device(gpu: Any) -> _Device:
+def _device(gpu: GPUProfile | str) -> _Device:
     profile = resolve_gpu(gpu)
     names = [str(getattr(profile, "name", ""))] + [str(a) for a in getattr(profile, "aliases", ())]
     data = cal.find_calibration(names)
@@ -338,7 +342,7 @@ def _gemm_quantised_flops(dev: _Device, group_rows: Sequence[int], n: int, k: in
 
 
 def gemm_time(
-    gpu: Any, m: int, n: int, k: int, dtype: str = "bf16", phase: str = "forward", batch: int = 1
+    gpu: GPUProfile | str, m: int, n: int, k: int, dtype: str = "bf16", phase: str = "forward", batch: int = 1
 ) -> OpTime:
     """Dense GEMM ``C[m, n] = A[m, k] @ B[k, n]``: 2mnk FLOP; A, B read once, C written once.
 
@@ -377,7 +381,7 @@ def gemm_time(
 
 
 def grouped_gemm_time(
-    gpu: Any, group_sizes: Sequence[int], n: int, k: int, dtype: str = "bf16", launches: int = 1
+    gpu: GPUProfile | str, group_sizes: Sequence[int], n: int, k: int, dtype: str = "bf16", launches: int = 1
 ) -> OpTime:
     """Grouped expert GEMM: group ``g`` multiplies ``group_sizes[g]`` rows by its own ``[k, n]``.
 
@@ -422,7 +426,7 @@ def causal_pairs(q_len: int, kv_len: int, causal: bool) -> float:
 
 
 def attention_time(
-    gpu: Any,
+    gpu: GPUProfile | str,
     batch: int,
     q_len: int,
     kv_len: int,
@@ -516,7 +520,11 @@ def attention_time(
 
 
 def memory_time(
-    gpu: Any, bytes_moved: float, family: str = "memory_bound", flops: float = 0.0, launches: int = 1
+    gpu: GPUProfile | str,
+    bytes_moved: float,
+    family: str = "memory_bound",
+    flops: float = 0.0,
+    launches: int = 1,
 ) -> OpTime:
     """A bandwidth-bound kernel (FP8 cast, transpose, norm, elementwise, permute): bytes read
     plus written.
@@ -602,7 +610,7 @@ def _unfused_gating_work(
 
 
 def gating_time(
-    gpu: Any,
+    gpu: GPUProfile | str,
     num_tokens: int,
     num_experts: int,
     top_k: int,
@@ -661,7 +669,7 @@ def gating_time(
 
 
 def permute_time(
-    gpu: Any,
+    gpu: GPUProfile | str,
     num_tokens: int,
     hidden: int,
     top_k: int,
@@ -717,7 +725,7 @@ def permute_time(
     return _result(dev, "permute", flops, bytes_moved, peak, flops / peak, shape, launches, written)
 
 
-def op_time(gpu: Any, op: Any) -> OpTime:
+def op_time(gpu: GPUProfile | str, op: Op) -> OpTime:
     """Time of a ``moe.ops.Op`` (kinds gemm, grouped_gemm, attention, norm, elementwise, gating).
 
     Communication kinds (dispatch, combine, allreduce) are timed by :mod:`sim.comm`; passing
