@@ -14,7 +14,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,7 +29,11 @@ from sim.training.plan import (
     pieces_of_ranks,
     split_by_counts,
 )
-from sim.training.schedules import get_schedule
+from sim.training.schedules import ScheduleLayout, get_schedule
+
+if TYPE_CHECKING:
+    from gpus import GPUProfile
+    from moe import MoEModel
 
 __all__ = ["TrainingResult", "estimate_training", "build_plan", "simulate_plan"]
 
@@ -79,7 +83,7 @@ class TrainingResult:
         return asdict(self)
 
 
-def _resolve(model: Any, gpu: Any) -> tuple[Any, Any]:
+def _resolve(model: str | MoEModel, gpu: str | GPUProfile) -> tuple[MoEModel, GPUProfile]:
     import gpus
     import moe
 
@@ -87,8 +91,8 @@ def _resolve(model: Any, gpu: Any) -> tuple[Any, Any]:
 
 
 def build_plan(
-    model: Any,
-    gpu: Any,
+    model: MoEModel,
+    gpu: GPUProfile,
     num_gpus: int,
     *,
     tp: int = 1,
@@ -109,7 +113,7 @@ def build_plan(
     free_comm: bool = False,
     routing_skew: float = 0.0,
     seed: int = 0,
-) -> tuple[TrainingPlan, Any, TrainingCostModel, list[list[Unit]], list[str]]:
+) -> tuple[TrainingPlan, ScheduleLayout, TrainingCostModel, list[list[Unit]], list[str]]:
     """Validate a plan; build its schedule layout and cost model.
 
     Returns (plan, layout, cost, pieces, notes).
@@ -304,7 +308,7 @@ def build_plan(
     return plan, layout, cost, pieces, notes
 
 
-def _routing_unit_limit(model: Any, ep: int, gpus_per_node: int) -> int:
+def _routing_unit_limit(model: MoEModel, ep: int, gpus_per_node: int) -> int:
     """Most EP units (nodes when EP spans nodes, else GPUs) one token's experts may sit on.
 
     Group-limited routing picks ``topk_group`` of ``n_group`` expert groups per token
@@ -325,8 +329,8 @@ def _unit_name(u: Unit) -> str:
 
 
 def simulate_plan(
-    model: Any,
-    gpu: Any,
+    model: MoEModel,
+    gpu: GPUProfile,
     num_gpus: int,
     tokens: float,
     usd_per_gpu_hour: float | None,
@@ -418,8 +422,8 @@ def _check_budget(tokens: Any, usd_per_gpu_hour: Any) -> None:
 
 
 def estimate_training(
-    model: Any = "deepseek-v3",
-    gpu: Any = "H800",
+    model: str | MoEModel = "deepseek-v3",
+    gpu: str | GPUProfile = "H800",
     num_gpus: int = 2048,
     tp: int = 1,
     pp: int = 16,
