@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from gpus import GPUProfile
     from moe import MoEModel
 
-__all__ = ["TrainingResult", "estimate_training", "build_plan", "simulate_plan"]
+__all__ = ["BuiltPlan", "TrainingResult", "estimate_training", "build_plan", "simulate_plan"]
 
 SECONDS_PER_HOUR = 3600.0
 PHASE_NAMES = {
@@ -83,6 +83,26 @@ class TrainingResult:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class BuiltPlan:
+    """What :func:`build_plan` returns: a validated plan and what simulating one step of it needs,
+    in the order a simulation uses them (``engine.simulate_step(built.layout, built.cost)``)."""
+
+    plan: TrainingPlan
+    """Parallel degrees, schedule, precision and the layer split (which units each piece holds,
+    which pieces each pipeline rank runs, each piece's non-expert and expert parameters)."""
+    layout: ScheduleLayout
+    """The schedule's program: each pipeline rank's ordered actions over micro-batches and stages."""
+    cost: TrainingCostModel
+    """The cost model of this plan on its cluster: the timed segments of every chunk."""
+    pieces: list[list[Unit]]
+    """The units (embedding, layers, MTP modules, head) of each model piece, in pipeline order;
+    ``plan.piece_units`` names them."""
+    notes: tuple[str, ...] = ()
+    """What the plan changed on its own that a user should know (e.g. GEMMs in BF16 on a GPU
+    without the requested FP8)."""
+
+
 def _resolve(model: str | MoEModel, gpu: str | GPUProfile) -> tuple[MoEModel, GPUProfile]:
     import gpus
     import moe
@@ -113,11 +133,8 @@ def build_plan(
     free_comm: bool = False,
     routing_skew: float = 0.0,
     seed: int = 0,
-) -> tuple[TrainingPlan, ScheduleLayout, TrainingCostModel, list[list[Unit]], list[str]]:
-    """Validate a plan; build its schedule layout and cost model.
-
-    Returns (plan, layout, cost, pieces, notes).
-    """
+) -> BuiltPlan:
+    """Validate a plan; build its schedule layout and cost model (see :class:`BuiltPlan`)."""
     import gpus
 
     notes: list[str] = []
@@ -305,7 +322,7 @@ def build_plan(
         routing_skew=routing_skew,
         rng=rng,
     )
-    return plan, layout, cost, pieces, notes
+    return BuiltPlan(plan, layout, cost, pieces, tuple(notes))
 
 
 def _routing_unit_limit(model: MoEModel, ep: int, gpus_per_node: int) -> int:
@@ -339,8 +356,9 @@ def simulate_plan(
 ) -> TrainingResult:
     _check_budget(tokens, usd_per_gpu_hour)
     t0 = time.perf_counter()
-    plan, layout, cost, pieces, notes = build_plan(model, gpu, num_gpus, **kwargs)
-    mem = memory_report(model, gpu, plan, layout, pieces)
+    built = build_plan(model, gpu, num_gpus, **kwargs)
+    plan, notes = built.plan, list(built.notes)
+    mem = memory_report(model, gpu, plan, built.layout, built.pieces)
     worst = max(mem, key=lambda r: r.total_bytes)
     if check_memory and worst.headroom_bytes < 0:
         raise ValueError(
@@ -351,7 +369,7 @@ def simulate_plan(
             f"{-worst.headroom_bytes / 1e9:.1f} GB too much; use more pipeline/expert parallelism, "
             f"more recomputation or a smaller micro-batch."
         )
-    result = engine.simulate_step(layout, cost)
+    result = engine.simulate_step(built.layout, built.cost)
     critical = result.timelines[result.critical_rank]
     breakdown = engine.breakdown(critical)
     phases = {PHASE_NAMES.get(k, k): v for k, v in engine.phase_breakdown(critical).items()}

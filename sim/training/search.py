@@ -95,15 +95,14 @@ def search_plans(
         for recompute in ("selective", "full"):
             kwargs = {**cand, **common, "recompute": recompute}
             try:
-                plan, layout, cost, pieces, _ = build_plan(model, gpu, num_gpus, **kwargs)
+                built = build_plan(model, gpu, num_gpus, **kwargs)
             except ValueError as err:
                 rejected.append(f"{cand}: {err}")
                 break
-            worst = max(
-                r.total_bytes - r.capacity_bytes for r in memory_report(model, gpu, plan, layout, pieces)
-            )
+            report = memory_report(model, gpu, built.plan, built.layout, built.pieces)
+            worst = max(r.total_bytes - r.capacity_bytes for r in report)
             if worst <= 0:
-                screened.append((screen_bound_s(layout, cost), kwargs))
+                screened.append((screen_bound_s(built.layout, built.cost), kwargs))
                 break
             if recompute == "full":
                 rejected.append(f"{cand}: does not fit by {worst / 1e9:.1f} GB even with full recomputation")

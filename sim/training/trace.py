@@ -230,7 +230,7 @@ def _v3_pair_cost(model: MoEModel, gpu: GPUProfile) -> tuple[TrainingCostModel, 
     from sim.training.api import build_plan
     from sim.training.costs import TrainingCostModel, Unit
 
-    plan, _, _, _, _ = build_plan(
+    plan = build_plan(
         model,
         gpu,
         2048,
@@ -241,7 +241,7 @@ def _v3_pair_cost(model: MoEModel, gpu: GPUProfile) -> tuple[TrainingCostModel, 
         global_batch_seqs=15360,
         precision="fp8",
         schedule="dualpipe",
-    )
+    ).plan
     first_moe = next(i for i, is_moe in enumerate(model.moe_layers) if is_moe)
     units = [Unit("layer", first_moe + i, True) for i in range(TRACE_LAYERS)]
     cluster = gpus.cluster(gpu, num_gpus=2048)
