@@ -34,11 +34,11 @@ def workload() -> dict[str, float]:
     t0 = time.perf_counter()
     r = estimate_training(model="deepseek-v3", gpu="H800", num_gpus=2048, tokens=1e12, **kw)
     whole = time.perf_counter() - t0
-    plan, layout, cost, _, _ = build_plan(moe.get("deepseek-v3"), gpus.get("H800"), 2048, **kw)
+    built = build_plan(moe.get("deepseek-v3"), gpus.get("H800"), 2048, **kw)
     for _ in range(1):
-        simulate_step(layout, cost)  # warm the cost caches
+        simulate_step(built.layout, built.cost)  # warm the cost caches
     t1 = time.perf_counter()
-    res = simulate_step(layout, cost)
+    res = simulate_step(built.layout, built.cost)
     engine_s = time.perf_counter() - t1
     events = len(res.timelines) and res.num_events
     return {

@@ -208,10 +208,12 @@ class MoEModel:
 
     def is_moe_layer(self, layer: int) -> bool:
         """Whether layer ``layer`` has an MoE FFN (MTP layers, indices >= num_layers, always do)."""
-        self._check_layer(layer, allow_mtp=True)
+        self.check_layer(layer, allow_mtp=True)
         return layer >= self.num_layers or self.moe_layers[layer]
 
-    def _check_layer(self, layer: int, allow_mtp: bool = False) -> None:
+    def check_layer(self, layer: int, allow_mtp: bool = False) -> None:
+        """A ValueError naming the valid range unless ``layer`` indexes a main layer (or, with
+        ``allow_mtp``, an MTP module, numbered from ``num_layers``)."""
         top = self.num_layers + (self.num_mtp_modules if allow_mtp else 0)
         if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < top:
             extra = (

@@ -82,7 +82,7 @@ def _cmd_gpus(args: argparse.Namespace) -> int:
         _print_json([{**p.to_dict(), "kernel_vintages": vintages[p.name]} for p in profiles])
         return EXIT_OK
 
-    def tflops(p: Any, dtype: str) -> float | None:
+    def tflops(p: gpus.GPUProfile, dtype: str) -> float | None:
         return p.peak_flops_per_s[dtype] / 1e12 if dtype in p.peak_flops_per_s else None
 
     rows = [[p.name, p.sm_count, tflops(p, "fp64"), tflops(p, "bf16"), tflops(p, "fp8"), tflops(p, "fp4"),

@@ -32,10 +32,13 @@ each GPU's NIC, all-gather in the domain). Reduce-scatter and all-gather are the
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sim import calibration as cal
-from sim.timing import _finite_non_negative, _positive_int
+from sim.timing import finite_non_negative, positive_int
+
+if TYPE_CHECKING:
+    from gpus import Cluster
 
 __all__ = [
     "CommTime",
@@ -84,7 +87,7 @@ class CommTime:
         return asdict(self)
 
 
-def _peak(cluster: Any, kind: str) -> float:
+def _peak(cluster: Cluster, kind: str) -> float:
     profile = cluster.profile
     if kind == "nvlink":
         value = getattr(cluster, "scale_up_bandwidth_bytes_per_s_per_direction", None)
@@ -101,7 +104,7 @@ def _peak(cluster: Any, kind: str) -> float:
     return float(value or 0.0)
 
 
-def link(cluster: Any, kind: str) -> Link:
+def link(cluster: Cluster, kind: str) -> Link:
     """The calibrated :class:`Link` of type ``kind`` on ``cluster``'s GPUs."""
     if kind not in LINK_TYPES:
         raise ValueError(f"unknown link type {kind!r}; allowed: {', '.join(LINK_TYPES)}")
@@ -151,7 +154,7 @@ def _phases(entry: dict[str, Any]) -> tuple[str, ...]:
     return phases
 
 
-def _check_cluster(cluster: Any) -> None:
+def _check_cluster(cluster: Cluster) -> None:
     for field in ("profile", "num_gpus"):
         if not hasattr(cluster, field):
             raise ValueError(
@@ -160,10 +163,10 @@ def _check_cluster(cluster: Any) -> None:
             )
 
 
-def _group(cluster: Any, num_gpus: int | None) -> tuple[int, int]:
+def _group(cluster: Cluster, num_gpus: int | None) -> tuple[int, int]:
     _check_cluster(cluster)
     total = int(cluster.num_gpus)
-    n = total if num_gpus is None else _positive_int(num_gpus, "num_gpus")
+    n = total if num_gpus is None else positive_int(num_gpus, "num_gpus")
     if n < 1 or n > total:
         raise ValueError(f"num_gpus must be between 1 and the cluster's {total} GPUs, got {num_gpus}")
     domain = int(getattr(cluster, "scale_up_domain_gpus", None) or getattr(cluster, "gpus_per_node", 1) or 1)
@@ -172,10 +175,10 @@ def _group(cluster: Any, num_gpus: int | None) -> tuple[int, int]:
 
 def _check_bytes(value: float, name: str) -> float:
     """``value`` as a float: a finite number of bytes >= 0 (``name`` is the parameter's)."""
-    return _finite_non_negative(value, name)
+    return finite_non_negative(value, name)
 
 
-def all_to_all_time(cluster: Any, bytes_per_gpu: float, num_gpus: int | None = None) -> CommTime:
+def all_to_all_time(cluster: Cluster, bytes_per_gpu: float, num_gpus: int | None = None) -> CommTime:
     """All-to-all (MoE dispatch or combine): each GPU sends ``bytes_per_gpu`` spread uniformly
     over ``num_gpus`` ranks (default: the whole cluster), itself included (that part stays)."""
     size = _check_bytes(bytes_per_gpu, "bytes_per_gpu")
@@ -203,7 +206,7 @@ def _ring(n: int, size: float, chosen: Link, passes: int) -> float:
     return passes * ((n - 1) / n * size / chosen.bandwidth_bytes_per_s + chosen.latency_s)
 
 
-def _collective(cluster: Any, size: float, num_gpus: int | None, passes: int) -> CommTime:
+def _collective(cluster: Cluster, size: float, num_gpus: int | None, passes: int) -> CommTime:
     n, d = _group(cluster, num_gpus)
     if n == 1 or size == 0:
         return CommTime(0.0, "latency", "none", size)
@@ -220,22 +223,22 @@ def _collective(cluster: Any, size: float, num_gpus: int | None, passes: int) ->
     return CommTime(intra + inter, bound, "ib", size, ib.calibration)
 
 
-def all_reduce_time(cluster: Any, bytes_per_gpu: float, num_gpus: int | None = None) -> CommTime:
+def all_reduce_time(cluster: Cluster, bytes_per_gpu: float, num_gpus: int | None = None) -> CommTime:
     """All-reduce of ``bytes_per_gpu`` (each rank holds the full buffer) over ``num_gpus`` ranks."""
     return _collective(cluster, _check_bytes(bytes_per_gpu, "bytes_per_gpu"), num_gpus, passes=2)
 
 
-def reduce_scatter_time(cluster: Any, bytes_per_gpu: float, num_gpus: int | None = None) -> CommTime:
+def reduce_scatter_time(cluster: Cluster, bytes_per_gpu: float, num_gpus: int | None = None) -> CommTime:
     """Reduce-scatter of a ``bytes_per_gpu`` buffer (each rank ends with 1/n of it)."""
     return _collective(cluster, _check_bytes(bytes_per_gpu, "bytes_per_gpu"), num_gpus, passes=1)
 
 
-def all_gather_time(cluster: Any, bytes_per_gpu: float, num_gpus: int | None = None) -> CommTime:
+def all_gather_time(cluster: Cluster, bytes_per_gpu: float, num_gpus: int | None = None) -> CommTime:
     """All-gather into a ``bytes_per_gpu`` buffer (each rank contributes 1/n of it)."""
     return _collective(cluster, _check_bytes(bytes_per_gpu, "bytes_per_gpu"), num_gpus, passes=1)
 
 
-def p2p_time(link_or_cluster: Any, bytes_moved: float, kind: str | None = None) -> CommTime:
+def p2p_time(link_or_cluster: Link | Cluster, bytes_moved: float, kind: str | None = None) -> CommTime:
     """Point-to-point send of ``bytes_moved`` over a :class:`Link`, or over ``cluster``'s link of
     type ``kind`` (default: "ib" when the cluster has several nodes, else "nvlink")."""
     size = _check_bytes(bytes_moved, "bytes_moved")

@@ -16,7 +16,10 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gpus import PriceSpec
 
 SECONDS_PER_HOUR = 3600.0
 HOURS_PER_YEAR = 8766.0  # 365.25 days
@@ -142,7 +145,7 @@ def tco_from_mapping(spec: Mapping[str, Any]) -> TCOSpec:
 
 
 def price_range(
-    profile_price: Any = None,
+    profile_price: PriceSpec | None = None,
     usd_per_gpu_hour: float | None = None,
     tco: TCOSpec | Mapping[str, Any] | None = None,
 ) -> PriceRange:

@@ -38,12 +38,15 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from moe.operators.op import Attention, Comm, Gating, Gemm, Given, GroupedGemm, Memory, Op, Permute, Work
 from sim import calibration as cal
+
+if TYPE_CHECKING:
+    from gpus import GPUProfile
 
 __all__ = [
     "OpTime",
@@ -82,7 +85,7 @@ class OpTime:
 # Device resolution
 
 
-def resolve_gpu(gpu: Any) -> Any:
+def resolve_gpu(gpu: GPUProfile | str) -> GPUProfile:
     """A profile object for ``gpu`` (a name is resolved with ``gpus.get``)."""
     if isinstance(gpu, str):
         import gpus
@@ -99,7 +102,7 @@ def resolve_gpu(gpu: Any) -> Any:
 
 @dataclass(frozen=True)
 class _Device:
-    profile: Any
+    profile: GPUProfile
     kind: str
     calibration: Mapping[str, Any] | None
     calibration_name: str
@@ -138,7 +141,7 @@ class _Device:
         return data
 
 
-def _device(gpu: Any) -> _Device:
+def _device(gpu: GPUProfile | str) -> _Device:
     profile = resolve_gpu(gpu)
     names = [str(getattr(profile, "name", ""))] + [str(a) for a in getattr(profile, "aliases", ())]
     data = cal.find_calibration(names)
@@ -285,12 +288,12 @@ def _whole_number(value: Any, name: str, minimum: int = 1) -> int:
     return whole
 
 
-def _positive_int(value: Any, name: str) -> int:
+def positive_int(value: Any, name: str) -> int:
     """``value`` as an ``int`` >= 1 (see :func:`_whole_number`); counts, sizes, ``launches``."""
     return _whole_number(value, name, 1)
 
 
-def _finite_non_negative(value: Any, name: str) -> float:
+def finite_non_negative(value: Any, name: str) -> float:
     """``value`` as a ``float`` when it is a finite real number >= 0 (bytes, FLOPs); otherwise a
     ValueError naming ``name``. Strings and booleans are rejected, not converted."""
     message = f"{name} must be a finite number >= 0, got {value!r}"
@@ -338,7 +341,7 @@ def _gemm_quantised_flops(dev: _Device, group_rows: Sequence[int], n: int, k: in
 
 
 def gemm_time(
-    gpu: Any, m: int, n: int, k: int, dtype: str = "bf16", phase: str = "forward", batch: int = 1
+    gpu: GPUProfile | str, m: int, n: int, k: int, dtype: str = "bf16", phase: str = "forward", batch: int = 1
 ) -> OpTime:
     """Dense GEMM ``C[m, n] = A[m, k] @ B[k, n]``: 2mnk FLOP; A, B read once, C written once.
 
@@ -352,8 +355,8 @@ def gemm_time(
     [m, k] x [k, n] products in one kernel: batch times the FLOPs and bytes, tiles of every
     product quantised together over the SMs.
     """
-    m, n, k = (_positive_int(v, name) for v, name in ((m, "m"), (n, "n"), (k, "k")))
-    batch = _positive_int(batch, "batch")
+    m, n, k = (positive_int(v, name) for v, name in ((m, "m"), (n, "n"), (k, "k")))
+    batch = positive_int(batch, "batch")
     if phase not in GEMM_PHASES:
         raise ValueError(f"phase must be one of {', '.join(GEMM_PHASES)}, got {phase!r}")
     dev = _device(gpu)
@@ -377,15 +380,15 @@ def gemm_time(
 
 
 def grouped_gemm_time(
-    gpu: Any, group_sizes: Sequence[int], n: int, k: int, dtype: str = "bf16", launches: int = 1
+    gpu: GPUProfile | str, group_sizes: Sequence[int], n: int, k: int, dtype: str = "bf16", launches: int = 1
 ) -> OpTime:
     """Grouped expert GEMM: group ``g`` multiplies ``group_sizes[g]`` rows by its own ``[k, n]``.
 
     Weights of every group with at least one row are read; empty groups cost nothing.
     """
     sizes = _group_sizes(group_sizes)
-    n, k = _positive_int(n, "n"), _positive_int(k, "k")
-    _positive_int(launches, "launches")  # checked; passed on as given (results unchanged)
+    n, k = positive_int(n, "n"), positive_int(k, "k")
+    positive_int(launches, "launches")  # checked; passed on as given (results unchanged)
     dev = _device(gpu)
     peak, used = dev.peak(dtype)
     size = cal.dtype_bytes(used)
@@ -422,7 +425,7 @@ def causal_pairs(q_len: int, kv_len: int, causal: bool) -> float:
 
 
 def attention_time(
-    gpu: Any,
+    gpu: GPUProfile | str,
     batch: int,
     q_len: int,
     kv_len: int,
@@ -458,15 +461,15 @@ def attention_time(
     over SMs (FlashMLA), so decode is not wave-quantised.
     """
     batch, q_len, kv_len, num_heads = (
-        _positive_int(v, name)
+        positive_int(v, name)
         for v, name in ((batch, "batch"), (q_len, "q_len"), (kv_len, "kv_len"), (num_heads, "num_heads"))
     )
     qk_head_dim, v_head_dim = (
-        _positive_int(qk_head_dim, "qk_head_dim"),
-        _positive_int(v_head_dim, "v_head_dim"),
+        positive_int(qk_head_dim, "qk_head_dim"),
+        positive_int(v_head_dim, "v_head_dim"),
     )
     if kv_bytes is not None:
-        _finite_non_negative(kv_bytes, "kv_bytes")
+        finite_non_negative(kv_bytes, "kv_bytes")
     dev = _device(gpu)
     peak, used = dev.peak(dtype)
     size = cal.dtype_bytes(used)
@@ -516,7 +519,11 @@ def attention_time(
 
 
 def memory_time(
-    gpu: Any, bytes_moved: float, family: str = "memory_bound", flops: float = 0.0, launches: int = 1
+    gpu: GPUProfile | str,
+    bytes_moved: float,
+    family: str = "memory_bound",
+    flops: float = 0.0,
+    launches: int = 1,
 ) -> OpTime:
     """A bandwidth-bound kernel (FP8 cast, transpose, norm, elementwise, permute): bytes read
     plus written.
@@ -529,8 +536,8 @@ def memory_time(
     kernels; a device without it borrows ``memory_bound``), or "memory", "gating", "permute".
     ``launches``: kernels the operator issues.
     """
-    _finite_non_negative(bytes_moved, "bytes_moved")
-    _finite_non_negative(flops, "flops")
+    finite_non_negative(bytes_moved, "bytes_moved")
+    finite_non_negative(flops, "flops")
     if family not in cal.FAMILIES:
         raise ValueError(f"unknown family {family!r}; allowed: {', '.join(cal.FAMILIES)}")
     dev = _device(gpu)
@@ -543,7 +550,7 @@ def memory_time(
         peak,
         float(flops) / peak,
         {"bytes": bytes_moved},
-        _positive_int(launches, "launches"),
+        positive_int(launches, "launches"),
     )
 
 
@@ -602,7 +609,7 @@ def _unfused_gating_work(
 
 
 def gating_time(
-    gpu: Any,
+    gpu: GPUProfile | str,
     num_tokens: int,
     num_experts: int,
     top_k: int,
@@ -631,21 +638,21 @@ def gating_time(
     tensors.
     """
     t, e, k = (
-        _positive_int(num_tokens, "num_tokens"),
-        _positive_int(num_experts, "num_experts"),
-        _positive_int(top_k, "top_k"),
+        positive_int(num_tokens, "num_tokens"),
+        positive_int(num_experts, "num_experts"),
+        positive_int(top_k, "top_k"),
     )
     if k > e:
         raise ValueError(f"top_k ({k}) cannot exceed num_experts ({e})")
     if scoring not in ("softmax", "sigmoid"):
         raise ValueError(f"scoring must be 'softmax' or 'sigmoid', got {scoring!r}")
-    groups = _positive_int(n_group, "n_group")
+    groups = positive_int(n_group, "n_group")
     if e % groups:
         raise ValueError(f"num_experts ({e}) must be a multiple of n_group ({groups})")
-    kept = max(1, groups // 2) if topk_group is None else _positive_int(topk_group, "topk_group")
+    kept = max(1, groups // 2) if topk_group is None else positive_int(topk_group, "topk_group")
     if kept > groups:
         raise ValueError(f"topk_group ({kept}) cannot exceed n_group ({groups})")
-    _positive_int(launches, "launches")  # checked; passed on as given (results unchanged)
+    positive_int(launches, "launches")  # checked; passed on as given (results unchanged)
     dev = _device(gpu)
     if unfused:
         lanes = int(float(getattr(dev.profile, "vector_bytes", 0.0) or 0.0) // 4)  # fp32 lanes
@@ -661,7 +668,7 @@ def gating_time(
 
 
 def permute_time(
-    gpu: Any,
+    gpu: GPUProfile | str,
     num_tokens: int,
     hidden: int,
     top_k: int,
@@ -684,11 +691,11 @@ def permute_time(
     the workspace again and writing ``T`` rows: the gathered rows cross memory three times.
     """
     t, h, k = (
-        _positive_int(num_tokens, "num_tokens"),
-        _positive_int(hidden, "hidden"),
-        _positive_int(top_k, "top_k"),
+        positive_int(num_tokens, "num_tokens"),
+        positive_int(hidden, "hidden"),
+        positive_int(top_k, "top_k"),
     )
-    _positive_int(launches, "launches")  # checked; passed on as given (results unchanged)
+    positive_int(launches, "launches")  # checked; passed on as given (results unchanged)
     size = cal.dtype_bytes(dtype)
     rows = float(t) * k
     written: float | None = None  # known for the fused kernels only
@@ -717,7 +724,7 @@ def permute_time(
     return _result(dev, "permute", flops, bytes_moved, peak, flops / peak, shape, launches, written)
 
 
-def op_time(gpu: Any, op: Op | Work) -> OpTime:
+def op_time(gpu: GPUProfile | str, op: Op | Work) -> OpTime:
     """Time of an operator of the inventory (:class:`moe.operators.Op`, or its work record).
 
     GEMMs, grouped GEMMs, bandwidth-bound kernels, attention, gating and permutes go to their own
@@ -731,7 +738,7 @@ def op_time(gpu: Any, op: Op | Work) -> OpTime:
     return _work_time(gpu, work)
 
 
-def op_seconds(gpu: Any, op: Op) -> float:
+def op_seconds(gpu: GPUProfile | str, op: Op) -> float:
     """Predicted seconds of ``op`` (:func:`op_time`), with bandwidth-bound kernels taken from their
     family's affine fit (launch + bytes / achieved bandwidth) read once per GPU."""
     work = op.work

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,10 @@ from sim.serving.deployment import Deployment, memory_plan, parse_deployment
 from sim.serving.engine import Simulation
 from sim.serving.metrics import latency_stats
 from sim.serving.workloads import Workload, parse_workload
+
+if TYPE_CHECKING:
+    from gpus import GPUProfile
+    from moe import MoEModel
 
 # MTP as DeepSeek runs it for V3 when a workload does not say: one draft token (V3 has one MTP module),
 # second-token acceptance 85% (V3-TR section 5.4.3: "between 85% and 90%"; the low end, for a production
@@ -98,7 +102,7 @@ class ServingResult:
         return out
 
 
-def _resolve(model: Any, gpu: Any) -> tuple[Any, Any]:
+def _resolve(model: str | MoEModel, gpu: str | GPUProfile) -> tuple[MoEModel, GPUProfile]:
     import gpus
     import moe
 
@@ -108,8 +112,8 @@ def _resolve(model: Any, gpu: Any) -> tuple[Any, Any]:
 
 
 def estimate_serving(
-    model: Any,
-    gpu: Any,
+    model: str | MoEModel,
+    gpu: str | GPUProfile,
     deployment: Mapping[str, Any],
     workload: Mapping[str, Any],
     usd_per_gpu_hour: float | None = None,
@@ -129,8 +133,8 @@ def estimate_serving(
 
 
 def simulate(
-    model: Any,
-    gpu: Any,
+    model: str | MoEModel,
+    gpu: str | GPUProfile,
     deployment: Mapping[str, Any],
     workload: Mapping[str, Any],
     usd_per_gpu_hour: float | None = None,
@@ -177,7 +181,7 @@ def request_table(sim: Simulation) -> dict[str, np.ndarray]:
 
 
 def summarise(
-    sim: Simulation, model: Any, gpu: Any, dep: Deployment, wl: Workload, price: PriceRange
+    sim: Simulation, model: MoEModel, gpu: GPUProfile, dep: Deployment, wl: Workload, price: PriceRange
 ) -> ServingResult:
     window = sim.end_s - sim.start_s
     stats = latency_stats(sim.log, sim.start_s, sim.end_s)

@@ -20,9 +20,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from gpus import GPUProfile
+    from moe import MoEModel
 
 INSTANCE_KEYS = frozenset(
     {
@@ -148,7 +152,7 @@ def _dtype(name: str, value: Any) -> str:
     return key
 
 
-def parse_instance(role: str, spec: Mapping[str, Any], model: Any, gpu: Any) -> InstanceSpec:
+def parse_instance(role: str, spec: Mapping[str, Any], model: MoEModel, gpu: GPUProfile) -> InstanceSpec:
     """Check one instance dict against the model and GPU and fill in defaults."""
     if not isinstance(spec, Mapping):
         raise ValueError(f"The {role} instance must be a dict of instance keys, got {type(spec).__name__}.")
@@ -214,7 +218,7 @@ def parse_instance(role: str, spec: Mapping[str, Any], model: Any, gpu: Any) -> 
     )
 
 
-def parse_deployment(spec: Mapping[str, Any], model: Any, gpu: Any) -> Deployment:
+def parse_deployment(spec: Mapping[str, Any], model: MoEModel, gpu: GPUProfile) -> Deployment:
     """Validate a deployment dict (DESIGN.md keys); unknown keys are errors."""
     if isinstance(spec, Deployment):
         return spec
@@ -255,11 +259,11 @@ def parse_deployment(spec: Mapping[str, Any], model: Any, gpu: Any) -> Deploymen
 # Memory
 
 
-def _breakdown(model: Any) -> dict[str, float]:
+def _breakdown(model: MoEModel) -> dict[str, float]:
     return {k: float(v) for k, v in model.params_breakdown.items()}
 
 
-def weight_bytes_per_gpu(model: Any, inst: InstanceSpec, include_mtp: bool) -> float:
+def weight_bytes_per_gpu(model: MoEModel, inst: InstanceSpec, include_mtp: bool) -> float:
     """Weights one GPU holds.
 
     Linear layers (attention, dense FFN, shared experts) in ``weight_dtype`` (fp4 applies to routed
@@ -284,14 +288,14 @@ def weight_bytes_per_gpu(model: Any, inst: InstanceSpec, include_mtp: bool) -> f
     return per_gpu
 
 
-def kv_bytes_per_token(model: Any, kv_dtype: str, context_len: int = 4096) -> float:
+def kv_bytes_per_token(model: MoEModel, kv_dtype: str, context_len: int = 4096) -> float:
     """KV-cache bytes per token of context (all layers) in ``kv_dtype``: the model's BF16 figure
     scaled by the format's bits (so a 6-bit cache is 6/16 of BF16)."""
     bf16 = float(model.kv_cache_bytes_per_token(dtype="bf16", context_len=max(1, int(context_len))))
     return bf16 * DTYPE_BYTES[kv_dtype] / 2.0
 
 
-def kv_bytes_per_token_per_gpu(model: Any, inst: InstanceSpec, context_len: int = 4096) -> float:
+def kv_bytes_per_token_per_gpu(model: MoEModel, inst: InstanceSpec, context_len: int = 4096) -> float:
     """A token's KV bytes on one GPU of its attention group: MLA / compressed caches are shared by all
     heads and replicated over tp; GQA/MHA caches are split over min(tp, kv heads)."""
     total = kv_bytes_per_token(model, inst.kv_dtype, context_len)
@@ -316,7 +320,7 @@ class MemoryPlan:
         return asdict(self)
 
 
-def workspace_bytes_per_gpu(model: Any, inst: InstanceSpec, tokens_per_gpu: int) -> float:
+def workspace_bytes_per_gpu(model: MoEModel, inst: InstanceSpec, tokens_per_gpu: int) -> float:
     """Activation workspace for ``tokens_per_gpu`` tokens in flight on a GPU: residual stream and norms
     (BF16, a few copies), routed-expert rows received (top-k copies of the hidden state, FP8 in, BF16
     out) and their gate/up intermediate (BF16), and FP32 logits of one position per request."""
@@ -330,7 +334,7 @@ def workspace_bytes_per_gpu(model: Any, inst: InstanceSpec, tokens_per_gpu: int)
 
 
 def memory_plan(
-    model: Any, gpu: Any, inst: InstanceSpec, mtp_draft_tokens: int = 0, context_len: int = 4096
+    model: MoEModel, gpu: GPUProfile, inst: InstanceSpec, mtp_draft_tokens: int = 0, context_len: int = 4096
 ) -> MemoryPlan:
     """Weights, workspace and KV capacity of one instance; ValueError when the weights do not fit."""
     hbm = float(gpu.hbm_bytes)
@@ -361,7 +365,7 @@ def memory_plan(
 
 
 def expert_imbalance(
-    model: Any, inst: InstanceSpec, tokens_per_gpu: float, rng: np.random.Generator, samples: int = 8
+    model: MoEModel, inst: InstanceSpec, tokens_per_gpu: float, rng: np.random.Generator, samples: int = 8
 ) -> float:
     """Expected (max over GPUs of routed tokens) / (mean over GPUs) for one step.
 

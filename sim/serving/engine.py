@@ -25,7 +25,7 @@ import heapq
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
@@ -35,6 +35,10 @@ from sim.serving.kvcache import KVCacheManager
 from sim.serving.metrics import RequestLog, WindowCounter
 from sim.serving.stepcost import StepCost, StepCostModel
 from sim.serving.workloads import Workload, draw_requests
+
+if TYPE_CHECKING:
+    from gpus import GPUProfile
+    from moe import MoEModel
 
 KV_BUCKET_TOKENS = 64  # decode step times are looked up at a KV length rounded to a KV page
 
@@ -82,8 +86,8 @@ class Simulation:
 
     def __init__(
         self,
-        model: Any,
-        gpu: Any,
+        model: MoEModel,
+        gpu: GPUProfile,
         deployment: Deployment,
         workload: Workload,
         duration_s: float,

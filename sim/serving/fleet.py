@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,11 @@ from sim.cost import SECONDS_PER_HOUR, is_finite_number, price_range
 from sim.serving.deployment import InstanceSpec, memory_plan, parse_deployment
 from sim.serving.stepcost import LayerCost, StepCostModel, two_stream_schedule
 from sim.serving.workloads import DailyLoadCurve, Workload, parse_workload
+
+if TYPE_CHECKING:
+    from gpus import GPUProfile
+    from moe import MoEModel
+    from sim.serving.api import ServingResult
 
 
 @dataclass(frozen=True)
@@ -45,8 +50,8 @@ class DecodeCapacity:
 
 
 def decode_capacity(
-    model: Any,
-    gpu: Any,
+    model: MoEModel,
+    gpu: GPUProfile,
     inst: InstanceSpec,
     workload: Workload,
     tpot_target_s: float,
@@ -113,7 +118,11 @@ class PrefillCapacity:
 
 
 def prefill_capacity(
-    model: Any, gpu: Any, inst: InstanceSpec, workload: Workload, rng: np.random.Generator | None = None
+    model: MoEModel,
+    gpu: GPUProfile,
+    inst: InstanceSpec,
+    workload: Workload,
+    rng: np.random.Generator | None = None,
 ) -> PrefillCapacity:
     """Throughput of one prefill instance running full batches of the workload's mean request."""
     rng = rng if rng is not None else np.random.default_rng(0)
@@ -151,8 +160,8 @@ class FleetPlan:
 
 
 def size_fleet(
-    model: Any,
-    gpu: Any,
+    model: str | MoEModel,
+    gpu: str | GPUProfile,
     deployment: Mapping[str, Any],
     workload: Mapping[str, Any],
     load_curve: DailyLoadCurve,
@@ -264,7 +273,7 @@ class DecodeBound:
 
 
 def isca_decode_bound(
-    gpu: Any = "H800",
+    gpu: str | GPUProfile = "H800",
     tokens_per_expert: int = 32,
     experts_per_token: int = 9,
     hidden_size: int = 7000,
@@ -431,8 +440,8 @@ def projections(
 
 
 def verify_fleet_hour(
-    model: Any,
-    gpu: Any,
+    model: str | MoEModel,
+    gpu: str | GPUProfile,
     deployment: Mapping[str, Any],
     workload: Mapping[str, Any],
     plan: FleetPlan,
@@ -442,7 +451,7 @@ def verify_fleet_hour(
     warmup_s: float = 120.0,
     usd_per_gpu_hour: float | None = None,
     seed: int = 0,
-) -> Any:
+) -> ServingResult:
     """Simulate one hour's plan with the discrete-event engine (open loop, Poisson at that hour's rate).
 
     The fleet is divided by the greatest common divisor of its prefill and decode instance counts

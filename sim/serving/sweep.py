@@ -6,11 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sim.serving.api import estimate_serving
+
+if TYPE_CHECKING:
+    from gpus import GPUProfile
+    from moe import MoEModel
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,8 @@ def pareto_front(points: Sequence[ParetoPoint]) -> list[ParetoPoint]:
 
 
 def pareto_sweep(
-    model: Any,
-    gpu: Any,
+    model: str | MoEModel,
+    gpu: str | GPUProfile,
     deployment: Mapping[str, Any],
     workload: Mapping[str, Any],
     concurrencies: Sequence[int],

@@ -14,7 +14,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,9 +29,13 @@ from sim.training.plan import (
     pieces_of_ranks,
     split_by_counts,
 )
-from sim.training.schedules import get_schedule
+from sim.training.schedules import ScheduleLayout, get_schedule
 
-__all__ = ["TrainingResult", "estimate_training", "build_plan", "simulate_plan"]
+if TYPE_CHECKING:
+    from gpus import GPUProfile
+    from moe import MoEModel
+
+__all__ = ["BuiltPlan", "TrainingResult", "estimate_training", "build_plan", "simulate_plan"]
 
 SECONDS_PER_HOUR = 3600.0
 PHASE_NAMES = {
@@ -79,7 +83,27 @@ class TrainingResult:
         return asdict(self)
 
 
-def _resolve(model: Any, gpu: Any) -> tuple[Any, Any]:
+@dataclass(frozen=True)
+class BuiltPlan:
+    """What :func:`build_plan` returns: a validated plan and what simulating one step of it needs,
+    in the order a simulation uses them (``engine.simulate_step(built.layout, built.cost)``)."""
+
+    plan: TrainingPlan
+    """Parallel degrees, schedule, precision and the layer split (which units each piece holds,
+    which pieces each pipeline rank runs, each piece's non-expert and expert parameters)."""
+    layout: ScheduleLayout
+    """The schedule's program: each pipeline rank's ordered actions over micro-batches and stages."""
+    cost: TrainingCostModel
+    """The cost model of this plan on its cluster: the timed segments of every chunk."""
+    pieces: list[list[Unit]]
+    """The units (embedding, layers, MTP modules, head) of each model piece, in pipeline order;
+    ``plan.piece_units`` names them."""
+    notes: tuple[str, ...] = ()
+    """What the plan changed on its own that a user should know (e.g. GEMMs in BF16 on a GPU
+    without the requested FP8)."""
+
+
+def _resolve(model: str | MoEModel, gpu: str | GPUProfile) -> tuple[MoEModel, GPUProfile]:
     import gpus
     import moe
 
@@ -87,8 +111,8 @@ def _resolve(model: Any, gpu: Any) -> tuple[Any, Any]:
 
 
 def build_plan(
-    model: Any,
-    gpu: Any,
+    model: MoEModel,
+    gpu: GPUProfile,
     num_gpus: int,
     *,
     tp: int = 1,
@@ -109,14 +133,120 @@ def build_plan(
     free_comm: bool = False,
     routing_skew: float = 0.0,
     seed: int = 0,
-) -> tuple[TrainingPlan, Any, TrainingCostModel, list[list[Unit]], list[str]]:
-    """Validate a plan; build its schedule layout and cost model.
+) -> BuiltPlan:
+    """Validate a plan; build its schedule layout and cost model (see :class:`BuiltPlan`).
 
-    Returns (plan, layout, cost, pieces, notes).
+    Checks, in this order: the parallel degrees and batch (:func:`_check_degrees`), the schedule,
+    the cluster, the SMs held by communication, the routing limit and skew, the layer split.
     """
     import gpus
 
     notes: list[str] = []
+    dp, num_microbatches = _check_degrees(
+        model,
+        num_gpus,
+        tp=tp,
+        pp=pp,
+        ep=ep,
+        dp=dp,
+        cp=cp,
+        seq_len=seq_len,
+        global_batch_seqs=global_batch_seqs,
+        micro_batch_seqs=micro_batch_seqs,
+        virtual_stages=virtual_stages,
+        recompute=recompute,
+    )
+    sched = get_schedule(schedule)
+    layout = sched.build(pp, num_microbatches, virtual_stages)
+    gemm_dtype = gpu.nearest_dtype(precision)
+    if gemm_dtype != precision:
+        notes.append(f"{gpu.name} has no {precision} tensor cores; GEMMs run in {gemm_dtype}.")
+    cluster = gpus.cluster(gpu, num_gpus=num_gpus)
+    gpn = int(cluster.gpus_per_node)
+    comm_sms = _check_comm_sm_count(comm_sm_count, sched.name, ep, gpu)
+    nodes_per_token = _check_max_nodes_per_token(max_nodes_per_token, model, ep, gpn)
+    _check_routing_skew(routing_skew)
+    units = layer_units(model)
+    params = _unit_params(model, units)
+    weight_bytes, grad_bytes, optimizer_bytes_moved = _bytes_per_param(model, gemm_dtype)
+    base = TrainingPlan(
+        tp=tp,
+        pp=pp,
+        dp=dp,
+        ep=ep,
+        cp=cp,
+        schedule=sched.name,
+        virtual_stages=virtual_stages,
+        micro_batch_seqs=micro_batch_seqs,
+        num_microbatches=num_microbatches,
+        seq_len=seq_len,
+        global_batch_seqs=global_batch_seqs,
+        precision=precision,
+        gemm_dtype=gemm_dtype,
+        recompute=recompute,
+        comm_sm_count=comm_sms,
+        max_nodes_per_token=nodes_per_token,
+        dispatch_fp8=gemm_dtype == "fp8",
+        pp_across_nodes=(num_gpus // pp) >= gpn or pp > gpn,
+        layers_per_piece=(),
+        piece_units=(),
+        piece_params=(),
+        pieces_of_rank=(),
+        weight_bytes_per_param=weight_bytes,
+        grad_bytes_per_param=grad_bytes,
+        optimizer_bytes_moved_per_param=optimizer_bytes_moved,
+    )
+    num_pieces = sched.num_model_pieces(pp, virtual_stages)
+    rng = np.random.default_rng(seed)
+    probe = TrainingCostModel(
+        model=model,
+        gpu=gpu,
+        cluster=cluster,
+        plan=base,
+        pieces=[[u] for u in units],
+        free_comm=free_comm,
+        routing_skew=0.0,
+    )
+    pieces = _split_units(units, probe, layers_per_stage, num_pieces)
+    plan = dataclasses.replace(
+        base,
+        layers_per_piece=tuple(sum(1 for u in p if u.kind in ("layer", "mtp")) for p in pieces),
+        piece_units=tuple(tuple(_unit_name(u) for u in p) for p in pieces),
+        piece_params=_piece_params(pieces, units, params),
+        pieces_of_rank=pieces_of_ranks(layout),
+    )
+    cost = TrainingCostModel(
+        model=model,
+        gpu=gpu,
+        cluster=cluster,
+        plan=plan,
+        pieces=pieces,
+        free_comm=free_comm,
+        routing_skew=routing_skew,
+        rng=rng,
+    )
+    return BuiltPlan(plan, layout, cost, pieces, tuple(notes))
+
+
+def _check_degrees(
+    model: MoEModel,
+    num_gpus: int,
+    *,
+    tp: int,
+    pp: int,
+    ep: int,
+    dp: int | None,
+    cp: int,
+    seq_len: int,
+    global_batch_seqs: int,
+    micro_batch_seqs: int,
+    virtual_stages: int,
+    recompute: str,
+) -> tuple[int, int]:
+    """(dp, micro-batches per replica) of a plan whose degrees and batch are consistent: every count
+    a positive whole number, tp*pp*dp = num_gpus (dp = num_gpus / (tp*pp) when None), ep divides the
+    routed experts and tp*dp, cp divides dp and seq_len, tp divides the attention heads, a known
+    recompute, and a global batch that is a whole number of micro-batches per replica (dp/cp)."""
     for name, value in (
         ("num_gpus", num_gpus),
         ("tp", tp),
@@ -167,16 +297,14 @@ def build_plan(
             f"global_batch_seqs ({global_batch_seqs}) must be a multiple of (dp/cp)*micro_batch_seqs "
             f"({replicas}*{micro_batch_seqs}={replicas * micro_batch_seqs})."
         )
-    num_microbatches = int(per_replica)
-    sched = get_schedule(schedule)
-    layout = sched.build(pp, num_microbatches, virtual_stages)
-    gemm_dtype = gpu.nearest_dtype(precision)
-    if gemm_dtype != precision:
-        notes.append(f"{gpu.name} has no {precision} tensor cores; GEMMs run in {gemm_dtype}.")
-    cluster = gpus.cluster(gpu, num_gpus=num_gpus)
-    gpn = int(cluster.gpus_per_node)
+    return dp, int(per_replica)
+
+
+def _check_comm_sm_count(comm_sm_count: int | None, schedule: str, ep: int, gpu: GPUProfile) -> int:
+    """SMs held by communication kernels: the given whole number, which must leave SMs for
+    computation; by default 20 for DualPipe with expert parallelism (V3-TR 3.2.2), else 0."""
     if comm_sm_count is None:
-        comm_sm_count = 20 if sched.name in ("dualpipe", "dualpipev") and ep > 1 else 0  # V3-TR 3.2.2
+        comm_sm_count = 20 if schedule in ("dualpipe", "dualpipev") and ep > 1 else 0  # V3-TR 3.2.2
     if isinstance(comm_sm_count, bool) or not isinstance(comm_sm_count, (int, np.integer)):
         raise ValueError(f"comm_sm_count must be a whole number of SMs, got {comm_sm_count!r}.")
     if not 0 <= int(comm_sm_count) < int(gpu.sm_count):
@@ -184,9 +312,17 @@ def build_plan(
             f"comm_sm_count must be >= 0 and leave SMs for computation ({gpu.name} has "
             f"{gpu.sm_count}); got {comm_sm_count}."
         )
+    return int(comm_sm_count)
+
+
+def _check_max_nodes_per_token(
+    max_nodes_per_token: int | None, model: MoEModel, ep: int, gpus_per_node: int
+) -> int:
+    """The given limit on EP units per token (a whole number >= 1), or the model's own
+    (:func:`_routing_unit_limit`) when None."""
     if max_nodes_per_token is None:
-        max_nodes_per_token = _routing_unit_limit(model, ep, gpn)
-    elif (
+        return _routing_unit_limit(model, ep, gpus_per_node)
+    if (
         isinstance(max_nodes_per_token, bool)
         or not isinstance(max_nodes_per_token, (int, np.integer))
         or int(max_nodes_per_token) < 1
@@ -195,12 +331,22 @@ def build_plan(
             f"max_nodes_per_token must be a whole number >= 1 (or None for the model's own limit), "
             f"got {max_nodes_per_token!r}."
         )
+    return max_nodes_per_token
+
+
+def _check_routing_skew(routing_skew: float) -> None:
+    """The Zipf exponent of expert popularity is a finite number in [0, 10)."""
     if not is_finite_number(routing_skew) or not 0 <= routing_skew < 10:
         raise ValueError(
             f"routing_skew is the Zipf exponent of expert popularity, in [0, 10) (0 = balanced); "
             f"got {routing_skew!r}."
         )
-    units = layer_units(model)
+
+
+def _unit_params(model: MoEModel, units: Sequence[Unit]) -> list[tuple[float, float]]:
+    """(non-expert, expert) parameters of each unit: the embedding and the head (none when tied to
+    the embedding) are non-expert; a layer's or MTP module's routed experts are expert parameters
+    and the rest is not, an MTP module adding its entry projection (2h x h)."""
     import moe
 
     per_layer = [
@@ -222,89 +368,60 @@ def build_plan(
         extra = 2 * model.hidden_size * model.hidden_size if u.kind == "mtp" else 0
         return float(total - expert + extra), float(expert)
 
-    params = [unit_params(i, u) for i, u in enumerate(units)]
+    return [unit_params(i, u) for i, u in enumerate(units)]
+
+
+def _bytes_per_param(model: MoEModel, gemm_dtype: str) -> tuple[float, float, float]:
+    """(weight bytes, gradient bytes, optimizer-step bytes moved) per parameter under the precision
+    recipe of ``gemm_dtype`` ("fp8" or else "bf16", :func:`moe.accounting.memory_bytes`)."""
+    import moe
+
     recipe = "fp8" if gemm_dtype == "fp8" else "bf16"
     mem = moe.accounting.memory_bytes(model, recipe)
     n_params = float(mem.params or 1)
-    base = TrainingPlan(
-        tp=tp,
-        pp=pp,
-        dp=dp,
-        ep=ep,
-        cp=cp,
-        schedule=sched.name,
-        virtual_stages=virtual_stages,
-        micro_batch_seqs=micro_batch_seqs,
-        num_microbatches=num_microbatches,
-        seq_len=seq_len,
-        global_batch_seqs=global_batch_seqs,
-        precision=precision,
-        gemm_dtype=gemm_dtype,
-        recompute=recompute,
-        comm_sm_count=int(comm_sm_count),
-        max_nodes_per_token=max_nodes_per_token,
-        dispatch_fp8=gemm_dtype == "fp8",
-        pp_across_nodes=(num_gpus // pp) >= gpn or pp > gpn,
-        layers_per_piece=(),
-        piece_units=(),
-        piece_params=(),
-        pieces_of_rank=(),
-        weight_bytes_per_param=mem.weights_bytes / n_params,
-        grad_bytes_per_param=mem.gradients_bytes / n_params,
+    return (
+        mem.weights_bytes / n_params,
+        mem.gradients_bytes / n_params,
         # AdamW update: read grad, read+write master and both moments, write the working weights.
-        optimizer_bytes_moved_per_param=(
-            mem.gradients_bytes + 2 * (mem.master_weights_bytes + mem.optimizer_bytes) + mem.weights_bytes
-        )
+        (mem.gradients_bytes + 2 * (mem.master_weights_bytes + mem.optimizer_bytes) + mem.weights_bytes)
         / n_params,
     )
-    num_pieces = sched.num_model_pieces(pp, virtual_stages)
-    rng = np.random.default_rng(seed)
-    probe = TrainingCostModel(
-        model=model,
-        gpu=gpu,
-        cluster=cluster,
-        plan=base,
-        pieces=[[u] for u in units],
-        free_comm=free_comm,
-        routing_skew=0.0,
-    )
+
+
+def _split_units(
+    units: list[Unit],
+    probe: TrainingCostModel,
+    layers_per_stage: Sequence[int] | None,
+    num_pieces: int,
+) -> list[list[Unit]]:
+    """The units cut into the schedule's ``num_pieces`` model pieces: by the given layer counts, or
+    else as the contiguous split that minimises the slowest piece's forward + backward + weight time
+    under ``probe`` (a cost model with one unit per piece)."""
     if layers_per_stage is not None:
         if len(layers_per_stage) != num_pieces:
             raise ValueError(
                 f"layers_per_stage has {len(layers_per_stage)} entries; the schedule needs {num_pieces}."
             )
-        pieces = split_by_counts(units, layers_per_stage)
-    else:
-        costs = []
-        for u in units:
-            lc = probe.unit_cost(u)
-            costs.append(sum(s.duration_s for s in lc.forward + lc.backward + lc.weight))
-        pieces = partition_units(units, costs, num_pieces)
+        return split_by_counts(units, layers_per_stage)
+    costs = []
+    for u in units:
+        lc = probe.unit_cost(u)
+        costs.append(sum(s.duration_s for s in lc.forward + lc.backward + lc.weight))
+    return partition_units(units, costs, num_pieces)
+
+
+def _piece_params(
+    pieces: list[list[Unit]], units: list[Unit], params: list[tuple[float, float]]
+) -> tuple[tuple[float, float], ...]:
+    """(non-expert, expert) parameters of each piece: the sums over its units."""
     piece_params = []
     for p in pieces:
         idx = [units.index(u) for u in p]
         piece_params.append((sum(params[i][0] for i in idx), sum(params[i][1] for i in idx)))
-    plan = dataclasses.replace(
-        base,
-        layers_per_piece=tuple(sum(1 for u in p if u.kind in ("layer", "mtp")) for p in pieces),
-        piece_units=tuple(tuple(_unit_name(u) for u in p) for p in pieces),
-        piece_params=tuple(piece_params),
-        pieces_of_rank=pieces_of_ranks(layout),
-    )
-    cost = TrainingCostModel(
-        model=model,
-        gpu=gpu,
-        cluster=cluster,
-        plan=plan,
-        pieces=pieces,
-        free_comm=free_comm,
-        routing_skew=routing_skew,
-        rng=rng,
-    )
-    return plan, layout, cost, pieces, notes
+    return tuple(piece_params)
 
 
-def _routing_unit_limit(model: Any, ep: int, gpus_per_node: int) -> int:
+def _routing_unit_limit(model: MoEModel, ep: int, gpus_per_node: int) -> int:
     """Most EP units (nodes when EP spans nodes, else GPUs) one token's experts may sit on.
 
     Group-limited routing picks ``topk_group`` of ``n_group`` expert groups per token
@@ -325,8 +442,8 @@ def _unit_name(u: Unit) -> str:
 
 
 def simulate_plan(
-    model: Any,
-    gpu: Any,
+    model: MoEModel,
+    gpu: GPUProfile,
     num_gpus: int,
     tokens: float,
     usd_per_gpu_hour: float | None,
@@ -335,8 +452,9 @@ def simulate_plan(
 ) -> TrainingResult:
     _check_budget(tokens, usd_per_gpu_hour)
     t0 = time.perf_counter()
-    plan, layout, cost, pieces, notes = build_plan(model, gpu, num_gpus, **kwargs)
-    mem = memory_report(model, gpu, plan, layout, pieces)
+    built = build_plan(model, gpu, num_gpus, **kwargs)
+    plan, notes = built.plan, list(built.notes)
+    mem = memory_report(model, gpu, plan, built.layout, built.pieces)
     worst = max(mem, key=lambda r: r.total_bytes)
     if check_memory and worst.headroom_bytes < 0:
         raise ValueError(
@@ -347,7 +465,7 @@ def simulate_plan(
             f"{-worst.headroom_bytes / 1e9:.1f} GB too much; use more pipeline/expert parallelism, "
             f"more recomputation or a smaller micro-batch."
         )
-    result = engine.simulate_step(layout, cost)
+    result = engine.simulate_step(built.layout, built.cost)
     critical = result.timelines[result.critical_rank]
     breakdown = engine.breakdown(critical)
     phases = {PHASE_NAMES.get(k, k): v for k, v in engine.phase_breakdown(critical).items()}
@@ -418,8 +536,8 @@ def _check_budget(tokens: Any, usd_per_gpu_hour: Any) -> None:
 
 
 def estimate_training(
-    model: Any = "deepseek-v3",
-    gpu: Any = "H800",
+    model: str | MoEModel = "deepseek-v3",
+    gpu: str | GPUProfile = "H800",
     num_gpus: int = 2048,
     tp: int = 1,
     pp: int = 16,

@@ -13,10 +13,15 @@ of micro-batches in flight on the rank, walked from the schedule's own order.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sim.training.costs import BF16_BYTES, Unit
 from sim.training.schedules import ScheduleLayout
+
+if TYPE_CHECKING:
+    from gpus import GPUProfile
+    from moe import MoEModel
+    from sim.training.plan import TrainingPlan
 
 __all__ = ["MemoryReport", "activation_bytes_per_token", "memory_report"]
 
@@ -45,7 +50,7 @@ class MemoryReport:
         return d
 
 
-def activation_bytes_per_token(model: Any, unit: Unit, plan: Any) -> float:
+def activation_bytes_per_token(model: MoEModel, unit: Unit, plan: TrainingPlan) -> float:
     """Saved activation bytes per token of one unit on one GPU (TP splits the wide tensors)."""
     if unit.kind == "embedding":
         return 0.0
@@ -86,7 +91,7 @@ def activation_bytes_per_token(model: Any, unit: Unit, plan: Any) -> float:
 
 
 def memory_report(
-    model: Any, gpu: Any, plan: Any, layout: ScheduleLayout, pieces: list[list[Unit]]
+    model: MoEModel, gpu: GPUProfile, plan: TrainingPlan, layout: ScheduleLayout, pieces: list[list[Unit]]
 ) -> list[MemoryReport]:
     """Memory of each pipeline rank (every DP/EP peer of a rank holds the same)."""
     import moe

@@ -14,17 +14,25 @@ simulated with the discrete-event engine, and the fastest simulated step wins.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sim.training.api import TrainingResult, build_plan, simulate_plan
 from sim.training.memory import memory_report
+
+if TYPE_CHECKING:
+    from gpus import GPUProfile
+    from moe import MoEModel
+    from sim.training.costs import TrainingCostModel
+    from sim.training.schedules import ScheduleLayout
 
 __all__ = ["candidate_plans", "screen_bound_s", "search_plans"]
 
 SEARCH_SCHEDULES = ("dualpipe", "zb1p", "1f1b")
 
 
-def candidate_plans(model: Any, gpu: Any, num_gpus: int, global_batch_seqs: int) -> list[dict[str, Any]]:
+def candidate_plans(
+    model: MoEModel, gpu: GPUProfile, num_gpus: int, global_batch_seqs: int
+) -> list[dict[str, Any]]:
     gpn = int(gpu.node.gpus_per_node)
     out = []
     for tp in (1, 2, 4, 8):
@@ -44,7 +52,7 @@ def candidate_plans(model: Any, gpu: Any, num_gpus: int, global_batch_seqs: int)
     return out
 
 
-def screen_bound_s(layout: Any, cost: Any) -> float:
+def screen_bound_s(layout: ScheduleLayout, cost: TrainingCostModel) -> float:
     """Busiest rank's chunk time without waiting: a lower bound for overlapped pairs (compute
     only), and the serial sum (compute plus communication) for chunks run alone."""
     worst = 0.0
@@ -65,8 +73,8 @@ def screen_bound_s(layout: Any, cost: Any) -> float:
 
 
 def search_plans(
-    model: Any,
-    gpu: Any,
+    model: MoEModel,
+    gpu: GPUProfile,
     num_gpus: int,
     *,
     seq_len: int,
@@ -87,15 +95,14 @@ def search_plans(
         for recompute in ("selective", "full"):
             kwargs = {**cand, **common, "recompute": recompute}
             try:
-                plan, layout, cost, pieces, _ = build_plan(model, gpu, num_gpus, **kwargs)
+                built = build_plan(model, gpu, num_gpus, **kwargs)
             except ValueError as err:
                 rejected.append(f"{cand}: {err}")
                 break
-            worst = max(
-                r.total_bytes - r.capacity_bytes for r in memory_report(model, gpu, plan, layout, pieces)
-            )
+            report = memory_report(model, gpu, built.plan, built.layout, built.pieces)
+            worst = max(r.total_bytes - r.capacity_bytes for r in report)
             if worst <= 0:
-                screened.append((screen_bound_s(layout, cost), kwargs))
+                screened.append((screen_bound_s(built.layout, built.cost), kwargs))
                 break
             if recompute == "full":
                 rejected.append(f"{cand}: does not fit by {worst / 1e9:.1f} GB even with full recomputation")

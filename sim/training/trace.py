@@ -28,7 +28,9 @@ from typing import TYPE_CHECKING, Any
 from moe.operators import Attention, Gemm, GroupedGemm, OpKind
 
 if TYPE_CHECKING:
-    from sim.training.costs import OpCost
+    from gpus import GPUProfile
+    from moe import MoEModel
+    from sim.training.costs import OpCost, TrainingCostModel, Unit
 
 __all__ = [
     "TRACE_LAYERS",
@@ -162,12 +164,15 @@ def trace_families_per_layer(path: str | Path) -> dict[str, tuple[float, float]]
 
 
 def simulated_families_per_layer(
-    model: Any = "deepseek-v3", gpu: Any = "H800"
+    model: str | MoEModel = "deepseek-v3", gpu: str | GPUProfile = "H800"
 ) -> dict[str, tuple[float, float]]:
     """Per family: (simulated seconds per layer, operators per layer) for one MoE layer's forward,
     backward and weight-gradient operators, as in the overlapped pair (math-bound operators
     stretched by the SMs that communication holds)."""
-    cost, unit = _v3_pair_cost(model, gpu)
+    import gpus
+    import moe
+
+    cost, unit = _v3_pair_cost(moe.get(model), gpus.get(gpu))
     lc = cost.unit_cost(unit)
     out: dict[str, list[float]] = {k: [0.0, 0.0] for k in KERNEL_FAMILIES}
     for phase in ("forward", "backward", "weight"):
@@ -215,17 +220,15 @@ def trace_per_layer(path: str | Path) -> dict[str, Any]:
     }
 
 
-def _v3_pair_cost(model: Any, gpu: Any) -> tuple[Any, Any]:
+def _v3_pair_cost(model: MoEModel, gpu: GPUProfile) -> tuple[TrainingCostModel, Unit]:
     """The V3 plan's cost model over four consecutive MoE layers, and the first of them."""
     import gpus
-    import moe
     from sim.training.api import build_plan
     from sim.training.costs import TrainingCostModel, Unit
 
-    m, g = moe.get(model), gpus.get(gpu)
-    plan, _, _, _, _ = build_plan(
-        m,
-        g,
+    plan = build_plan(
+        model,
+        gpu,
         2048,
         tp=1,
         pp=16,
@@ -234,20 +237,24 @@ def _v3_pair_cost(model: Any, gpu: Any) -> tuple[Any, Any]:
         global_batch_seqs=15360,
         precision="fp8",
         schedule="dualpipe",
-    )
-    first_moe = next(i for i, is_moe in enumerate(m.moe_layers) if is_moe)
+    ).plan
+    first_moe = next(i for i, is_moe in enumerate(model.moe_layers) if is_moe)
     units = [Unit("layer", first_moe + i, True) for i in range(TRACE_LAYERS)]
-    cluster = gpus.cluster(g, num_gpus=2048)
-    cost = TrainingCostModel(model=m, gpu=g, cluster=cluster, plan=plan, pieces=[units])
+    cluster = gpus.cluster(gpu, num_gpus=2048)
+    cost = TrainingCostModel(model=model, gpu=gpu, cluster=cluster, plan=plan, pieces=[units])
     return cost, units[0]
 
 
-def simulated_per_layer(model: Any = "deepseek-v3", gpu: Any = "H800") -> dict[str, Any]:
+def simulated_per_layer(
+    model: str | MoEModel = "deepseek-v3", gpu: str | GPUProfile = "H800"
+) -> dict[str, Any]:
     """The V3 plan's cost model on one overlapped F&B pair of four MoE layers, per layer."""
+    import gpus
+    import moe
     from sim.training.engine import simulate_step
     from sim.training.schedules import Action, Chunk, ScheduleLayout
 
-    cost, _ = _v3_pair_cost(model, gpu)
+    cost, _ = _v3_pair_cost(moe.get(model), gpus.get(gpu))
     layout = ScheduleLayout(
         name="pair",
         num_ranks=1,

@@ -195,7 +195,7 @@ def training_reference() -> dict[str, Any]:
     from sim.training.trace import compare, compare_kernels
 
     out: dict[str, Any] = {}
-    plan, *_ = build_plan(moe.get("deepseek-v3"), gpus.get("H800"), 2048, **_V3_PLAN)
+    plan = build_plan(moe.get("deepseek-v3"), gpus.get("H800"), 2048, **_V3_PLAN).plan
     out.update(flatten(list(plan.layers_per_piece), "v3_plan.layers_per_piece"))
     out.update(flatten([list(p) for p in plan.pieces_of_rank], "v3_plan.pieces_of_rank"))
     for name, _trace_ms, sim_ms in compare(TRACE):  # the trace's columns are measured, not simulated
@@ -256,8 +256,8 @@ def benchmarks() -> dict[str, Any]:
     from sim.training.engine import simulate_step
 
     out: dict[str, Any] = {}
-    _, layout, cost, _, _ = build_plan(moe.get("deepseek-v3"), gpus.get("H800"), 2048, **_V3_PLAN)
-    step = simulate_step(layout, cost)
+    built = build_plan(moe.get("deepseek-v3"), gpus.get("H800"), 2048, **_V3_PLAN)
+    step = simulate_step(built.layout, built.cost)
     out["bench_training.step_time_s"] = float(step.step_time_s)
     out["bench_training.num_events"] = int(step.num_events)
 

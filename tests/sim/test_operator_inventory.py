@@ -34,8 +34,7 @@ def _with_probe(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _training_forward_s() -> tuple[float, list[str]]:
     kw = dict(tp=1, pp=16, ep=64, seq_len=4096, global_batch_seqs=15360, precision="fp8", schedule="dualpipe")
-    setup = build_plan(V3, H800, 2048, **kw)
-    cost = setup[2]
+    cost = build_plan(V3, H800, 2048, **kw).cost
     lc = cost.unit_cost(Unit("layer", 10, True))
     return sum(s.duration_s for s in lc.forward), [op.name for op in lc.ops["forward"]]
 

@@ -88,10 +88,11 @@ def test_one_gpu_one_microbatch_is_the_sum_of_operator_times() -> None:
     from sim.training.engine import simulate_step
 
     m, g = moe.get("deepseek-v2-lite"), gpus.get("H800")
-    plan, layout, cost, pieces, _ = build_plan(
+    built = build_plan(
         m, g, 1, pp=1, ep=1, seq_len=1024, global_batch_seqs=1, precision="bf16", schedule="1f1b"
     )
-    result = simulate_step(layout, cost)
+    cost, pieces = built.cost, built.pieces
+    result = simulate_step(built.layout, cost)
     ops = 0.0
     for u in pieces[0]:
         lc = cost.unit_cost(u)

@@ -20,7 +20,7 @@ def test_v3_layer_split_places_embedding_head_and_mtp_on_rank_0() -> None:
     import moe
     from sim.training.api import build_plan
 
-    plan, layout, _, pieces, _ = build_plan(
+    built = build_plan(
         moe.get("deepseek-v3"),
         gpus.get("H800"),
         2048,
@@ -32,6 +32,7 @@ def test_v3_layer_split_places_embedding_head_and_mtp_on_rank_0() -> None:
         precision="fp8",
         schedule="dualpipe",
     )
+    plan, pieces = built.plan, built.pieces
     assert sum(plan.layers_per_piece) == 61 + 1  # 61 layers and the MTP module
     assert pieces[0][0].kind == "embedding" and pieces[-1][-1].kind == "head"
     assert any(u.kind == "mtp" for u in pieces[-1])

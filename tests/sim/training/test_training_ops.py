@@ -16,7 +16,7 @@ def _layer_ops(**kw):  # type: ignore[no-untyped-def]
     )
     args.update(kw)
     m = moe.get("deepseek-v3")
-    plan, _, cost, _, _ = build_plan(m, gpus.get("H800"), 2048, **args)
+    cost = build_plan(m, gpus.get("H800"), 2048, **args).cost
     first_moe = next(i for i, is_moe in enumerate(m.moe_layers) if is_moe)
     return cost.unit_cost(Unit("layer", first_moe, True)).ops
 
