@@ -60,6 +60,7 @@ from moe.operators import (
     OpKind,
     Phase,
     ServingShape,
+    Work,
     serving_decode_core,
     serving_head_ops,
     serving_layer_ops,
@@ -215,6 +216,20 @@ def decode_pipeline_schedule(
 
 
 @dataclass(frozen=True)
+class _LayerSums:
+    """One micro-batch shape's layer operators summed once (StepCostModel._layer_sums): stage totals
+    and per-category sums without the core attention, the attention block's time after the core
+    kernel, the MoE layer's lead (combine receive, output add), and the low-latency kernels' times."""
+
+    totals: dict[str, float]
+    after_core: float
+    lead: float
+    has_shared: bool
+    categories: dict[str, dict[str, float]]
+    low_latency: dict[str, float]
+
+
+@dataclass(frozen=True)
 class StepCost:
     """One step on one GPU: total time and where it went (seconds)."""
 
@@ -274,6 +289,7 @@ class StepCostModel:
                 pass
         self._imbalance: dict[int, float] = {}
         self._cache: dict[tuple[Any, ...], Any] = {}
+        self._op_seconds: dict[Work, float] = {}
         self.shape = ServingShape(
             tp=inst.tp,
             ep=inst.ep,
@@ -293,7 +309,12 @@ class StepCostModel:
 
     # ---- operators (the inventory's, moe.operators.inventory) -------------------------------------
     def _seconds(self, op: Op) -> float:
-        return timing.op_seconds(self.gpu, op)
+        """``op``'s time on this instance's GPU, cached by its work (the GPU is fixed here, so the
+        cache need not hash the GPU profile, as ``sim.timing``'s does)."""
+        t = self._op_seconds.get(op.work)
+        if t is None:
+            t = self._op_seconds[op.work] = timing.op_seconds(self.gpu, op)
+        return t
 
     def _timed(self, ops: Sequence[Op]) -> list[tuple[Op, float]]:
         return [(op, self._seconds(op)) for op in ops]
@@ -304,8 +325,12 @@ class StepCostModel:
     def head_ops(self, rows: int, embedded: int) -> list[tuple[str, float]]:
         """Per step, not per layer: embedding gather of the ``embedded`` input tokens, final RMSNorm,
         output head (BF16) and sampling for the ``rows`` positions that need logits."""
-        ops = serving_head_ops(self.model, self.shape, max(1, int(rows)), embedded, Phase.DECODE)
-        return [(op.name, x) for op, x in self._timed(ops)]
+        key = ("head_ops", rows, embedded)
+        cached = self._cache.get(key)
+        if cached is None:
+            ops = serving_head_ops(self.model, self.shape, max(1, int(rows)), embedded, Phase.DECODE)
+            cached = self._cache[key] = [(op.name, x) for op, x in self._timed(ops)]
+        return cached
 
     def head(self, tokens: int) -> float:
         return sum(x for _, x in self.head_ops(tokens, tokens))
@@ -313,8 +338,12 @@ class StepCostModel:
     def mtp_join_ops(self, tokens: int) -> list[tuple[str, float]]:
         """MTP module entry (V3-TR section 2.2): the next token's embedding, RMSNorms of the hidden
         state and of that embedding, their concatenation projected 2h -> h."""
-        ops = serving_mtp_join_ops(self.model, self.shape, tokens, Phase.DECODE)
-        return [(op.name, x) for op, x in self._timed(ops)]
+        key = ("mtp_join_ops", tokens)
+        cached = self._cache.get(key)
+        if cached is None:
+            ops = serving_mtp_join_ops(self.model, self.shape, tokens, Phase.DECODE)
+            cached = self._cache[key] = [(op.name, x) for op, x in self._timed(ops)]
+        return cached
 
     def _mtp_join(self, tokens: int) -> float:
         return sum(x for _, x in self.mtp_join_ops(tokens))
@@ -445,7 +474,7 @@ class StepCostModel:
         )
 
     def _low_latency_transfer(
-        self, dispatch: float, combine: float, ops: dict[str, list[tuple[Op, float]]]
+        self, dispatch: float, combine: float, low_latency: dict[str, float]
     ) -> tuple[float, float]:
         """Dispatch and combine times for the communication stream: the fitted all-to-all time less
         the send and receive kernels (charged on the compute stream) that it already holds.
@@ -474,7 +503,7 @@ class StepCostModel:
         held = set(self.low_latency_in_transfer())
         if not held:
             return dispatch, combine
-        times = {op.name: x for v in ops.values() for op, x in v if op.name in held}
+        times = {name: x for name, x in low_latency.items() if name in held}
         sent = sum(x for name, x in times.items() if name.startswith("ll_dispatch"))
         returned = sum(x for name, x in times.items() if name.startswith("ll_combine"))
         return max(0.0, dispatch - sent), max(0.0, combine - returned)
@@ -490,14 +519,46 @@ class StepCostModel:
         return comm.all_reduce_time(self.cluster, size, num_gpus=self.inst.tp).predicted_s
 
     # ---- whole steps --------------------------------------------------------------------------
+    def _layer_sums(self, tokens_mb: int, prefill: bool) -> _LayerSums:
+        """What :meth:`_layers` reads of one micro-batch's layer operators, without the core attention
+        (the per-step part), summed once per shape."""
+        key = ("layer_sums", tokens_mb, prefill)
+        sums = self._cache.get(key)
+        if sums is not None:
+            return sums
+        ops = self.timed_layer_ops(tokens_mb, 0.0, prefill)
+        categories: dict[str, dict[str, float]] = {}
+        for stage, v in ops.items():
+            cats: dict[str, float] = {}
+            for op, x in v:
+                if not isinstance(op.work, Given):
+                    cats[op.kind.category] = cats.get(op.kind.category, 0.0) + x
+            categories[stage] = cats
+        moe_attention = ops["moe_attention"]
+        first = next((i for i, (op, _) in enumerate(moe_attention) if op.stage == "attention"), 0)
+        sums = _LayerSums(
+            totals={stage: sum(x for _, x in v) for stage, v in ops.items()},
+            after_core=self._after_core(ops["dense_attention"]),
+            lead=sum(x for _, x in moe_attention[:first]),
+            has_shared=bool(ops["moe_shared"]),
+            categories=categories,
+            low_latency={
+                op.name: x for v in ops.values() for op, x in v if op.kind is OpKind.LOW_LATENCY_COMM
+            },
+        )
+        self._cache[key] = sums
+        return sums
+
     def _layers(
         self, tokens_mb: int, attention_mb: float, prefill: bool
     ) -> tuple[list[LayerCost], dict[str, float]]:
         slow = self.sm_slowdown
-        ops = self.timed_layer_ops(tokens_mb, attention_mb, prefill)
-        tot = {stage: sum(x for _, x in v) for stage, v in ops.items()}
+        sums = self._layer_sums(tokens_mb, prefill)
+        tot = dict(sums.totals)
+        tot["dense_attention"] += attention_mb
+        tot["moe_attention"] += attention_mb
         reduce = self.tp_allreduce(tokens_mb)  # on the critical path of each block when tp > 1
-        prepare = (tot["dense_attention"] - attention_mb - self._after_core(ops["dense_attention"])) * slow
+        prepare = (tot["dense_attention"] - attention_mb - sums.after_core) * slow
         dense = LayerCost(
             tot["dense_attention"] * slow + reduce,
             tot["dense_ffn"] * slow + reduce if self.model.intermediate_size else 0.0,
@@ -506,30 +567,28 @@ class StepCostModel:
         dispatch = self.all_to_all(tokens_mb, 1.0 + FP8_SCALE_OVERHEAD, prefill)
         combine = self.all_to_all(tokens_mb, 2.0, prefill)
         if not prefill:
-            dispatch, combine = self._low_latency_transfer(dispatch, combine, ops)
+            dispatch, combine = self._low_latency_transfer(dispatch, combine, sums.low_latency)
         # the MoE layer's attention stage opens with the previous layer's combine receive and output add
-        moe_attention = ops["moe_attention"]
-        first = next((i for i, (op, _) in enumerate(moe_attention) if op.stage == "attention"), 0)
-        lead = sum(x for _, x in moe_attention[:first])
         moe_layer = LayerCost(
             tot["moe_attention"] * slow + reduce,
-            tot["moe_routed"] * slow + (reduce if ops["moe_shared"] else 0.0),
+            tot["moe_routed"] * slow + (reduce if sums.has_shared else 0.0),
             dispatch,
             combine,
             tot["moe_shared"] * slow,
-            attention_prepare_s=prepare + lead * slow,
+            attention_prepare_s=prepare + sums.lead * slow,
         )
         layers = [moe_layer if f else dense for f in self.moe_layer_flags]
         mb = self.inst.micro_batches
         n_moe = sum(self.moe_layer_flags)
         n_dense = self.num_layers - n_moe
         parts: dict[str, float] = {}
-        for stage, v in ops.items():
+        for stage, cats in sums.categories.items():
             count = n_dense if stage.startswith("dense") else n_moe
             if stage == "dense_ffn" and not self.model.intermediate_size:
                 continue
-            for op, x in v:
-                c = op.kind.category
+            if stage in ("dense_attention", "moe_attention"):
+                parts["attention"] = parts.get("attention", 0.0) + mb * count * attention_mb * slow
+            for c, x in cats.items():
                 parts[c] = parts.get(c, 0.0) + mb * count * x * slow
         parts["dispatch"] = mb * n_moe * dispatch
         parts["combine"] = mb * n_moe * combine
