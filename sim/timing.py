@@ -735,7 +735,19 @@ def op_time(gpu: GPUProfile | str, op: Op | Work) -> OpTime:
     if isinstance(work, Comm):
         name = op.name if isinstance(op, Op) else "communication"
         raise ValueError(f"op {name!r} is communication; time it with sim.comm")
-    return _work_time(gpu, work)
+    entry = _WORK_TIMES.get(id(gpu))
+    if entry is None or entry[0] is not gpu:
+        entry = _WORK_TIMES[id(gpu)] = (gpu, {})
+    cache = entry[1]
+    t = cache.get(work)
+    if t is None:
+        t = cache[work] = _work_time(gpu, work)
+    return t
+
+
+# op_time's results per GPU object (held, so that its id is not reused) and work record: a GPU
+# profile is costly to hash, so the cache is keyed by identity
+_WORK_TIMES: dict[int, tuple[Any, dict[Any, OpTime]]] = {}
 
 
 def op_seconds(gpu: GPUProfile | str, op: Op) -> float:
@@ -759,7 +771,6 @@ def _memory_affine(gpu: Any, family: str) -> tuple[float, float] | None:
     return (t0, slope) if math.isclose(probe, t0 + slope * 3.7e8, rel_tol=1e-9) else None
 
 
-@lru_cache(maxsize=65536)
 def _work_time(gpu: Any, work: Work) -> OpTime:
     if isinstance(work, Gemm):
         phase = "wgrad" if work.wgrad else "forward"
