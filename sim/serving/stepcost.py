@@ -375,20 +375,23 @@ class StepCostModel:
         rows = max(1, int(tokens)) * int(self.model.experts_per_token) / self.inst.tp
         return rows * self.imbalance(rows)
 
-    def timed_layer_ops(
-        self, tokens_mb: int, attention_mb: float, prefill: bool
-    ) -> dict[str, list[tuple[Op, float]]]:
-        """The inventory's operators of one micro-batch through one dense and one MoE layer, by stage
-        (:func:`moe.operators.serving_layer_ops`), each with its seconds (without the SM share that
-        overlapping all-to-all kernels take); the core attention is ``attention_mb``."""
+    def _layer_base(self, tokens_mb: int, prefill: bool) -> dict[str, list[tuple[Op, float]]]:
+        """:meth:`timed_layer_ops` with the core attention left at zero, built and timed once per shape."""
         key = ("layer_ops", tokens_mb, prefill)
         base = self._cache.get(key)
         if base is None:
             ops = serving_layer_ops(
                 self.model, self.shape, tokens_mb, self._phase(prefill), 0.0, self.routed_rows(tokens_mb)
             )
-            base = {stage: self._timed(v) for stage, v in ops.items()}
-            self._cache[key] = base
+            base = self._cache[key] = {stage: self._timed(v) for stage, v in ops.items()}
+        return base
+
+    def timed_layer_ops(
+        self, tokens_mb: int, attention_mb: float, prefill: bool
+    ) -> dict[str, list[tuple[Op, float]]]:
+        """The inventory's operators of one micro-batch through one dense and one MoE layer, by stage
+        (:func:`moe.operators.serving_layer_ops`), each with its seconds (without the SM share that
+        overlapping all-to-all kernels take); the core attention is ``attention_mb``."""
         core = Op("core_attention", OpKind.ATTENTION, Given(attention_mb), self._phase(prefill), "attention")
         return {
             stage: [
@@ -397,7 +400,7 @@ class StepCostModel:
                 else (op, x)
                 for op, x in v
             ]
-            for stage, v in base.items()
+            for stage, v in self._layer_base(tokens_mb, prefill).items()
         }
 
     def layer_ops(
@@ -417,10 +420,6 @@ class StepCostModel:
             if op.name == "core_attention":
                 return sum(x for _, x in attention[i + 1 :])
         return 0.0
-
-    @staticmethod
-    def _stage_s(ops: Sequence[tuple[Op, float]], stage: str | None = None) -> float:
-        return sum(x for op, x in ops if stage is None or op.stage == stage)
 
     def all_to_all(self, tokens: int, bytes_per_value: float, dedupe_per_node: bool) -> float:
         """Dispatch or combine of the ``tokens`` tokens of this GPU's attention rank over the
@@ -526,7 +525,7 @@ class StepCostModel:
         sums = self._cache.get(key)
         if sums is not None:
             return sums
-        ops = self.timed_layer_ops(tokens_mb, 0.0, prefill)
+        ops = self._layer_base(tokens_mb, prefill)
         categories: dict[str, dict[str, float]] = {}
         for stage, v in ops.items():
             cats: dict[str, float] = {}
