@@ -425,6 +425,55 @@ _PLAN_KEYS = {
 }
 
 
+# What a Megatron-Bridge performance run sets besides the plan its table states, from the performance
+# recipe of the repository and model the record cites (NVIDIA-NeMo/Megatron-Bridge), keyed by the
+# stated plan: (catalog model, GPUs, tp, pp, ep) -> (estimate_training keys, where they come from).
+# Every recipe sets grad_reduce_in_fp32=False (BF16 gradient buffer and reduction): 25.11-era
+# scripts/performance/configs/*/..._llm_pretrain.py @34a815a19, perf_recipes/_common.py
+# ``_perf_precision`` @067f987.
+_MB = "NVIDIA-NeMo/Megatron-Bridge"
+MEGATRON_BRIDGE_RECIPES: dict[tuple[str, int, int, int, int], tuple[dict[str, Any], str]] = {
+    ("qwen3-30b-a3b", 16, 1, 2, 8): (
+        {"dispatcher": "alltoall", "a2a_overlap": True, "recompute": "none", "grad_dtype": "bf16"},
+        f"{_MB} @34a815a19 scripts/performance/configs/qwen/qwen3_workload_base_configs.py "
+        "QWEN3_30B_A3B_PRETRAIN_CONFIG_H100_FP8_CS (PP2, moe_a2a_overlap=True), qwen3_llm_pretrain.py "
+        "(recompute off, grad_reduce_in_fp32=False), models/qwen/qwen_provider.py (moe_token_dispatcher_type "
+        "'alltoall'); the 25.09 recipe itself is not in the repository's history at a release tag",
+    ),
+    ("qwen3-30b-a3b", 16, 1, 1, 16): (
+        {"dispatcher": "deepep", "recompute": "none", "grad_dtype": "bf16"},
+        f"{_MB} @067f987 src/megatron/bridge/perf_recipes/qwen/h100/qwen3_moe.py "
+        "qwen3_30b_a3b_pretrain_16gpu_h100_fp8cs_config (flex dispatcher, HybridEP backend, "
+        "moe_a2a_overlap=False, recompute off)",
+    ),
+    ("qwen3-235b-a22b", 256, 2, 8, 32): (
+        {
+            "dispatcher": "alltoall",
+            "a2a_overlap": True,
+            "recompute": "none",
+            "sequence_parallel": True,
+            "grad_dtype": "bf16",
+        },
+        f"{_MB} @067f987 src/megatron/bridge/perf_recipes/qwen/h100/qwen3_moe.py "
+        "qwen3_235b_a22b_pretrain_256gpu_h100_fp8cs_config (alltoall dispatcher, moe_a2a_overlap=True with "
+        "delay_wgrad_compute, sequence_parallel=True, recompute off); the same plan and overlap in the "
+        "25.11 configs @34a815a19 (QWEN3_235B_A22B_PRETRAIN_CONFIG_H100_FP8_CS)",
+    ),
+    ("gpt-oss-120b", 64, 1, 4, 8): (
+        {
+            "dispatcher": "alltoall",
+            "recompute": "selective",
+            "recompute_modules": ("layernorm", "moe_act"),
+            "grad_dtype": "bf16",
+        },
+        f"{_MB} @067f987 src/megatron/bridge/perf_recipes/gpt_oss/h100/gpt_oss.py "
+        "gpt_oss_120b_pretrain_64gpu_h100_bf16_config and @2effdfa31 (25.11) "
+        "GPT_OSS_120B_PRETRAIN_CONFIG_H100_BF16: recompute_modules ['layernorm', 'moe_act'] (selective); "
+        "models/gpt_oss/gpt_oss_provider.py: moe_token_dispatcher_type 'alltoall'",
+    ),
+}
+
+
 def _map_training(record: Mapping[str, Any]) -> Plan:
     n = record["n_gpus"]
     if not isinstance(n, int) or n < 1:
@@ -465,6 +514,18 @@ def _map_training(record: Mapping[str, Any]) -> Plan:
     }
     if "MBS" not in text:
         notes.append("micro-batch not stated: 1 sequence")
+    if "megatron-bridge" in str(record.get("system", "")).lower():
+        recipe = MEGATRON_BRIDGE_RECIPES.get(
+            (model, n, kwargs["tp"], kwargs["pp"], kwargs["ep"])
+        )
+        if recipe is not None:
+            keys, source = recipe
+            kwargs.update(keys)
+            notes.append(
+                "not in the table, from the performance recipe: "
+                + ", ".join(f"{k}={v}" for k, v in keys.items())
+                + f" ({source})"
+            )
     if "token drop" in str(record["model"]):
         notes.append("token-drop (capacity factor) run: the simulator routes without dropping")
     notes.append(f"schedule {schedule} (Megatron's 1F1B, interleaved when virtual stages are stated)")

@@ -125,7 +125,7 @@ class AttentionStrategy:
             post = t * heads * qk * (4.0 + BF16)
             b.emit("attention bwd preprocess", OpKind.ATTENTION, Memory(pre), Phase.BACKWARD)
             b.emit("attention bwd dq convert", OpKind.ATTENTION, Memory(post), Phase.BACKWARD)
-        if b.recompute == "full":
+        if b.recompute == "full" or "core_attn" in b.modules:  # Megatron --recompute-modules core_attn
             b.emit("attention (recompute)", OpKind.ATTENTION, fwd, Phase.RECOMPUTE)
 
     def prefix_ops(self, model: MoEModel, b: Lowering, cached_tokens: int, tp: int) -> None:

@@ -75,6 +75,8 @@ class TrainingShape:
     attention_dtype: str = "bf16"
     recompute: str = "selective"
     dispatch_fp8: bool = False
+    recompute_modules: frozenset[str] | None = None  # None: the policy's own (default_recompute_modules)
+    expert_tp: int = 1  # each expert split over this many GPUs (Megatron --expert-tensor-parallel-size)
 
     def block(self) -> BlockShape:
         return BlockShape(
@@ -94,7 +96,7 @@ def training_unit_ops(
     busiest expert-parallel rank."""
     if unit not in UNIT_KINDS:
         raise ValueError(f"unknown unit kind {unit!r}; allowed: {', '.join(UNIT_KINDS)}")
-    b = TrainingLowering(shape.tokens, shape.gemm_dtype, shape.recompute)
+    b = TrainingLowering(shape.tokens, shape.gemm_dtype, shape.recompute, modules=shape.recompute_modules)
     h, t = model.hidden_size, shape.tokens
     if unit == "embedding":
         b.emit("embedding", OpKind.EMBEDDING, Memory(t * h * BF16 * 2))
@@ -153,7 +155,9 @@ def _layer(
         _training_moe(model, b, shape, expert_groups)
         return
     inter = model.intermediate_size / shape.tp
+    b.module = "mlp"
     dense_ffn(b, h, inter)
+    b.module = ""
     b.memory("residual_add", OpKind.RESIDUAL_ADD, add_bytes, add_bytes)
     if shape.tp > 1:
         b.emit("mlp_allreduce", OpKind.TP_ALLREDUCE, Comm(t, h * BF16, shape.tp), stage="comm")
@@ -170,6 +174,7 @@ def dense_ffn(b: Lowering, hidden: int, inter: float) -> None:
 def _training_moe(model: MoEModel, b: TrainingLowering, shape: TrainingShape, groups: Sequence[int]) -> None:
     h, bf = model.hidden_size, shape.attention_dtype
     e, k, inter = model.num_routed_experts, model.experts_per_token, model.moe_intermediate_size
+    inter = max(1, inter // max(1, shape.expert_tp))  # this GPU's slice of each expert
     tm = shape.moe_tokens
     g = shape.gemm_dtype
     b.emit("router_gemm", OpKind.ROUTER_GEMM, Gemm(tm, e, h, bf))  # BF16 (V3-TR 3.3)
@@ -179,9 +184,11 @@ def _training_moe(model: MoEModel, b: TrainingLowering, shape: TrainingShape, gr
     shared = model.num_shared_experts * (model.shared_expert_intermediate_size or inter)
     if shared:
         s = max(1, shared // shape.tp)
+        b.module = "shared_experts"
         b.linear("shared_gate_up", 2 * s, h, rows=tm, kind=OpKind.EXPERTS)
         b.activation("shared_act", tm, s)
         b.linear("shared_down", h, s, rows=tm, cast=False, kind=OpKind.EXPERTS)
+        b.module = ""
     rows = sum(groups)
     b.emit("permute", OpKind.PERMUTE, Permute(tm, h, k, "bf16"))
     b.stage = "experts"
@@ -200,7 +207,9 @@ def _training_moe(model: MoEModel, b: TrainingLowering, shape: TrainingShape, gr
             b.emit(
                 f"cast {name} X^T,dY^T", OpKind.FP8_CAST, Memory(rows * (n + kk) * CAST_BYTES), Phase.WEIGHT
             )
+    b.module = "experts"
     b.activation("experts_act", rows, inter)
+    b.module = ""
     if b.fp8:
         # V3-TR 3.3.4: the SwiGLU input of the MoE layer is cached in FP8 (and the SwiGLU recomputed
         # from it), so the forward casts the up-projection output and the backward casts it back

@@ -120,26 +120,62 @@ class Lowering:
         raise NotImplementedError
 
 
+# Megatron-LM's ``--recompute-modules`` (megatron/core/transformer/moe/README.md, "Fine-grained
+# Recomputation"): what each names is re-run in the backward. "dense_act" (the SwiGLU of dense and
+# shared-expert FFNs, recomputed by DeepSeek-V3, V3-TR 3.3.4) has no Megatron name.
+RECOMPUTE_MODULES = ("core_attn", "layernorm", "moe_act", "mla_up_proj", "mlp", "shared_experts")
+# DeepSeek-V3's selective recomputation (V3-TR 3.2.3: all RMSNorms and the MLA up-projections;
+# 3.3.4: the SwiGLU of the MoE from its cached FP8 input): ``recompute="selective"`` without modules.
+V3_SELECTIVE_MODULES = ("layernorm", "moe_act", "mla_up_proj", "dense_act")
+
+
+def default_recompute_modules(recompute: str) -> frozenset[str]:
+    """The recomputed modules of a recompute policy named without modules: DeepSeek-V3's set for
+    "selective", everything for "full", nothing for "none"."""
+    if recompute == "selective":
+        return frozenset(V3_SELECTIVE_MODULES)
+    if recompute == "full":
+        return frozenset(RECOMPUTE_MODULES + ("dense_act",))
+    return frozenset()
+
+
 class TrainingLowering(Lowering):
     """Training kernels (Megatron-style unfused layers with DeepSeek-V3's FP8 recipe).
 
-    ``recompute``: "none", "selective" (V3-TR 3.2.3: RMSNorms, SwiGLU and the projections marked
-    ``recomputed`` run again in the backward) or "full" (the whole forward again)."""
+    ``recompute``: "none", "selective" or "full" (the whole forward again); ``modules``: what runs
+    again in the backward (:data:`RECOMPUTE_MODULES`; by default :func:`default_recompute_modules`
+    of ``recompute``). ``module`` names the module the operators being emitted belong to ("mlp",
+    "shared_experts", "experts"), for module-level recomputation."""
 
     training = True
 
-    def __init__(self, tokens: int, gemm_dtype: str, recompute: str, stage: str = "attention") -> None:
+    def __init__(
+        self,
+        tokens: int,
+        gemm_dtype: str,
+        recompute: str,
+        stage: str = "attention",
+        modules: frozenset[str] | None = None,
+    ) -> None:
         super().__init__(tokens, gemm_dtype, stage)
         self.recompute = recompute
-        self.recompute_norms = recompute in ("selective", "full")
+        self.modules = default_recompute_modules(recompute) if modules is None else frozenset(modules)
+        self.recompute_norms = "layernorm" in self.modules or recompute == "full"
+        self.module = ""
 
     def again(self, recomputed: bool) -> bool:
-        """Whether a forward piece marked ``recomputed`` runs again in the backward."""
-        return (recomputed and self.recompute == "selective") or self.recompute == "full"
+        """Whether a forward piece marked ``recomputed`` (MLA's up-projections and their like) runs
+        again in the backward; every piece of a module recomputed whole does."""
+        return (
+            (recomputed and "mla_up_proj" in self.modules)
+            or self.recompute == "full"
+            or self.module in self.modules
+        )
 
     def norm(self, name: str, elements: float, residual: bool = False) -> None:
         """RMSNorm: forward reads x and writes y; backward reads x and dy, writes dx; recomputed
-        under selective and full recomputation. (The residual add is its own kernel in training.)"""
+        when ``layernorm`` is (selective and full recomputation). (The residual add is its own
+        kernel in training.)"""
         b = elements * BF16
         self.emit(name, OpKind.NORM, Memory(2 * b, NORM_ROPE))
         self.emit(f"{name} bwd", OpKind.NORM, Memory(3 * b, NORM_ROPE), Phase.BACKWARD)
@@ -222,7 +258,9 @@ class TrainingLowering(Lowering):
         out_b = (1.0 + FP8_SCALE_BYTES_PER_VALUE) if self.fp8 else BF16
         fwd = rows * 2 * inter * BF16 + rows * inter * out_b
         bwd = rows * 2 * inter * BF16 * 2 + rows * inter * BF16
-        self.memory(name, OpKind.ACTIVATION, fwd, bwd, recompute=self.recompute_norms)
+        act_module = "moe_act" if self.module == "experts" else "dense_act"
+        rerun = act_module in self.modules or self.recompute == "full" or self.module in self.modules
+        self.memory(name, OpKind.ACTIVATION, fwd, bwd, recompute=rerun)
 
 
 class ServingLowering(Lowering):

@@ -20,16 +20,20 @@ import numpy as np
 
 from sim.cost import is_finite_number
 from sim.training import engine
-from sim.training.costs import TrainingCostModel, Unit, layer_units
+from sim.training.costs import BF16_BYTES, TrainingCostModel, Unit, layer_units
 from sim.training.memory import memory_report
 from sim.training.plan import (
+    DISPATCHERS,
+    GRAD_DTYPES,
     RECOMPUTE_CHOICES,
     TrainingPlan,
+    megatron_layer_counts,
     partition_units,
     pieces_of_ranks,
+    recompute_module_set,
     split_by_counts,
 )
-from sim.training.schedules import ScheduleLayout, get_schedule
+from sim.training.schedules import ScheduleLayout, get_schedule, overlap_steady_pairs
 
 if TYPE_CHECKING:
     from gpus import GPUProfile
@@ -133,11 +137,21 @@ def build_plan(
     free_comm: bool = False,
     routing_skew: float = 0.0,
     seed: int = 0,
+    recompute_modules: Sequence[str] | None = None,
+    dispatcher: str = "deepep",
+    a2a_overlap: bool = False,
+    sequence_parallel: bool | None = None,
+    distributed_optimizer: bool = True,
+    grad_dtype: str | None = None,
+    expert_tp: int = 1,
+    account_for_embedding_in_pipeline_split: bool = False,
+    account_for_loss_in_pipeline_split: bool = False,
 ) -> BuiltPlan:
     """Validate a plan; build its schedule layout and cost model (see :class:`BuiltPlan`).
 
-    Checks, in this order: the parallel degrees and batch (:func:`_check_degrees`), the schedule,
-    the cluster, the SMs held by communication, the routing limit and skew, the layer split.
+    Checks, in this order: the parallel degrees and batch (:func:`_check_degrees`), the Megatron
+    plan keys (:func:`_check_megatron_keys`), the schedule, the cluster, the SMs held by
+    communication, the routing limit and skew, the layer split.
     """
     import gpus
 
@@ -156,8 +170,25 @@ def build_plan(
         virtual_stages=virtual_stages,
         recompute=recompute,
     )
+    modules, sequence_parallel = _check_megatron_keys(
+        model,
+        tp=tp,
+        dp=dp,
+        ep=ep,
+        schedule=schedule,
+        recompute=recompute,
+        recompute_modules=recompute_modules,
+        dispatcher=dispatcher,
+        a2a_overlap=a2a_overlap,
+        sequence_parallel=sequence_parallel,
+        distributed_optimizer=distributed_optimizer,
+        grad_dtype=grad_dtype,
+        expert_tp=expert_tp,
+    )
     sched = get_schedule(schedule)
     layout = sched.build(pp, num_microbatches, virtual_stages)
+    if a2a_overlap:
+        layout = overlap_steady_pairs(layout)
     gemm_dtype = gpu.nearest_dtype(precision)
     if gemm_dtype != precision:
         notes.append(f"{gpu.name} has no {precision} tensor cores; GEMMs run in {gemm_dtype}.")
@@ -168,7 +199,7 @@ def build_plan(
     _check_routing_skew(routing_skew)
     units = layer_units(model)
     params = _unit_params(model, units)
-    weight_bytes, grad_bytes, optimizer_bytes_moved = _bytes_per_param(model, gemm_dtype)
+    weight_bytes, grad_bytes, optimizer_bytes_moved = _bytes_per_param(model, gemm_dtype, grad_dtype)
     base = TrainingPlan(
         tp=tp,
         pp=pp,
@@ -195,6 +226,12 @@ def build_plan(
         weight_bytes_per_param=weight_bytes,
         grad_bytes_per_param=grad_bytes,
         optimizer_bytes_moved_per_param=optimizer_bytes_moved,
+        recompute_modules=modules,
+        dispatcher=dispatcher,
+        a2a_overlap=bool(a2a_overlap),
+        sequence_parallel=sequence_parallel,
+        distributed_optimizer=bool(distributed_optimizer),
+        expert_tp=int(expert_tp),
     )
     num_pieces = sched.num_model_pieces(pp, virtual_stages)
     rng = np.random.default_rng(seed)
@@ -207,6 +244,19 @@ def build_plan(
         free_comm=free_comm,
         routing_skew=0.0,
     )
+    if account_for_embedding_in_pipeline_split or account_for_loss_in_pipeline_split:
+        if layers_per_stage is not None:
+            raise ValueError(
+                "give either layers_per_stage or the account_for_*_in_pipeline_split flags, not both: "
+                "the flags derive the layer counts (Megatron's even split with the embedding and/or "
+                "the loss counted as a layer)."
+            )
+        layers_per_stage = megatron_layer_counts(
+            sum(1 for u in units if u.kind in ("layer", "mtp")),
+            num_pieces,
+            embedding=bool(account_for_embedding_in_pipeline_split),
+            loss=bool(account_for_loss_in_pipeline_split),
+        )
     pieces = _split_units(units, probe, layers_per_stage, num_pieces)
     plan = dataclasses.replace(
         base,
@@ -300,6 +350,70 @@ def _check_degrees(
     return dp, int(per_replica)
 
 
+def _check_megatron_keys(
+    model: MoEModel,
+    *,
+    tp: int,
+    dp: int,
+    ep: int,
+    schedule: str,
+    recompute: str,
+    recompute_modules: Sequence[str] | None,
+    dispatcher: str,
+    a2a_overlap: bool,
+    sequence_parallel: bool | None,
+    distributed_optimizer: bool,
+    grad_dtype: str | None,
+    expert_tp: int,
+) -> tuple[frozenset[str], bool]:
+    """(recomputed modules, sequence parallelism) of the plan keys Megatron-LM names: a known
+    dispatcher; 1F1B A2A overlap only on a 1F1B-family schedule with expert parallelism (Megatron's
+    requirement, MoE README "EP communication overlap"); sequence parallelism only with tp > 1 (on
+    by default then, as Megatron requires it for MoE with TP); a known gradient dtype; an expert
+    tensor-parallel degree that, times ep, divides tp*dp."""
+    if dispatcher not in DISPATCHERS:
+        raise ValueError(
+            f"unknown dispatcher {dispatcher!r}; allowed: {', '.join(DISPATCHERS)} (Megatron "
+            f"--moe-token-dispatcher-type: flex with DeepEP/HybridEP = 'deepep', 'alltoall', 'allgather')."
+        )
+    for name, flag in (("a2a_overlap", a2a_overlap), ("distributed_optimizer", distributed_optimizer)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {flag!r}.")
+    if a2a_overlap:
+        if get_schedule(schedule).name not in ("1f1b", "interleaved-1f1b"):
+            raise ValueError(
+                f"a2a_overlap (Megatron --overlap-moe-expert-parallel-comm) merges the forward and "
+                f"backward of adjacent micro-batches of a 1F1B schedule; schedule {schedule!r} is not "
+                f"one (DualPipe overlaps its F&B pairs by construction). Use '1f1b' or 'interleaved-1f1b'."
+            )
+        if ep <= 1 or model.num_routed_experts == 0:
+            raise ValueError(f"a2a_overlap needs expert parallelism (ep > 1), got ep={ep}.")
+    if sequence_parallel is None:
+        sequence_parallel = tp > 1
+    elif not isinstance(sequence_parallel, (bool, np.bool_)):
+        raise ValueError(f"sequence_parallel must be True, False or None, got {sequence_parallel!r}.")
+    if sequence_parallel and tp == 1:
+        raise ValueError("sequence_parallel splits activations over tensor parallelism; it needs tp > 1.")
+    if grad_dtype is not None and grad_dtype not in GRAD_DTYPES:
+        raise ValueError(f"unknown grad_dtype {grad_dtype!r}; allowed: {', '.join(GRAD_DTYPES)} (or None).")
+    if isinstance(expert_tp, bool) or not isinstance(expert_tp, (int, np.integer)) or expert_tp < 1:
+        raise ValueError(f"expert_tp must be a positive whole number, got {expert_tp!r}.")
+    if expert_tp > 1:
+        inter = model.moe_intermediate_size
+        if (tp * dp) % (ep * expert_tp):
+            raise ValueError(
+                f"ep*expert_tp ({ep}*{expert_tp}) must divide tp*dp ({tp}*{dp}={tp * dp}): each expert is "
+                f"split over expert_tp GPUs of its expert-parallel group."
+            )
+        if inter % expert_tp:
+            raise ValueError(
+                f"expert_tp ({expert_tp}) must divide the expert intermediate size ({inter})."
+            )
+    if recompute not in RECOMPUTE_CHOICES:
+        raise ValueError(f"unknown recompute {recompute!r}; allowed: {', '.join(RECOMPUTE_CHOICES)}.")
+    return recompute_module_set(recompute, recompute_modules), bool(sequence_parallel)
+
+
 def _check_comm_sm_count(comm_sm_count: int | None, schedule: str, ep: int, gpu: GPUProfile) -> int:
     """SMs held by communication kernels: the given whole number, which must leave SMs for
     computation; by default 20 for DualPipe with expert parallelism (V3-TR 3.2.2), else 0."""
@@ -371,20 +485,26 @@ def _unit_params(model: MoEModel, units: Sequence[Unit]) -> list[tuple[float, fl
     return [unit_params(i, u) for i, u in enumerate(units)]
 
 
-def _bytes_per_param(model: MoEModel, gemm_dtype: str) -> tuple[float, float, float]:
+def _bytes_per_param(
+    model: MoEModel, gemm_dtype: str, grad_dtype: str | None = None
+) -> tuple[float, float, float]:
     """(weight bytes, gradient bytes, optimizer-step bytes moved) per parameter under the precision
-    recipe of ``gemm_dtype`` ("fp8" or else "bf16", :func:`moe.accounting.memory_bytes`)."""
+    recipe of ``gemm_dtype`` ("fp8" or else "bf16", :func:`moe.accounting.memory_bytes`); a
+    ``grad_dtype`` of "bf16" keeps the gradient buffer (and its data-parallel reduction) in BF16
+    (Megatron ``--grad-reduce-in-bf16``), "fp32" in FP32, None as the recipe says (FP32)."""
     import moe
 
     recipe = "fp8" if gemm_dtype == "fp8" else "bf16"
     mem = moe.accounting.memory_bytes(model, recipe)
     n_params = float(mem.params or 1)
+    grads = mem.gradients_bytes / n_params
+    if grad_dtype is not None:
+        grads = {"fp32": 4.0, "bf16": BF16_BYTES}[grad_dtype]
     return (
         mem.weights_bytes / n_params,
-        mem.gradients_bytes / n_params,
+        grads,
         # AdamW update: read grad, read+write master and both moments, write the working weights.
-        (mem.gradients_bytes + 2 * (mem.master_weights_bytes + mem.optimizer_bytes) + mem.weights_bytes)
-        / n_params,
+        grads + (2 * (mem.master_weights_bytes + mem.optimizer_bytes) + mem.weights_bytes) / n_params,
     )
 
 
@@ -561,6 +681,15 @@ def estimate_training(
     free_comm: bool = False,
     routing_skew: float = 0.0,
     seed: int = 0,
+    recompute_modules: Sequence[str] | None = None,
+    dispatcher: str = "deepep",
+    a2a_overlap: bool = False,
+    sequence_parallel: bool | None = None,
+    distributed_optimizer: bool = True,
+    grad_dtype: str | None = None,
+    expert_tp: int = 1,
+    account_for_embedding_in_pipeline_split: bool = False,
+    account_for_loss_in_pipeline_split: bool = False,
 ) -> TrainingResult:
     """Simulate one optimizer step of ``model`` on ``num_gpus`` ``gpu``s and cost ``tokens`` of training.
 
@@ -608,4 +737,13 @@ def estimate_training(
         free_comm=free_comm,
         routing_skew=routing_skew,
         seed=seed,
+        recompute_modules=recompute_modules,
+        dispatcher=dispatcher,
+        a2a_overlap=a2a_overlap,
+        sequence_parallel=sequence_parallel,
+        distributed_optimizer=distributed_optimizer,
+        grad_dtype=grad_dtype,
+        expert_tp=expert_tp,
+        account_for_embedding_in_pipeline_split=account_for_embedding_in_pipeline_split,
+        account_for_loss_in_pipeline_split=account_for_loss_in_pipeline_split,
     )

@@ -213,7 +213,10 @@ class TrainingCostModel:
         local_experts = model.num_routed_experts // plan.ep
         busiest = float(per_rank.max())
         mean = float(per_rank.mean()) if per_rank.mean() > 0 else 1.0
-        rows = max(1, int(round(busiest / local_experts)))
+        # with expert tensor parallelism each GPU of an expert's group runs all its rows (gathered
+        # over the group) at 1/expert_tp of the width
+        etp = int(getattr(plan, "expert_tp", 1))
+        rows = max(1, int(round(busiest / local_experts))) * etp
         return [rows] * local_experts, busiest / mean
 
     # --- operators ------------------------------------------------------------------------------
@@ -232,10 +235,27 @@ class TrainingCostModel:
             attention_dtype=self.attn_dtype,
             recompute=plan.recompute,
             dispatch_fp8=bool(plan.dispatch_fp8),
+            recompute_modules=getattr(plan, "recompute_modules", None),
+            expert_tp=int(getattr(plan, "expert_tp", 1)),
         )
 
     def _a2a(self, bytes_per_token: float, sample: int) -> _Comm:
-        """Dispatch or combine of this GPU's tokens (node-limited), the busiest rank's share."""
+        """Dispatch or combine of this GPU's tokens, the busiest rank's share, by the plan's dispatcher:
+
+        * "deepep" (DeepEP's normal kernels; Megatron's ``flex`` dispatcher with DeepEP or HybridEP):
+          node-limited, a token crosses InfiniBand once per remote node it reaches and fans out over
+          NVLink inside it (V3-TR 3.2.2); inside one node one copy per distinct destination GPU;
+        * "alltoall" (Megatron's ``MoEAlltoAllTokenDispatcher``: the permuted rows, one per selected
+          expert, exchanged by one NCCL all-to-all over the EP group): one copy per selected expert
+          on another GPU, over InfiniBand for experts on other nodes and NVLink for the node's other
+          GPUs, no deduplication (experts uniformly placed: a fraction (ep - local)/ep of a token's
+          k experts is remote, (local - 1)/ep on the node's other GPUs);
+        * "allgather" (Megatron's ``MoEAllGatherTokenDispatcher``): every GPU gathers the EP group's
+          tokens (and the combine reduce-scatters the outputs back), :func:`sim.comm.all_gather_time`.
+
+        With expert tensor parallelism the received rows are further all-gathered over the
+        ``expert_tp`` GPUs of each expert (NVLink), as Megatron's dispatchers do over the expert
+        tensor-parallel group."""
         if self.free_comm or self.plan.ep <= 1 or self.model.num_routed_experts == 0:
             return _Comm(0.0, None, "latency", "ep_comm")
         model, plan = self.model, self.plan
@@ -243,9 +263,24 @@ class TrainingCostModel:
         _, imbalance = self._expert_groups(sample)
         tokens = self.moe_tokens * imbalance
         nodes = self.ep_nodes
+        dispatcher = getattr(plan, "dispatcher", "deepep")
+        etp = int(getattr(plan, "expert_tp", 1))
+        if dispatcher == "allgather":
+            group = plan.ep
+            t = comm.all_gather_time(self.cluster, self.moe_tokens * group * bytes_per_token, group)
+            link = "nvlink" if group <= self.cluster.gpus_per_node else "ib"
+            return _Comm(t.predicted_s, link, t.bound_by, "ep_comm")
         ib_s = nv_s = 0.0
         latency = 0.0
-        if nodes > 1:
+        nv_bytes = 0.0
+        if dispatcher == "alltoall":
+            remote_gpus = plan.ep - self.ep_local  # EP ranks on other nodes
+            if remote_gpus > 0:
+                ib = comm.link(self.cluster, "ib")
+                ib_s = tokens * k * remote_gpus / plan.ep * bytes_per_token / ib.bandwidth_bytes_per_s
+                latency = max(latency, ib.latency_s)
+            nv_bytes = tokens * k * (self.ep_local - 1) / plan.ep * bytes_per_token
+        elif nodes > 1:
             reach = min(nodes, plan.max_nodes_per_token, k)
             remote = reach * (nodes - 1) / nodes  # expected remote nodes per token
             ib = comm.link(self.cluster, "ib")
@@ -259,7 +294,9 @@ class TrainingCostModel:
             # one copy per distinct destination GPU, the local one staying put.
             targets = min(k, self.ep_local, plan.max_nodes_per_token)
             nv_bytes = tokens * targets * (self.ep_local - 1) / self.ep_local * bytes_per_token
-        if nv_bytes > 0 and self.ep_local > 1:
+        if etp > 1:
+            nv_bytes += tokens * k * (etp - 1) * bytes_per_token  # gather over the expert's GPUs
+        if nv_bytes > 0 and (self.ep_local > 1 or etp > 1):
             nv = comm.link(self.cluster, "nvlink")
             nv_s = nv_bytes / nv.bandwidth_bytes_per_s
             latency = max(latency, nv.latency_s)
@@ -417,7 +454,7 @@ class TrainingCostModel:
             segs.append(Segment("comm", t.predicted_s, "dp_comm", "ib", t.bound_by))
         edp = self.plan.expert_dp
         if edp > 1 and expert > 0:
-            size = expert / self.plan.ep * grad_bytes
+            size = expert / (self.plan.ep * self.plan.expert_tp) * grad_bytes
             ib = comm.link(self.cluster, "ib" if self.plan.ep >= self.cluster.gpus_per_node else "nvlink")
             seconds = (edp - 1) / edp * size / ib.bandwidth_bytes_per_s + ib.latency_s
             segs.append(Segment("comm", seconds, "dp_comm", "ib", ib.kind))
@@ -427,16 +464,20 @@ class TrainingCostModel:
         plan = self.plan
         dense = sum(plan.piece_params[p][0] for p in plan.pieces_of_rank[rank])
         expert = sum(plan.piece_params[p][1] for p in plan.pieces_of_rank[rank])
-        shard = dense / plan.tp / max(1, plan.dp) + expert / plan.ep / max(1, plan.expert_dp)
+        etp = plan.expert_tp
+        if plan.distributed_optimizer:
+            shard = dense / plan.tp / max(1, plan.dp) + expert / (plan.ep * etp) / max(1, plan.expert_dp)
+        else:  # every rank steps its whole copy of the optimizer state
+            shard = dense / plan.tp + expert / (plan.ep * etp)
         opt = timing.memory_time(self.gpu, shard * plan.optimizer_bytes_moved_per_param)
         segs = [Segment("compute", opt.predicted_s, "optimizer", None, "hbm", (("optimizer", 1.0),), 0.0)]
         if not self.free_comm:
             w = plan.weight_bytes_per_param
-            if plan.dp > 1 and dense > 0:
+            if plan.distributed_optimizer and plan.dp > 1 and dense > 0:
                 t = comm.all_gather_time(self.cluster, dense / plan.tp * w, plan.dp)
                 segs.append(Segment("comm", t.predicted_s, "dp_comm", "ib", t.bound_by))
-            if plan.expert_dp > 1 and expert > 0:
-                size = expert / plan.ep * w
+            if plan.distributed_optimizer and plan.expert_dp > 1 and expert > 0:
+                size = expert / (plan.ep * etp) * w
                 ib = comm.link(self.cluster, "ib" if plan.ep >= self.cluster.gpus_per_node else "nvlink")
                 seconds = (
                     plan.expert_dp - 1

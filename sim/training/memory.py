@@ -2,9 +2,13 @@
 
 Bytes per parameter come from the precision recipe in ``moe.accounting.memory_bytes``
 (DeepSeek-V3's "fp8" recipe: bf16 working weights, fp32 gradients and master weights, bf16
-AdamW moments, V3-TR 3.3.3). ZeRO-1 shards master weights and moments over the data-parallel
-group (non-expert parameters over ``dp``, expert parameters over ``tp*dp/ep``); weights and
-gradients are whole on every rank. Activations: the bytes one micro-batch leaves saved per
+AdamW moments, V3-TR 3.3.3). ZeRO-1 (Megatron's distributed optimizer, the default) shards master
+weights and moments over the data-parallel group (non-expert parameters over ``dp``, expert
+parameters over the expert data-parallel group ``tp*dp/(ep*expert_tp)``); without it
+(``distributed_optimizer=False``) every rank holds them whole: Megatron's estimator
+(megatron/training/theoretical_memory_usage.py) counts 18 bytes per parameter without and
+6 + 12/dp with it. Weights and gradients are whole on every rank; gradients in the plan's gradient
+dtype (FP32 by default, BF16 with ``grad_dtype="bf16"``, Megatron ``--grad-reduce-in-bf16``). Activations: the bytes one micro-batch leaves saved per
 layer (inputs of the GEMMs for the weight gradients, the attention inputs and output that
 are not recomputed, the expert inputs after dispatch, the SwiGLU input), times the peak number
 of micro-batches in flight on the rank, walked from the schedule's own order.
@@ -51,42 +55,66 @@ class MemoryReport:
 
 
 def activation_bytes_per_token(model: MoEModel, unit: Unit, plan: TrainingPlan) -> float:
-    """Saved activation bytes per token of one unit on one GPU (TP splits the wide tensors)."""
+    """Saved activation bytes per token of one unit on one GPU (TP splits the wide tensors).
+
+    What the backward keeps depends on what it recomputes (``plan.modules_recomputed``, Megatron's
+    ``--recompute-modules``): without ``layernorm`` the two norm outputs are kept; without
+    ``moe_act`` (``dense_act`` for dense and shared FFNs) the SwiGLU output, the down projection's
+    input, is kept besides its input; without ``mla_up_proj`` MLA's q, k, v; ``mlp`` and
+    ``shared_experts`` keep only their input (standard checkpointing); ``core_attn`` saves nothing
+    with a FlashAttention kernel (which keeps only q, k, v, the output and its softmax statistics,
+    all inputs or outputs of neighbouring GEMMs). With sequence parallelism the hidden-sized tensors
+    and the routed tokens are split over the tensor-parallel ranks too (Korthikanti et al., "Reducing
+    Activation Recomputation in Large Transformer Models", MLSys 2023, Table 2: 34sbh/t instead of
+    sbh(10 + 24/t)). With expert tensor parallelism each GPU holds ``expert_tp`` times the dispatched
+    rows at ``1/expert_tp`` of the intermediate width."""
     if unit.kind == "embedding":
         return 0.0
     h = model.hidden_size
     act = 1.0 if plan.gemm_dtype == "fp8" else BF16_BYTES  # V3-TR 3.3.3: activations cached in FP8
     tp = plan.tp
+    narrow = 1.0 / tp if plan.sequence_parallel else 1.0  # hidden-sized tensors on this rank
+    modules = plan.modules_recomputed
     if unit.kind == "head":
-        return h * BF16_BYTES * (1 + int(getattr(model, "num_mtp_modules", 0) or 0))
+        return h * BF16_BYTES * narrow * (1 + int(getattr(model, "num_mtp_modules", 0) or 0))
+    if plan.recompute == "full":
+        return h * BF16_BYTES * narrow  # only the layer input is kept
     a = model.attention
     heads = max(1, a.num_heads // tp)
     total = 0.0
-    if plan.recompute == "none":
-        total += 2 * h * BF16_BYTES  # norm inputs
+    if "layernorm" not in modules:
+        total += 2 * h * BF16_BYTES * narrow  # norm outputs
     if a.kind == "mla":
         qk = a.qk_nope_head_dim + a.qk_rope_head_dim
-        total += h * act  # input of q_a / kv_a
-        total += (a.q_lora_rank + a.kv_lora_rank + a.qk_rope_head_dim) * BF16_BYTES  # latents
-        if plan.recompute == "none":
+        total += h * act * narrow  # input of q_a / kv_a
+        total += (a.q_lora_rank + a.kv_lora_rank + a.qk_rope_head_dim) * BF16_BYTES * narrow  # latents
+        if "mla_up_proj" not in modules:
             total += heads * (2 * qk + a.v_head_dim) * BF16_BYTES  # q, k, v kept
         total += heads * a.v_head_dim * BF16_BYTES  # attention output (input of o)
     else:
         hd = a.head_dim
         kvh = max(1, a.num_kv_heads // tp)
-        total += h * act + (heads + 2 * kvh) * hd * BF16_BYTES + heads * hd * BF16_BYTES
-    if plan.recompute == "full":
-        return h * BF16_BYTES  # only the layer input is kept
+        total += h * act * narrow + (heads + 2 * kvh) * hd * BF16_BYTES + heads * hd * BF16_BYTES
     is_moe = unit.moe and model.num_routed_experts > 0
     if is_moe:
         k = model.experts_per_token
         inter = model.moe_intermediate_size
-        total += h * BF16_BYTES  # router input
-        total += k * (h + 2 * inter) * act  # expert inputs after dispatch and SwiGLU inputs
+        etp = plan.expert_tp
+        routed = narrow  # routed tokens per token of this rank (tokens / tp under sequence parallelism)
+        total += h * BF16_BYTES * routed  # router input
+        # expert inputs after dispatch (expert_tp x the rows) and SwiGLU inputs (1/expert_tp wide)
+        total += k * (h * etp + 2 * inter) * act * routed
+        if "moe_act" not in modules:
+            total += k * inter * act * routed  # SwiGLU output, the down projection's input
         shared = model.num_shared_experts * (model.shared_expert_intermediate_size or inter)
-        total += (h + 2 * shared // tp) * act
-    else:
-        total += (h + 2 * model.intermediate_size // tp) * act
+        if shared and "shared_experts" not in modules:
+            total += (h * narrow + 2 * shared // tp) * act
+            if "dense_act" not in modules:
+                total += shared // tp * act
+    elif "mlp" not in modules:
+        total += (h * narrow + 2 * model.intermediate_size // tp) * act
+        if "dense_act" not in modules:
+            total += model.intermediate_size // tp * act
     return total
 
 
@@ -100,14 +128,14 @@ def memory_report(
     mem = moe.accounting.memory_bytes(model, recipe)
     params = mem.params if getattr(mem, "params", 0) else 1
     w = mem.weights_bytes / params
-    g = mem.gradients_bytes / params
+    g = plan.grad_bytes_per_param  # the recipe's, or the plan's gradient dtype
     o = (mem.master_weights_bytes + mem.optimizer_bytes) / params
     tokens = plan.micro_batch_seqs * plan.seq_len // plan.cp
     piece_act = [tokens * sum(activation_bytes_per_token(model, u, plan) for u in p) for p in pieces]
     reports = []
     for rank in range(layout.num_ranks):
         dense = sum(plan.piece_params[p][0] for p in plan.pieces_of_rank[rank]) / plan.tp
-        expert = sum(plan.piece_params[p][1] for p in plan.pieces_of_rank[rank]) / plan.ep
+        expert = sum(plan.piece_params[p][1] for p in plan.pieces_of_rank[rank]) / (plan.ep * plan.expert_tp)
         live = peak = 0.0
         for action in layout.orders[rank]:
             for c in action.chunks:
@@ -122,7 +150,11 @@ def memory_report(
                 rank=rank,
                 weights_bytes=(dense + expert) * w,
                 gradients_bytes=(dense + expert) * g,
-                optimizer_bytes=dense / plan.dp * o + expert / max(1, plan.expert_dp) * o,
+                optimizer_bytes=(
+                    dense / plan.dp * o + expert / max(1, plan.expert_dp) * o
+                    if plan.distributed_optimizer
+                    else (dense + expert) * o
+                ),
                 activations_bytes=peak,
                 capacity_bytes=float(gpu.hbm_bytes),
             )

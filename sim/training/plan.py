@@ -19,12 +19,60 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from moe.operators.lowering import RECOMPUTE_MODULES, default_recompute_modules
 from sim.training.costs import Unit
 from sim.training.schedules import ScheduleLayout
 
-__all__ = ["TrainingPlan", "partition_units", "RECOMPUTE_CHOICES"]
+__all__ = [
+    "TrainingPlan",
+    "partition_units",
+    "RECOMPUTE_CHOICES",
+    "RECOMPUTE_MODULES",
+    "DISPATCHERS",
+    "GRAD_DTYPES",
+    "recompute_module_set",
+]
 
 RECOMPUTE_CHOICES = ("none", "selective", "full")
+
+# The expert token dispatcher (Megatron-LM ``--moe-token-dispatcher-type``; MoE README, "Token
+# dispatcher"): "deepep" (DeepEP / HybridEP, Megatron's ``flex``: a token crosses InfiniBand once
+# per destination node and fans out over NVLink), "alltoall" (NCCL all-to-all of the permuted
+# rows: one copy per selected expert on another GPU, no per-node or per-GPU deduplication) and
+# "allgather" (every GPU gathers the EP group's tokens, computes its experts' rows, and the
+# outputs are reduce-scattered back).
+DISPATCHERS = ("deepep", "alltoall", "allgather")
+
+# Gradient buffer / data-parallel reduction dtype (Megatron ``--grad-reduce-in-bf16``; Megatron-
+# Bridge ``ddp.grad_reduce_in_fp32``); None keeps the precision recipe's (FP32).
+GRAD_DTYPES = ("fp32", "bf16")
+
+
+def recompute_module_set(recompute: str, modules: Sequence[str] | None) -> frozenset[str]:
+    """The modules that run again in the backward: the named Megatron modules when ``modules`` is
+    given (selective recomputation only), else DeepSeek-V3's set for "selective", every module
+    for "full" (the whole layer) and none for "none". Raises ValueError for unknown names."""
+    if modules is None:
+        return default_recompute_modules(recompute)
+    if isinstance(modules, str):
+        raise ValueError(
+            f"recompute_modules is a list of module names, got the string {modules!r}; "
+            f"e.g. ['layernorm', 'moe_act']."
+        )
+    names = [str(m) for m in modules]
+    unknown = [m for m in names if m not in RECOMPUTE_MODULES]
+    if unknown:
+        hint = " ('moe', the whole MoE layer with its all-to-alls, is not modelled)" if "moe" in unknown else ""
+        raise ValueError(
+            f"unknown recompute module(s) {', '.join(map(repr, unknown))}{hint}; allowed: "
+            f"{', '.join(RECOMPUTE_MODULES)} (Megatron --recompute-modules)."
+        )
+    if recompute != "selective":
+        raise ValueError(
+            f"recompute_modules needs recompute='selective' (Megatron: --recompute-granularity "
+            f"selective --recompute-modules ...), got recompute={recompute!r}."
+        )
+    return frozenset(names)
 
 
 @dataclass(frozen=True)
@@ -54,6 +102,12 @@ class TrainingPlan:
     weight_bytes_per_param: float
     grad_bytes_per_param: float
     optimizer_bytes_moved_per_param: float
+    recompute_modules: frozenset[str] | None = None  # what runs again in the backward (None: the policy's)
+    dispatcher: str = "deepep"
+    a2a_overlap: bool = False  # Megatron --overlap-moe-expert-parallel-comm (1F1B A2A overlap)
+    sequence_parallel: bool = False
+    distributed_optimizer: bool = True  # optimizer state sharded over data parallelism (ZeRO-1)
+    expert_tp: int = 1  # Megatron --expert-tensor-parallel-size
 
     @property
     def num_gpus(self) -> int:
@@ -61,7 +115,16 @@ class TrainingPlan:
 
     @property
     def expert_dp(self) -> int:
-        return self.tp * self.dp // self.ep
+        """Data-parallel degree of the expert weights: tp*dp / (ep * expert_tp) (Megatron's expert
+        data-parallel group, parallel_state.py: world / (etp * ep * pp))."""
+        return self.tp * self.dp // (self.ep * self.expert_tp)
+
+    @property
+    def modules_recomputed(self) -> frozenset[str]:
+        """The modules that run again in the backward (the recompute policy's own when not named)."""
+        if self.recompute_modules is None:
+            return default_recompute_modules(self.recompute)
+        return self.recompute_modules
 
     @property
     def replicas(self) -> int:
@@ -72,6 +135,7 @@ class TrainingPlan:
         d = asdict(self)
         d["num_gpus"] = self.num_gpus
         d["expert_dp"] = self.expert_dp
+        d["recompute_modules"] = sorted(self.modules_recomputed)
         return d
 
     def short(self) -> str:
@@ -166,3 +230,30 @@ def split_by_counts(units: Sequence[Unit], layers_per_stage: Sequence[int]) -> l
 
 def pieces_of_ranks(layout: ScheduleLayout) -> tuple[tuple[int, ...], ...]:
     return tuple(layout.pieces_on_rank(r) for r in range(layout.num_ranks))
+
+
+def megatron_layer_counts(num_layers: int, num_pieces: int, *, embedding: bool, loss: bool) -> list[int]:
+    """Transformer layers per pipeline piece under Megatron-LM's even split with the input embedding
+    and/or the loss counted as one layer each (``--account-for-embedding-in-pipeline-split``,
+    ``--account-for-loss-in-pipeline-split``, megatron/training/arguments.py): the
+    ``num_layers + embedding + loss`` slots divide evenly over the pieces, and the first piece gives
+    one slot to the embedding, the last one to the loss. ValueError when the slots do not divide
+    evenly or a piece would be left without a transformer layer."""
+    slots = num_layers + int(embedding) + int(loss)
+    if num_pieces < 1 or slots % num_pieces:
+        extra = " + ".join(n for n, on in (("embedding", embedding), ("loss", loss)) if on)
+        raise ValueError(
+            f"Megatron's pipeline split needs the {num_layers} layers + {extra} ({slots} slots) to divide "
+            f"evenly over the {num_pieces} pipeline pieces (pp x virtual stages); they do not. Change pp or "
+            f"virtual_stages, or give layers_per_stage for an uneven split."
+        )
+    per = slots // num_pieces
+    counts = [per] * num_pieces
+    counts[0] -= int(embedding)
+    counts[-1] -= int(loss)
+    if min(counts) < 1:
+        raise ValueError(
+            f"with {per} slot(s) per pipeline piece, the piece holding the embedding or the loss would get no "
+            f"transformer layer; use fewer pipeline pieces."
+        )
+    return counts

@@ -21,6 +21,7 @@ Sources for the orders:
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -516,3 +517,36 @@ def get_schedule(name: str | Schedule) -> Schedule:
 def describe(order: Sequence[Action]) -> str:
     """Compact text of one rank's order, e.g. ``F0@0 F1@0 F0@0&BW5@0``."""
     return " ".join(str(a) for a in order)
+
+
+def overlap_steady_pairs(layout: ScheduleLayout) -> ScheduleLayout:
+    """The layout with each steady-state backward merged with the forward that follows it on its
+    rank into one overlapped action, so that one micro-batch's expert all-to-all runs under the
+    other's computation: Megatron-LM's 1F1B A2A overlap (``--overlap-moe-expert-parallel-comm
+    --delay-wgrad-compute``, MoE README "EP communication overlap": "merging FWD-BWD passes of
+    adjacent microbatches"; megatron/core/pipeline_parallel/combined_1f1b.py). A backward is merged
+    with the *next* forward (a later micro-batch, or a later virtual stage), never with the forward
+    of its own micro-batch, which it depends on."""
+    orders: list[tuple[Action, ...]] = []
+    for order in layout.orders:
+        out: list[Action] = []
+        i = 0
+        while i < len(order):
+            action = order[i]
+            nxt = order[i + 1] if i + 1 < len(order) else None
+            if (
+                nxt is not None
+                and action.phase == "steady"
+                and nxt.phase == "steady"
+                and not action.overlapped
+                and not nxt.overlapped
+                and action.chunks[0].kind in ("B", "BW")
+                and nxt.chunks[0].kind == "F"
+            ):
+                out.append(Action((nxt.chunks[0], action.chunks[0]), "steady"))
+                i += 2
+                continue
+            out.append(action)
+            i += 1
+        orders.append(tuple(out))
+    return dataclasses.replace(layout, orders=tuple(orders), name=f"{layout.name}+a2a-overlap")
