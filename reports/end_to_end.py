@@ -515,9 +515,7 @@ def _map_training(record: Mapping[str, Any]) -> Plan:
     if "MBS" not in text:
         notes.append("micro-batch not stated: 1 sequence")
     if "megatron-bridge" in str(record.get("system", "")).lower():
-        recipe = MEGATRON_BRIDGE_RECIPES.get(
-            (model, n, kwargs["tp"], kwargs["pp"], kwargs["ep"])
-        )
+        recipe = MEGATRON_BRIDGE_RECIPES.get((model, n, kwargs["tp"], kwargs["pp"], kwargs["ep"]))
         if recipe is not None:
             keys, source = recipe
             kwargs.update(keys)

@@ -406,9 +406,7 @@ def _check_megatron_keys(
                 f"split over expert_tp GPUs of its expert-parallel group."
             )
         if inter % expert_tp:
-            raise ValueError(
-                f"expert_tp ({expert_tp}) must divide the expert intermediate size ({inter})."
-            )
+            raise ValueError(f"expert_tp ({expert_tp}) must divide the expert intermediate size ({inter}).")
     if recompute not in RECOMPUTE_CHOICES:
         raise ValueError(f"unknown recompute {recompute!r}; allowed: {', '.join(RECOMPUTE_CHOICES)}.")
     return recompute_module_set(recompute, recompute_modules), bool(sequence_parallel)

@@ -8,7 +8,8 @@ parameters over the expert data-parallel group ``tp*dp/(ep*expert_tp)``); withou
 (``distributed_optimizer=False``) every rank holds them whole: Megatron's estimator
 (megatron/training/theoretical_memory_usage.py) counts 18 bytes per parameter without and
 6 + 12/dp with it. Weights and gradients are whole on every rank; gradients in the plan's gradient
-dtype (FP32 by default, BF16 with ``grad_dtype="bf16"``, Megatron ``--grad-reduce-in-bf16``). Activations: the bytes one micro-batch leaves saved per
+dtype (FP32 by default, BF16 with ``grad_dtype="bf16"``, Megatron ``--grad-reduce-in-bf16``).
+Activations: the bytes one micro-batch leaves saved per
 layer (inputs of the GEMMs for the weight gradients, the attention inputs and output that
 are not recomputed, the expert inputs after dispatch, the SwiGLU input), times the peak number
 of micro-batches in flight on the rank, walked from the schedule's own order.

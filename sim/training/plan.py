@@ -62,7 +62,9 @@ def recompute_module_set(recompute: str, modules: Sequence[str] | None) -> froze
     names = [str(m) for m in modules]
     unknown = [m for m in names if m not in RECOMPUTE_MODULES]
     if unknown:
-        hint = " ('moe', the whole MoE layer with its all-to-alls, is not modelled)" if "moe" in unknown else ""
+        hint = ""
+        if "moe" in unknown:
+            hint = " ('moe', the whole MoE layer with its all-to-alls, is not modelled)"
         raise ValueError(
             f"unknown recompute module(s) {', '.join(map(repr, unknown))}{hint}; allowed: "
             f"{', '.join(RECOMPUTE_MODULES)} (Megatron --recompute-modules)."
@@ -253,7 +255,7 @@ def megatron_layer_counts(num_layers: int, num_pieces: int, *, embedding: bool, 
     counts[-1] -= int(loss)
     if min(counts) < 1:
         raise ValueError(
-            f"with {per} slot(s) per pipeline piece, the piece holding the embedding or the loss would get no "
-            f"transformer layer; use fewer pipeline pieces."
+            f"with {per} slot(s) per pipeline piece, the piece holding the embedding or the loss would "
+            f"get no transformer layer; use fewer pipeline pieces."
         )
     return counts
