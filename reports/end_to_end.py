@@ -434,17 +434,30 @@ _PLAN_KEYS = {
 _MB = "NVIDIA-NeMo/Megatron-Bridge"
 MEGATRON_BRIDGE_RECIPES: dict[tuple[str, int, int, int, int], tuple[dict[str, Any], str]] = {
     ("qwen3-30b-a3b", 16, 1, 2, 8): (
-        {"dispatcher": "alltoall", "a2a_overlap": True, "recompute": "none", "grad_dtype": "bf16"},
+        {
+            "dispatcher": "alltoall",
+            "a2a_overlap": True,
+            "recompute": "none",
+            "grad_dtype": "bf16",
+            "pipeline_split": "even",
+        },
         f"{_MB} @34a815a19 scripts/performance/configs/qwen/qwen3_workload_base_configs.py "
         "QWEN3_30B_A3B_PRETRAIN_CONFIG_H100_FP8_CS (PP2, moe_a2a_overlap=True), qwen3_llm_pretrain.py "
         "(recompute off, grad_reduce_in_fp32=False), models/qwen/qwen_provider.py (moe_token_dispatcher_type "
-        "'alltoall'); the 25.09 recipe itself is not in the repository's history at a release tag",
+        "'alltoall'); Megatron's even layer split (no layout or account_for_* in the recipe); the 25.09 "
+        "recipe itself is not in the repository's history at a release tag",
     ),
     ("qwen3-30b-a3b", 16, 1, 1, 16): (
-        {"dispatcher": "deepep", "recompute": "none", "grad_dtype": "bf16"},
+        {
+            "dispatcher": "deepep",
+            "dispatch_dtype": "bf16",
+            "recompute": "none",
+            "grad_dtype": "bf16",
+        },
         f"{_MB} @067f987 src/megatron/bridge/perf_recipes/qwen/h100/qwen3_moe.py "
         "qwen3_30b_a3b_pretrain_16gpu_h100_fp8cs_config (flex dispatcher, HybridEP backend, "
-        "moe_a2a_overlap=False, recompute off)",
+        "moe_a2a_overlap=False, recompute off); BF16 on the wire: Megatron-LM transformer_config.py "
+        "moe_dispatch_fwd_dtype 'bf16' by default, the FP8 payload only for the ncclep backend's MXFP8",
     ),
     ("qwen3-235b-a22b", 256, 2, 8, 32): (
         {
@@ -453,11 +466,15 @@ MEGATRON_BRIDGE_RECIPES: dict[tuple[str, int, int, int, int], tuple[dict[str, An
             "recompute": "none",
             "sequence_parallel": True,
             "grad_dtype": "bf16",
+            "account_for_embedding_in_pipeline_split": True,
+            "account_for_loss_in_pipeline_split": True,
         },
         f"{_MB} @067f987 src/megatron/bridge/perf_recipes/qwen/h100/qwen3_moe.py "
         "qwen3_235b_a22b_pretrain_256gpu_h100_fp8cs_config (alltoall dispatcher, moe_a2a_overlap=True with "
         "delay_wgrad_compute, sequence_parallel=True, recompute off); the same plan and overlap in the "
-        "25.11 configs @34a815a19 (QWEN3_235B_A22B_PRETRAIN_CONFIG_H100_FP8_CS)",
+        "25.11 configs @34a815a19 (QWEN3_235B_A22B_PRETRAIN_CONFIG_H100_FP8_CS); the embedding and the loss "
+        "counted as pipeline layers: recipes/qwen/qwen3_moe.py qwen3_235b_a22b_pretrain_config @34a815a19, "
+        "recipes/qwen/h100/qwen3_moe.py @067f987",
     ),
     ("gpt-oss-120b", 64, 1, 4, 8): (
         {
@@ -465,11 +482,13 @@ MEGATRON_BRIDGE_RECIPES: dict[tuple[str, int, int, int, int], tuple[dict[str, An
             "recompute": "selective",
             "recompute_modules": ("layernorm", "moe_act"),
             "grad_dtype": "bf16",
+            "pipeline_split": "even",
         },
         f"{_MB} @067f987 src/megatron/bridge/perf_recipes/gpt_oss/h100/gpt_oss.py "
         "gpt_oss_120b_pretrain_64gpu_h100_bf16_config and @2effdfa31 (25.11) "
         "GPT_OSS_120B_PRETRAIN_CONFIG_H100_BF16: recompute_modules ['layernorm', 'moe_act'] (selective); "
-        "models/gpt_oss/gpt_oss_provider.py: moe_token_dispatcher_type 'alltoall'",
+        "models/gpt_oss/gpt_oss_provider.py: moe_token_dispatcher_type 'alltoall'; Megatron's even layer "
+        "split (recipes/gpt_oss/h100/gpt_oss.py @067f987: no pipeline layout, account_for_* False)",
     ),
 }
 

@@ -25,6 +25,7 @@ from sim.training.memory import memory_report
 from sim.training.plan import (
     DISPATCHERS,
     GRAD_DTYPES,
+    PIPELINE_SPLITS,
     RECOMPUTE_CHOICES,
     TrainingPlan,
     megatron_layer_counts,
@@ -146,6 +147,8 @@ def build_plan(
     expert_tp: int = 1,
     account_for_embedding_in_pipeline_split: bool = False,
     account_for_loss_in_pipeline_split: bool = False,
+    dispatch_dtype: str | None = None,
+    pipeline_split: str = "balanced",
 ) -> BuiltPlan:
     """Validate a plan; build its schedule layout and cost model (see :class:`BuiltPlan`).
 
@@ -217,7 +220,7 @@ def build_plan(
         recompute=recompute,
         comm_sm_count=comm_sms,
         max_nodes_per_token=nodes_per_token,
-        dispatch_fp8=gemm_dtype == "fp8",
+        dispatch_fp8=_dispatch_fp8(dispatch_dtype, dispatcher, gemm_dtype),
         pp_across_nodes=(num_gpus // pp) >= gpn or pp > gpn,
         layers_per_piece=(),
         piece_units=(),
@@ -244,12 +247,17 @@ def build_plan(
         free_comm=free_comm,
         routing_skew=0.0,
     )
-    if account_for_embedding_in_pipeline_split or account_for_loss_in_pipeline_split:
+    if pipeline_split not in PIPELINE_SPLITS:
+        raise ValueError(
+            f"unknown pipeline_split {pipeline_split!r}; allowed: {', '.join(PIPELINE_SPLITS)} ('balanced': "
+            f"the contiguous split that minimises the slowest piece; 'even': Megatron's equal layer counts)."
+        )
+    flags = account_for_embedding_in_pipeline_split or account_for_loss_in_pipeline_split
+    if flags or pipeline_split == "even":
         if layers_per_stage is not None:
             raise ValueError(
-                "give either layers_per_stage or the account_for_*_in_pipeline_split flags, not both: "
-                "the flags derive the layer counts (Megatron's even split with the embedding and/or "
-                "the loss counted as a layer)."
+                "give either layers_per_stage or Megatron's split (pipeline_split='even', "
+                "account_for_*_in_pipeline_split), not both: the latter derive the layer counts."
             )
         layers_per_stage = megatron_layer_counts(
             sum(1 for u in units if u.kind in ("layer", "mtp")),
@@ -410,6 +418,24 @@ def _check_megatron_keys(
     if recompute not in RECOMPUTE_CHOICES:
         raise ValueError(f"unknown recompute {recompute!r}; allowed: {', '.join(RECOMPUTE_CHOICES)}.")
     return recompute_module_set(recompute, recompute_modules), bool(sequence_parallel)
+
+
+def _dispatch_fp8(dispatch_dtype: str | None, dispatcher: str, gemm_dtype: str) -> bool:
+    """Whether the expert dispatch travels in FP8: as ``dispatch_dtype`` says ("fp8" needs FP8 GEMMs
+    to consume it), else FP8 with DeepEP and FP8 GEMMs (DeepSeek-V3's recipe, V3-TR 3.3.3) and BF16
+    with Megatron's NCCL dispatchers ("alltoall", "allgather"), whose wire dtype is BF16 unless an
+    MXFP8 payload is asked for on Blackwell (Megatron-LM transformer_config.py,
+    ``moe_dispatch_fwd_dtype``: "Defaults to 'bf16' (no quantization on the wire)")."""
+    if dispatch_dtype is None:
+        return gemm_dtype == "fp8" and dispatcher == "deepep"
+    if dispatch_dtype not in ("fp8", "bf16"):
+        raise ValueError(f"unknown dispatch_dtype {dispatch_dtype!r}; allowed: fp8, bf16 (or None).")
+    if dispatch_dtype == "fp8" and gemm_dtype != "fp8":
+        raise ValueError(
+            f"dispatch_dtype 'fp8' sends tokens quantised for FP8 expert GEMMs, but the GEMMs run in "
+            f"{gemm_dtype}; use precision='fp8' on a GPU with FP8, or dispatch_dtype='bf16'."
+        )
+    return dispatch_dtype == "fp8"
 
 
 def _check_comm_sm_count(comm_sm_count: int | None, schedule: str, ep: int, gpu: GPUProfile) -> int:
@@ -688,6 +714,8 @@ def estimate_training(
     expert_tp: int = 1,
     account_for_embedding_in_pipeline_split: bool = False,
     account_for_loss_in_pipeline_split: bool = False,
+    dispatch_dtype: str | None = None,
+    pipeline_split: str = "balanced",
 ) -> TrainingResult:
     """Simulate one optimizer step of ``model`` on ``num_gpus`` ``gpu``s and cost ``tokens`` of training.
 
@@ -744,4 +772,6 @@ def estimate_training(
         expert_tp=expert_tp,
         account_for_embedding_in_pipeline_split=account_for_embedding_in_pipeline_split,
         account_for_loss_in_pipeline_split=account_for_loss_in_pipeline_split,
+        dispatch_dtype=dispatch_dtype,
+        pipeline_split=pipeline_split,
     )

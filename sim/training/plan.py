@@ -30,6 +30,8 @@ __all__ = [
     "RECOMPUTE_MODULES",
     "DISPATCHERS",
     "GRAD_DTYPES",
+    "PIPELINE_SPLITS",
+    "megatron_layer_counts",
     "recompute_module_set",
 ]
 
@@ -46,6 +48,11 @@ DISPATCHERS = ("deepep", "alltoall", "allgather")
 # Gradient buffer / data-parallel reduction dtype (Megatron ``--grad-reduce-in-bf16``; Megatron-
 # Bridge ``ddp.grad_reduce_in_fp32``); None keeps the precision recipe's (FP32).
 GRAD_DTYPES = ("fp32", "bf16")
+
+# How layers are cut into pipeline pieces when no counts are given: "balanced" (the contiguous split
+# minimising the slowest piece) or "even" (Megatron-LM's default: num_layers / (pp x virtual stages)
+# layers per piece, the embedding on the first and the output layer on the last).
+PIPELINE_SPLITS = ("balanced", "even")
 
 
 def recompute_module_set(recompute: str, modules: Sequence[str] | None) -> frozenset[str]:
@@ -243,11 +250,12 @@ def megatron_layer_counts(num_layers: int, num_pieces: int, *, embedding: bool, 
     evenly or a piece would be left without a transformer layer."""
     slots = num_layers + int(embedding) + int(loss)
     if num_pieces < 1 or slots % num_pieces:
-        extra = " + ".join(n for n, on in (("embedding", embedding), ("loss", loss)) if on)
+        extra = "".join(f" + {n}" for n, on in (("embedding", embedding), ("loss", loss)) if on)
         raise ValueError(
-            f"Megatron's pipeline split needs the {num_layers} layers + {extra} ({slots} slots) to divide "
+            f"Megatron's pipeline split needs the {num_layers} layers{extra} ({slots} slots) to divide "
             f"evenly over the {num_pieces} pipeline pieces (pp x virtual stages); they do not. Change pp or "
-            f"virtual_stages, or give layers_per_stage for an uneven split."
+            f"virtual_stages, count the embedding or loss as a layer (account_for_*_in_pipeline_split), "
+            f"or give layers_per_stage for an uneven split."
         )
     per = slots // num_pieces
     counts = [per] * num_pieces
