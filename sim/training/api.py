@@ -176,6 +176,7 @@ def build_plan(
     modules, sequence_parallel = _check_megatron_keys(
         model,
         tp=tp,
+        pp=pp,
         dp=dp,
         ep=ep,
         schedule=schedule,
@@ -362,6 +363,7 @@ def _check_megatron_keys(
     model: MoEModel,
     *,
     tp: int,
+    pp: int,
     dp: int,
     ep: int,
     schedule: str,
@@ -375,8 +377,9 @@ def _check_megatron_keys(
     expert_tp: int,
 ) -> tuple[frozenset[str], bool]:
     """(recomputed modules, sequence parallelism) of the plan keys Megatron-LM names: a known
-    dispatcher; 1F1B A2A overlap only on a 1F1B-family schedule with expert parallelism (Megatron's
-    requirement, MoE README "EP communication overlap"); sequence parallelism only with tp > 1 (on
+    dispatcher; 1F1B A2A overlap only on a 1F1B-family schedule with expert parallelism, and with
+    virtual stages when pp > 1 (Megatron's requirements: MoE README "EP communication overlap",
+    transformer_config.py); sequence parallelism only with tp > 1 (on
     by default then, as Megatron requires it for MoE with TP); a known gradient dtype; an expert
     tensor-parallel degree that, times ep, divides tp*dp."""
     if dispatcher not in DISPATCHERS:
@@ -396,6 +399,12 @@ def _check_megatron_keys(
             )
         if ep <= 1 or model.num_routed_experts == 0:
             raise ValueError(f"a2a_overlap needs expert parallelism (ep > 1), got ep={ep}.")
+        if pp > 1 and get_schedule(schedule).name != "interleaved-1f1b":
+            raise ValueError(
+                "a2a_overlap with pipeline parallelism needs virtual pipeline stages (Megatron-LM "
+                "transformer_config.py: 'virtual_pipeline_model_parallel_size must be specified when "
+                "pipeline_model_parallel_size > 1'); use schedule='interleaved-1f1b' or pp=1."
+            )
     if sequence_parallel is None:
         sequence_parallel = tp > 1
     elif not isinstance(sequence_parallel, (bool, np.bool_)):
