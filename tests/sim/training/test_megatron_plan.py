@@ -3,10 +3,10 @@ parallelism, distributed optimizer, gradient dtype, expert tensor parallelism, p
 
 from __future__ import annotations
 
-import gpus
-import moe
 import pytest
 
+import gpus
+import moe
 from sim import comm
 from sim.training.api import build_plan, estimate_training
 from sim.training.memory import activation_bytes_per_token, memory_report
@@ -36,7 +36,7 @@ SMALL = dict(
         ({"a2a_overlap": True, "ep": 1}, "a2a_overlap needs expert parallelism"),
         ({"a2a_overlap": True}, "a2a_overlap with pipeline parallelism needs virtual pipeline stages"),
         ({"a2a_overlap": "yes"}, "a2a_overlap must be True or False"),
-        ({"recompute_modules": ["layernorm", "attn"]}, "unknown recompute module.*'attn'.*allowed: core_attn"),
+        ({"recompute_modules": ["layernorm", "attn"]}, "unknown recompute module.*'attn'.*allowed: core"),
         ({"recompute_modules": ["moe"]}, "'moe', the whole MoE layer .* not modelled"),
         ({"recompute_modules": "layernorm"}, "list of module names"),
         ({"recompute": "full", "recompute_modules": ["layernorm"]}, "needs recompute='selective'"),
@@ -165,7 +165,8 @@ def test_a2a_overlap_merges_each_backward_with_the_next_forward() -> None:
     assert last[-1] == "BW7@3"
     # every chunk still runs once
     for before, after in zip(layout.orders, merged.orders, strict=True):
-        assert sorted(str(c) for a in before for c in a.chunks) == sorted(str(c) for a in after for c in a.chunks)
+        chunks = sorted(str(c) for a in before for c in a.chunks)
+        assert chunks == sorted(str(c) for a in after for c in a.chunks)
 
 
 @pytest.mark.parametrize("pp,schedule,v", [(1, "1f1b", 1), (4, "interleaved-1f1b", 2)])
@@ -232,7 +233,8 @@ def test_distributed_optimizer_and_grad_dtype_set_the_state_bytes() -> None:
     rb = memory_report(m, g, bf16.plan, bf16.layout, bf16.pieces)[0]
     dense = sum(zero1.plan.piece_params[p][0] for p in zero1.plan.pieces_of_rank[0])
     expert = sum(zero1.plan.piece_params[p][1] for p in zero1.plan.pieces_of_rank[0]) / 8  # ep = 8
-    assert rf.optimizer_bytes / r1.optimizer_bytes == pytest.approx((dense + expert) / (dense / 16 + expert / 2))
+    ratio = (dense + expert) / (dense / 16 + expert / 2)  # dp = 16, expert dp = 2
+    assert rf.optimizer_bytes / r1.optimizer_bytes == pytest.approx(ratio)
     assert rb.gradients_bytes == pytest.approx(r1.gradients_bytes / 2)
     assert rf.weights_bytes == r1.weights_bytes
     # the step moves each rank's whole state without the distributed optimizer
