@@ -45,6 +45,7 @@ class BlockShape:
     micro_batch_seqs: int = 1
     cp: int = 1
     attention_dtype: str = "bf16"
+    layer: int | None = None  # training: the layer's index, for models whose layers differ in window
 
 
 class AttentionStrategy:
@@ -84,11 +85,17 @@ class AttentionStrategy:
 
     def training_core(self, model: MoEModel, shape: BlockShape, tokens: int, backward: bool) -> Attention:
         """The training core attention of one micro-batch: causal over the sequence (the mean reach of
-        a sliding window), this GPU's 1/cp share of it under context parallelism."""
+        a sliding window), this GPU's 1/cp share of it under context parallelism. A model whose layers
+        alternate windowed and full attention (``layer_windows``, gpt-oss: even layers a 128-token
+        window, odd layers full, HF config ``layer_types``) gets the window of ``shape.layer``; without
+        a layer index, or for a model without per-layer windows, the model's ``sliding_window``."""
         a = model.attention
         qk, v = self.training_dims(model)
         ctx = shape.seq_len
-        kv_len = min(ctx, a.sliding_window) if a.sliding_window else ctx
+        window = a.sliding_window
+        if a.layer_windows and shape.layer is not None and 0 <= shape.layer < len(a.layer_windows):
+            window = a.layer_windows[shape.layer]
+        kv_len = min(ctx, window) if window else ctx
         return Attention(
             shape.micro_batch_seqs,
             ctx,

@@ -19,6 +19,7 @@ calls, so an operator added to a layer's list is timed by both simulators.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -89,11 +90,16 @@ class TrainingShape:
 
 
 def training_unit_ops(
-    model: MoEModel, unit: str, moe_layer: bool, shape: TrainingShape, expert_groups: Sequence[int] = ()
+    model: MoEModel,
+    unit: str,
+    moe_layer: bool,
+    shape: TrainingShape,
+    expert_groups: Sequence[int] = (),
+    layer: int | None = None,
 ) -> list[Op]:
     """Operators of one unit (``unit`` in :data:`UNIT_KINDS`) for one micro-batch; ``moe_layer``: the
     layer (or MTP module) has routed experts, ``expert_groups`` the rows of each local expert on the
-    busiest expert-parallel rank."""
+    busiest expert-parallel rank, ``layer`` the layer's index (its attention window)."""
     if unit not in UNIT_KINDS:
         raise ValueError(f"unknown unit kind {unit!r}; allowed: {', '.join(UNIT_KINDS)}")
     b = TrainingLowering(shape.tokens, shape.gemm_dtype, shape.recompute, modules=shape.recompute_modules)
@@ -110,7 +116,8 @@ def training_unit_ops(
         # their concatenation projected 2h -> h, then one decoder layer
         b.norm("mtp_norms", 2 * t * h)
         b.linear("mtp_eh_proj", h, 2 * h, cast_name="cast_mtp_proj_in")
-    _layer(model, b, shape.block(), moe_layer and model.num_routed_experts > 0, shape, expert_groups)
+    block = dataclasses.replace(shape.block(), layer=layer)
+    _layer(model, b, block, moe_layer and model.num_routed_experts > 0, shape, expert_groups)
     return b.ops
 
 

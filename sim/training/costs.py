@@ -346,7 +346,8 @@ class TrainingCostModel:
         """The inventory's operators of ``unit`` for one micro-batch (routing sample ``sample``)."""
         moe_layer = unit.moe and self.model.num_routed_experts > 0
         groups = self._expert_groups(sample)[0] if moe_layer and unit.kind in ("layer", "mtp") else []
-        return training_unit_ops(self.model, unit.kind, unit.moe, self.shape(), groups)
+        layer = unit.index if unit.kind == "layer" else None
+        return training_unit_ops(self.model, unit.kind, unit.moe, self.shape(), groups, layer)
 
     def _build_unit(self, unit: Unit, sample: int) -> LayerCost:
         """Time the unit's operators and group them into the engine's segments: the forward runs the

@@ -250,3 +250,15 @@ def test_engine_step_has_no_deadlock_for_interleaved_overlap_with_many_pieces() 
         pipeline_split="balanced",
     )
     assert t.step_time_s > 0
+
+
+def test_gpt_oss_alternates_windowed_and_full_attention_in_training() -> None:
+    """gpt-oss's layers alternate a 128-token sliding window and full attention (HF config
+    ``layer_types``); each training layer's core attention reaches as far as its own layer does."""
+    m, g = moe.get("gpt-oss-120b"), gpus.get("H100")
+    built = build_plan(m, g, 64, tp=1, pp=4, ep=8, seq_len=4096, global_batch_seqs=64, schedule="1f1b")
+    layers = [u for u in built.pieces[0] if u.kind == "layer"][:2]
+    reach = [next(op.work.kv_len for op in built.cost.unit_ops(u) if op.name == "attention") for u in layers]
+    assert reach == [128, 4096]
+    full, windowed = (built.cost.unit_cost(u) for u in (layers[1], layers[0]))
+    assert sum(s.duration_s for s in full.forward) > sum(s.duration_s for s in windowed.forward)
