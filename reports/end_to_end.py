@@ -426,28 +426,78 @@ _PLAN_KEYS = {
 
 
 # What a Megatron-Bridge performance run sets besides the plan its table states, from the performance
-# recipe of the repository and model the record cites (NVIDIA-NeMo/Megatron-Bridge), keyed by the
-# stated plan: (catalog model, GPUs, tp, pp, ep) -> (estimate_training keys, where they come from).
-# Every recipe sets grad_reduce_in_fp32=False (BF16 gradient buffer and reduction): 25.11-era
-# scripts/performance/configs/*/..._llm_pretrain.py @34a815a19, perf_recipes/_common.py
-# ``_perf_precision`` @067f987.
+# scripts and recipes of the repository the record cites (NVIDIA-NeMo/Megatron-Bridge) as they stood
+# for the record's container: (container, catalog model, GPUs, tp, pp, ep) -> (estimate_training
+# keys, where they come from). Every one sets grad_reduce_in_fp32=False (BF16 gradient buffer and
+# reduction). Token drop (25.09's Qwen3 runs: capacity factor 1.0, inputs padded to capacity,
+# training/utils/moe_token_drop.py) adds nothing under the force-balanced routing the records state.
 _MB = "NVIDIA-NeMo/Megatron-Bridge"
-MEGATRON_BRIDGE_RECIPES: dict[tuple[str, int, int, int, int], tuple[dict[str, Any], str]] = {
-    ("qwen3-30b-a3b", 16, 1, 2, 8): (
+_MB_2509 = (
+    f"{_MB} @9a5e79865 (2025-10-15, the 25.09 era): scripts/performance/configs/qwen3/*_llm_pretrain.yaml "
+    "(recompute off, grad_reduce_in_fp32 false), run_script.py (token drop, which needs the alltoall "
+    "dispatcher; no EP A2A overlap for Qwen3)"
+)
+MEGATRON_BRIDGE_RECIPES: dict[tuple[str, str, int, int, int, int], tuple[dict[str, Any], str]] = {
+    ("25.09", "qwen3-30b-a3b", 16, 1, 2, 8): (
+        {"dispatcher": "alltoall", "recompute": "none", "grad_dtype": "bf16", "pipeline_split": "even"},
+        _MB_2509 + "; Megatron's even layer split (no layout, account_for_* off for the 30B recipe)",
+    ),
+    ("25.09", "qwen3-235b-a22b", 256, 2, 8, 32): (
+        {
+            "dispatcher": "alltoall",
+            "recompute": "none",
+            "grad_dtype": "bf16",
+            "sequence_parallel": True,
+            "account_for_embedding_in_pipeline_split": True,
+            "account_for_loss_in_pipeline_split": True,
+        },
+        _MB_2509 + "; recipes/qwen/qwen3_moe.py qwen3_235b_a22b_pretrain_config (sequence parallelism, the "
+        "embedding and the loss counted as pipeline layers)",
+    ),
+    ("25.11", "qwen3-235b-a22b", 256, 2, 8, 32): (
         {
             "dispatcher": "alltoall",
             "a2a_overlap": True,
             "recompute": "none",
             "grad_dtype": "bf16",
+            "sequence_parallel": True,
+            "account_for_embedding_in_pipeline_split": True,
+            "account_for_loss_in_pipeline_split": True,
+        },
+        f"{_MB} @2effdfa31 (2025-12-03) scripts/performance/configs/qwen/qwen3_workload_base_configs.py "
+        "QWEN3_235B_A22B_PRETRAIN_CONFIG_H100_FP8_CS (moe_a2a_overlap=True), qwen3_llm_pretrain.py "
+        "(recompute off, grad_reduce_in_fp32=False), models/qwen/qwen_provider.py (alltoall), "
+        "recipes/qwen/qwen3_moe.py "
+        "(sequence parallelism; embedding and loss counted as pipeline layers)",
+    ),
+    ("25.11", "gpt-oss-120b", 64, 1, 4, 8): (
+        {
+            "dispatcher": "alltoall",
+            "recompute": "selective",
+            "recompute_modules": ("layernorm", "moe_act"),
+            "grad_dtype": "bf16",
             "pipeline_split": "even",
         },
-        f"{_MB} @34a815a19 scripts/performance/configs/qwen/qwen3_workload_base_configs.py "
-        "QWEN3_30B_A3B_PRETRAIN_CONFIG_H100_FP8_CS (PP2, moe_a2a_overlap=True), qwen3_llm_pretrain.py "
-        "(recompute off, grad_reduce_in_fp32=False), models/qwen/qwen_provider.py (moe_token_dispatcher_type "
-        "'alltoall'); Megatron's even layer split (no layout or account_for_* in the recipe); the 25.09 "
-        "recipe itself is not in the repository's history at a release tag",
+        f"{_MB} @2effdfa31 scripts/performance/configs/gpt_oss/gpt_oss_workload_base_configs.py "
+        "GPT_OSS_120B_PRETRAIN_CONFIG_H100_BF16 (recompute_modules ['layernorm', 'moe_act']; it sets "
+        "micro_batch_size 1 where the table states MBS 4), gpt_oss_llm_pretrain.py "
+        "(grad_reduce_in_fp32=False), "
+        "models/gpt_oss/gpt_oss_provider.py (alltoall); Megatron's even layer split",
     ),
-    ("qwen3-30b-a3b", 16, 1, 1, 16): (
+    ("26.04", "gpt-oss-120b", 64, 1, 4, 8): (
+        {
+            "dispatcher": "alltoall",
+            "recompute": "selective",
+            "recompute_modules": ("layernorm", "moe_act"),
+            "grad_dtype": "bf16",
+            "pipeline_split": "even",
+        },
+        f"{_MB} @067f987 src/megatron/bridge/perf_recipes/gpt_oss/h100/gpt_oss.py "
+        "gpt_oss_120b_pretrain_64gpu_h100_bf16_config (recompute_modules ['layernorm', 'moe_act'], "
+        "_perf_precision: grad_reduce_in_fp32=False), models/gpt_oss provider (alltoall); Megatron's even "
+        "layer split (recipes/gpt_oss/h100/gpt_oss.py: no layout, account_for_* False)",
+    ),
+    ("26.04", "qwen3-30b-a3b", 16, 1, 1, 16): (
         {
             "dispatcher": "deepep",
             "dispatch_dtype": "bf16",
@@ -459,38 +509,28 @@ MEGATRON_BRIDGE_RECIPES: dict[tuple[str, int, int, int, int], tuple[dict[str, An
         "moe_a2a_overlap=False, recompute off); BF16 on the wire: Megatron-LM transformer_config.py "
         "moe_dispatch_fwd_dtype 'bf16' by default, the FP8 payload only for the ncclep backend's MXFP8",
     ),
-    ("qwen3-235b-a22b", 256, 2, 8, 32): (
+    ("26.04", "qwen3-235b-a22b", 256, 2, 8, 32): (
         {
             "dispatcher": "alltoall",
             "a2a_overlap": True,
             "recompute": "none",
-            "sequence_parallel": True,
             "grad_dtype": "bf16",
+            "sequence_parallel": True,
             "account_for_embedding_in_pipeline_split": True,
             "account_for_loss_in_pipeline_split": True,
         },
         f"{_MB} @067f987 src/megatron/bridge/perf_recipes/qwen/h100/qwen3_moe.py "
         "qwen3_235b_a22b_pretrain_256gpu_h100_fp8cs_config (alltoall dispatcher, moe_a2a_overlap=True with "
-        "delay_wgrad_compute, sequence_parallel=True, recompute off); the same plan and overlap in the "
-        "25.11 configs @34a815a19 (QWEN3_235B_A22B_PRETRAIN_CONFIG_H100_FP8_CS); the embedding and the loss "
-        "counted as pipeline layers: recipes/qwen/qwen3_moe.py qwen3_235b_a22b_pretrain_config @34a815a19, "
-        "recipes/qwen/h100/qwen3_moe.py @067f987",
-    ),
-    ("gpt-oss-120b", 64, 1, 4, 8): (
-        {
-            "dispatcher": "alltoall",
-            "recompute": "selective",
-            "recompute_modules": ("layernorm", "moe_act"),
-            "grad_dtype": "bf16",
-            "pipeline_split": "even",
-        },
-        f"{_MB} @067f987 src/megatron/bridge/perf_recipes/gpt_oss/h100/gpt_oss.py "
-        "gpt_oss_120b_pretrain_64gpu_h100_bf16_config and @2effdfa31 (25.11) "
-        "GPT_OSS_120B_PRETRAIN_CONFIG_H100_BF16: recompute_modules ['layernorm', 'moe_act'] (selective); "
-        "models/gpt_oss/gpt_oss_provider.py: moe_token_dispatcher_type 'alltoall'; Megatron's even layer "
-        "split (recipes/gpt_oss/h100/gpt_oss.py @067f987: no pipeline layout, account_for_* False)",
+        "delay_wgrad_compute, sequence_parallel=True, recompute off); recipes/qwen/h100/qwen3_moe.py (the "
+        "embedding and the loss counted as pipeline layers)",
     ),
 }
+
+
+def _megatron_bridge_container(record: Mapping[str, Any]) -> str | None:
+    """The NeMo container a Megatron-Bridge record ran ("25.09", "26.04", ...), from its system."""
+    found = re.search(r"megatron-bridge container (\d+\.\d+)", str(record.get("system", "")).lower())
+    return found.group(1) if found else None
 
 
 def _map_training(record: Mapping[str, Any]) -> Plan:
@@ -533,8 +573,9 @@ def _map_training(record: Mapping[str, Any]) -> Plan:
     }
     if "MBS" not in text:
         notes.append("micro-batch not stated: 1 sequence")
-    if "megatron-bridge" in str(record.get("system", "")).lower():
-        recipe = MEGATRON_BRIDGE_RECIPES.get((model, n, kwargs["tp"], kwargs["pp"], kwargs["ep"]))
+    container = _megatron_bridge_container(record)
+    if container is not None:
+        recipe = MEGATRON_BRIDGE_RECIPES.get((container, model, n, kwargs["tp"], kwargs["pp"], kwargs["ep"]))
         if recipe is not None:
             keys, source = recipe
             kwargs.update(keys)
@@ -544,7 +585,10 @@ def _map_training(record: Mapping[str, Any]) -> Plan:
                 + f" ({source})"
             )
     if "token drop" in str(record["model"]):
-        notes.append("token-drop (capacity factor) run: the simulator routes without dropping")
+        notes.append(
+            "token-drop run (capacity factor 1.0, inputs padded to capacity): under the force-balanced "
+            "routing the record states every expert gets its capacity, as in the simulator's balanced routing"
+        )
     notes.append(f"schedule {schedule} (Megatron's 1F1B, interleaved when virtual stages are stated)")
     return Plan(
         "training",
