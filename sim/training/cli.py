@@ -39,6 +39,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--usd-per-gpu-hour", type=float, default=None,
                    help="rental price (default: the GPU profile's typical price)")
     p.add_argument("--plan", choices=["auto"], default=None, help="search parallel plans")
+    p.add_argument("--virtual-stages", type=int, default=1, help="model pieces per rank (interleaved 1F1B)")
+    p.add_argument("--micro-batch-seqs", type=int, default=1, help="sequences per micro-batch")
+    # plans as Megatron-LM expresses them (README "Megatron-LM plans")
+    p.add_argument("--dispatcher", default="deepep", help="deepep, alltoall or allgather")
+    p.add_argument("--dispatch-dtype", default=None, help="fp8 or bf16 (default: by dispatcher)")
+    p.add_argument("--a2a-overlap", action="store_true", help="Megatron's 1F1B EP A2A overlap")
+    p.add_argument("--recompute", default="selective", help="none, selective or full")
+    p.add_argument("--recompute-modules", nargs="+", default=None,
+                   help="Megatron --recompute-modules (with --recompute selective)")
+    p.add_argument("--grad-dtype", default=None, help="fp32 or bf16 gradient buffer")
+    p.add_argument("--expert-tp", type=int, default=1, help="expert tensor-parallel degree")
+    p.add_argument("--pipeline-split", default="balanced", help="balanced or even (Megatron's)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument(
         "--projections",
@@ -71,6 +83,16 @@ def run(args: argparse.Namespace) -> int:
             usd_per_gpu_hour=args.usd_per_gpu_hour,
             plan=args.plan,
             context_parallel=args.cp,
+            virtual_stages=args.virtual_stages,
+            micro_batch_seqs=args.micro_batch_seqs,
+            dispatcher=args.dispatcher,
+            dispatch_dtype=args.dispatch_dtype,
+            a2a_overlap=args.a2a_overlap,
+            recompute=args.recompute,
+            recompute_modules=args.recompute_modules,
+            grad_dtype=args.grad_dtype,
+            expert_tp=args.expert_tp,
+            pipeline_split=args.pipeline_split,
         )
     except ValueError as err:
         print(f"moe-sim train: error: {err}", file=sys.stderr)

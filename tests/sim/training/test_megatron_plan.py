@@ -3,6 +3,8 @@ parallelism, distributed optimizer, gradient dtype, expert tensor parallelism, p
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import gpus
@@ -262,3 +264,18 @@ def test_gpt_oss_alternates_windowed_and_full_attention_in_training() -> None:
     assert reach == [128, 4096]
     full, windowed = (built.cost.unit_cost(u) for u in (layers[1], layers[0]))
     assert sum(s.duration_s for s in full.forward) > sum(s.duration_s for s in windowed.forward)
+
+
+def test_train_command_takes_the_megatron_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    from sim.cli import main
+
+    argv = ["train", "--model", "deepseek-v2-lite", "--num-gpus", "64", "--pp", "1", "--ep", "16"]
+    argv += ["--global-batch-seqs", "64", "--seq-len", "2048", "--precision", "bf16", "--schedule", "1f1b"]
+    argv += ["--dispatcher", "alltoall", "--a2a-overlap", "--recompute-modules", "layernorm", "moe_act"]
+    argv += ["--grad-dtype", "bf16", "--json", "--tokens", "1e9"]
+    assert main(argv) == 0
+    plan = json.loads(capsys.readouterr().out)["plan"]
+    assert plan["dispatcher"] == "alltoall" and plan["a2a_overlap"] is True
+    assert plan["recompute_modules"] == ["layernorm", "moe_act"]
+    assert main(["train", "--dispatcher", "nccl"]) == 2
+    assert "allowed: deepep, alltoall, allgather" in capsys.readouterr().err
