@@ -729,7 +729,14 @@ def estimate_training(
     """Simulate one optimizer step of ``model`` on ``num_gpus`` ``gpu``s and cost ``tokens`` of training.
 
     ``plan="auto"`` searches TP/PP/EP/schedule combinations that fit (see :func:`search_plans`)
-    and returns the fastest, with the runners-up in ``runners_up``.
+    and returns the fastest, with the runners-up in ``runners_up`` (with the default Megatron keys).
+
+    Plans as Megatron-LM expresses them (README "Megatron-LM plans"; the defaults are DeepSeek-V3's
+    own system): ``dispatcher`` ("deepep", "alltoall", "allgather"), ``dispatch_dtype``,
+    ``a2a_overlap`` (1F1B EP A2A overlap), ``recompute_modules`` (with ``recompute="selective"``),
+    ``sequence_parallel`` (default: on when tp > 1), ``distributed_optimizer``, ``grad_dtype``,
+    ``expert_tp``, ``pipeline_split`` ("balanced" or Megatron's "even") and the
+    ``account_for_embedding_in_pipeline_split`` / ``account_for_loss_in_pipeline_split`` flags.
     """
     m, g = _resolve(model, gpu)
     if plan is not None and plan != "auto":
