@@ -167,6 +167,15 @@ class GroupedQueryAttention(AttentionStrategy):
             )
             b.core_attention()
         elif isinstance(b, TrainingLowering):
+            # Per-head RMSNorm of q and k where the model has it (Qwen3: q_norm / k_norm; Megatron
+            # qk_layernorm), then RoPE on q and k (Megatron's apply_rotary_pos_emb, TE's fused RoPE
+            # kernel: reads and writes q and k; its backward rotates the gradients the same way).
+            # Neither is re-run by Megatron's "layernorm" recompute module (the two block norms only).
+            qk_elems = t * (heads + kvh) * d
+            if getattr(a, "qk_norm", False):
+                b.memory("qk_norm", OpKind.NORM, 2.0 * qk_elems * 2.0, 3.0 * qk_elems * 2.0, family=NORM_ROPE)
+            rope = 2.0 * 2.0 * qk_elems
+            b.memory("rope", OpKind.ROPE_QK_KV, rope, rope, family=NORM_ROPE)
             self._training_core_ops(model, b, shape, pre_post=True)
         b.linear("o_proj", h, heads * d, cast_name="cast_o_in")
 
