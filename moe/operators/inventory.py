@@ -77,7 +77,7 @@ class TrainingShape:
     recompute: str = "selective"
     dispatch_fp8: bool = False
     recompute_modules: frozenset[str] | None = None  # None: the policy's own (default_recompute_modules)
-    expert_tp: int = 1  # each expert split over this many GPUs (Megatron --expert-tensor-parallel-size)
+    moe_tp: int = 1  # each expert split over this many GPUs (Megatron --expert-tensor-parallel-size)
 
     def block(self) -> BlockShape:
         return BlockShape(
@@ -181,7 +181,7 @@ def dense_ffn(b: Lowering, hidden: int, inter: float) -> None:
 def _training_moe(model: MoEModel, b: TrainingLowering, shape: TrainingShape, groups: Sequence[int]) -> None:
     h, bf = model.hidden_size, shape.attention_dtype
     e, k, inter = model.num_routed_experts, model.experts_per_token, model.moe_intermediate_size
-    inter = max(1, inter // max(1, shape.expert_tp))  # this GPU's slice of each expert
+    inter = max(1, inter // max(1, shape.moe_tp))  # this GPU's slice of each expert
     tm = shape.moe_tokens
     g = shape.gemm_dtype
     b.emit("router_gemm", OpKind.ROUTER_GEMM, Gemm(tm, e, h, bf))  # BF16 (V3-TR 3.3)

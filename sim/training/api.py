@@ -144,7 +144,7 @@ def build_plan(
     sequence_parallel: bool | None = None,
     distributed_optimizer: bool = True,
     grad_dtype: str | None = None,
-    expert_tp: int = 1,
+    moe_tp: int = 1,
     account_for_embedding_in_pipeline_split: bool = False,
     account_for_loss_in_pipeline_split: bool = False,
     dispatch_dtype: str | None = None,
@@ -187,7 +187,7 @@ def build_plan(
         sequence_parallel=sequence_parallel,
         distributed_optimizer=distributed_optimizer,
         grad_dtype=grad_dtype,
-        expert_tp=expert_tp,
+        moe_tp=moe_tp,
     )
     sched = get_schedule(schedule)
     layout = sched.build(pp, num_microbatches, virtual_stages)
@@ -235,7 +235,7 @@ def build_plan(
         a2a_overlap=bool(a2a_overlap),
         sequence_parallel=sequence_parallel,
         distributed_optimizer=bool(distributed_optimizer),
-        expert_tp=int(expert_tp),
+        moe_tp=int(moe_tp),
     )
     num_pieces = sched.num_model_pieces(pp, virtual_stages)
     rng = np.random.default_rng(seed)
@@ -374,7 +374,7 @@ def _check_megatron_keys(
     sequence_parallel: bool | None,
     distributed_optimizer: bool,
     grad_dtype: str | None,
-    expert_tp: int,
+    moe_tp: int,
 ) -> tuple[frozenset[str], bool]:
     """(recomputed modules, sequence parallelism) of the plan keys Megatron-LM names: a known
     dispatcher; 1F1B A2A overlap only on a 1F1B-family schedule with expert parallelism, and with
@@ -413,17 +413,17 @@ def _check_megatron_keys(
         raise ValueError("sequence_parallel splits activations over tensor parallelism; it needs tp > 1.")
     if grad_dtype is not None and grad_dtype not in GRAD_DTYPES:
         raise ValueError(f"unknown grad_dtype {grad_dtype!r}; allowed: {', '.join(GRAD_DTYPES)} (or None).")
-    if isinstance(expert_tp, bool) or not isinstance(expert_tp, (int, np.integer)) or expert_tp < 1:
-        raise ValueError(f"expert_tp must be a positive whole number, got {expert_tp!r}.")
-    if expert_tp > 1:
+    if isinstance(moe_tp, bool) or not isinstance(moe_tp, (int, np.integer)) or moe_tp < 1:
+        raise ValueError(f"moe_tp must be a positive whole number, got {moe_tp!r}.")
+    if moe_tp > 1:
         inter = model.moe_intermediate_size
-        if (tp * dp) % (ep * expert_tp):
+        if (tp * dp) % (ep * moe_tp):
             raise ValueError(
-                f"ep*expert_tp ({ep}*{expert_tp}) must divide tp*dp ({tp}*{dp}={tp * dp}): each expert is "
-                f"split over expert_tp GPUs of its expert-parallel group."
+                f"ep*moe_tp ({ep}*{moe_tp}) must divide tp*dp ({tp}*{dp}={tp * dp}): each expert is "
+                f"split over moe_tp GPUs of its expert-parallel group."
             )
-        if inter % expert_tp:
-            raise ValueError(f"expert_tp ({expert_tp}) must divide the expert intermediate size ({inter}).")
+        if inter % moe_tp:
+            raise ValueError(f"moe_tp ({moe_tp}) must divide the expert intermediate size ({inter}).")
     if recompute not in RECOMPUTE_CHOICES:
         raise ValueError(f"unknown recompute {recompute!r}; allowed: {', '.join(RECOMPUTE_CHOICES)}.")
     return recompute_module_set(recompute, recompute_modules), bool(sequence_parallel)
@@ -720,7 +720,7 @@ def estimate_training(
     sequence_parallel: bool | None = None,
     distributed_optimizer: bool = True,
     grad_dtype: str | None = None,
-    expert_tp: int = 1,
+    moe_tp: int = 1,
     account_for_embedding_in_pipeline_split: bool = False,
     account_for_loss_in_pipeline_split: bool = False,
     dispatch_dtype: str | None = None,
@@ -735,7 +735,7 @@ def estimate_training(
     own system): ``dispatcher`` ("deepep", "alltoall", "allgather"), ``dispatch_dtype``,
     ``a2a_overlap`` (1F1B EP A2A overlap), ``recompute_modules`` (with ``recompute="selective"``),
     ``sequence_parallel`` (default: on when tp > 1), ``distributed_optimizer``, ``grad_dtype``,
-    ``expert_tp``, ``pipeline_split`` ("balanced" or Megatron's "even") and the
+    ``moe_tp``, ``pipeline_split`` ("balanced" or Megatron's "even") and the
     ``account_for_embedding_in_pipeline_split`` / ``account_for_loss_in_pipeline_split`` flags.
     """
     m, g = _resolve(model, gpu)
@@ -785,7 +785,7 @@ def estimate_training(
         sequence_parallel=sequence_parallel,
         distributed_optimizer=distributed_optimizer,
         grad_dtype=grad_dtype,
-        expert_tp=expert_tp,
+        moe_tp=moe_tp,
         account_for_embedding_in_pipeline_split=account_for_embedding_in_pipeline_split,
         account_for_loss_in_pipeline_split=account_for_loss_in_pipeline_split,
         dispatch_dtype=dispatch_dtype,

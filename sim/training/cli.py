@@ -49,7 +49,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--recompute-modules", nargs="+", default=None,
                    help="Megatron --recompute-modules (with --recompute selective)")
     p.add_argument("--grad-dtype", default=None, help="fp32 or bf16 gradient buffer")
-    p.add_argument("--expert-tp", type=int, default=1, help="expert tensor-parallel degree")
+    p.add_argument("--moe-tp", type=int, default=1, help="expert tensor-parallel degree")
     p.add_argument("--pipeline-split", default="balanced", help="balanced or even (Megatron's)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument(
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             recompute=args.recompute,
             recompute_modules=args.recompute_modules,
             grad_dtype=args.grad_dtype,
-            expert_tp=args.expert_tp,
+            moe_tp=args.moe_tp,
             pipeline_split=args.pipeline_split,
         )
     except ValueError as err:

@@ -214,8 +214,8 @@ class TrainingCostModel:
         busiest = float(per_rank.max())
         mean = float(per_rank.mean()) if per_rank.mean() > 0 else 1.0
         # with expert tensor parallelism each GPU of an expert's group runs all its rows (gathered
-        # over the group) at 1/expert_tp of the width
-        etp = int(getattr(plan, "expert_tp", 1))
+        # over the group) at 1/moe_tp of the width
+        etp = int(getattr(plan, "moe_tp", 1))
         rows = max(1, int(round(busiest / local_experts))) * etp
         return [rows] * local_experts, busiest / mean
 
@@ -236,7 +236,7 @@ class TrainingCostModel:
             recompute=plan.recompute,
             dispatch_fp8=bool(plan.dispatch_fp8),
             recompute_modules=getattr(plan, "recompute_modules", None),
-            expert_tp=int(getattr(plan, "expert_tp", 1)),
+            moe_tp=int(getattr(plan, "moe_tp", 1)),
         )
 
     def _a2a(self, bytes_per_token: float, sample: int) -> _Comm:
@@ -254,7 +254,7 @@ class TrainingCostModel:
           tokens (and the combine reduce-scatters the outputs back), :func:`sim.comm.all_gather_time`.
 
         With expert tensor parallelism the received rows are further all-gathered over the
-        ``expert_tp`` GPUs of each expert (NVLink), as Megatron's dispatchers do over the expert
+        ``moe_tp`` GPUs of each expert (NVLink), as Megatron's dispatchers do over the expert
         tensor-parallel group."""
         if self.free_comm or self.plan.ep <= 1 or self.model.num_routed_experts == 0:
             return _Comm(0.0, None, "latency", "ep_comm")
@@ -264,7 +264,7 @@ class TrainingCostModel:
         tokens = self.moe_tokens * imbalance
         nodes = self.ep_nodes
         dispatcher = getattr(plan, "dispatcher", "deepep")
-        etp = int(getattr(plan, "expert_tp", 1))
+        etp = int(getattr(plan, "moe_tp", 1))
         if dispatcher == "allgather":
             group = plan.ep
             t = comm.all_gather_time(self.cluster, self.moe_tokens * group * bytes_per_token, group)
@@ -455,7 +455,7 @@ class TrainingCostModel:
             segs.append(Segment("comm", t.predicted_s, "dp_comm", "ib", t.bound_by))
         edp = self.plan.expert_dp
         if edp > 1 and expert > 0:
-            size = expert / (self.plan.ep * self.plan.expert_tp) * grad_bytes
+            size = expert / (self.plan.ep * self.plan.moe_tp) * grad_bytes
             ib = comm.link(self.cluster, "ib" if self.plan.ep >= self.cluster.gpus_per_node else "nvlink")
             seconds = (edp - 1) / edp * size / ib.bandwidth_bytes_per_s + ib.latency_s
             segs.append(Segment("comm", seconds, "dp_comm", "ib", ib.kind))
@@ -465,7 +465,7 @@ class TrainingCostModel:
         plan = self.plan
         dense = sum(plan.piece_params[p][0] for p in plan.pieces_of_rank[rank])
         expert = sum(plan.piece_params[p][1] for p in plan.pieces_of_rank[rank])
-        etp = plan.expert_tp
+        etp = plan.moe_tp
         if plan.distributed_optimizer:
             shard = dense / plan.tp / max(1, plan.dp) + expert / (plan.ep * etp) / max(1, plan.expert_dp)
         else:  # every rank steps its whole copy of the optimizer state

@@ -4,7 +4,7 @@ Bytes per parameter come from the precision recipe in ``moe.accounting.memory_by
 (DeepSeek-V3's "fp8" recipe: bf16 working weights, fp32 gradients and master weights, bf16
 AdamW moments, V3-TR 3.3.3). ZeRO-1 (Megatron's distributed optimizer, the default) shards master
 weights and moments over the data-parallel group (non-expert parameters over ``dp``, expert
-parameters over the expert data-parallel group ``tp*dp/(ep*expert_tp)``); without it
+parameters over the expert data-parallel group ``tp*dp/(ep*moe_tp)``); without it
 (``distributed_optimizer=False``) every rank holds them whole: Megatron's estimator
 (megatron/training/theoretical_memory_usage.py) counts 18 bytes per parameter without and
 6 + 12/dp with it. Weights and gradients are whole on every rank; gradients in the plan's gradient
@@ -67,8 +67,8 @@ def activation_bytes_per_token(model: MoEModel, unit: Unit, plan: TrainingPlan) 
     all inputs or outputs of neighbouring GEMMs). With sequence parallelism the hidden-sized tensors
     and the routed tokens are split over the tensor-parallel ranks too (Korthikanti et al., "Reducing
     Activation Recomputation in Large Transformer Models", MLSys 2023, Table 2: 34sbh/t instead of
-    sbh(10 + 24/t)). With expert tensor parallelism each GPU holds ``expert_tp`` times the dispatched
-    rows at ``1/expert_tp`` of the intermediate width."""
+    sbh(10 + 24/t)). With expert tensor parallelism each GPU holds ``moe_tp`` times the dispatched
+    rows at ``1/moe_tp`` of the intermediate width."""
     if unit.kind == "embedding":
         return 0.0
     h = model.hidden_size
@@ -100,10 +100,10 @@ def activation_bytes_per_token(model: MoEModel, unit: Unit, plan: TrainingPlan) 
     if is_moe:
         k = model.experts_per_token
         inter = model.moe_intermediate_size
-        etp = plan.expert_tp
+        etp = plan.moe_tp
         routed = narrow  # routed tokens per token of this rank (tokens / tp under sequence parallelism)
         total += h * BF16_BYTES * routed  # router input
-        # expert inputs after dispatch (expert_tp x the rows) and SwiGLU inputs (1/expert_tp wide)
+        # expert inputs after dispatch (moe_tp x the rows) and SwiGLU inputs (1/moe_tp wide)
         total += k * (h * etp + 2 * inter) * act * routed
         if "moe_act" not in modules:
             total += k * inter * act * routed  # SwiGLU output, the down projection's input
@@ -136,7 +136,7 @@ def memory_report(
     reports = []
     for rank in range(layout.num_ranks):
         dense = sum(plan.piece_params[p][0] for p in plan.pieces_of_rank[rank]) / plan.tp
-        expert = sum(plan.piece_params[p][1] for p in plan.pieces_of_rank[rank]) / (plan.ep * plan.expert_tp)
+        expert = sum(plan.piece_params[p][1] for p in plan.pieces_of_rank[rank]) / (plan.ep * plan.moe_tp)
         live = peak = 0.0
         for action in layout.orders[rank]:
             for c in action.chunks:

@@ -116,7 +116,7 @@ class TrainingPlan:
     a2a_overlap: bool = False  # Megatron --overlap-moe-expert-parallel-comm (1F1B A2A overlap)
     sequence_parallel: bool = False
     distributed_optimizer: bool = True  # optimizer state sharded over data parallelism (ZeRO-1)
-    expert_tp: int = 1  # Megatron --expert-tensor-parallel-size
+    moe_tp: int = 1  # Megatron --expert-tensor-parallel-size
 
     @property
     def num_gpus(self) -> int:
@@ -124,9 +124,9 @@ class TrainingPlan:
 
     @property
     def expert_dp(self) -> int:
-        """Data-parallel degree of the expert weights: tp*dp / (ep * expert_tp) (Megatron's expert
+        """Data-parallel degree of the expert weights: tp*dp / (ep * moe_tp) (Megatron's expert
         data-parallel group, parallel_state.py: world / (etp * ep * pp))."""
-        return self.tp * self.dp // (self.ep * self.expert_tp)
+        return self.tp * self.dp // (self.ep * self.moe_tp)
 
     @property
     def modules_recomputed(self) -> frozenset[str]:

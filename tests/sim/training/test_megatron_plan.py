@@ -44,8 +44,8 @@ SMALL = dict(
         ({"recompute": "full", "recompute_modules": ["layernorm"]}, "needs recompute='selective'"),
         ({"sequence_parallel": True}, "sequence_parallel .* needs tp > 1"),
         ({"grad_dtype": "fp16"}, "unknown grad_dtype 'fp16'; allowed: fp32, bf16"),
-        ({"expert_tp": 16}, "ep\\*expert_tp \\(8\\*16\\) must divide tp\\*dp"),
-        ({"expert_tp": 0}, "expert_tp must be a positive whole number"),
+        ({"moe_tp": 16}, "ep\\*moe_tp \\(8\\*16\\) must divide tp\\*dp"),
+        ({"moe_tp": 0}, "moe_tp must be a positive whole number"),
         ({"dispatch_dtype": "fp8"}, "dispatch_dtype 'fp8' .* GEMMs run in bf16"),
         ({"dispatch_dtype": "int8"}, "unknown dispatch_dtype"),
         ({"pipeline_split": "greedy"}, "unknown pipeline_split 'greedy'; allowed: balanced, even"),
@@ -139,11 +139,11 @@ def test_megatron_dispatchers_send_bf16_and_deepep_fp8_by_default() -> None:
     assert not build_plan(m, g, 256, **kw, dispatch_dtype="bf16").plan.dispatch_fp8  # type: ignore[arg-type]
 
 
-def test_expert_tp_splits_the_expert_gemms_and_gathers_rows() -> None:
+def test_moe_tp_splits_the_expert_gemms_and_gathers_rows() -> None:
     m, g = moe.get("qwen3-30b-a3b"), gpus.get("H100")
     kw = dict(tp=2, pp=1, ep=8, seq_len=4096, global_batch_seqs=64, precision="bf16", schedule="1f1b")
     one = build_plan(m, g, 16, **kw)  # type: ignore[arg-type]
-    two = build_plan(m, g, 16, **kw, expert_tp=2)  # type: ignore[arg-type]
+    two = build_plan(m, g, 16, **kw, moe_tp=2)  # type: ignore[arg-type]
     unit = next(u for u in one.pieces[0] if u.kind == "layer" and u.moe)
 
     def gate_up(built):  # type: ignore[no-untyped-def]
