@@ -762,7 +762,7 @@ def op_seconds(gpu: GPUProfile | str, op: Op) -> float:
 
 
 @lru_cache(maxsize=256)
-def _memory_affine(gpu: Any, family: str) -> tuple[float, float] | None:
+def _memory_affine(gpu: GPUProfile | str, family: str) -> tuple[float, float] | None:
     """``(launch_s, s_per_byte)`` of ``family``'s bandwidth-bound time when it is affine in the bytes
     (no FLOPs term), else None."""
     t0 = memory_time(gpu, 0.0, family=family).predicted_s
@@ -771,7 +771,7 @@ def _memory_affine(gpu: Any, family: str) -> tuple[float, float] | None:
     return (t0, slope) if math.isclose(probe, t0 + slope * 3.7e8, rel_tol=1e-9) else None
 
 
-def _work_time(gpu: Any, work: Work) -> OpTime:
+def _work_time(gpu: GPUProfile | str, work: Work) -> OpTime:
     if isinstance(work, Gemm):
         phase = "wgrad" if work.wgrad else "forward"
         return gemm_time(gpu, work.m, work.n, work.k, work.dtype, phase=phase, batch=work.batch)

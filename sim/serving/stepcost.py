@@ -50,7 +50,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -69,6 +69,10 @@ from moe.operators import (
 )
 from sim import comm, timing
 from sim.serving.deployment import DTYPE_BYTES, InstanceSpec, expert_imbalance, kv_bytes_per_token
+
+if TYPE_CHECKING:
+    from gpus import GPUProfile
+    from moe import MoEModel
 
 FP8_SCALE_OVERHEAD = 4.0 / 128.0  # one FP32 scale per 128 FP8 values (V3-TR section 3.3, 1x128 tiles)
 NORM = timing.NORM_ROPE  # RMSNorm and RoPE: their own fitted family
@@ -254,7 +258,12 @@ class StepCostModel:
     """Step times of one instance shape; results are cached by batch shape."""
 
     def __init__(
-        self, model: Any, gpu: Any, inst: InstanceSpec, mtp_draft_tokens: int, rng: np.random.Generator
+        self,
+        model: MoEModel,
+        gpu: GPUProfile,
+        inst: InstanceSpec,
+        mtp_draft_tokens: int,
+        rng: np.random.Generator,
     ) -> None:
         import gpus
 
