@@ -176,7 +176,7 @@ def _training_moe(model: MoEModel, b: TrainingLowering, shape: TrainingShape, gr
     b.emit("gating", OpKind.GATING, Gating(tm, e, k))
     b.emit("router_gemm dgrad", OpKind.ROUTER_GEMM, Gemm(tm, h, e, bf), Phase.BACKWARD)
     b.emit("router_gemm wgrad", OpKind.ROUTER_GEMM, Gemm(h, e, tm, bf), Phase.WEIGHT)
-    shared = model.num_shared_experts * (model.shared_expert_intermediate_size or inter)
+    shared = model.shared_intermediate_total
     if shared:
         s = max(1, shared // shape.tp)
         b.linear("shared_gate_up", 2 * s, h, rows=tm, kind=OpKind.EXPERTS)
@@ -312,9 +312,7 @@ def _moe_pre_ops(model: MoEModel, shape: ServingShape, tokens: int, phase: Phase
 
 def _shared_ops(model: MoEModel, shape: ServingShape, tokens: int, phase: Phase) -> list[Op]:
     """Shared experts: FP8 cast of their input, gate/up GEMM, SwiGLU + cast, down GEMM."""
-    inter = int(model.shared_expert_intermediate_size or model.moe_intermediate_size) * int(
-        model.num_shared_experts
-    )
+    inter = model.shared_intermediate_total
     if not inter:
         return []
     b = _lowering(shape, tokens, phase, "moe_shared")

@@ -284,9 +284,6 @@ class StepCostModel:
         self.expert_dtype = (
             inst.weight_dtype if inst.weight_dtype in ("fp8", "fp4", "bf16", "fp16") else "fp8"
         )
-        self.shared_inter = int(model.shared_expert_intermediate_size or model.moe_intermediate_size) * int(
-            model.num_shared_experts
-        )
         self.num_physical_experts = int(model.num_routed_experts) + inst.redundant_experts
         self.experts_per_gpu = max(1, self.num_physical_experts // inst.ep)
         self.sm_slowdown = gpu.sm_count / (gpu.sm_count - inst.comm_sms) if inst.micro_batches > 1 else 1.0

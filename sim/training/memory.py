@@ -83,7 +83,7 @@ def activation_bytes_per_token(model: MoEModel, unit: Unit, plan: TrainingPlan) 
         inter = model.moe_intermediate_size
         total += h * BF16_BYTES  # router input
         total += k * (h + 2 * inter) * act  # expert inputs after dispatch and SwiGLU inputs
-        shared = model.num_shared_experts * (model.shared_expert_intermediate_size or inter)
+        shared = model.shared_intermediate_total
         total += (h + 2 * shared // tp) * act
     else:
         total += (h + 2 * model.intermediate_size // tp) * act

@@ -85,7 +85,7 @@ def test_v3_training_layer_shapes():
     assert "mlp_gate_up" in dense and "dispatch" not in dense
 
 
-@pytest.mark.parametrize("name", ["deepseek-v3", "qwen3-30b-a3b", "mixtral-8x7b"])
+@pytest.mark.parametrize("name", ["deepseek-v3", "deepseek-v2-lite", "qwen3-30b-a3b", "mixtral-8x7b"])
 def test_forward_gemm_flops_follow_the_parameter_count(name):
     """One MoE layer's forward GEMMs (projections, router, shared and routed experts, uniform routing)
     cost 2 FLOP per active parameter per token: the shapes agree with the accounting's tensors."""
@@ -105,6 +105,18 @@ def test_forward_gemm_flops_follow_the_parameter_count(name):
         + p["routed_experts"].gemm * m.experts_per_token / m.num_routed_experts
     )
     assert gemm == pytest.approx(2.0 * tokens * active, rel=1e-9)
+
+
+@pytest.mark.parametrize("name", ["deepseek-v2", "deepseek-v2-lite", "deepseek-v3", "llama-4-scout-17b-16e"])
+def test_serving_shared_experts_are_as_wide_as_the_parameter_count(name):
+    """Shared-expert GEMMs of a serving decode step: 2 FLOP per shared-expert parameter per token
+    (DeepSeek-V2's two shared experts are one MLP of twice the width, counted once)."""
+    m = moe.get(name)
+    layer = next(i for i in range(m.num_layers) if m.is_moe_layer(i))
+    ops = serving_layer_ops(m, ServingShape(), 64, Phase.DECODE, 1e-4, 64.0)["moe_shared"]
+    flops = sum(op.flops for op in ops if isinstance(op.work, Gemm | GroupedGemm))
+    params = accounting.layer_params(m, layer)["shared_experts"].gemm
+    assert flops == pytest.approx(2.0 * 64 * params, rel=1e-9)
 
 
 def test_decode_reads_the_kv_cache_in_absorbed_form():
