@@ -22,6 +22,7 @@ from moe.operators import (
     serving_layer_ops,
     strategy_for,
     training_unit_ops,
+    with_splits,
 )
 from moe.operators.attention import (
     CompressedAttention,
@@ -177,3 +178,20 @@ def test_ops_are_frozen_records_with_a_kind():
         "tp_comm",
         "cp_comm",
     }
+
+
+def test_with_splits_names_the_degrees_that_divide_each_operator():
+    """Attention projections after the latent split over TP, the latent projections do not; the expert
+    all-to-all is split by EP; doubling CP changes the core attention (its keys gathered over CP)."""
+    m = moe.get("deepseek-v3")
+    shape = TrainingShape(tokens=1024, moe_tokens=512, seq_len=4096, tp=2, cp=1, ep=8, gemm_dtype="fp8")
+    ops = with_splits(lambda s: training_unit_ops(m, "layer", True, s, (16,) * 32), shape, ("tp", "cp", "ep"))
+    split = {op.name: op.split for op in ops if op.phase is Phase.FORWARD}
+    assert split["q_b_proj"] == ("tp",) and split["o_proj"] == ("tp",) and split["q_a_proj"] == ()
+    assert split["attention"] == ("tp", "cp")
+    assert split["dispatch"] == ("ep",) and split["combine"] == ("ep",)
+    assert [op.work for op in ops] == [
+        op.work for op in training_unit_ops(m, "layer", True, shape, (16,) * 32)
+    ]
+    with pytest.raises(ValueError, match="not a parallel degree.*allowed: .*tp"):
+        with_splits(lambda s: [], shape, ("pp",))
