@@ -68,7 +68,12 @@ from moe.operators import (
     serving_prefill_core_ops,
 )
 from sim import comm, timing
-from sim.serving.deployment import DTYPE_BYTES, InstanceSpec, expert_imbalance, kv_bytes_per_token
+from sim.serving.deployment import (
+    DTYPE_BYTES,
+    InstanceSpec,
+    expert_imbalance,
+    kv_bytes_per_token_per_gpu,
+)
 
 if TYPE_CHECKING:
     from gpus import GPUProfile
@@ -356,11 +361,14 @@ class StepCostModel:
 
     def decode_attention(self, batch: int, q_len: int, kv_len: int) -> float:
         """Core attention of one layer for ``batch`` decode requests of ``q_len`` new tokens over a mean
-        KV length ``kv_len`` (the model's capped KV cache, averaged over layers)."""
+        KV length ``kv_len`` (the model's capped KV cache, averaged over layers). Each GPU reads the part
+        of the cache it holds: all of an MLA / compressed latent cache (replicated over TP), its
+        ``kv_heads / tp`` heads of a GQA / MHA cache (:func:`kv_bytes_per_token_per_gpu`, the same split
+        the KV capacity uses)."""
         key = ("dattn", batch, q_len, kv_len)
         if key in self._cache:
             return self._cache[key]
-        kv_layer = kv_bytes_per_token(self.model, self.inst.kv_dtype, kv_len) * kv_len / self.num_layers
+        kv_layer = kv_bytes_per_token_per_gpu(self.model, self.inst, kv_len) * kv_len / self.num_layers
         t = self._seconds(serving_decode_core(self.model, self.shape, batch, q_len, kv_len, kv_layer))
         self._cache[key] = t
         return t
