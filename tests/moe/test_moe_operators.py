@@ -30,6 +30,7 @@ from moe.operators.attention import (
     MultiHeadLatentAttention,
     SparseLatentAttention,
 )
+from moe.operators.inventory import experts_touched
 
 
 def _shape(tokens: int = 4096, **kw) -> TrainingShape:  # type: ignore[no-untyped-def]
@@ -195,3 +196,17 @@ def test_with_splits_names_the_degrees_that_divide_each_operator():
     ]
     with pytest.raises(ValueError, match="not a parallel degree.*allowed: .*tp"):
         with_splits(lambda s: [], shape, ("pp",))
+
+
+def test_experts_touched_by_a_small_batch():
+    """V3 routes top-8 of 256: 4 decode tokens reach at most 32 experts, so a GPU holding 32 experts
+    (EP8) reads about 4 of them; a large batch reaches all of them; the grouped GEMMs of a decode step
+    carry only the touched experts."""
+    m = moe.get("deepseek-v3")
+    rows_small = 4 * 8 / 8  # 4 tokens x top-8 spread over 8 GPUs
+    assert experts_touched(m, 32, rows_small) == 4  # 32 x (1 - (1 - 8/256)^4) = 3.8
+    assert experts_touched(m, 32, 32 * 50) == 32
+    assert experts_touched(m, 32, 0.01) == 1  # at least one
+    ops = serving_layer_ops(m, ServingShape(ep=8, experts_per_gpu=32), 4, Phase.DECODE, 1e-4, rows_small)
+    up = next(op for op in ops["moe_routed"] if op.name == "experts_gate_up")
+    assert isinstance(up.work, GroupedGemm) and len(up.work.groups) == 4 and sum(up.work.groups) >= rows_small
