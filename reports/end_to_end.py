@@ -671,9 +671,10 @@ def _provenance(command: str) -> dict[str, Any]:
         dirty = bool(status.strip())
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = "unknown", True
+    folder = REPO_ROOT / "gpus" / "calibration"
     calibration = {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16]
-        for p in sorted((REPO_ROOT / "gpus" / "calibration").glob("*.json"))
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+        for p in sorted(folder.rglob("*.json"))
     }
     return {
         "date": datetime.date.today().isoformat(),
