@@ -11,8 +11,22 @@ chunked-prefill iteration), ``micro_batches`` (1 or 2: two-micro-batch overlap o
 with computation), ``comm_sms`` (SMs taken by the all-to-all kernels while computation overlaps).
 
 Parallelism: ``tp * attn_dp`` = GPUs of the instance (attention and dense parts are sharded by tp
-and replicated over attn_dp groups); routed experts are spread over ``ep`` GPUs (``ep`` divides the
-instance's GPUs; with fewer, experts are replicated); ``(routed + redundant) % ep == 0``.
+and replicated over attn_dp groups); ``ep * moe_tp`` = GPUs of the instance: routed experts are
+spread over ``ep`` groups and each expert's weights are sharded over the ``moe_tp`` GPUs of its group
+(expert tensor parallelism, as vLLM and SGLang shard experts over the TP group when expert
+parallelism is off and TensorRT-LLM's ``moe_tp_size`` x ``moe_ep_size`` does);
+``(routed + redundant) % ep == 0``. With ``ep`` alone, ``moe_tp`` is the rest of the GPUs; with
+neither, ``ep`` is every GPU of the instance (DeepSeek's own deployments).
+
+``dispatcher`` (how routed tokens reach their experts; :data:`DISPATCHERS`): "deepep" (DeepSeek's
+DeepEP: tensor-parallel ranks split their tokens, normal kernels deduplicate per node at prefill,
+low-latency kernels write the experts' masked layout at decode), "alltoall" (a plain all-to-all: one
+copy per (token, remote expert), received rows permuted into expert order), "allgather" (every GPU
+of the MoE group sees all tokens: all-gathered across attention data-parallel groups before the
+experts and reduce-scattered after, nothing moved when attention is tensor-parallel over the whole
+instance; each GPU computes its experts' slice for every token routed to them, and the partial sums
+are reduced with the layer's all-reduce). Default: "deepep" when each expert is whole on one GPU
+(``moe_tp == 1``) and ``ep > 1``, else "allgather", the only one that shards experts.
 """
 
 from __future__ import annotations
@@ -35,6 +49,8 @@ INSTANCE_KEYS = frozenset(
         "gpus_per_node",
         "tp",
         "ep",
+        "moe_tp",
+        "dispatcher",
         "attn_dp",
         "max_batch_per_gpu",
         "redundant_experts",
@@ -47,6 +63,7 @@ INSTANCE_KEYS = frozenset(
     }
 )
 MODES = ("colocated", "disaggregated")
+DISPATCHERS = ("deepep", "alltoall", "allgather")
 
 # Bytes per element of the formats a weight or KV cache may be stored in.
 DTYPE_BYTES = {
@@ -90,6 +107,8 @@ class InstanceSpec:
     max_tokens_per_gpu: int
     micro_batches: int
     comm_sms: int
+    moe_tp: int = 1
+    dispatcher: str = "deepep"
 
     @property
     def gpus(self) -> int:
@@ -172,9 +191,36 @@ def parse_instance(role: str, spec: Mapping[str, Any], model: MoEModel, gpu: GPU
             f"{role}: tp x attn_dp must equal the instance's GPUs ({nodes} nodes x {gpus_per_node}"
             f" = {num_gpus}); got tp={tp}, attn_dp={attn_dp}."
         )
-    ep = _whole(f"{role}.ep", spec.get("ep", num_gpus))
-    if num_gpus % ep:
-        raise ValueError(f"{role}: ep={ep} must divide the instance's {num_gpus} GPUs.")
+    if "moe_tp" in spec:
+        moe_tp = _whole(f"{role}.moe_tp", spec["moe_tp"])
+        if num_gpus % moe_tp:
+            raise ValueError(f"{role}: moe_tp={moe_tp} must divide the instance's {num_gpus} GPUs.")
+        ep = _whole(f"{role}.ep", spec.get("ep", num_gpus // moe_tp))
+    else:
+        ep = _whole(f"{role}.ep", spec.get("ep", num_gpus))
+        if num_gpus % ep:
+            raise ValueError(f"{role}: ep={ep} must divide the instance's {num_gpus} GPUs.")
+        moe_tp = num_gpus // ep
+    if ep * moe_tp != num_gpus:
+        raise ValueError(
+            f"{role}: ep x moe_tp must equal the instance's {num_gpus} GPUs (each expert group of "
+            f"moe_tp GPUs shards its experts); got ep={ep}, moe_tp={moe_tp}."
+        )
+    inter = int(model.moe_intermediate_size or 0)
+    if moe_tp > 1 and inter % moe_tp:
+        raise ValueError(
+            f"{role}: moe_tp={moe_tp} must divide the experts' intermediate size {inter} "
+            f"(each GPU holds an equal slice of every expert it serves)."
+        )
+    default_dispatcher = "deepep" if moe_tp == 1 and ep > 1 else "allgather"
+    dispatcher = str(spec.get("dispatcher", default_dispatcher)).lower()
+    if dispatcher not in DISPATCHERS:
+        raise ValueError(f"{role}.dispatcher {spec.get('dispatcher')!r} is unknown; allowed: {DISPATCHERS}.")
+    if dispatcher != "allgather" and moe_tp > 1:
+        raise ValueError(
+            f"{role}: dispatcher {dispatcher!r} sends each token to whole experts; with moe_tp={moe_tp} "
+            "(experts sharded over GPUs) only 'allgather' applies."
+        )
     redundant = _whole(f"{role}.redundant_experts", spec.get("redundant_experts", 0), minimum=0)
     routed = int(model.num_routed_experts)
     if (routed + redundant) % ep:
@@ -215,6 +261,8 @@ def parse_instance(role: str, spec: Mapping[str, Any], model: MoEModel, gpu: GPU
         max_tokens,
         micro,
         comm_sms,
+        moe_tp,
+        dispatcher,
     )
 
 
@@ -268,7 +316,8 @@ def weight_bytes_per_gpu(model: MoEModel, inst: InstanceSpec, include_mtp: bool)
 
     Linear layers (attention, dense FFN, shared experts) in ``weight_dtype`` (fp4 applies to routed
     experts only, the rest in fp8, as DeepSeek-V4 ships), sharded by tp; embedding, head, norms and
-    router in BF16; routed experts: (routed + redundant) / ep experts per GPU. The MTP module (when
+    router in BF16; routed experts: (routed + redundant) / ep experts per GPU, each a 1 / moe_tp
+    slice. The MTP module (when
     drafting) is placed like the main layers: the same per-GPU share of its parameters.
     """
     p = _breakdown(model)
@@ -281,7 +330,7 @@ def weight_bytes_per_gpu(model: MoEModel, inst: InstanceSpec, include_mtp: bool)
     routed = p.get("routed_experts", 0.0)
     num_routed = max(1, int(model.num_routed_experts))
     experts_per_gpu = (num_routed + inst.redundant_experts) / inst.ep
-    per_gpu += routed / num_routed * experts_per_gpu * w
+    per_gpu += routed / num_routed * experts_per_gpu * w / inst.moe_tp
     if include_mtp and p.get("mtp", 0.0) > 0:
         full_main = linear * dense_w + bf16 * 2 + small * 2 + routed * w
         per_gpu += p["mtp"] * w * (per_gpu / full_main if full_main else 1.0)

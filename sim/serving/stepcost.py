@@ -308,6 +308,8 @@ class StepCostModel:
             expert_dtype=self.expert_dtype,
             kv_bytes_per_element=DTYPE_BYTES[inst.kv_dtype],
             experts_per_gpu=self.experts_per_gpu,
+            moe_tp=inst.moe_tp,
+            deepep=inst.dispatcher == "deepep",
         )
 
     # ---- per-operator pieces ------------------------------------------------------------------
@@ -385,8 +387,16 @@ class StepCostModel:
         return t
 
     def routed_rows(self, tokens: int) -> float:
-        """Routed rows of ``tokens`` tokens of a rank on the busiest GPU (its imbalance included)."""
-        rows = max(1, int(tokens)) * int(self.model.experts_per_token) / self.inst.tp
+        """Routed rows on the busiest GPU when each attention rank runs ``tokens`` tokens (its imbalance
+        included): an all-to-all dispatcher brings each GPU the rows of ``1 / tp`` of its rank's
+        tokens from every rank (balanced: ``tokens x k / tp``); the all-gather dispatcher gives every
+        GPU of an expert group all the instance's rows routed to its experts (``tokens x attn_dp x k /
+        ep``), each computed over that GPU's slice of the expert."""
+        k = int(self.model.experts_per_token)
+        if self.inst.dispatcher == "allgather":
+            rows = max(1, int(tokens)) * self.inst.attn_dp * k / self.inst.ep
+        else:
+            rows = max(1, int(tokens)) * k / self.inst.tp
         return rows * self.imbalance(rows)
 
     def _layer_base(self, tokens_mb: int, prefill: bool) -> dict[str, list[tuple[Op, float]]]:
@@ -440,14 +450,17 @@ class StepCostModel:
         instance's EP group: with tensor-parallel attention the ``tp`` GPUs of a rank hold the same
         tokens and each sends its 1/tp share (as the router and the routed rows count them)."""
         ep = self.inst.ep
-        if ep <= 1 or tokens <= 0:
+        if ep <= 1 or tokens <= 0 or self.inst.dispatcher == "allgather":
             return 0.0
+        if self.inst.dispatcher == "alltoall":
+            dedupe_per_node = False  # a plain all-to-all: one copy per (token, remote expert)
         tokens = int(math.ceil(tokens / self.inst.tp))
         k = int(self.model.experts_per_token)
         d = min(self.inst.gpus_per_node, ep)
         row = self.hidden * bytes_per_value
         if not dedupe_per_node:
-            # DeepEP low-latency kernels: one message per (token, expert), uniform over the EP ranks
+            # DeepEP low-latency kernels or a plain all-to-all: one message per (token, expert),
+            # uniform over the EP ranks
             return comm.all_to_all_time(self.cluster, tokens * k * row, num_gpus=ep).predicted_s
         local_frac = (d - 1) / ep
         remote_frac = (ep - d) / ep
@@ -480,7 +493,7 @@ class StepCostModel:
         of the phases the link's fit holds (:attr:`sim.comm.Link.low_latency_contains`; none for a
         roofline link) that lie on the timed kernel's path outside the transfer."""
         chosen = self.links.get(self.comm_kind())
-        if chosen is None or self.inst.ep <= 1:
+        if chosen is None or self.inst.ep <= 1 or self.inst.dispatcher != "deepep":
             return ()
         return tuple(
             LOW_LATENCY_OPS[phase] for phase in chosen.low_latency_contains if phase in LOW_LATENCY_TAKEN_OUT
@@ -520,6 +533,25 @@ class StepCostModel:
         sent = sum(x for name, x in times.items() if name.startswith("ll_dispatch"))
         returned = sum(x for name, x in times.items() if name.startswith("ll_combine"))
         return max(0.0, dispatch - sent), max(0.0, combine - returned)
+
+    def moe_gather(self, tokens: int) -> tuple[float, float]:
+        """The all-gather dispatcher's collectives for ``tokens`` tokens per attention rank: with
+        attention data-parallel groups, every GPU gathers all groups' hidden states (BF16) before the
+        experts and the partial outputs are reduce-scattered back after them (SGLang's data-parallel
+        attention with MoE tensor parallelism); with one attention group the tokens are already on
+        every GPU and the partial sums go into the layer's all-reduce (:meth:`tp_allreduce`)."""
+        if self.inst.dispatcher != "allgather" or self.inst.attn_dp <= 1 or tokens <= 0:
+            return 0.0, 0.0
+        key = ("moe_gather", tokens)
+        cached = self._cache.get(key)
+        if cached is None:
+            size = tokens * self.inst.attn_dp * self.hidden * 2.0
+            n = self.inst.gpus
+            cached = self._cache[key] = (
+                comm.all_gather_time(self.cluster, size, num_gpus=n).predicted_s,
+                comm.reduce_scatter_time(self.cluster, size, num_gpus=n).predicted_s,
+            )
+        return cached
 
     def comm_kind(self) -> str:
         return "ib" if self.inst.ep > min(self.inst.gpus_per_node, self.inst.ep) else "nvlink"
@@ -586,14 +618,21 @@ class StepCostModel:
             tot["dense_ffn"] * slow + reduce if self.model.intermediate_size else 0.0,
             attention_prepare_s=prepare,
         )
-        dispatch = self.all_to_all(tokens_mb, 1.0 + FP8_SCALE_OVERHEAD, prefill)
-        combine = self.all_to_all(tokens_mb, 2.0, prefill)
+        if self.inst.dispatcher == "allgather":
+            dispatch, combine = self.moe_gather(tokens_mb)
+        else:
+            dispatch_bytes = 1.0 + FP8_SCALE_OVERHEAD if self.inst.dispatcher == "deepep" else 2.0
+            dispatch = self.all_to_all(tokens_mb, dispatch_bytes, prefill)
+            combine = self.all_to_all(tokens_mb, 2.0, prefill)
         if not prefill:
             dispatch, combine = self._low_latency_transfer(dispatch, combine, sums.low_latency)
+        # the FFN all-reduce of a MoE layer sums the shared experts' tensor-parallel halves, and with
+        # the all-gather dispatcher over one attention group the routed experts' partial sums too
+        moe_reduce = sums.has_shared or (self.inst.dispatcher == "allgather" and self.inst.attn_dp == 1)
         # the MoE layer's attention stage opens with the previous layer's combine receive and output add
         moe_layer = LayerCost(
             tot["moe_attention"] * slow + reduce,
-            tot["moe_routed"] * slow + (reduce if sums.has_shared else 0.0),
+            tot["moe_routed"] * slow + (reduce if moe_reduce else 0.0),
             dispatch,
             combine,
             tot["moe_shared"] * slow,
@@ -615,7 +654,8 @@ class StepCostModel:
         parts["dispatch"] = mb * n_moe * dispatch
         parts["combine"] = mb * n_moe * combine
         if reduce:
-            parts["tp_allreduce"] = mb * (2 * self.num_layers) * reduce
+            reductions = n_dense * (2 if self.model.intermediate_size else 1) + n_moe * (1 + int(moe_reduce))
+            parts["tp_allreduce"] = mb * reductions * reduce
         return layers, parts
 
     def decode_step(self, batch_per_gpu: int, kv_len: int) -> StepCost:
