@@ -3,7 +3,8 @@
 A deployment dict (DESIGN.md) has ``mode`` ("colocated" | "disaggregated"); colocated keeps the
 instance keys at the top level, disaggregated puts them under "prefill" and "decode".
 
-Instance keys (DESIGN.md): ``instances`` (default 1), ``nodes`` (per instance, default 1),
+Instance keys (DESIGN.md): ``stack`` (the serving framework whose defaults fill the keys not given:
+:mod:`sim.serving.stack`, default "deepseek"), ``instances`` (default 1), ``nodes`` (per instance, default 1),
 ``gpus_per_node`` (default: the profile's node), ``tp``, ``ep``, ``attn_dp``, ``max_batch_per_gpu``,
 ``redundant_experts``, ``weight_dtype``, ``kv_dtype``. Added here: ``routing_skew`` (Zipf exponent
 of expert popularity, 0 = uniform), ``max_tokens_per_gpu`` (tokens per GPU per prefill batch or
@@ -38,6 +39,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sim.serving.stack import DEFAULT_STACK, DISPATCHERS
+from sim.serving.stack import get as get_stack
+
 if TYPE_CHECKING:
     from gpus import GPUProfile
     from moe import MoEModel
@@ -51,6 +55,8 @@ INSTANCE_KEYS = frozenset(
         "ep",
         "moe_tp",
         "dispatcher",
+        "stack",
+        "tp_allreduce",
         "attn_dp",
         "max_batch_per_gpu",
         "redundant_experts",
@@ -63,7 +69,6 @@ INSTANCE_KEYS = frozenset(
     }
 )
 MODES = ("colocated", "disaggregated")
-DISPATCHERS = ("deepep", "alltoall", "allgather")
 
 # Bytes per element of the formats a weight or KV cache may be stored in.
 DTYPE_BYTES = {
@@ -109,6 +114,8 @@ class InstanceSpec:
     comm_sms: int
     moe_tp: int = 1
     dispatcher: str = "deepep"
+    stack: str = DEFAULT_STACK
+    tp_allreduce: str = "nccl"
 
     @property
     def gpus(self) -> int:
@@ -191,13 +198,14 @@ def parse_instance(role: str, spec: Mapping[str, Any], model: MoEModel, gpu: GPU
             f"{role}: tp x attn_dp must equal the instance's GPUs ({nodes} nodes x {gpus_per_node}"
             f" = {num_gpus}); got tp={tp}, attn_dp={attn_dp}."
         )
+    stack = get_stack(spec.get("stack", DEFAULT_STACK))
     if "moe_tp" in spec:
         moe_tp = _whole(f"{role}.moe_tp", spec["moe_tp"])
         if num_gpus % moe_tp:
             raise ValueError(f"{role}: moe_tp={moe_tp} must divide the instance's {num_gpus} GPUs.")
         ep = _whole(f"{role}.ep", spec.get("ep", num_gpus // moe_tp))
     else:
-        ep = _whole(f"{role}.ep", spec.get("ep", num_gpus))
+        ep = _whole(f"{role}.ep", spec.get("ep", num_gpus if stack.expert_parallel else 1))
         if num_gpus % ep:
             raise ValueError(f"{role}: ep={ep} must divide the instance's {num_gpus} GPUs.")
         moe_tp = num_gpus // ep
@@ -212,10 +220,15 @@ def parse_instance(role: str, spec: Mapping[str, Any], model: MoEModel, gpu: GPU
             f"{role}: moe_tp={moe_tp} must divide the experts' intermediate size {inter} "
             f"(each GPU holds an equal slice of every expert it serves)."
         )
-    default_dispatcher = "deepep" if moe_tp == 1 and ep > 1 else "allgather"
+    default_dispatcher = stack.dispatcher if moe_tp == 1 and ep > 1 else "allgather"
     dispatcher = str(spec.get("dispatcher", default_dispatcher)).lower()
     if dispatcher not in DISPATCHERS:
         raise ValueError(f"{role}.dispatcher {spec.get('dispatcher')!r} is unknown; allowed: {DISPATCHERS}.")
+    tp_allreduce = str(spec.get("tp_allreduce", stack.tp_allreduce)).lower()
+    if tp_allreduce not in ("custom", "nccl"):
+        raise ValueError(
+            f"{role}.tp_allreduce {spec.get('tp_allreduce')!r} is unknown; allowed: ('custom', 'nccl')."
+        )
     if dispatcher != "allgather" and moe_tp > 1:
         raise ValueError(
             f"{role}: dispatcher {dispatcher!r} sends each token to whole experts; with moe_tp={moe_tp} "
@@ -234,11 +247,14 @@ def parse_instance(role: str, spec: Mapping[str, Any], model: MoEModel, gpu: GPU
     default_weight = "fp8" if gpu.supports("fp8") else "bf16"
     weight_dtype = _dtype(f"{role}.weight_dtype", spec.get("weight_dtype", default_weight))
     kv_dtype = _dtype(f"{role}.kv_dtype", spec.get("kv_dtype", "bf16"))
-    mbpg = spec.get("max_batch_per_gpu")
+    mbpg = spec.get("max_batch_per_gpu", stack.max_running_requests_for(gpu.name))
     max_batch = None if mbpg is None else _whole(f"{role}.max_batch_per_gpu", mbpg)
-    default_tokens = DEFAULT_CHUNK_TOKENS_PER_GPU if role == "colocated" else DEFAULT_PREFILL_TOKENS_PER_GPU
+    if role == "colocated":
+        default_tokens = stack.chunked_prefill_tokens_for(gpu.name) or DEFAULT_CHUNK_TOKENS_PER_GPU
+    else:
+        default_tokens = DEFAULT_PREFILL_TOKENS_PER_GPU
     max_tokens = _whole(f"{role}.max_tokens_per_gpu", spec.get("max_tokens_per_gpu", default_tokens))
-    micro = _whole(f"{role}.micro_batches", spec.get("micro_batches", 2))
+    micro = _whole(f"{role}.micro_batches", spec.get("micro_batches", 2 if stack.two_batch_overlap else 1))
     if micro not in (1, 2):
         raise ValueError(f"{role}.micro_batches must be 1 or 2, got {micro}.")
     default_sms = DEFAULT_PREFILL_COMM_SMS if role == "prefill" else DEFAULT_DECODE_COMM_SMS
@@ -263,6 +279,8 @@ def parse_instance(role: str, spec: Mapping[str, Any], model: MoEModel, gpu: GPU
         comm_sms,
         moe_tp,
         dispatcher,
+        stack.name,
+        tp_allreduce,
     )
 
 

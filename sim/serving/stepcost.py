@@ -557,19 +557,20 @@ class StepCostModel:
         return "ib" if self.inst.ep > min(self.inst.gpus_per_node, self.inst.ep) else "nvlink"
 
     def tp_allreduce(self, tokens: int) -> float:
-        """All-reduce of a BF16 hidden state over the tp group (attention output or FFN output): the
-        faster of the custom NVLink kernel that serving engines run inside a node
-        (:func:`sim.comm.custom_all_reduce_time`) and NCCL's ring, as the engines pick by size."""
+        """All-reduce of a BF16 hidden state over the tp group (attention output or FFN output): NCCL's
+        ring, or where the stack runs one (``tp_allreduce = "custom"``) the faster of it and the custom
+        NVLink kernel (:func:`sim.comm.custom_all_reduce_time`), as the engines pick by size."""
         if self.inst.tp <= 1 or tokens <= 0:
             return 0.0
         key = ("tp_allreduce", tokens)
         cached = self._cache.get(key)
         if cached is None:
             size = tokens * self.hidden * 2.0
-            cached = self._cache[key] = min(
-                comm.custom_all_reduce_time(self.cluster, size, num_gpus=self.inst.tp).predicted_s,
-                comm.all_reduce_time(self.cluster, size, num_gpus=self.inst.tp).predicted_s,
-            )
+            cached = comm.all_reduce_time(self.cluster, size, num_gpus=self.inst.tp).predicted_s
+            if self.inst.tp_allreduce == "custom":
+                custom = comm.custom_all_reduce_time(self.cluster, size, num_gpus=self.inst.tp).predicted_s
+                cached = min(cached, custom)
+            self._cache[key] = cached
         return float(cached)
 
     # ---- whole steps --------------------------------------------------------------------------
