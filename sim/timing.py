@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from moe.accounting import weight_scale_bytes
 from moe.operators.op import Attention, Comm, Gating, Gemm, Given, GroupedGemm, Memory, Op, Permute, Work
 from sim import calibration as cal
 
@@ -380,25 +381,38 @@ def gemm_time(
 
 
 def grouped_gemm_time(
-    gpu: GPUProfile | str, group_sizes: Sequence[int], n: int, k: int, dtype: str = "bf16", launches: int = 1
+    gpu: GPUProfile | str,
+    group_sizes: Sequence[int],
+    n: int,
+    k: int,
+    dtype: str = "bf16",
+    launches: int = 1,
+    compute_dtype: str | None = None,
 ) -> OpTime:
     """Grouped expert GEMM: group ``g`` multiplies ``group_sizes[g]`` rows by its own ``[k, n]``.
 
-    Weights of every group with at least one row are read; empty groups cost nothing.
+    Weights of every group with at least one row are read, in the format they are stored in
+    (``dtype``, with its block scales: :func:`moe.accounting.weight_scale_bytes`); empty groups cost
+    nothing. ``compute_dtype`` (default: ``dtype``) is the format the products run in (the nearest the
+    device has) and the activations move in: a stack that dequantises weights in the kernel (MXFP4
+    experts on Hopper) computes in BF16 while reading 4.25-bit weights.
     """
     sizes = _group_sizes(group_sizes)
     n, k = positive_int(n, "n"), positive_int(k, "k")
     positive_int(launches, "launches")  # checked; passed on as given (results unchanged)
     dev = _device(gpu)
-    peak, used = dev.peak(dtype)
+    peak, used = dev.peak(compute_dtype or dtype)
     size = cal.dtype_bytes(used)
+    weight = size if compute_dtype is None else cal.dtype_bytes(dtype) + weight_scale_bytes(dtype)
     out_size = max(size, 2.0) if used in ("fp8", "fp4", "int8") else size
     rows = sum(sizes)
     active = sum(1 for s in sizes if s > 0)
     flops = 2.0 * rows * n * k
-    bytes_moved = rows * k * size + active * k * n * size + rows * n * out_size
+    bytes_moved = rows * k * size + active * k * n * weight + rows * n * out_size
     quant = _gemm_quantised_flops(dev, [s for s in sizes if s > 0], n, k) / peak
     shape = {"group_sizes": sizes, "n": n, "k": k, "dtype": str(dtype)}
+    if compute_dtype is not None:
+        shape["compute_dtype"] = str(compute_dtype)
     written = rows * n * out_size
     return _result(dev, "grouped_gemm", flops, bytes_moved, peak, quant, shape, launches, written)
 
@@ -776,7 +790,8 @@ def _work_time(gpu: GPUProfile | str, work: Work) -> OpTime:
         phase = "wgrad" if work.wgrad else "forward"
         return gemm_time(gpu, work.m, work.n, work.k, work.dtype, phase=phase, batch=work.batch)
     if isinstance(work, GroupedGemm):
-        return grouped_gemm_time(gpu, list(work.groups), work.n, work.k, work.dtype)
+        compute = work.compute_dtype or None
+        return grouped_gemm_time(gpu, list(work.groups), work.n, work.k, work.dtype, compute_dtype=compute)
     if isinstance(work, Memory):
         return memory_time(gpu, max(0.0, float(work.bytes)), family=work.family)
     if isinstance(work, Attention):

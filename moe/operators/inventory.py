@@ -240,6 +240,7 @@ class ServingShape:
     experts_per_gpu: int = 1
     moe_tp: int = 1
     deepep: bool = True
+    expert_compute_dtype: str = ""
 
     def block(self) -> BlockShape:
         return BlockShape(tp=self.tp, kv_bytes_per_element=self.kv_bytes_per_element)
@@ -373,9 +374,10 @@ def serving_routed_ops(model: MoEModel, shape: ServingShape, phase: Phase, rows:
             OpKind.LOW_LATENCY_COMM,
             Memory(received * h * (1.0 + FP8_SCALE_BYTES_PER_VALUE) * 2.0),
         )
-    b.emit("experts_gate_up", OpKind.EXPERTS, GroupedGemm(groups, 2 * inter, h, shape.expert_dtype))
+    compute = shape.expert_compute_dtype
+    b.emit("experts_gate_up", OpKind.EXPERTS, GroupedGemm(groups, 2 * inter, h, shape.expert_dtype, compute))
     b.activation("experts_act", received, inter)
-    b.emit("experts_down", OpKind.EXPERTS, GroupedGemm(groups, h, inter, shape.expert_dtype))
+    b.emit("experts_down", OpKind.EXPERTS, GroupedGemm(groups, h, inter, shape.expert_dtype, compute))
     if not low_latency:
         b.emit("unpermute_reduce", OpKind.PERMUTE, Permute(recv, h, k, "bf16", combine=True))
     else:

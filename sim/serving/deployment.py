@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from moe.accounting import weight_scale_bytes
 from sim.serving.stack import DEFAULT_STACK, DISPATCHERS
 from sim.serving.stack import get as get_stack
 
@@ -348,7 +349,8 @@ def weight_bytes_per_gpu(model: MoEModel, inst: InstanceSpec, include_mtp: bool)
     routed = p.get("routed_experts", 0.0)
     num_routed = max(1, int(model.num_routed_experts))
     experts_per_gpu = (num_routed + inst.redundant_experts) / inst.ep
-    per_gpu += routed / num_routed * experts_per_gpu * w / inst.moe_tp
+    expert_w = w + weight_scale_bytes(inst.weight_dtype)  # block scales travel with the weights
+    per_gpu += routed / num_routed * experts_per_gpu * expert_w / inst.moe_tp
     if include_mtp and p.get("mtp", 0.0) > 0:
         full_main = linear * dense_w + bf16 * 2 + small * 2 + routed * w
         per_gpu += p["mtp"] * w * (per_gpu / full_main if full_main else 1.0)

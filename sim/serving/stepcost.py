@@ -310,6 +310,9 @@ class StepCostModel:
             experts_per_gpu=self.experts_per_gpu,
             moe_tp=inst.moe_tp,
             deepep=inst.dispatcher == "deepep",
+            # a format the tensor cores lack runs weight-only: dequantised in the kernel, products in
+            # BF16 (MXFP4 experts on Hopper and Ampere; FP8 experts on Ampere)
+            expert_compute_dtype="" if gpu.supports(self.expert_dtype) else "bf16",
         )
 
     # ---- per-operator pieces ------------------------------------------------------------------
