@@ -63,6 +63,21 @@ CASES: dict[str, dict[str, Any]] = {
         "batch_per_gpu": 15,
         "kv_len": 2176,
     },
+    "v3_h20_ep16_15_per_gpu_swap_ab": {
+        "model": "deepseek-v3",
+        "gpu": "H20",
+        "deployment": {
+            "mode": "colocated",
+            "nodes": 2,
+            "gpus_per_node": 8,
+            "tp": 1,
+            "ep": 16,
+            "stack": "sglang-0.4",
+            "swap_ab": True,
+        },
+        "batch_per_gpu": 15,
+        "kv_len": 2176,
+    },
 }
 
 

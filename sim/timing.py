@@ -321,19 +321,25 @@ def _group_sizes(group_sizes: Any) -> list[int]:
     return sizes
 
 
-def _gemm_quantised_flops(dev: _Device, group_rows: Sequence[int], n: int, k: int) -> float:
+def _gemm_quantised_flops(
+    dev: _Device, group_rows: Sequence[int], n: int, k: int, swap_ab: bool = False
+) -> float:
     """FLOPs executed when every group is padded to whole tiles and tiles run in whole waves.
 
     Tile shape: ``block_m`` is the smallest configured size that covers the largest group
     (capped at the largest), ``block_n`` the configured size that minimises padded work
-    (DeepGEMM picks its N block the same way). Waves: tiles / SMs rounded up.
+    (DeepGEMM picks its N block the same way). Waves: tiles / SMs rounded up. ``swap_ab`` (a kernel
+    that puts the weights on the tensor cores' M side and the tokens on their N side, for groups of
+    fewer than 64 rows): the rows pad to the smaller ``swap_ab_block_rows`` tiles and the weights'
+    width to ``swap_ab_block_n`` (``gpus/calibration/defaults.json``, with its sources).
     """
     tiles = dev.tiles()
-    sizes_m = sorted(int(b) for b in tiles["block_m"])
     largest = max(group_rows)
+    use_swap = swap_ab and "swap_ab_block_rows" in tiles and largest < 64
+    sizes_m = sorted(int(b) for b in tiles["swap_ab_block_rows" if use_swap else "block_m"])
     block_m = next((b for b in sizes_m if b >= largest), sizes_m[-1])
     best = math.inf
-    for block_n in sorted(int(b) for b in tiles["block_n"]):
+    for block_n in sorted(int(b) for b in tiles["swap_ab_block_n" if use_swap else "block_n"]):
         count = sum(math.ceil(r / block_m) for r in group_rows if r > 0) * math.ceil(n / block_n)
         waves = math.ceil(count / dev.sm_count)
         work = waves * dev.sm_count * block_m * block_n * 2.0 * k
@@ -388,6 +394,7 @@ def grouped_gemm_time(
     dtype: str = "bf16",
     launches: int = 1,
     compute_dtype: str | None = None,
+    swap_ab: bool = False,
 ) -> OpTime:
     """Grouped expert GEMM: group ``g`` multiplies ``group_sizes[g]`` rows by its own ``[k, n]``.
 
@@ -395,7 +402,8 @@ def grouped_gemm_time(
     (``dtype``, with its block scales: :func:`moe.accounting.weight_scale_bytes`); empty groups cost
     nothing. ``compute_dtype`` (default: ``dtype``) is the format the products run in (the nearest the
     device has) and the activations move in: a stack that dequantises weights in the kernel (MXFP4
-    experts on Hopper) computes in BF16 while reading 4.25-bit weights.
+    experts on Hopper) computes in BF16 while reading 4.25-bit weights. ``swap_ab``: the kernel swaps
+    its operands for groups of fewer than 64 rows (:func:`_gemm_quantised_flops`).
     """
     sizes = _group_sizes(group_sizes)
     n, k = positive_int(n, "n"), positive_int(k, "k")
@@ -409,10 +417,12 @@ def grouped_gemm_time(
     active = sum(1 for s in sizes if s > 0)
     flops = 2.0 * rows * n * k
     bytes_moved = rows * k * size + active * k * n * weight + rows * n * out_size
-    quant = _gemm_quantised_flops(dev, [s for s in sizes if s > 0], n, k) / peak
+    quant = _gemm_quantised_flops(dev, [s for s in sizes if s > 0], n, k, swap_ab) / peak
     shape = {"group_sizes": sizes, "n": n, "k": k, "dtype": str(dtype)}
     if compute_dtype is not None:
         shape["compute_dtype"] = str(compute_dtype)
+    if swap_ab:
+        shape["swap_ab"] = True
     written = rows * n * out_size
     return _result(dev, "grouped_gemm", flops, bytes_moved, peak, quant, shape, launches, written)
 
@@ -791,7 +801,9 @@ def _work_time(gpu: GPUProfile | str, work: Work) -> OpTime:
         return gemm_time(gpu, work.m, work.n, work.k, work.dtype, phase=phase, batch=work.batch)
     if isinstance(work, GroupedGemm):
         compute = work.compute_dtype or None
-        return grouped_gemm_time(gpu, list(work.groups), work.n, work.k, work.dtype, compute_dtype=compute)
+        return grouped_gemm_time(
+            gpu, list(work.groups), work.n, work.k, work.dtype, compute_dtype=compute, swap_ab=work.swap_ab
+        )
     if isinstance(work, Memory):
         return memory_time(gpu, max(0.0, float(work.bytes)), family=work.family)
     if isinstance(work, Attention):

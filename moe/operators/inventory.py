@@ -241,6 +241,7 @@ class ServingShape:
     moe_tp: int = 1
     deepep: bool = True
     expert_compute_dtype: str = ""
+    swap_ab: bool = False
 
     def block(self) -> BlockShape:
         return BlockShape(tp=self.tp, kv_bytes_per_element=self.kv_bytes_per_element)
@@ -374,10 +375,10 @@ def serving_routed_ops(model: MoEModel, shape: ServingShape, phase: Phase, rows:
             OpKind.LOW_LATENCY_COMM,
             Memory(received * h * (1.0 + FP8_SCALE_BYTES_PER_VALUE) * 2.0),
         )
-    compute = shape.expert_compute_dtype
-    b.emit("experts_gate_up", OpKind.EXPERTS, GroupedGemm(groups, 2 * inter, h, shape.expert_dtype, compute))
+    dtypes = (shape.expert_dtype, shape.expert_compute_dtype, shape.swap_ab)
+    b.emit("experts_gate_up", OpKind.EXPERTS, GroupedGemm(groups, 2 * inter, h, *dtypes))
     b.activation("experts_act", received, inter)
-    b.emit("experts_down", OpKind.EXPERTS, GroupedGemm(groups, h, inter, shape.expert_dtype, compute))
+    b.emit("experts_down", OpKind.EXPERTS, GroupedGemm(groups, h, inter, *dtypes))
     if not low_latency:
         b.emit("unpermute_reduce", OpKind.PERMUTE, Permute(recv, h, k, "bf16", combine=True))
     else:

@@ -158,6 +158,7 @@ class GroupedGemm:
     k: int
     dtype: str
     compute_dtype: str = ""
+    swap_ab: bool = False  # the kernel swaps operands for small groups (sim.timing.grouped_gemm_time)
 
     @property
     def flops(self) -> float:

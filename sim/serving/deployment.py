@@ -58,6 +58,7 @@ INSTANCE_KEYS = frozenset(
         "dispatcher",
         "stack",
         "tp_allreduce",
+        "swap_ab",
         "attn_dp",
         "max_batch_per_gpu",
         "redundant_experts",
@@ -117,6 +118,7 @@ class InstanceSpec:
     dispatcher: str = "deepep"
     stack: str = DEFAULT_STACK
     tp_allreduce: str = "nccl"
+    swap_ab: bool = False
 
     @property
     def gpus(self) -> int:
@@ -230,6 +232,9 @@ def parse_instance(role: str, spec: Mapping[str, Any], model: MoEModel, gpu: GPU
         raise ValueError(
             f"{role}.tp_allreduce {spec.get('tp_allreduce')!r} is unknown; allowed: ('custom', 'nccl')."
         )
+    swap_ab = spec.get("swap_ab", stack.swap_ab)
+    if not isinstance(swap_ab, bool):
+        raise ValueError(f"{role}.swap_ab must be true or false, got {swap_ab!r}.")
     if dispatcher != "allgather" and moe_tp > 1:
         raise ValueError(
             f"{role}: dispatcher {dispatcher!r} sends each token to whole experts; with moe_tp={moe_tp} "
@@ -282,6 +287,7 @@ def parse_instance(role: str, spec: Mapping[str, Any], model: MoEModel, gpu: GPU
         dispatcher,
         stack.name,
         tp_allreduce,
+        swap_ab,
     )
 
 

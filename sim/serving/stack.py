@@ -20,7 +20,10 @@ Settings (:data:`SETTINGS`):
   running batch (vLLM ``max_num_seqs``, SGLang ``max_running_requests``, TensorRT-LLM
   ``max_batch_size``); an optional ``by_gpu`` table overrides it per GPU name;
 * ``chunked_prefill_tokens`` (int): tokens per colocated prefill chunk (vLLM
-  ``max_num_batched_tokens``, SGLang ``chunked_prefill_size``), with an optional ``by_gpu``.
+  ``max_num_batched_tokens``, SGLang ``chunked_prefill_size``), with an optional ``by_gpu``;
+* ``swap_ab`` (bool, default false): the routed experts' grouped GEMM swaps its operands when every
+  expert has fewer than 64 rows (weights on the tensor cores' M side, tokens on N), as DeepGEMM's
+  opt-in swap-AB masked kernel and vLLM's CUTLASS small-M MoE configurations do.
 
     from sim.serving.stack import get, names
     get("vllm-0.10").max_running_requests_for("H100")   # 1024
@@ -45,6 +48,7 @@ SETTINGS: dict[str, type] = {
     "tp_allreduce": str,
     "max_running_requests": int,
     "chunked_prefill_tokens": int,
+    "swap_ab": bool,
 }
 REQUIRED = ("expert_parallel", "dispatcher", "two_batch_overlap", "tp_allreduce")
 ALLREDUCE = ("custom", "nccl")
@@ -71,6 +75,7 @@ class Stack:
     tp_allreduce: str
     max_running_requests: int | None = None
     chunked_prefill_tokens: int | None = None
+    swap_ab: bool = False
     by_gpu: dict[str, dict[str, int]] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
 

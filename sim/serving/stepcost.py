@@ -313,6 +313,7 @@ class StepCostModel:
             # a format the tensor cores lack runs weight-only: dequantised in the kernel, products in
             # BF16 (MXFP4 experts on Hopper and Ampere; FP8 experts on Ampere)
             expert_compute_dtype="" if gpu.supports(self.expert_dtype) else "bf16",
+            swap_ab=inst.swap_ab,
         )
 
     # ---- per-operator pieces ------------------------------------------------------------------

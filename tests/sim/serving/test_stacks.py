@@ -81,3 +81,22 @@ def test_malformed_stack_files_say_what_is_wrong(tmp_path, monkeypatch, text, ma
     monkeypatch.setattr(stack, "stacks_dir", lambda: Path(folder))
     with pytest.raises(ValueError, match=match):
         stack.get("bad")
+
+
+def test_swap_ab_is_a_deployment_choice_that_shortens_small_expert_batches():
+    """The stacks modelled here run DeepGEMM-style tiles of 64 rows; ``swap_ab`` (DeepGEMM's opt-in
+    kernel) pads 15 requests' rows to 16-32 instead, so V3's decode step on H20 at EP16 is shorter."""
+    import numpy as np
+
+    from sim.serving.stepcost import StepCostModel
+
+    h20 = gpus.get("H20")
+    dep = {"mode": "colocated", "nodes": 2, "gpus_per_node": 8, "tp": 1, "ep": 16, "stack": "sglang-0.4"}
+
+    def step(**keys):
+        inst = parse_deployment({**dep, **keys}, V3, h20).colocated
+        return StepCostModel(V3, h20, inst, 0, np.random.default_rng(0)).decode_step(15, 2176).time_s
+
+    assert step(swap_ab=True) < 0.85 * step()
+    with pytest.raises(ValueError, match="swap_ab must be true or false"):
+        parse_deployment({**dep, "swap_ab": "yes"}, V3, h20)
