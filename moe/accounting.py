@@ -46,6 +46,8 @@ __all__ = [
     "memory_bytes",
     "params_breakdown",
     "training_flops_per_token",
+    "weight_scale_bytes",
+    "WEIGHT_SCALE_BYTES",
 ]
 
 BYTES_PER_ELEMENT: dict[str, float] = {
@@ -71,6 +73,18 @@ COMPONENTS = (
     "hyper_connections",
     "head",
 )
+
+
+# Scale bytes per weight value of block-scaled formats: MXFP4 keeps one E8M0 byte per 32 values
+# (OCP Microscaling Formats (MX) Specification v1.0, 2023: 32-element blocks, 8-bit shared scale), as
+# gpt-oss and DeepSeek-V4's FP4 experts ship. DeepSeek's FP8 keeps one FP32 scale per 128 x 128 block
+# (4 / 16,384 bytes per value, V3-TR 3.3.2), too small to count.
+WEIGHT_SCALE_BYTES = {"fp4": 1.0 / 32.0}
+
+
+def weight_scale_bytes(dtype: str) -> float:
+    """Bytes of block scales per weight value stored in ``dtype`` (0 for unscaled formats)."""
+    return WEIGHT_SCALE_BYTES.get(str(dtype).lower(), 0.0)
 
 
 def bytes_per_element(dtype: str) -> float:

@@ -206,6 +206,17 @@ class MoEModel:
         """Main layers whose FFN is a Mixture of Experts."""
         return sum(1 for is_moe in self.moe_layers if is_moe)
 
+    @property
+    def shared_intermediate_total(self) -> int:
+        """Intermediate width of all shared experts of a MoE layer together (0 without any):
+        ``shared_expert_intermediate_size`` already holds the total (DeepSeek-V2's two shared
+        experts of 1,536 are one 3,072-wide MLP), else ``num_shared_experts`` experts of
+        ``moe_intermediate_size``."""
+        if self.num_shared_experts <= 0:
+            return 0
+        width = self.shared_expert_intermediate_size or self.num_shared_experts * self.moe_intermediate_size
+        return int(width)
+
     def is_moe_layer(self, layer: int) -> bool:
         """Whether layer ``layer`` has an MoE FFN (MTP layers, indices >= num_layers, always do)."""
         self.check_layer(layer, allow_mtp=True)

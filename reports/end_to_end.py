@@ -295,10 +295,30 @@ def regime(record: Mapping[str, Any], deployment: Mapping[str, Any] | None, offl
 
 
 _NO_MTP = "no speculative decoding stated: MTP off"
-_EXPERTS_DEFAULT = (
-    "no expert parallel degree stated (the stack shards experts by tensor parallelism): "
-    "the API's default spreads whole experts over all the instance's GPUs"
+
+# The serving stack of each system the file names (sim/serving/stacks): its defaults place the
+# experts, choose the dispatcher, the micro-batch overlap, the TP all-reduce and the batch caps.
+_STACKS: tuple[tuple[str, str, str], ...] = (
+    (r"TensorRT-LLM v0\.17", "trtllm-0.17", "TensorRT-LLM 0.17 engines"),
+    (r"TensorRT-LLM \(1\.x\)|TensorRT-LLM v1\.0", "trtllm-1.0", "TensorRT-LLM 1.0 (PyTorch backend)"),
+    (
+        r"trtllm-serve pytorch backend",
+        "trtllm-1.0",
+        "trtllm-serve's PyTorch backend (0.17.post1.dev per its README): the 1.0 PyTorch backend's defaults",
+    ),
+    (r"vLLM v0\.1[01]", "vllm-0.10", "vLLM 0.10/0.11 (V1 engine)"),
+    (r"vLLM 0\.7", "vllm-0.7", "vLLM 0.7 (V0 engine)"),
+    (r"SGLang", "sglang-0.4", "SGLang, version not stated: 0.4's defaults"),
 )
+
+
+def _stack(system: str) -> tuple[str | None, str]:
+    """The stack file for ``system`` and a note on the choice (None: the record names no framework,
+    and the API's default stack, DeepSeek's, stays)."""
+    for pattern, name, why in _STACKS:
+        if re.search(pattern, system):
+            return name, f"stack {name}: {why}; experts, dispatcher, overlap, all-reduce, caps as it sets"
+    return None, "no framework named: the API's default stack (DeepSeek's) places experts and kernels"
 
 
 def _map_serving(record: Mapping[str, Any]) -> Plan:
@@ -325,10 +345,14 @@ def _map_serving(record: Mapping[str, Any]) -> Plan:
     tp_match = re.search(r"\b(?:TP|tp)\s?(\d+)", system)
     stated_tp = int(tp_match.group(1)) if tp_match else n
 
+    stack, stack_note = _stack(system)
+    if stack is not None:
+        keys["stack"] = stack
+    notes.append(stack_note)
+
     def tensor_parallel() -> None:
-        """The stated TP degree (else every GPU), experts placed by the API's default."""
+        """The stated TP degree (else every GPU), experts placed by the stack's defaults."""
         keys.update(tp=stated_tp)
-        notes.append(_EXPERTS_DEFAULT)
 
     if (
         "TensorRT-LLM" in system
@@ -372,6 +396,9 @@ def _map_serving(record: Mapping[str, Any]) -> Plan:
             keys.update(tp=8)
             if ep_match:
                 keys.update(ep=int(ep_match.group(1)))
+            batch_match = re.search(r"max_batch\s?(\d+)", system)
+            if batch_match:
+                keys.update(max_batch_per_gpu=int(batch_match.group(1)))
         else:
             tensor_parallel()
         wl.update(input_len=isl, output_len=osl, concurrency=int(conc), requests=DSTACK_PROMPTS)
@@ -391,7 +418,6 @@ def _map_serving(record: Mapping[str, Any]) -> Plan:
         notes.append(
             "SGLang over 2 nodes: tensor parallel over all 16 GPUs (its multi-node default, --tp 16)"
         )
-        notes.append(_EXPERTS_DEFAULT)
         wl.update(input_len=isl, output_len=osl, concurrency=int(conc))
         if "tpot" in metric:
             figure, reads = "tpot_ms", "mean time per output token at concurrency 1, ms"
@@ -793,9 +819,10 @@ def _provenance(command: str) -> dict[str, Any]:
         dirty = bool(status.strip())
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = "unknown", True
+    folder = REPO_ROOT / "gpus" / "calibration"
     calibration = {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16]
-        for p in sorted((REPO_ROOT / "gpus" / "calibration").glob("*.json"))
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+        for p in sorted(folder.rglob("*.json"))
     }
     return {
         "date": datetime.date.today().isoformat(),

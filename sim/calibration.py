@@ -169,6 +169,7 @@ def load_file(path: Path) -> dict[str, Any]:
     return _load_json(str(path), path.stat().st_mtime_ns)
 
 
+@lru_cache(maxsize=1024)
 def device_key(name: str) -> str:
     """File stem for a device name: lower case, trademark marks ("(R)", "(TM)") dropped, every
     run of characters other than letters, digits, "." and "+" as one dash
@@ -215,30 +216,33 @@ def find_calibration(names: Sequence[str]) -> dict[str, Any] | None:
     if not files:
         return None
     key = tuple(str(n) for n in names)
+    found = _FOUND.get((key, files))
+    if found is not None:
+        # the same names against the same listing: one stat tells whether the matched file changed
+        path, mtime_ns, data = found
+        if path is None:
+            return None
+        if path.stat().st_mtime_ns == mtime_ns:
+            return data
     path = _calibration_path(key, files)
     if path is None:
+        _FOUND[(key, files)] = (None, 0, None)
         return None
     data = load_file(path)
     wanted = {device_key(n) for n in key if n}
     if path.stem not in wanted and not _labels(data).intersection(wanted):
         _calibration_path.cache_clear()
         path = _calibration_path(key, files)
-        return None if path is None else load_file(path)
+        data = None if path is None else load_file(path)
+    if len(_FOUND) > 1024:
+        _FOUND.clear()
+    _FOUND[(key, files)] = (path, 0 if path is None else path.stat().st_mtime_ns, data)
     return data
-    by_stem = {path.stem: path for path in files}
-    wanted = [device_key(n) for n in names if n]
-    for key in wanted:
-        if key in by_stem:
-            return load_file(by_stem[key])
-    for path in files:
-        if path.name == "defaults.json":
-            continue
-        data = load_file(path)
-        labels = {device_key(str(data.get("device", "")))}
-        labels.update(device_key(str(a)) for a in data.get("aliases", []))
-        if labels.intersection(wanted):
-            return data
-    return None
+
+
+# find_calibration's answers per (names, folder listing): the matched file, its modification time
+# when matched and its parsed contents (a timing model asks once per operator it times)
+_FOUND: dict[tuple[tuple[str, ...], tuple[Path, ...]], tuple[Path | None, int, dict[str, Any] | None]] = {}
 
 
 def family_params(

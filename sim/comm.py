@@ -46,6 +46,7 @@ __all__ = [
     "link",
     "all_to_all_time",
     "all_reduce_time",
+    "custom_all_reduce_time",
     "reduce_scatter_time",
     "all_gather_time",
     "p2p_time",
@@ -226,6 +227,61 @@ def _collective(cluster: Cluster, size: float, num_gpus: int | None, passes: int
 def all_reduce_time(cluster: Cluster, bytes_per_gpu: float, num_gpus: int | None = None) -> CommTime:
     """All-reduce of ``bytes_per_gpu`` (each rank holds the full buffer) over ``num_gpus`` ranks."""
     return _collective(cluster, _check_bytes(bytes_per_gpu, "bytes_per_gpu"), num_gpus, passes=2)
+
+
+CUSTOM_ALL_REDUCE_FILE = "collectives/custom_allreduce.json"  # under the calibration folder
+
+
+def _custom_all_reduce_table(n: int) -> tuple[list[tuple[float, float]], float, str]:
+    """Measured (bytes, seconds) of the custom all-reduce over the smallest measured group of at
+    least ``n`` GPUs (the largest measured group beyond it), as its monotone lower envelope; the
+    NVLink per-direction bandwidth of the device it was measured on, and that device."""
+    data = cal.load_file(cal.calibration_dir() / CUSTOM_ALL_REDUCE_FILE)
+    tables = {
+        int(g): sorted((float(b), float(t)) for b, t in pts)
+        for g, pts in data["measured_s_by_group_and_bytes"].items()
+    }
+    group = min((g for g in tables if g >= n), default=max(tables))
+    # a buffer never takes longer than a larger one measured faster (the kernel could pad it): the
+    # monotone lower envelope smooths the table's noise at its smallest sizes
+    points = tables[group]
+    envelope = [(b, min(t for _, t in points[i:])) for i, (b, _) in enumerate(points)]
+    return envelope, float(data["nvlink_bandwidth_bytes_per_s_per_direction"]), str(data["device"])
+
+
+def custom_all_reduce_time(cluster: Cluster, bytes_per_gpu: float, num_gpus: int | None = None) -> CommTime:
+    """Tensor-parallel all-reduce by a custom NVLink kernel (one-shot for small buffers, two-shot for
+    large), as vLLM, SGLang and TensorRT-LLM run inside one NVLink domain; a group that spans
+    domains falls back to NCCL's (:func:`all_reduce_time`).
+
+    The time is read off the measured table (``gpus/calibration/collectives/custom_allreduce.json``,
+    H100), interpolated linearly in the buffer size between measured sizes, the smallest size's time
+    below them and the last two sizes' slope beyond them. On another GPU the part above the table's
+    floor (the per-call synchronisation, which no bandwidth shortens) scales with the inverse of its
+    NVLink bandwidth per direction."""
+    size = _check_bytes(bytes_per_gpu, "bytes_per_gpu")
+    n, d = _group(cluster, num_gpus)
+    if n == 1 or size == 0:
+        return CommTime(0.0, "latency", "none", size)
+    if n > d:
+        return all_reduce_time(cluster, size, n)
+    points, table_bw, device = _custom_all_reduce_table(n)
+    sizes = [b for b, _ in points]
+    times = [t for _, t in points]
+    if size <= sizes[0]:
+        t = times[0]
+    elif size >= sizes[-1]:
+        slope = (times[-1] - times[-2]) / (sizes[-1] - sizes[-2])
+        t = times[-1] + slope * (size - sizes[-1])
+    else:
+        i = next(j for j in range(1, len(sizes)) if sizes[j] >= size)
+        frac = (size - sizes[i - 1]) / (sizes[i] - sizes[i - 1])
+        t = times[i - 1] + frac * (times[i] - times[i - 1])
+    floor = min(times)
+    peak = _peak(cluster, "nvlink")
+    scaled = floor + max(0.0, t - floor) * (table_bw / peak if peak > 0 else 1.0)
+    bound = "latency" if scaled < 2.0 * floor else "nvlink"
+    return CommTime(scaled, bound, "nvlink", size, f"custom all-reduce ({device} table)")
 
 
 def reduce_scatter_time(cluster: Cluster, bytes_per_gpu: float, num_gpus: int | None = None) -> CommTime:

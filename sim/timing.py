@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from moe.accounting import weight_scale_bytes
 from moe.operators.op import Attention, Comm, Gating, Gemm, Given, GroupedGemm, Memory, Op, Permute, Work
 from sim import calibration as cal
 
@@ -320,19 +321,25 @@ def _group_sizes(group_sizes: Any) -> list[int]:
     return sizes
 
 
-def _gemm_quantised_flops(dev: _Device, group_rows: Sequence[int], n: int, k: int) -> float:
+def _gemm_quantised_flops(
+    dev: _Device, group_rows: Sequence[int], n: int, k: int, swap_ab: bool = False
+) -> float:
     """FLOPs executed when every group is padded to whole tiles and tiles run in whole waves.
 
     Tile shape: ``block_m`` is the smallest configured size that covers the largest group
     (capped at the largest), ``block_n`` the configured size that minimises padded work
-    (DeepGEMM picks its N block the same way). Waves: tiles / SMs rounded up.
+    (DeepGEMM picks its N block the same way). Waves: tiles / SMs rounded up. ``swap_ab`` (a kernel
+    that puts the weights on the tensor cores' M side and the tokens on their N side, for groups of
+    fewer than 64 rows): the rows pad to the smaller ``swap_ab_block_rows`` tiles and the weights'
+    width to ``swap_ab_block_n`` (``gpus/calibration/defaults.json``, with its sources).
     """
     tiles = dev.tiles()
-    sizes_m = sorted(int(b) for b in tiles["block_m"])
     largest = max(group_rows)
+    use_swap = swap_ab and "swap_ab_block_rows" in tiles and largest < 64
+    sizes_m = sorted(int(b) for b in tiles["swap_ab_block_rows" if use_swap else "block_m"])
     block_m = next((b for b in sizes_m if b >= largest), sizes_m[-1])
     best = math.inf
-    for block_n in sorted(int(b) for b in tiles["block_n"]):
+    for block_n in sorted(int(b) for b in tiles["swap_ab_block_n" if use_swap else "block_n"]):
         count = sum(math.ceil(r / block_m) for r in group_rows if r > 0) * math.ceil(n / block_n)
         waves = math.ceil(count / dev.sm_count)
         work = waves * dev.sm_count * block_m * block_n * 2.0 * k
@@ -380,25 +387,42 @@ def gemm_time(
 
 
 def grouped_gemm_time(
-    gpu: GPUProfile | str, group_sizes: Sequence[int], n: int, k: int, dtype: str = "bf16", launches: int = 1
+    gpu: GPUProfile | str,
+    group_sizes: Sequence[int],
+    n: int,
+    k: int,
+    dtype: str = "bf16",
+    launches: int = 1,
+    compute_dtype: str | None = None,
+    swap_ab: bool = False,
 ) -> OpTime:
     """Grouped expert GEMM: group ``g`` multiplies ``group_sizes[g]`` rows by its own ``[k, n]``.
 
-    Weights of every group with at least one row are read; empty groups cost nothing.
+    Weights of every group with at least one row are read, in the format they are stored in
+    (``dtype``, with its block scales: :func:`moe.accounting.weight_scale_bytes`); empty groups cost
+    nothing. ``compute_dtype`` (default: ``dtype``) is the format the products run in (the nearest the
+    device has) and the activations move in: a stack that dequantises weights in the kernel (MXFP4
+    experts on Hopper) computes in BF16 while reading 4.25-bit weights. ``swap_ab``: the kernel swaps
+    its operands for groups of fewer than 64 rows (:func:`_gemm_quantised_flops`).
     """
     sizes = _group_sizes(group_sizes)
     n, k = positive_int(n, "n"), positive_int(k, "k")
     positive_int(launches, "launches")  # checked; passed on as given (results unchanged)
     dev = _device(gpu)
-    peak, used = dev.peak(dtype)
+    peak, used = dev.peak(compute_dtype or dtype)
     size = cal.dtype_bytes(used)
+    weight = size if compute_dtype is None else cal.dtype_bytes(dtype) + weight_scale_bytes(dtype)
     out_size = max(size, 2.0) if used in ("fp8", "fp4", "int8") else size
     rows = sum(sizes)
     active = sum(1 for s in sizes if s > 0)
     flops = 2.0 * rows * n * k
-    bytes_moved = rows * k * size + active * k * n * size + rows * n * out_size
-    quant = _gemm_quantised_flops(dev, [s for s in sizes if s > 0], n, k) / peak
+    bytes_moved = rows * k * size + active * k * n * weight + rows * n * out_size
+    quant = _gemm_quantised_flops(dev, [s for s in sizes if s > 0], n, k, swap_ab) / peak
     shape = {"group_sizes": sizes, "n": n, "k": k, "dtype": str(dtype)}
+    if compute_dtype is not None:
+        shape["compute_dtype"] = str(compute_dtype)
+    if swap_ab:
+        shape["swap_ab"] = True
     written = rows * n * out_size
     return _result(dev, "grouped_gemm", flops, bytes_moved, peak, quant, shape, launches, written)
 
@@ -762,7 +786,7 @@ def op_seconds(gpu: GPUProfile | str, op: Op) -> float:
 
 
 @lru_cache(maxsize=256)
-def _memory_affine(gpu: Any, family: str) -> tuple[float, float] | None:
+def _memory_affine(gpu: GPUProfile | str, family: str) -> tuple[float, float] | None:
     """``(launch_s, s_per_byte)`` of ``family``'s bandwidth-bound time when it is affine in the bytes
     (no FLOPs term), else None."""
     t0 = memory_time(gpu, 0.0, family=family).predicted_s
@@ -771,12 +795,15 @@ def _memory_affine(gpu: Any, family: str) -> tuple[float, float] | None:
     return (t0, slope) if math.isclose(probe, t0 + slope * 3.7e8, rel_tol=1e-9) else None
 
 
-def _work_time(gpu: Any, work: Work) -> OpTime:
+def _work_time(gpu: GPUProfile | str, work: Work) -> OpTime:
     if isinstance(work, Gemm):
         phase = "wgrad" if work.wgrad else "forward"
         return gemm_time(gpu, work.m, work.n, work.k, work.dtype, phase=phase, batch=work.batch)
     if isinstance(work, GroupedGemm):
-        return grouped_gemm_time(gpu, list(work.groups), work.n, work.k, work.dtype)
+        compute = work.compute_dtype or None
+        return grouped_gemm_time(
+            gpu, list(work.groups), work.n, work.k, work.dtype, compute_dtype=compute, swap_ab=work.swap_ab
+        )
     if isinstance(work, Memory):
         return memory_time(gpu, max(0.0, float(work.bytes)), family=work.family)
     if isinstance(work, Attention):

@@ -7,7 +7,8 @@
 * :mod:`moe.operators.lowering`: how a logical operator becomes training kernels (forward, the
   backward's data- and weight-gradient kernels, recomputation) or serving kernels (fused norms,
   shared casts);
-* :mod:`moe.operators.inventory`: the layers, the output head and the MTP module, for both.
+* :mod:`moe.operators.inventory`: the layers, the output head and the MTP module, for both;
+* :mod:`moe.operators.splits`: :func:`with_splits`, which parallel degrees split each operator.
 
 Nothing here knows a GPU: :func:`sim.timing.op_time` times an operator's work.
 """
@@ -42,6 +43,7 @@ from moe.operators.op import (
     Phase,
     Work,
 )
+from moe.operators.splits import with_splits
 
 __all__ = [
     "Attention",
@@ -71,4 +73,5 @@ __all__ = [
     "serving_routed_ops",
     "strategy_for",
     "training_unit_ops",
+    "with_splits",
 ]

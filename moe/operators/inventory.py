@@ -188,7 +188,7 @@ def _training_moe(model: MoEModel, b: TrainingLowering, shape: TrainingShape, gr
     b.emit("gating", OpKind.GATING, Gating(tm, e, k))
     b.emit("router_gemm dgrad", OpKind.ROUTER_GEMM, Gemm(tm, h, e, bf), Phase.BACKWARD)
     b.emit("router_gemm wgrad", OpKind.ROUTER_GEMM, Gemm(h, e, tm, bf), Phase.WEIGHT)
-    shared = model.num_shared_experts * (model.shared_expert_intermediate_size or inter)
+    shared = model.shared_intermediate_total
     if shared:
         s = max(1, shared // shape.tp)
         b.module = "shared_experts"
@@ -244,7 +244,9 @@ def _training_moe(model: MoEModel, b: TrainingLowering, shape: TrainingShape, gr
 @dataclass(frozen=True)
 class ServingShape:
     """One GPU of a serving instance: tensor- and expert-parallel degrees, GEMM dtypes of the dense
-    layers and of the routed experts, KV-cache bytes per element, routed experts hosted per GPU."""
+    layers and of the routed experts, KV-cache bytes per element, routed experts hosted per GPU, the
+    slice of each expert it holds (``moe_tp``) and whether DeepEP moves the routed tokens (its FP8
+    dispatch cast, its low-latency kernels at decode) or a dispatcher that sends them as they are."""
 
     tp: int = 1
     ep: int = 1
@@ -252,6 +254,10 @@ class ServingShape:
     expert_dtype: str = "bf16"
     kv_bytes_per_element: float = 2.0
     experts_per_gpu: int = 1
+    moe_tp: int = 1
+    deepep: bool = True
+    expert_compute_dtype: str = ""
+    swap_ab: bool = False
 
     def block(self) -> BlockShape:
         return BlockShape(tp=self.tp, kv_bytes_per_element=self.kv_bytes_per_element)
@@ -317,9 +323,9 @@ def _moe_pre_ops(model: MoEModel, shape: ServingShape, tokens: int, phase: Phase
     b.norm("ffn_norm", t * h, residual=True)
     b.gemm("router_gemm", OpKind.ROUTER_GEMM, td, e, h, "bf16")
     b.emit("gating", OpKind.GATING, Gating(td, e, k, scoring, max(1, int(model.n_group or 1))))
-    if phase is Phase.PREFILL:
+    if phase is Phase.PREFILL and shape.deepep:
         b.cast("cast_dispatch", td * h)
-    elif shape.ep > 1:
+    elif phase is Phase.DECODE and shape.ep > 1 and shape.deepep:
         # DeepEP low-latency dispatch, send half (a kernel on the compute stream when its receive is
         # deferred to a hook): FP8 cast of each token into the send buffer, RDMA puts issued
         b.emit("ll_dispatch_send", OpKind.LOW_LATENCY_COMM, Memory(td * h * CAST_BYTES))
@@ -328,9 +334,7 @@ def _moe_pre_ops(model: MoEModel, shape: ServingShape, tokens: int, phase: Phase
 
 def _shared_ops(model: MoEModel, shape: ServingShape, tokens: int, phase: Phase) -> list[Op]:
     """Shared experts: FP8 cast of their input, gate/up GEMM, SwiGLU + cast, down GEMM."""
-    inter = int(model.shared_expert_intermediate_size or model.moe_intermediate_size) * int(
-        model.num_shared_experts
-    )
+    inter = model.shared_intermediate_total
     if not inter:
         return []
     b = _lowering(shape, tokens, phase, "moe_shared")
@@ -343,23 +347,43 @@ def _shared_ops(model: MoEModel, shape: ServingShape, tokens: int, phase: Phase)
     return b.ops
 
 
+def experts_touched(model: MoEModel, experts_per_gpu: int, rows: float) -> int:
+    """Local experts that receive at least one of ``rows`` routed rows, in expectation: a step reads
+    and multiplies only those (an expert with no rows costs a grouped GEMM no weight read and no
+    tile). Each token picks ``k`` of the ``E`` routed experts, so an expert is missed by one token with
+    probability ``1 - k/E``; ``rows / experts_per_gpu`` rows per local expert on average come from
+    ``rows * E / (k * experts_per_gpu)`` tokens, which miss a given expert with probability
+    ``(1 - k/E) ** tokens`` (about ``exp(-rows per expert)``: a decode batch of 4 tokens on V3, top-8
+    of 256, touches at most 32 of 256 experts). Uniform routing; rounded to whole experts, at least one."""
+    epg = max(1, int(experts_per_gpu))
+    e, k = int(model.num_routed_experts), int(model.experts_per_token)
+    if e <= k or rows <= 0:
+        return epg
+    tokens = float(rows) * e / (k * epg)
+    missed = (1.0 - k / e) ** tokens
+    return min(epg, max(1, int(round(epg * (1.0 - missed)))))
+
+
 def serving_routed_ops(model: MoEModel, shape: ServingShape, phase: Phase, rows: float) -> list[Op]:
     """This GPU's routed experts for ``rows`` routed rows (the busiest GPU's): grouped gate/up GEMM,
-    SwiGLU + FP8 cast, grouped down GEMM; prefill (contiguous layout) also permutes the received FP8
-    rows into expert order and un-permutes + weight-reduces the outputs (decode's masked layout is
-    written by the low-latency dispatch, and its combine reduces in-kernel)."""
+    SwiGLU + FP8 cast, grouped down GEMM, each expert ``1 / moe_tp`` of its width; in the contiguous
+    layout (prefill, and every step of a dispatcher other than DeepEP's low-latency kernels: vLLM's
+    and TensorRT-LLM's MoE kernels sort rows by expert and reduce each token's top-k outputs at decode
+    too) the received rows are permuted into expert order (FP8 after DeepEP's cast, else BF16) and the
+    outputs un-permuted and weight-reduced; DeepEP's low-latency dispatch writes the masked layout
+    and its combine reduces in-kernel."""
     b = _lowering(shape, 1, phase, "moe_routed")
     h, k = model.hidden_size, int(model.experts_per_token)
-    epg = shape.experts_per_gpu
-    per_group = max(1, int(math.ceil(rows / epg)))
-    groups = (per_group,) * epg
-    inter = int(model.moe_intermediate_size)
-    recv = max(1, int(math.ceil(per_group * epg / k)))
-    received = per_group * epg
-    low_latency = phase is Phase.DECODE and shape.ep > 1
-    if phase is Phase.PREFILL:
-        b.emit("permute", OpKind.PERMUTE, Permute(recv, h, k, "fp8"))
-    elif low_latency:
+    active = experts_touched(model, shape.experts_per_gpu, rows)
+    per_group = max(1, int(math.ceil(rows / active)))
+    groups = (per_group,) * active
+    inter = max(1, int(model.moe_intermediate_size) // max(1, shape.moe_tp))
+    recv = max(1, int(math.ceil(per_group * active / k)))
+    received = per_group * active
+    low_latency = phase is Phase.DECODE and shape.ep > 1 and shape.deepep
+    if not low_latency:
+        b.emit("permute", OpKind.PERMUTE, Permute(recv, h, k, "fp8" if shape.deepep else "bf16"))
+    else:
         # low-latency dispatch, receive hook: unpack the received FP8 rows into the per-expert
         # (masked) layout (the published latency hides this copy under the arrivals)
         b.emit(
@@ -367,12 +391,13 @@ def serving_routed_ops(model: MoEModel, shape: ServingShape, phase: Phase, rows:
             OpKind.LOW_LATENCY_COMM,
             Memory(received * h * (1.0 + FP8_SCALE_BYTES_PER_VALUE) * 2.0),
         )
-    b.emit("experts_gate_up", OpKind.EXPERTS, GroupedGemm(groups, 2 * inter, h, shape.expert_dtype))
+    dtypes = (shape.expert_dtype, shape.expert_compute_dtype, shape.swap_ab)
+    b.emit("experts_gate_up", OpKind.EXPERTS, GroupedGemm(groups, 2 * inter, h, *dtypes))
     b.activation("experts_act", received, inter)
-    b.emit("experts_down", OpKind.EXPERTS, GroupedGemm(groups, h, inter, shape.expert_dtype))
-    if phase is Phase.PREFILL:
+    b.emit("experts_down", OpKind.EXPERTS, GroupedGemm(groups, h, inter, *dtypes))
+    if not low_latency:
         b.emit("unpermute_reduce", OpKind.PERMUTE, Permute(recv, h, k, "bf16", combine=True))
-    elif low_latency:
+    else:
         # low-latency combine, send half: expert outputs (BF16) into the send buffer, puts issued
         b.emit("ll_combine_send", OpKind.LOW_LATENCY_COMM, Memory(received * h * 2.0 * 2.0))
     return b.ops
@@ -381,7 +406,7 @@ def serving_routed_ops(model: MoEModel, shape: ServingShape, phase: Phase, rows:
 def serving_combine_recv_ops(model: MoEModel, shape: ServingShape, tokens: int, phase: Phase) -> list[Op]:
     """Low-latency combine, receive hook: the weighted sum of each token's top-k expert outputs (the
     normal prefill kernels reduce on their own SMs)."""
-    if phase is not Phase.DECODE or shape.ep <= 1:
+    if phase is not Phase.DECODE or shape.ep <= 1 or not shape.deepep:
         return []
     k = int(model.experts_per_token)
     td = max(1, int(math.ceil(max(1, int(tokens)) / shape.tp)))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from moe.accounting import bytes_per_element
+from moe.accounting import bytes_per_element, weight_scale_bytes
 
 __all__ = [
     "Attention",
@@ -148,12 +148,17 @@ class Gemm:
 
 @dataclass(frozen=True)
 class GroupedGemm:
-    """One [rows, k] x [k, n] product per group (local expert) in one kernel."""
+    """One [rows, k] x [k, n] product per group (local expert) in one kernel. ``dtype``: the experts'
+    weights as stored; ``compute_dtype`` (empty: the same): the format the tensor cores run in and
+    the activations move in, where a stack dequantises weights in the kernel (MXFP4 experts on
+    Hopper run as BF16 products)."""
 
     groups: tuple[int, ...]
     n: int
     k: int
     dtype: str
+    compute_dtype: str = ""
+    swap_ab: bool = False  # the kernel swaps operands for small groups (sim.timing.grouped_gemm_time)
 
     @property
     def flops(self) -> float:
@@ -161,10 +166,11 @@ class GroupedGemm:
 
     @property
     def bytes_moved(self) -> float:
-        size = bytes_per_element(self.dtype)
+        weight = bytes_per_element(self.dtype) + weight_scale_bytes(self.dtype)
+        size = bytes_per_element(self.compute_dtype or self.dtype)
         rows = sum(self.groups)
         active = sum(1 for g in self.groups if g > 0)
-        return rows * self.k * size + active * self.k * self.n * size + rows * self.n * BF16_BYTES
+        return rows * self.k * size + active * self.k * self.n * weight + rows * self.n * BF16_BYTES
 
 
 @dataclass(frozen=True)

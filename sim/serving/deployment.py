@@ -3,7 +3,8 @@
 A deployment dict (DESIGN.md) has ``mode`` ("colocated" | "disaggregated"); colocated keeps the
 instance keys at the top level, disaggregated puts them under "prefill" and "decode".
 
-Instance keys (DESIGN.md): ``instances`` (default 1), ``nodes`` (per instance, default 1),
+Instance keys (DESIGN.md): ``stack`` (the serving framework whose defaults fill the keys not given:
+:mod:`sim.serving.stack`, default "deepseek"), ``instances`` (default 1), ``nodes`` (per instance, default 1),
 ``gpus_per_node`` (default: the profile's node), ``tp``, ``ep``, ``attn_dp``, ``max_batch_per_gpu``,
 ``redundant_experts``, ``weight_dtype``, ``kv_dtype``. Added here: ``routing_skew`` (Zipf exponent
 of expert popularity, 0 = uniform), ``max_tokens_per_gpu`` (tokens per GPU per prefill batch or
@@ -11,8 +12,22 @@ chunked-prefill iteration), ``micro_batches`` (1 or 2: two-micro-batch overlap o
 with computation), ``comm_sms`` (SMs taken by the all-to-all kernels while computation overlaps).
 
 Parallelism: ``tp * attn_dp`` = GPUs of the instance (attention and dense parts are sharded by tp
-and replicated over attn_dp groups); routed experts are spread over ``ep`` GPUs (``ep`` divides the
-instance's GPUs; with fewer, experts are replicated); ``(routed + redundant) % ep == 0``.
+and replicated over attn_dp groups); ``ep * moe_tp`` = GPUs of the instance: routed experts are
+spread over ``ep`` groups and each expert's weights are sharded over the ``moe_tp`` GPUs of its group
+(expert tensor parallelism, as vLLM and SGLang shard experts over the TP group when expert
+parallelism is off and TensorRT-LLM's ``moe_tp_size`` x ``moe_ep_size`` does);
+``(routed + redundant) % ep == 0``. With ``ep`` alone, ``moe_tp`` is the rest of the GPUs; with
+neither, ``ep`` is every GPU of the instance (DeepSeek's own deployments).
+
+``dispatcher`` (how routed tokens reach their experts; :data:`DISPATCHERS`): "deepep" (DeepSeek's
+DeepEP: tensor-parallel ranks split their tokens, normal kernels deduplicate per node at prefill,
+low-latency kernels write the experts' masked layout at decode), "alltoall" (a plain all-to-all: one
+copy per (token, remote expert), received rows permuted into expert order), "allgather" (every GPU
+of the MoE group sees all tokens: all-gathered across attention data-parallel groups before the
+experts and reduce-scattered after, nothing moved when attention is tensor-parallel over the whole
+instance; each GPU computes its experts' slice for every token routed to them, and the partial sums
+are reduced with the layer's all-reduce). Default: "deepep" when each expert is whole on one GPU
+(``moe_tp == 1``) and ``ep > 1``, else "allgather", the only one that shards experts.
 """
 
 from __future__ import annotations
@@ -23,6 +38,10 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from moe.accounting import weight_scale_bytes
+from sim.serving.stack import DEFAULT_STACK, DISPATCHERS
+from sim.serving.stack import get as get_stack
 
 if TYPE_CHECKING:
     from gpus import GPUProfile
@@ -35,6 +54,11 @@ INSTANCE_KEYS = frozenset(
         "gpus_per_node",
         "tp",
         "ep",
+        "moe_tp",
+        "dispatcher",
+        "stack",
+        "tp_allreduce",
+        "swap_ab",
         "attn_dp",
         "max_batch_per_gpu",
         "redundant_experts",
@@ -90,6 +114,11 @@ class InstanceSpec:
     max_tokens_per_gpu: int
     micro_batches: int
     comm_sms: int
+    moe_tp: int = 1
+    dispatcher: str = "deepep"
+    stack: str = DEFAULT_STACK
+    tp_allreduce: str = "nccl"
+    swap_ab: bool = False
 
     @property
     def gpus(self) -> int:
@@ -172,9 +201,45 @@ def parse_instance(role: str, spec: Mapping[str, Any], model: MoEModel, gpu: GPU
             f"{role}: tp x attn_dp must equal the instance's GPUs ({nodes} nodes x {gpus_per_node}"
             f" = {num_gpus}); got tp={tp}, attn_dp={attn_dp}."
         )
-    ep = _whole(f"{role}.ep", spec.get("ep", num_gpus))
-    if num_gpus % ep:
-        raise ValueError(f"{role}: ep={ep} must divide the instance's {num_gpus} GPUs.")
+    stack = get_stack(spec.get("stack", DEFAULT_STACK))
+    if "moe_tp" in spec:
+        moe_tp = _whole(f"{role}.moe_tp", spec["moe_tp"])
+        if num_gpus % moe_tp:
+            raise ValueError(f"{role}: moe_tp={moe_tp} must divide the instance's {num_gpus} GPUs.")
+        ep = _whole(f"{role}.ep", spec.get("ep", num_gpus // moe_tp))
+    else:
+        ep = _whole(f"{role}.ep", spec.get("ep", num_gpus if stack.expert_parallel else 1))
+        if num_gpus % ep:
+            raise ValueError(f"{role}: ep={ep} must divide the instance's {num_gpus} GPUs.")
+        moe_tp = num_gpus // ep
+    if ep * moe_tp != num_gpus:
+        raise ValueError(
+            f"{role}: ep x moe_tp must equal the instance's {num_gpus} GPUs (each expert group of "
+            f"moe_tp GPUs shards its experts); got ep={ep}, moe_tp={moe_tp}."
+        )
+    inter = int(model.moe_intermediate_size or 0)
+    if moe_tp > 1 and inter % moe_tp:
+        raise ValueError(
+            f"{role}: moe_tp={moe_tp} must divide the experts' intermediate size {inter} "
+            f"(each GPU holds an equal slice of every expert it serves)."
+        )
+    default_dispatcher = stack.dispatcher if moe_tp == 1 and ep > 1 else "allgather"
+    dispatcher = str(spec.get("dispatcher", default_dispatcher)).lower()
+    if dispatcher not in DISPATCHERS:
+        raise ValueError(f"{role}.dispatcher {spec.get('dispatcher')!r} is unknown; allowed: {DISPATCHERS}.")
+    tp_allreduce = str(spec.get("tp_allreduce", stack.tp_allreduce)).lower()
+    if tp_allreduce not in ("custom", "nccl"):
+        raise ValueError(
+            f"{role}.tp_allreduce {spec.get('tp_allreduce')!r} is unknown; allowed: ('custom', 'nccl')."
+        )
+    swap_ab = spec.get("swap_ab", stack.swap_ab)
+    if not isinstance(swap_ab, bool):
+        raise ValueError(f"{role}.swap_ab must be true or false, got {swap_ab!r}.")
+    if dispatcher != "allgather" and moe_tp > 1:
+        raise ValueError(
+            f"{role}: dispatcher {dispatcher!r} sends each token to whole experts; with moe_tp={moe_tp} "
+            "(experts sharded over GPUs) only 'allgather' applies."
+        )
     redundant = _whole(f"{role}.redundant_experts", spec.get("redundant_experts", 0), minimum=0)
     routed = int(model.num_routed_experts)
     if (routed + redundant) % ep:
@@ -188,11 +253,14 @@ def parse_instance(role: str, spec: Mapping[str, Any], model: MoEModel, gpu: GPU
     default_weight = "fp8" if gpu.supports("fp8") else "bf16"
     weight_dtype = _dtype(f"{role}.weight_dtype", spec.get("weight_dtype", default_weight))
     kv_dtype = _dtype(f"{role}.kv_dtype", spec.get("kv_dtype", "bf16"))
-    mbpg = spec.get("max_batch_per_gpu")
+    mbpg = spec.get("max_batch_per_gpu", stack.max_running_requests_for(gpu.name))
     max_batch = None if mbpg is None else _whole(f"{role}.max_batch_per_gpu", mbpg)
-    default_tokens = DEFAULT_CHUNK_TOKENS_PER_GPU if role == "colocated" else DEFAULT_PREFILL_TOKENS_PER_GPU
+    if role == "colocated":
+        default_tokens = stack.chunked_prefill_tokens_for(gpu.name) or DEFAULT_CHUNK_TOKENS_PER_GPU
+    else:
+        default_tokens = DEFAULT_PREFILL_TOKENS_PER_GPU
     max_tokens = _whole(f"{role}.max_tokens_per_gpu", spec.get("max_tokens_per_gpu", default_tokens))
-    micro = _whole(f"{role}.micro_batches", spec.get("micro_batches", 2))
+    micro = _whole(f"{role}.micro_batches", spec.get("micro_batches", 2 if stack.two_batch_overlap else 1))
     if micro not in (1, 2):
         raise ValueError(f"{role}.micro_batches must be 1 or 2, got {micro}.")
     default_sms = DEFAULT_PREFILL_COMM_SMS if role == "prefill" else DEFAULT_DECODE_COMM_SMS
@@ -215,6 +283,11 @@ def parse_instance(role: str, spec: Mapping[str, Any], model: MoEModel, gpu: GPU
         max_tokens,
         micro,
         comm_sms,
+        moe_tp,
+        dispatcher,
+        stack.name,
+        tp_allreduce,
+        swap_ab,
     )
 
 
@@ -268,7 +341,8 @@ def weight_bytes_per_gpu(model: MoEModel, inst: InstanceSpec, include_mtp: bool)
 
     Linear layers (attention, dense FFN, shared experts) in ``weight_dtype`` (fp4 applies to routed
     experts only, the rest in fp8, as DeepSeek-V4 ships), sharded by tp; embedding, head, norms and
-    router in BF16; routed experts: (routed + redundant) / ep experts per GPU. The MTP module (when
+    router in BF16; routed experts: (routed + redundant) / ep experts per GPU, each a 1 / moe_tp
+    slice. The MTP module (when
     drafting) is placed like the main layers: the same per-GPU share of its parameters.
     """
     p = _breakdown(model)
@@ -281,7 +355,8 @@ def weight_bytes_per_gpu(model: MoEModel, inst: InstanceSpec, include_mtp: bool)
     routed = p.get("routed_experts", 0.0)
     num_routed = max(1, int(model.num_routed_experts))
     experts_per_gpu = (num_routed + inst.redundant_experts) / inst.ep
-    per_gpu += routed / num_routed * experts_per_gpu * w
+    expert_w = w + weight_scale_bytes(inst.weight_dtype)  # block scales travel with the weights
+    per_gpu += routed / num_routed * experts_per_gpu * expert_w / inst.moe_tp
     if include_mtp and p.get("mtp", 0.0) > 0:
         full_main = linear * dense_w + bf16 * 2 + small * 2 + routed * w
         per_gpu += p["mtp"] * w * (per_gpu / full_main if full_main else 1.0)

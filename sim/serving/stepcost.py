@@ -50,7 +50,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -68,7 +68,16 @@ from moe.operators import (
     serving_prefill_core_ops,
 )
 from sim import comm, timing
-from sim.serving.deployment import DTYPE_BYTES, InstanceSpec, expert_imbalance, kv_bytes_per_token
+from sim.serving.deployment import (
+    DTYPE_BYTES,
+    InstanceSpec,
+    expert_imbalance,
+    kv_bytes_per_token_per_gpu,
+)
+
+if TYPE_CHECKING:
+    from gpus import GPUProfile
+    from moe import MoEModel
 
 FP8_SCALE_OVERHEAD = 4.0 / 128.0  # one FP32 scale per 128 FP8 values (V3-TR section 3.3, 1x128 tiles)
 NORM = timing.NORM_ROPE  # RMSNorm and RoPE: their own fitted family
@@ -254,7 +263,12 @@ class StepCostModel:
     """Step times of one instance shape; results are cached by batch shape."""
 
     def __init__(
-        self, model: Any, gpu: Any, inst: InstanceSpec, mtp_draft_tokens: int, rng: np.random.Generator
+        self,
+        model: MoEModel,
+        gpu: GPUProfile,
+        inst: InstanceSpec,
+        mtp_draft_tokens: int,
+        rng: np.random.Generator,
     ) -> None:
         import gpus
 
@@ -275,9 +289,6 @@ class StepCostModel:
         self.expert_dtype = (
             inst.weight_dtype if inst.weight_dtype in ("fp8", "fp4", "bf16", "fp16") else "fp8"
         )
-        self.shared_inter = int(model.shared_expert_intermediate_size or model.moe_intermediate_size) * int(
-            model.num_shared_experts
-        )
         self.num_physical_experts = int(model.num_routed_experts) + inst.redundant_experts
         self.experts_per_gpu = max(1, self.num_physical_experts // inst.ep)
         self.sm_slowdown = gpu.sm_count / (gpu.sm_count - inst.comm_sms) if inst.micro_batches > 1 else 1.0
@@ -297,6 +308,12 @@ class StepCostModel:
             expert_dtype=self.expert_dtype,
             kv_bytes_per_element=DTYPE_BYTES[inst.kv_dtype],
             experts_per_gpu=self.experts_per_gpu,
+            moe_tp=inst.moe_tp,
+            deepep=inst.dispatcher == "deepep",
+            # a format the tensor cores lack runs weight-only: dequantised in the kernel, products in
+            # BF16 (MXFP4 experts on Hopper and Ampere; FP8 experts on Ampere)
+            expert_compute_dtype="" if gpu.supports(self.expert_dtype) else "bf16",
+            swap_ab=inst.swap_ab,
         )
 
     # ---- per-operator pieces ------------------------------------------------------------------
@@ -350,11 +367,14 @@ class StepCostModel:
 
     def decode_attention(self, batch: int, q_len: int, kv_len: int) -> float:
         """Core attention of one layer for ``batch`` decode requests of ``q_len`` new tokens over a mean
-        KV length ``kv_len`` (the model's capped KV cache, averaged over layers)."""
+        KV length ``kv_len`` (the model's capped KV cache, averaged over layers). Each GPU reads the part
+        of the cache it holds: all of an MLA / compressed latent cache (replicated over TP), its
+        ``kv_heads / tp`` heads of a GQA / MHA cache (:func:`kv_bytes_per_token_per_gpu`, the same split
+        the KV capacity uses)."""
         key = ("dattn", batch, q_len, kv_len)
         if key in self._cache:
             return self._cache[key]
-        kv_layer = kv_bytes_per_token(self.model, self.inst.kv_dtype, kv_len) * kv_len / self.num_layers
+        kv_layer = kv_bytes_per_token_per_gpu(self.model, self.inst, kv_len) * kv_len / self.num_layers
         t = self._seconds(serving_decode_core(self.model, self.shape, batch, q_len, kv_len, kv_layer))
         self._cache[key] = t
         return t
@@ -371,8 +391,16 @@ class StepCostModel:
         return t
 
     def routed_rows(self, tokens: int) -> float:
-        """Routed rows of ``tokens`` tokens of a rank on the busiest GPU (its imbalance included)."""
-        rows = max(1, int(tokens)) * int(self.model.experts_per_token) / self.inst.tp
+        """Routed rows on the busiest GPU when each attention rank runs ``tokens`` tokens (its imbalance
+        included): an all-to-all dispatcher brings each GPU the rows of ``1 / tp`` of its rank's
+        tokens from every rank (balanced: ``tokens x k / tp``); the all-gather dispatcher gives every
+        GPU of an expert group all the instance's rows routed to its experts (``tokens x attn_dp x k /
+        ep``), each computed over that GPU's slice of the expert."""
+        k = int(self.model.experts_per_token)
+        if self.inst.dispatcher == "allgather":
+            rows = max(1, int(tokens)) * self.inst.attn_dp * k / self.inst.ep
+        else:
+            rows = max(1, int(tokens)) * k / self.inst.tp
         return rows * self.imbalance(rows)
 
     def _layer_base(self, tokens_mb: int, prefill: bool) -> dict[str, list[tuple[Op, float]]]:
@@ -426,14 +454,17 @@ class StepCostModel:
         instance's EP group: with tensor-parallel attention the ``tp`` GPUs of a rank hold the same
         tokens and each sends its 1/tp share (as the router and the routed rows count them)."""
         ep = self.inst.ep
-        if ep <= 1 or tokens <= 0:
+        if ep <= 1 or tokens <= 0 or self.inst.dispatcher == "allgather":
             return 0.0
+        if self.inst.dispatcher == "alltoall":
+            dedupe_per_node = False  # a plain all-to-all: one copy per (token, remote expert)
         tokens = int(math.ceil(tokens / self.inst.tp))
         k = int(self.model.experts_per_token)
         d = min(self.inst.gpus_per_node, ep)
         row = self.hidden * bytes_per_value
         if not dedupe_per_node:
-            # DeepEP low-latency kernels: one message per (token, expert), uniform over the EP ranks
+            # DeepEP low-latency kernels or a plain all-to-all: one message per (token, expert),
+            # uniform over the EP ranks
             return comm.all_to_all_time(self.cluster, tokens * k * row, num_gpus=ep).predicted_s
         local_frac = (d - 1) / ep
         remote_frac = (ep - d) / ep
@@ -466,7 +497,7 @@ class StepCostModel:
         of the phases the link's fit holds (:attr:`sim.comm.Link.low_latency_contains`; none for a
         roofline link) that lie on the timed kernel's path outside the transfer."""
         chosen = self.links.get(self.comm_kind())
-        if chosen is None or self.inst.ep <= 1:
+        if chosen is None or self.inst.ep <= 1 or self.inst.dispatcher != "deepep":
             return ()
         return tuple(
             LOW_LATENCY_OPS[phase] for phase in chosen.low_latency_contains if phase in LOW_LATENCY_TAKEN_OUT
@@ -507,15 +538,44 @@ class StepCostModel:
         returned = sum(x for name, x in times.items() if name.startswith("ll_combine"))
         return max(0.0, dispatch - sent), max(0.0, combine - returned)
 
+    def moe_gather(self, tokens: int) -> tuple[float, float]:
+        """The all-gather dispatcher's collectives for ``tokens`` tokens per attention rank: with
+        attention data-parallel groups, every GPU gathers all groups' hidden states (BF16) before the
+        experts and the partial outputs are reduce-scattered back after them (SGLang's data-parallel
+        attention with MoE tensor parallelism); with one attention group the tokens are already on
+        every GPU and the partial sums go into the layer's all-reduce (:meth:`tp_allreduce`)."""
+        if self.inst.dispatcher != "allgather" or self.inst.attn_dp <= 1 or tokens <= 0:
+            return 0.0, 0.0
+        key = ("moe_gather", tokens)
+        cached = self._cache.get(key)
+        if cached is None:
+            size = tokens * self.inst.attn_dp * self.hidden * 2.0
+            n = self.inst.gpus
+            cached = self._cache[key] = (
+                comm.all_gather_time(self.cluster, size, num_gpus=n).predicted_s,
+                comm.reduce_scatter_time(self.cluster, size, num_gpus=n).predicted_s,
+            )
+        return cached
+
     def comm_kind(self) -> str:
         return "ib" if self.inst.ep > min(self.inst.gpus_per_node, self.inst.ep) else "nvlink"
 
     def tp_allreduce(self, tokens: int) -> float:
-        """All-reduce of a BF16 hidden state over the tp group (attention output or FFN output)."""
+        """All-reduce of a BF16 hidden state over the tp group (attention output or FFN output): NCCL's
+        ring, or where the stack runs one (``tp_allreduce = "custom"``) the faster of it and the custom
+        NVLink kernel (:func:`sim.comm.custom_all_reduce_time`), as the engines pick by size."""
         if self.inst.tp <= 1 or tokens <= 0:
             return 0.0
-        size = tokens * self.hidden * 2.0
-        return comm.all_reduce_time(self.cluster, size, num_gpus=self.inst.tp).predicted_s
+        key = ("tp_allreduce", tokens)
+        cached = self._cache.get(key)
+        if cached is None:
+            size = tokens * self.hidden * 2.0
+            cached = comm.all_reduce_time(self.cluster, size, num_gpus=self.inst.tp).predicted_s
+            if self.inst.tp_allreduce == "custom":
+                custom = comm.custom_all_reduce_time(self.cluster, size, num_gpus=self.inst.tp).predicted_s
+                cached = min(cached, custom)
+            self._cache[key] = cached
+        return float(cached)
 
     # ---- whole steps --------------------------------------------------------------------------
     def _layer_sums(self, tokens_mb: int, prefill: bool) -> _LayerSums:
@@ -563,14 +623,21 @@ class StepCostModel:
             tot["dense_ffn"] * slow + reduce if self.model.intermediate_size else 0.0,
             attention_prepare_s=prepare,
         )
-        dispatch = self.all_to_all(tokens_mb, 1.0 + FP8_SCALE_OVERHEAD, prefill)
-        combine = self.all_to_all(tokens_mb, 2.0, prefill)
+        if self.inst.dispatcher == "allgather":
+            dispatch, combine = self.moe_gather(tokens_mb)
+        else:
+            dispatch_bytes = 1.0 + FP8_SCALE_OVERHEAD if self.inst.dispatcher == "deepep" else 2.0
+            dispatch = self.all_to_all(tokens_mb, dispatch_bytes, prefill)
+            combine = self.all_to_all(tokens_mb, 2.0, prefill)
         if not prefill:
             dispatch, combine = self._low_latency_transfer(dispatch, combine, sums.low_latency)
+        # the FFN all-reduce of a MoE layer sums the shared experts' tensor-parallel halves, and with
+        # the all-gather dispatcher over one attention group the routed experts' partial sums too
+        moe_reduce = sums.has_shared or (self.inst.dispatcher == "allgather" and self.inst.attn_dp == 1)
         # the MoE layer's attention stage opens with the previous layer's combine receive and output add
         moe_layer = LayerCost(
             tot["moe_attention"] * slow + reduce,
-            tot["moe_routed"] * slow + (reduce if sums.has_shared else 0.0),
+            tot["moe_routed"] * slow + (reduce if moe_reduce else 0.0),
             dispatch,
             combine,
             tot["moe_shared"] * slow,
@@ -592,7 +659,8 @@ class StepCostModel:
         parts["dispatch"] = mb * n_moe * dispatch
         parts["combine"] = mb * n_moe * combine
         if reduce:
-            parts["tp_allreduce"] = mb * (2 * self.num_layers) * reduce
+            reductions = n_dense * (2 if self.model.intermediate_size else 1) + n_moe * (1 + int(moe_reduce))
+            parts["tp_allreduce"] = mb * reductions * reduce
         return layers, parts
 
     def decode_step(self, batch_per_gpu: int, kv_len: int) -> StepCost:

@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -55,6 +55,11 @@ from moe.operators.lowering import FP8_SCALE_BYTES_PER_VALUE
 from sim import comm, timing
 from sim.training.engine import Segment
 from sim.training.schedules import Chunk
+
+if TYPE_CHECKING:
+    from gpus import Cluster, GPUProfile
+    from moe import MoEModel
+    from sim.training.plan import TrainingPlan
 
 __all__ = ["LayerCost", "Unit", "TrainingCostModel", "layer_units", "FP8_SCALE_BYTES_PER_VALUE"]
 
@@ -70,7 +75,7 @@ class Unit:
     moe: bool = False
 
 
-def layer_units(model: Any) -> list[Unit]:
+def layer_units(model: MoEModel) -> list[Unit]:
     """Embedding, the transformer layers, the MTP modules, and the output head, in path order."""
     units = [Unit("embedding")]
     for i, is_moe in enumerate(model.moe_layers):
@@ -150,10 +155,10 @@ class TrainingCostModel:
     def __init__(
         self,
         *,
-        model: Any,
-        gpu: Any,
-        cluster: Any,
-        plan: Any,
+        model: MoEModel,
+        gpu: GPUProfile,
+        cluster: Cluster,
+        plan: TrainingPlan,
         pieces: Sequence[Sequence[Unit]],
         free_comm: bool = False,
         routing_skew: float = 0.0,

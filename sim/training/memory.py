@@ -107,7 +107,7 @@ def activation_bytes_per_token(model: MoEModel, unit: Unit, plan: TrainingPlan) 
         total += k * (h * etp + 2 * inter) * act * routed
         if "moe_act" not in modules:
             total += k * inter * act * routed  # SwiGLU output, the down projection's input
-        shared = model.num_shared_experts * (model.shared_expert_intermediate_size or inter)
+        shared = model.shared_intermediate_total
         if shared and "shared_experts" not in modules:
             total += (h * narrow + 2 * shared // tp) * act
             if "dense_act" not in modules:

@@ -22,6 +22,7 @@ from moe.operators import (
     serving_layer_ops,
     strategy_for,
     training_unit_ops,
+    with_splits,
 )
 from moe.operators.attention import (
     CompressedAttention,
@@ -29,6 +30,7 @@ from moe.operators.attention import (
     MultiHeadLatentAttention,
     SparseLatentAttention,
 )
+from moe.operators.inventory import experts_touched
 
 
 def _shape(tokens: int = 4096, **kw) -> TrainingShape:  # type: ignore[no-untyped-def]
@@ -85,7 +87,7 @@ def test_v3_training_layer_shapes():
     assert "mlp_gate_up" in dense and "dispatch" not in dense
 
 
-@pytest.mark.parametrize("name", ["deepseek-v3", "qwen3-30b-a3b", "mixtral-8x7b"])
+@pytest.mark.parametrize("name", ["deepseek-v3", "deepseek-v2-lite", "qwen3-30b-a3b", "mixtral-8x7b"])
 def test_forward_gemm_flops_follow_the_parameter_count(name):
     """One MoE layer's forward GEMMs (projections, router, shared and routed experts, uniform routing)
     cost 2 FLOP per active parameter per token: the shapes agree with the accounting's tensors."""
@@ -105,6 +107,18 @@ def test_forward_gemm_flops_follow_the_parameter_count(name):
         + p["routed_experts"].gemm * m.experts_per_token / m.num_routed_experts
     )
     assert gemm == pytest.approx(2.0 * tokens * active, rel=1e-9)
+
+
+@pytest.mark.parametrize("name", ["deepseek-v2", "deepseek-v2-lite", "deepseek-v3", "llama-4-scout-17b-16e"])
+def test_serving_shared_experts_are_as_wide_as_the_parameter_count(name):
+    """Shared-expert GEMMs of a serving decode step: 2 FLOP per shared-expert parameter per token
+    (DeepSeek-V2's two shared experts are one MLP of twice the width, counted once)."""
+    m = moe.get(name)
+    layer = next(i for i in range(m.num_layers) if m.is_moe_layer(i))
+    ops = serving_layer_ops(m, ServingShape(), 64, Phase.DECODE, 1e-4, 64.0)["moe_shared"]
+    flops = sum(op.flops for op in ops if isinstance(op.work, Gemm | GroupedGemm))
+    params = accounting.layer_params(m, layer)["shared_experts"].gemm
+    assert flops == pytest.approx(2.0 * 64 * params, rel=1e-9)
 
 
 def test_decode_reads_the_kv_cache_in_absorbed_form():
@@ -165,3 +179,34 @@ def test_ops_are_frozen_records_with_a_kind():
         "tp_comm",
         "cp_comm",
     }
+
+
+def test_with_splits_names_the_degrees_that_divide_each_operator():
+    """Attention projections after the latent split over TP, the latent projections do not; the expert
+    all-to-all is split by EP; doubling CP changes the core attention (its keys gathered over CP)."""
+    m = moe.get("deepseek-v3")
+    shape = TrainingShape(tokens=1024, moe_tokens=512, seq_len=4096, tp=2, cp=1, ep=8, gemm_dtype="fp8")
+    ops = with_splits(lambda s: training_unit_ops(m, "layer", True, s, (16,) * 32), shape, ("tp", "cp", "ep"))
+    split = {op.name: op.split for op in ops if op.phase is Phase.FORWARD}
+    assert split["q_b_proj"] == ("tp",) and split["o_proj"] == ("tp",) and split["q_a_proj"] == ()
+    assert split["attention"] == ("tp", "cp")
+    assert split["dispatch"] == ("ep",) and split["combine"] == ("ep",)
+    assert [op.work for op in ops] == [
+        op.work for op in training_unit_ops(m, "layer", True, shape, (16,) * 32)
+    ]
+    with pytest.raises(ValueError, match="not a parallel degree.*allowed: .*tp"):
+        with_splits(lambda s: [], shape, ("pp",))
+
+
+def test_experts_touched_by_a_small_batch():
+    """V3 routes top-8 of 256: 4 decode tokens reach at most 32 experts, so a GPU holding 32 experts
+    (EP8) reads about 4 of them; a large batch reaches all of them; the grouped GEMMs of a decode step
+    carry only the touched experts."""
+    m = moe.get("deepseek-v3")
+    rows_small = 4 * 8 / 8  # 4 tokens x top-8 spread over 8 GPUs
+    assert experts_touched(m, 32, rows_small) == 4  # 32 x (1 - (1 - 8/256)^4) = 3.8
+    assert experts_touched(m, 32, 32 * 50) == 32
+    assert experts_touched(m, 32, 0.01) == 1  # at least one
+    ops = serving_layer_ops(m, ServingShape(ep=8, experts_per_gpu=32), 4, Phase.DECODE, 1e-4, rows_small)
+    up = next(op for op in ops["moe_routed"] if op.name == "experts_gate_up")
+    assert isinstance(up.work, GroupedGemm) and len(up.work.groups) == 4 and sum(up.work.groups) >= rows_small

@@ -524,3 +524,35 @@ def test_cpu_writes_pay_write_allocate_gpus_do_not() -> None:
     gpu_permute = timing.permute_time("H800", 512, 1024, 8, "fp32")
     h800_bw = gpus.get("H800").hbm_bandwidth_bytes_per_s
     assert gpu_permute.memory_s == pytest.approx(gpu_permute.bytes_moved / h800_bw)
+
+
+def test_weights_move_as_stored_and_compute_runs_in_a_format_the_gpu_has():
+    """MXFP4 experts on H100 (no FP4 tensor cores): weights read at 4 bits plus one E8M0 scale per 32
+    values, products at the BF16 peak with BF16 activations; FP8 experts on A100 read one byte per
+    weight and compute in BF16."""
+    import gpus
+    from moe.accounting import weight_scale_bytes
+
+    groups, n, k = [4] * 8, 5760, 2880
+    t = timing.grouped_gemm_time("H100", groups, n, k, "fp4", compute_dtype="bf16")
+    rows = sum(groups)
+    weights = 8 * n * k * (0.5 + 1 / 32)
+    assert weight_scale_bytes("fp4") == 1 / 32
+    assert t.bytes_moved == pytest.approx(rows * k * 2 + weights + rows * n * 2, rel=1e-12)
+    assert t.compute_s >= 2.0 * rows * n * k / gpus.get("H100").peak_flops("bf16") - 1e-15
+    a100 = timing.grouped_gemm_time("A100", groups, n, k, "fp8", compute_dtype="bf16")
+    assert a100.bytes_moved == pytest.approx(rows * k * 2 + 8 * n * k * 1.0 + rows * n * 2, rel=1e-12)
+    plain = timing.grouped_gemm_time("A100", groups, n, k, "fp8")  # the older call: bytes by compute format
+    assert plain.bytes_moved > a100.bytes_moved
+
+
+@pytest.mark.parametrize("n, k, standard_us, swapped_us", [(4096, 7168, 257, 154), (7168, 2048, 127, 84)])
+def test_swap_ab_speedup_matches_deepgemms_h20_measurement(n, k, standard_us, swapped_us):
+    """DeepGEMM PR #192 (H20, 16 groups of 32 rows, FP8 masked grouped GEMM): swap-AB takes 154 / 257
+    and 84 / 127 of the standard kernel's time. Nothing is fitted to these figures (H20 borrows H800's
+    efficiencies; the swapped tiles come from the kernels' shapes): the model's ratio is within 10 %."""
+    standard = timing.grouped_gemm_time("H20", [32] * 16, n, k, "fp8")
+    swapped = timing.grouped_gemm_time("H20", [32] * 16, n, k, "fp8", swap_ab=True)
+    assert swapped.predicted_s / standard.predicted_s == pytest.approx(swapped_us / standard_us, rel=0.10)
+    big = timing.grouped_gemm_time("H20", [96] * 16, n, k, "fp8", swap_ab=True)  # >= 64 rows: standard
+    assert big.predicted_s == timing.grouped_gemm_time("H20", [96] * 16, n, k, "fp8").predicted_s

@@ -1,0 +1,181 @@
+"""Serving stacks as data: what an inference framework of a given version runs by default.
+
+A stack file (``sim/serving/stacks/<name>.toml``) names the framework and versions it describes and
+holds one table per setting, each with its ``value`` and the ``source`` it comes from (the
+framework's code, docs or release notes of that version); a setting with no source has no
+``value`` (no cap, or the framework's behaviour unknown) and its source says so. A stack never
+carries an end-to-end factor: only what the framework chooses.
+
+Settings (:data:`SETTINGS`):
+
+* ``expert_parallel`` (bool): experts spread whole over the instance's GPUs (``ep`` = every GPU)
+  when a deployment states neither ``ep`` nor ``moe_tp``; off, each expert is sharded over them;
+* ``dispatcher``: how tokens reach experts that are spread whole (:data:`DISPATCHERS`, described in
+  :mod:`sim.serving.deployment`); sharded experts always use the all-gather path;
+* ``two_batch_overlap`` (bool): two micro-batches overlapping communication with computation
+  (``micro_batches`` 2), else one;
+* ``tp_allreduce``: "custom" (the one-shot / two-shot NVLink kernel inside a node, NCCL beyond it)
+  or "nccl";
+* ``max_running_requests`` (int, per attention data-parallel rank): the scheduler's cap on the
+  running batch (vLLM ``max_num_seqs``, SGLang ``max_running_requests``, TensorRT-LLM
+  ``max_batch_size``); an optional ``by_gpu`` table overrides it per GPU name;
+* ``chunked_prefill_tokens`` (int): tokens per colocated prefill chunk (vLLM
+  ``max_num_batched_tokens``, SGLang ``chunked_prefill_size``), with an optional ``by_gpu``;
+* ``swap_ab`` (bool, default false): the routed experts' grouped GEMM swaps its operands when every
+  expert has fewer than 64 rows (weights on the tensor cores' M side, tokens on N), as DeepGEMM's
+  opt-in swap-AB masked kernel and vLLM's CUTLASS small-M MoE configurations do.
+
+    from sim.serving.stack import get, names
+    get("vllm-0.10").max_running_requests_for("H100")   # 1024
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_STACK", "DISPATCHERS", "SETTINGS", "Stack", "get", "names", "stacks_dir"]
+
+DEFAULT_STACK = "deepseek"
+DISPATCHERS = ("deepep", "alltoall", "allgather")  # see sim.serving.deployment
+SETTINGS: dict[str, type] = {
+    "expert_parallel": bool,
+    "dispatcher": str,
+    "two_batch_overlap": bool,
+    "tp_allreduce": str,
+    "max_running_requests": int,
+    "chunked_prefill_tokens": int,
+    "swap_ab": bool,
+}
+REQUIRED = ("expert_parallel", "dispatcher", "two_batch_overlap", "tp_allreduce")
+ALLREDUCE = ("custom", "nccl")
+TOP_KEYS = {"name", "framework", "versions", "source", *SETTINGS}
+SETTING_KEYS = {"value", "source", "by_gpu"}
+
+
+def stacks_dir() -> Path:
+    """The folder of the stack files (``sim/serving/stacks``)."""
+    return Path(__file__).resolve().parent / "stacks"
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One stack file, checked."""
+
+    name: str
+    framework: str
+    versions: str
+    source: str
+    expert_parallel: bool
+    dispatcher: str
+    two_batch_overlap: bool
+    tp_allreduce: str
+    max_running_requests: int | None = None
+    chunked_prefill_tokens: int | None = None
+    swap_ab: bool = False
+    by_gpu: dict[str, dict[str, int]] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def _for(self, setting: str, gpu_name: str) -> int | None:
+        value: int | None = getattr(self, setting)
+        overrides = self.by_gpu.get(setting, {})
+        key = str(gpu_name).split()[0].upper()
+        for name, override in overrides.items():
+            if name.upper() == key:
+                return override
+        return value
+
+    def max_running_requests_for(self, gpu_name: str) -> int | None:
+        """The running-request cap on ``gpu_name`` (None: no cap beyond KV capacity)."""
+        return self._for("max_running_requests", gpu_name)
+
+    def chunked_prefill_tokens_for(self, gpu_name: str) -> int | None:
+        """Tokens per colocated prefill chunk on ``gpu_name`` (None: not stated)."""
+        return self._for("chunked_prefill_tokens", gpu_name)
+
+
+def names() -> list[str]:
+    """Names of the stack files, sorted."""
+    return sorted(p.stem for p in stacks_dir().glob("*.toml"))
+
+
+def get(name: str) -> Stack:
+    """The stack called ``name``; ValueError naming the known stacks otherwise."""
+    if not isinstance(name, str) or name not in names():
+        raise ValueError(f"unknown serving stack {name!r}; known stacks: {', '.join(names())}")
+    path = stacks_dir() / f"{name}.toml"
+    return _load(str(path), path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=32)
+def _load(path: str, mtime_ns: int) -> Stack:
+    where = Path(path).name
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"stack file {where} is not valid TOML: {error}") from None
+    unknown = set(data) - TOP_KEYS
+    if unknown:
+        raise ValueError(f"stack file {where}: unknown keys {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
+    for key in ("name", "framework", "versions", "source"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise ValueError(f"stack file {where}: {key!r} must be a non-empty string")
+    if data["name"] != Path(path).stem:
+        raise ValueError(f"stack file {where}: name {data['name']!r} must match the file name")
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    by_gpu: dict[str, dict[str, int]] = {}
+    for setting, kind in SETTINGS.items():
+        entry = data.get(setting)
+        if entry is None:
+            if setting in REQUIRED:
+                raise ValueError(f"stack file {where}: the setting {setting!r} is missing")
+            continue
+        if not isinstance(entry, dict) or set(entry) - SETTING_KEYS:
+            raise ValueError(
+                f"stack file {where}: {setting!r} must be a table of {sorted(SETTING_KEYS)}, got {entry!r}"
+            )
+        source = entry.get("source")
+        if not isinstance(source, str) or not source:
+            raise ValueError(f"stack file {where}: {setting!r} needs a 'source' (say 'no source: ...')")
+        sources[setting] = source
+        value = entry.get("value")
+        if value is None:
+            if setting in REQUIRED:
+                raise ValueError(f"stack file {where}: {setting!r} needs a 'value'")
+        elif not isinstance(value, kind) or (
+            kind is int and isinstance(value, int) and (isinstance(value, bool) or value < 1)
+        ):
+            raise ValueError(f"stack file {where}: {setting!r} must be a {kind.__name__}, got {value!r}")
+        values[setting] = value
+        overrides = entry.get("by_gpu", {})
+        if overrides:
+            if kind is not int or not isinstance(overrides, dict):
+                raise ValueError(f"stack file {where}: {setting!r} takes no 'by_gpu' table")
+            for gpu_name, override in overrides.items():
+                if isinstance(override, bool) or not isinstance(override, int) or override < 1:
+                    raise ValueError(
+                        f"stack file {where}: {setting}.by_gpu.{gpu_name} must be a whole number >= 1"
+                    )
+            by_gpu[setting] = dict(overrides)
+    if values["dispatcher"] not in DISPATCHERS:
+        raise ValueError(
+            f"stack file {where}: dispatcher {values['dispatcher']!r} is unknown; allowed: {DISPATCHERS}"
+        )
+    if values["tp_allreduce"] not in ALLREDUCE:
+        raise ValueError(
+            f"stack file {where}: tp_allreduce {values['tp_allreduce']!r} is unknown; allowed: {ALLREDUCE}"
+        )
+    return Stack(
+        name=data["name"],
+        framework=data["framework"],
+        versions=data["versions"],
+        source=data["source"],
+        by_gpu=by_gpu,
+        sources=sources,
+        **values,
+    )

@@ -1,0 +1,102 @@
+"""Serving stacks as data: each file loads, every setting cites a source, and a deployment's
+``stack`` key fills the keys it does not give."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import gpus
+import moe
+from sim.serving import stack
+from sim.serving.deployment import parse_deployment
+
+V3, H100, A100 = moe.get("deepseek-v3"), gpus.get("H100"), gpus.get("A100")
+
+
+@pytest.mark.parametrize("name", stack.names())
+def test_every_stack_file_loads_and_cites_each_setting(name):
+    s = stack.get(name)
+    assert s.name == name and s.framework and s.source
+    for setting in stack.REQUIRED:
+        assert s.sources[setting]
+    for setting, source in s.sources.items():
+        if getattr(s, setting) is None:
+            assert source.startswith("no source"), f"{name}.{setting} has no value but cites {source!r}"
+
+
+def test_the_default_stack_is_deepseeks_and_keeps_its_deployments():
+    inst = parse_deployment({"mode": "colocated", "nodes": 2, "gpus_per_node": 8}, V3, H100).colocated
+    assert (inst.stack, inst.ep, inst.moe_tp, inst.dispatcher, inst.micro_batches) == (
+        "deepseek",
+        16,
+        1,
+        "deepep",
+        2,
+    )
+    assert inst.tp_allreduce == "nccl" and inst.max_batch_per_gpu is None
+
+
+def test_a_framework_stack_shards_experts_and_caps_its_batch_by_gpu():
+    """vLLM 0.10 without --enable-expert-parallel: experts sharded over the TP group, no micro-batch
+    overlap, its custom all-reduce, max_num_seqs 1024 on H100 and 256 on A100."""
+    dep = {"mode": "colocated", "nodes": 1, "gpus_per_node": 8, "tp": 8, "stack": "vllm-0.10"}
+    h100 = parse_deployment(dep, moe.get("mixtral-8x7b"), H100).colocated
+    a100 = parse_deployment({**dep, "weight_dtype": "bf16"}, moe.get("mixtral-8x7b"), A100).colocated
+    assert (h100.ep, h100.moe_tp, h100.dispatcher, h100.micro_batches) == (1, 8, "allgather", 1)
+    assert (h100.tp_allreduce, h100.max_batch_per_gpu, a100.max_batch_per_gpu) == ("custom", 1024, 256)
+    assert (h100.max_tokens_per_gpu, a100.max_tokens_per_gpu) == (8192, 2048)
+    explicit = parse_deployment({**dep, "ep": 8, "max_batch_per_gpu": 64}, moe.get("mixtral-8x7b"), H100)
+    assert (explicit.colocated.ep, explicit.colocated.max_batch_per_gpu) == (8, 64)
+
+
+def test_unknown_stack_names_the_known_ones():
+    with pytest.raises(ValueError, match="unknown serving stack 'tgi'; known stacks: deepseek"):
+        parse_deployment({"mode": "colocated", "stack": "tgi"}, V3, H100)
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("name = [", "is not valid TOML"),
+        ('name = "bad"\nframework = "x"\nversions = "1"\nsource = "s"\nextra = 1\n', "unknown keys"),
+        ('name = "bad"\nframework = "x"\nversions = "1"\nsource = "s"\n', "'expert_parallel' is missing"),
+        (
+            'name = "bad"\nframework = "x"\nversions = "1"\nsource = "s"\n[expert_parallel]\nvalue = true\n',
+            "needs a 'source'",
+        ),
+        (
+            'name = "bad"\nframework = "x"\nversions = "1"\nsource = "s"\n'
+            '[expert_parallel]\nvalue = "yes"\nsource = "s"\n',
+            "'expert_parallel' must be a bool",
+        ),
+    ],
+)
+def test_malformed_stack_files_say_what_is_wrong(tmp_path, monkeypatch, text, match):
+    folder = tmp_path / "stacks"
+    shutil.copytree(stack.stacks_dir(), folder)
+    (folder / "bad.toml").write_text(text)
+    monkeypatch.setattr(stack, "stacks_dir", lambda: Path(folder))
+    with pytest.raises(ValueError, match=match):
+        stack.get("bad")
+
+
+def test_swap_ab_is_a_deployment_choice_that_shortens_small_expert_batches():
+    """The stacks modelled here run DeepGEMM-style tiles of 64 rows; ``swap_ab`` (DeepGEMM's opt-in
+    kernel) pads 15 requests' rows to 16-32 instead, so V3's decode step on H20 at EP16 is shorter."""
+    import numpy as np
+
+    from sim.serving.stepcost import StepCostModel
+
+    h20 = gpus.get("H20")
+    dep = {"mode": "colocated", "nodes": 2, "gpus_per_node": 8, "tp": 1, "ep": 16, "stack": "sglang-0.4"}
+
+    def step(**keys):
+        inst = parse_deployment({**dep, **keys}, V3, h20).colocated
+        return StepCostModel(V3, h20, inst, 0, np.random.default_rng(0)).decode_step(15, 2176).time_s
+
+    assert step(swap_ab=True) < 0.85 * step()
+    with pytest.raises(ValueError, match="swap_ab must be true or false"):
+        parse_deployment({**dep, "swap_ab": "yes"}, V3, h20)
