@@ -86,7 +86,9 @@ def _dask(spec: SweepSpec, folder: Path, workers: int) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--chunk-size", type=int, default=128, help="configurations per chunk (default 128)")
     parser.add_argument("--small", action="store_true", help="512 configurations instead of 1,024")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
@@ -110,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         startup["dask_1"], seconds["dask_1"] = _dask(spec, root / "dask_1", 1)
         startup["dask_2"], seconds["dask_2"] = _dask(spec, root / "dask_2", 2)
         reference = _rows(root / "in_process")
-        identical = {name: _rows(root / name).equals(reference) for name in ("processes_2", "dask_1", "dask_2")}
+        identical = {
+            name: _rows(root / name).equals(reference) for name in ("processes_2", "dask_1", "dask_2")
+        }
 
     rate = {name: spec.size / value for name, value in seconds.items()}
     result = {
@@ -135,10 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
         return 0 if all(identical.values()) else 1
-    print(f"{spec.size} configurations in {spec.num_chunks} chunks of {spec.chunk_size}, {os.cpu_count()} CPUs")
+    print(
+        f"{spec.size} configurations in {spec.num_chunks} chunks of {spec.chunk_size}, {os.cpu_count()} CPUs"
+    )
     print(f"bare evaluation: {result['bare_ms_per_configuration']} ms per configuration")
     for name in ("bare", "in_process", "processes_2", "dask_1", "dask_2"):
-        extra = f" (cluster start-up and warm-up {startup[name]:.1f} s, not counted)" if name in startup else ""
+        extra = (
+            f" (cluster start-up and warm-up {startup[name]:.1f} s, not counted)" if name in startup else ""
+        )
         print(f"  {name:<12} {seconds[name]:7.2f} s  {rate[name]:8.1f} configurations/s{extra}")
     print(
         f"chunking overhead: {result['chunking_overhead_fraction']:+.1%} "

@@ -261,7 +261,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argpars
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", metavar="{gpus,models,fit,train,serve,report,validate,sweep,query}")
+    sub = parser.add_subparsers(
+        dest="command", metavar="{gpus,models,fit,train,serve,report,validate,sweep,query}"
+    )
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {}
 
     p = sub.add_parser("gpus", help="list the GPU profiles", description="The GPU profiles side by side.")
@@ -301,7 +303,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argpars
                    help="local worker processes without --cluster (default: CPUs; 1 = this process)")
     p.add_argument("--cluster", default=None, metavar="ADDRESS",
                    help="a running Dask scheduler, e.g. tcp://host:8786 (default: none, run locally)")
-    p.add_argument("--retries", type=int, default=None, help="further attempts per failing chunk (default: spec)")
+    p.add_argument("--retries", type=int, default=None,
+                   help="further attempts per failing chunk (default: the spec's retries)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     handlers["sweep"] = _cmd_sweep

@@ -154,7 +154,8 @@ def _serving_capacity(config: Mapping[str, Any], seed: int) -> dict[str, Any]:
         "tokens_per_s_per_user": decode.tokens_per_s_per_user,
         "output_tokens_per_s_per_gpu": decode.output_tokens_per_s_per_gpu,
         "decode_bound_by": decode.bound_by,
-        "prefill_input_tokens_per_s_per_gpu": prefill.input_tokens_per_s_per_instance / deployment.prefill.gpus,
+        "prefill_input_tokens_per_s_per_gpu": prefill.input_tokens_per_s_per_instance
+        / deployment.prefill.gpus,
         "prefill_batch_time_s": prefill.batch_time_s,
         "prefill_bound_by": prefill.bound_by,
     }
@@ -167,10 +168,14 @@ def _serving_row(config: Mapping[str, Any], seed: int, capacity: Mapping[str, An
     row = dict(capacity)
     output_rate = capacity["output_tokens_per_s_per_gpu"]
     row["usd_per_million_output_tokens"] = (
-        usd_per_million_tokens(1, price, output_rate) if capacity["decode_feasible"] and output_rate > 0 else None
+        usd_per_million_tokens(1, price, output_rate)
+        if capacity["decode_feasible"] and output_rate > 0
+        else None
     )
     input_rate = capacity["prefill_input_tokens_per_s_per_gpu"]
-    row["usd_per_million_input_tokens"] = usd_per_million_tokens(1, price, input_rate) if input_rate > 0 else None
+    row["usd_per_million_input_tokens"] = (
+        usd_per_million_tokens(1, price, input_rate) if input_rate > 0 else None
+    )
     return row
 
 
@@ -257,7 +262,9 @@ def evaluate_config(
     row.update(_provenance_columns(config))
     try:
         if spec.kind == "serving":
-            key = canonical_json({k: v for k, v in config.items() if k not in ("config_id", "usd_per_gpu_hour")})
+            key = canonical_json(
+                {k: v for k, v in config.items() if k not in ("config_id", "usd_per_gpu_hour")}
+            )
             capacity = cache.get(key) if cache is not None else None
             if capacity is None:
                 capacity = _serving_capacity(config, spec.seed)

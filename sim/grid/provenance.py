@@ -46,7 +46,12 @@ def _git_commit() -> str:
     a git checkout."""
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=_SOURCE_ROOT, capture_output=True, text=True, check=True, timeout=10
+            ["git", "rev-parse", "HEAD"],
+            cwd=_SOURCE_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
         status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],

@@ -94,13 +94,17 @@ def _open_results(spec: SweepSpec, results_dir: Path) -> dict[str, Any]:
             "spec_sha256": spec.sha256,
             "spec": spec.to_dict(),
             "created": _now(),
-            "provenance": {"stack": provenance["stack_json"], "calibration_sha256": provenance["calibration_sha256_json"]},
+            "provenance": {
+                "stack": provenance["stack_json"],
+                "calibration_sha256": provenance["calibration_sha256_json"],
+            },
             "chunks": {},
             "runs": [],
         }
     if manifest.get("spec_sha256") != spec.sha256:
+        other = manifest.get("spec", {}).get("path")
         raise ValueError(
-            f"{results_dir} holds the results of another sweep (spec {manifest.get('spec', {}).get('path')!r}, "
+            f"{results_dir} holds the results of another sweep (spec {other!r}, "
             f"digest {str(manifest.get('spec_sha256'))[:12]}); this spec's digest is {spec.sha256[:12]}. "
             "Use a new results folder, or the same spec (kind, seed, chunk_size and grid) to resume."
         )
@@ -118,8 +122,9 @@ class _Progress:
             from tqdm import tqdm
         except ImportError:
             return
-        self._bar = tqdm(total=total, initial=initial, unit="config", file=sys.stderr, desc=description,
-                         dynamic_ncols=True)
+        self._bar = tqdm(
+            total=total, initial=initial, unit="config", file=sys.stderr, desc=description, dynamic_ncols=True
+        )
 
     def update(self, count: int) -> None:
         if self._bar is not None:
@@ -160,7 +165,8 @@ class _DaskBackend:
 
         self._own = isinstance(cluster, str)
         self.client = Client(cluster, set_as_default=False) if isinstance(cluster, str) else cluster
-        self.address = str(getattr(self.client, "scheduler", None) and self.client.scheduler.address)
+        scheduler = getattr(self.client, "scheduler", None)
+        self.address = str(getattr(scheduler, "address", "an unknown address"))
 
     def submit(self, spec: SweepSpec, start: int, end: int, key: str) -> Any:
         return self.client.submit(evaluate_range, spec, start, end, key=key, pure=False)
@@ -201,7 +207,9 @@ def sweep(
     for index in pending:  # a chunk that failed in an earlier call gets its full retries again
         manifest["chunks"].pop(str(index), None)
     skipped = spec.num_chunks - len(pending)
-    done_before = sum(spec.chunk_bounds(i)[1] - spec.chunk_bounds(i)[0] for i in present if i < spec.num_chunks)
+    done_before = sum(
+        spec.chunk_bounds(i)[1] - spec.chunk_bounds(i)[0] for i in present if i < spec.num_chunks
+    )
 
     backend: _ProcessBackend | _DaskBackend | None = None
     if cluster is not None:
@@ -240,7 +248,9 @@ def sweep(
         path = store.write_chunk(results, index, spec.kind, rows)
         refused = sum(1 for r in rows if not r["ok"])
         entry = record(index)
-        entry.update(status="done", file=path.name, rows=len(rows), refused=refused, seconds=round(seconds, 3))
+        entry.update(
+            status="done", file=path.name, rows=len(rows), refused=refused, seconds=round(seconds, 3)
+        )
         counts["written"] += 1
         counts["evaluated"] += len(rows)
         counts["refused"] += refused

@@ -178,9 +178,7 @@ AXES: dict[str, dict[str, AxisRule]] = {
         "input_len": AxisRule(_whole_at_least(1)),
         "output_len": AxisRule(_whole_at_least(1)),
         "cache_hit_rate": AxisRule(_fraction, (0.0,)),
-        "mtp_draft_tokens": AxisRule(
-            lambda v: None if v == "model" else _whole_at_least(0)(v), ("model",)
-        ),
+        "mtp_draft_tokens": AxisRule(lambda v: None if v == "model" else _whole_at_least(0)(v), ("model",)),
         "mtp_acceptance": AxisRule(_probability, (0.85,)),
         "tpot_target_s": AxisRule(_positive),
         "usd_per_gpu_hour": AxisRule(_price, (PROFILE_PRICE,)),
@@ -314,7 +312,9 @@ def parse_sweep_spec(data: Mapping[str, Any], path: str | Path = "<spec>") -> Sw
         raise ValueError(f"{where}: a sweep spec is a table, got {type(data).__name__}.")
     unknown = set(data) - _TOP_KEYS
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; allowed top-level keys: {sorted(_TOP_KEYS)}.")
+        raise ValueError(
+            f"{where}: unknown key(s) {sorted(unknown)}; allowed top-level keys: {sorted(_TOP_KEYS)}."
+        )
     kind = data.get("kind", "serving")
     if kind not in KINDS:
         raise ValueError(f"{where}: kind must be one of {list(KINDS)}, got {kind!r}.")
@@ -358,7 +358,13 @@ def parse_sweep_spec(data: Mapping[str, Any], path: str | Path = "<spec>") -> Sw
             raise ValueError(f"{where}: grid.{name} lists {repeated} more than once; list each value once.")
         axes.append((name, tuple(_canonical(v) for v in values)))
     return SweepSpec(
-        title=title, kind=kind, chunk_size=chunk_size, retries=retries, seed=seed, axes=tuple(axes), path=where
+        title=title,
+        kind=kind,
+        chunk_size=chunk_size,
+        retries=retries,
+        seed=seed,
+        axes=tuple(axes),
+        path=where,
     )
 
 

@@ -64,7 +64,9 @@ def write_chunk(results_dir: Path, index: int, kind: str, rows: Sequence[Mapping
 
 def write_manifest(results_dir: Path, manifest: Mapping[str, Any]) -> None:
     text = json.dumps(manifest, indent=1, sort_keys=False, default=str) + "\n"
-    _atomic_write(results_dir / MANIFEST, lambda temporary: Path(temporary).write_text(text, encoding="utf-8"))
+    _atomic_write(
+        results_dir / MANIFEST, lambda temporary: Path(temporary).write_text(text, encoding="utf-8")
+    )
 
 
 def read_manifest(results_dir: Path) -> dict[str, Any] | None:

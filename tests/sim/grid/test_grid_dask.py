@@ -94,8 +94,9 @@ def test_killing_a_worker_in_the_middle_loses_and_repeats_no_configuration(
         os.kill(victim, 0)  # the worker really is gone
     assert summary.ok and summary.chunks_written == 16
     counts = sim.query_sweep(
-        tmp_path, "SELECT count(*) AS n, count(DISTINCT config_id) AS d, min(config_id) AS lo, "
-        "max(config_id) AS hi FROM results"
+        tmp_path,
+        "SELECT count(*) AS n, count(DISTINCT config_id) AS d, min(config_id) AS lo, "
+        "max(config_id) AS hi FROM results",
     ).to_pylist()[0]
     assert counts == {"n": SIZE, "d": SIZE, "lo": 0, "hi": SIZE - 1}
     assert _table(tmp_path).equals(in_process)

@@ -44,11 +44,16 @@ def test_a_serving_row_holds_what_fleet_sizing_computes_for_the_same_configurati
     spec = parse_sweep_spec(SPEC)
     config = spec.config(3)  # mixtral, H100, 1024 in, 50 ms, $2
     assert (config["model"], config["gpu"], config["tpot_target_s"], config["usd_per_gpu_hour"]) == (
-        "mixtral-8x7b", "H100", 0.05, 2.0)
+        "mixtral-8x7b",
+        "H100",
+        0.05,
+        2.0,
+    )
     row = evaluate_config(spec, config)
     model, gpu = moe.get("mixtral-8x7b"), gpus.get("H100")
-    deployment = parse_deployment({"mode": "disaggregated", "prefill": {"nodes": 1}, "decode": {"nodes": 1}},
-                                  model, gpu)
+    deployment = parse_deployment(
+        {"mode": "disaggregated", "prefill": {"nodes": 1}, "decode": {"nodes": 1}}, model, gpu
+    )
     workload = parse_workload({"input_len": 1024, "output_len": 256, "arrival_rate_per_s": 1.0})
     assert deployment.decode is not None and deployment.prefill is not None
     decode = decode_capacity(model, gpu, deployment.decode, workload, 0.05, np.random.default_rng(0))
@@ -58,7 +63,9 @@ def test_a_serving_row_holds_what_fleet_sizing_computes_for_the_same_configurati
     assert row["output_tokens_per_s_per_gpu"] == decode.output_tokens_per_s_per_gpu
     assert row["prefill_input_tokens_per_s_per_gpu"] == prefill.input_tokens_per_s_per_instance / 8
     # $2 per GPU-hour over the tokens one GPU makes in an hour
-    assert row["usd_per_million_output_tokens"] == pytest.approx(2.0 / 3600 / decode.output_tokens_per_s_per_gpu * 1e6)
+    assert row["usd_per_million_output_tokens"] == pytest.approx(
+        2.0 / 3600 / decode.output_tokens_per_s_per_gpu * 1e6
+    )
     assert set(row) == {name for name, _ in columns("serving")}
     assert json.loads(row["calibration_sha256"]) and json.loads(row["stack"])["moe-fleetcost"]
 
@@ -70,7 +77,9 @@ def test_a_configuration_the_simulator_refuses_is_a_row_with_its_message(tmp_pat
     assert [r["config_id"] for r in rows] == list(range(32))
     refused = [r for r in rows if not r["ok"]]
     assert len(refused) == 16 and all(r["model"] == "deepseek-v3" for r in refused)
-    assert all("cannot hold deepseek-v3" in r["error"] and r["output_tokens_per_s_per_gpu"] is None for r in refused)
+    assert all(
+        "cannot hold deepseek-v3" in r["error"] and r["output_tokens_per_s_per_gpu"] is None for r in refused
+    )
     assert summary.refused_configurations == len(refused)
     infeasible = [r for r in rows if r["ok"] and not r["decode_feasible"]]
     assert infeasible and all(r["usd_per_million_output_tokens"] is None for r in infeasible)
@@ -88,8 +97,11 @@ def test_a_rerun_skips_written_chunks_and_another_spec_is_refused(tmp_path: Path
     (tmp_path / "chunk-000002.parquet").unlink()
     again = sim.sweep(SPEC, tmp_path)
     assert (again.chunks_skipped, again.chunks_written, again.configurations_evaluated) == (3, 1, 10)
-    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("chunk-*.parquet") if p.name != "chunk-000002.parquet"} \
-        == {k: v for k, v in stamps.items() if k != "chunk-000002.parquet"}
+    assert {
+        p.name: p.stat().st_mtime_ns
+        for p in tmp_path.glob("chunk-*.parquet")
+        if p.name != "chunk-000002.parquet"
+    } == {k: v for k, v in stamps.items() if k != "chunk-000002.parquet"}
     assert first.configurations == again.configurations == len(_rows(tmp_path))
     other = {**SPEC, "seed": 1}
     with pytest.raises(ValueError, match="holds the results of another sweep"):
@@ -123,7 +135,9 @@ def test_a_failing_chunk_is_retried_a_bounded_number_of_times_and_never_written(
     assert again.ok and again.chunks_written == 1 and len(_rows(tmp_path)) == 32
 
 
-def test_a_chunk_that_fails_while_being_written_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_chunk_that_fails_while_being_written_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import pyarrow.parquet
 
     def broken(table: Any, where: str, **kwargs: Any) -> None:
@@ -147,15 +161,34 @@ def test_local_processes_give_the_rows_this_process_gives(tmp_path: Path) -> Non
 
 
 def test_a_training_sweep_runs_the_training_estimate() -> None:
-    spec = parse_sweep_spec({
-        "kind": "training",
-        "grid": {"model": "mixtral-8x7b", "gpu": ["H100"], "global_batch_seqs": 256, "tokens": 1e12,
-                 "plan": [{"num_gpus": 64, "tp": 1, "pp": 4, "ep": 8, "schedule": "1f1b"},
-                          {"num_gpus": 64, "tp": 1, "pp": 4, "ep": 7}]},
-    })
+    spec = parse_sweep_spec(
+        {
+            "kind": "training",
+            "grid": {
+                "model": "mixtral-8x7b",
+                "gpu": ["H100"],
+                "global_batch_seqs": 256,
+                "tokens": 1e12,
+                "plan": [
+                    {"num_gpus": 64, "tp": 1, "pp": 4, "ep": 8, "schedule": "1f1b"},
+                    {"num_gpus": 64, "tp": 1, "pp": 4, "ep": 7},
+                ],
+            },
+        }
+    )
     good, bad = (evaluate_config(spec, c) for c in spec.configs())
-    result = sim.estimate_training(model="mixtral-8x7b", gpu="H100", num_gpus=64, tp=1, pp=4, ep=8,
-                                   schedule="1f1b", seq_len=4096, global_batch_seqs=256, tokens=1e12,
-                                   precision="bf16")
+    result = sim.estimate_training(
+        model="mixtral-8x7b",
+        gpu="H100",
+        num_gpus=64,
+        tp=1,
+        pp=4,
+        ep=8,
+        schedule="1f1b",
+        seq_len=4096,
+        global_batch_seqs=256,
+        tokens=1e12,
+        precision="bf16",
+    )
     assert good["ok"] and good["step_time_s"] == result.step_time_s and good["num_gpus"] == 64
     assert not bad["ok"] and "ep" in bad["error"]

@@ -35,7 +35,10 @@ def test_configurations_are_the_product_in_a_fixed_order_with_the_last_axis_fast
     assert configs[0]["usd_per_gpu_hour"] == "profile" and configs[0]["cache_hit_rate"] == 0.0
     assert list(configs[0]) == ["config_id", *AXES["serving"]]
     # every configuration decodes from its index alone, and each appears once
-    assert len({tuple(sorted((k, str(v)) for k, v in c.items() if k != "config_id")) for c in configs}) == spec.size
+    assert (
+        len({tuple(sorted((k, str(v)) for k, v in c.items() if k != "config_id")) for c in configs})
+        == spec.size
+    )
 
 
 def test_chunks_cover_every_configuration_once() -> None:
@@ -76,10 +79,20 @@ def test_the_example_spec_loads() -> None:
         (_grid(deployment=[{"prefill": {"nodes": 1}}]), r"both 'prefill' and 'decode'"),
         (_grid(gpu=["H100", "h100"]), r"grid.gpu lists \['\"H100\"'\] more than once"),
         ({**_grid(), "chunk_size": 0}, r"chunk_size must be a whole number >= 1, got 0"),
-        ({"kind": "serving", "grid": {"model": ["mixtral-8x7b"]}}, r"grid.gpu is required for a serving sweep"),
         (
-            {"kind": "training", "grid": {"model": "mixtral-8x7b", "gpu": "H100", "plan": [{"tp": 1}],
-                                          "global_batch_seqs": 64}},
+            {"kind": "serving", "grid": {"model": ["mixtral-8x7b"]}},
+            r"grid.gpu is required for a serving sweep",
+        ),
+        (
+            {
+                "kind": "training",
+                "grid": {
+                    "model": "mixtral-8x7b",
+                    "gpu": "H100",
+                    "plan": [{"tp": 1}],
+                    "global_batch_seqs": 64,
+                },
+            },
             r"a plan that names num_gpus",
         ),
     ],
