@@ -6,25 +6,32 @@ The grid (1,024 serving configurations by default, every one a distinct evaluati
 to reuse) runs:
 
 * ``bare``: ``sim.grid.evaluate.evaluate_config`` in a loop, nothing else (no chunks, no files);
-* ``in_process``: ``sim.sweep(jobs=1)`` (chunks, Parquet files, manifest) in this process;
-* ``processes_2``: ``sim.sweep(jobs=2)``, two spawned local processes;
+* ``in_process``: ``sim.sweep(jobs=1)`` (chunks, Parquet files, manifest) in one process;
+* ``processes_2``: ``sim.sweep(jobs=2)``, two spawned local processes (their start-up counted);
 * ``dask_1`` / ``dask_2``: ``sim.sweep(cluster=client)`` on a ``distributed.LocalCluster`` of 1 or
-  2 worker processes (one thread each), started before the clock starts and warmed with one
-  chunk per worker (imports and the timing model's caches), as a long-running cluster would be.
+  2 worker processes (one thread each), started before the clock starts, as a long-running
+  cluster would be.
 
-The chunking overhead is ``in_process / bare - 1`` and, per chunk, the extra seconds over the
-number of chunks. Each engine's rows are checked equal to the in-process rows.
+``bare`` and ``in_process`` each run in a freshly spawned process and every Dask worker is fresh,
+each warmed with the same one chunk (imports and the timing model's caches), so no engine profits
+from another's caches. Each round runs every engine once; the minimum over ``--repeats`` rounds
+counts. The chunking overhead is ``in_process / bare - 1`` and, per chunk, the extra seconds over
+the number of chunks, both in CPU seconds of the process (other jobs on the machine move wall
+time far more than that; the wall-time figure is printed beside it). Each engine's rows are
+checked equal to the in-process rows.
 
-    .venv/bin/python benchmarks/bench_sweep.py [--chunk-size N] [--small] [--json]
+    .venv/bin/python benchmarks/bench_sweep.py [--chunk-size N] [--small] [--repeats N] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +74,42 @@ def _timed_sweep(spec: SweepSpec, folder: Path, **options: Any) -> float:
     return seconds
 
 
-def _dask(spec: SweepSpec, folder: Path, workers: int) -> tuple[float, float]:
-    """(start-up seconds, sweep seconds) on a fresh LocalCluster of ``workers`` processes."""
+def _warm(spec: SweepSpec) -> None:
+    """One chunk's evaluations: imports and the timing model's caches, as a worker is warmed."""
+    evaluate_range(spec, 0, min(spec.chunk_size, spec.size))
+
+
+def _bare(chunk_size: int, small: bool) -> tuple[float, float]:
+    """(wall, CPU) seconds of evaluating every configuration in a loop (in a fresh process, warmed)."""
+    spec = grid(chunk_size, small)
+    _warm(spec)
+    cpu = time.process_time()
+    started = time.perf_counter_ns()
+    for config in spec.configs():
+        evaluate_config(spec, config)
+    return (time.perf_counter_ns() - started) * 1e-9, time.process_time() - cpu
+
+
+def _chunked(chunk_size: int, small: bool, folder: str) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``sim.sweep(jobs=1)`` (in a fresh process, warmed)."""
+    spec = grid(chunk_size, small)
+    _warm(spec)
+    cpu = time.process_time()
+    wall = _timed_sweep(spec, Path(folder), jobs=1)
+    return wall, time.process_time() - cpu
+
+
+def _fresh(function: Any, *args: Any) -> tuple[float, float]:
+    """``function(*args)`` in a newly spawned process, so that no cache of an earlier engine helps it."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        wall, cpu = pool.submit(function, *args).result()
+        return float(wall), float(cpu)
+
+
+def _dask(spec: SweepSpec, folder: Path, workers: int) -> tuple[float, float, float]:
+    """(start-up seconds, sweep seconds, the workers' CPU seconds in the sweep) on a fresh LocalCluster
+    of ``workers`` processes."""
     import distributed
 
     started = time.perf_counter_ns()
@@ -77,12 +118,18 @@ def _dask(spec: SweepSpec, folder: Path, workers: int) -> tuple[float, float]:
     )
     client = distributed.Client(cluster, set_as_default=False)
     try:
-        client.run(evaluate_range, spec, 0, min(spec.chunk_size, spec.size))  # warm every worker
+        client.run(_warm, spec)  # every worker, like the fresh processes above
         startup = (time.perf_counter_ns() - started) * 1e-9
-        return startup, _timed_sweep(spec, folder, cluster=client)
+        before = client.run(time.process_time)
+        seconds = _timed_sweep(spec, folder, cluster=client)
+        after = client.run(time.process_time)
+        return startup, seconds, sum(after[w] - before[w] for w in after if w in before)
     finally:
         client.close()
         cluster.close()
+
+
+ENGINES = ("bare", "in_process", "processes_2", "dask_1", "dask_2")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,43 +138,54 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--chunk-size", type=int, default=128, help="configurations per chunk (default 128)")
     parser.add_argument("--small", action="store_true", help="512 configurations instead of 1,024")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds over every engine; the minimum counts")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args(argv)
     spec = grid(args.chunk_size, args.small)
-    configs = list(spec.configs())
-    for config in configs[: spec.chunk_size]:  # warm this process's caches, as the workers are warmed
-        evaluate_config(spec, config)
-
-    started = time.perf_counter_ns()
-    for config in configs:
-        evaluate_config(spec, config)
-    bare_s = (time.perf_counter_ns() - started) * 1e-9
-
-    seconds: dict[str, float] = {"bare": bare_s}
-    startup: dict[str, float] = {}
+    load_before = os.getloadavg()[0]
+    samples: dict[str, list[float]] = {name: [] for name in ENGINES}
+    cpu_samples: dict[str, list[float]] = {"bare": [], "in_process": [], "dask_1": [], "dask_2": []}
+    startup: dict[str, list[float]] = {"dask_1": [], "dask_2": []}
+    identical: dict[str, bool] = {}
     with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
         root = Path(tmp)
-        seconds["in_process"] = _timed_sweep(spec, root / "in_process", jobs=1)
-        seconds["processes_2"] = _timed_sweep(spec, root / "processes_2", jobs=2)
-        startup["dask_1"], seconds["dask_1"] = _dask(spec, root / "dask_1", 1)
-        startup["dask_2"], seconds["dask_2"] = _dask(spec, root / "dask_2", 2)
-        reference = _rows(root / "in_process")
-        identical = {
-            name: _rows(root / name).equals(reference) for name in ("processes_2", "dask_1", "dask_2")
-        }
+        for repeat in range(args.repeats):  # every engine once per round, so all see the same load
+            base = root / f"round{repeat}"
+            for name, wall_cpu in (
+                ("bare", _fresh(_bare, args.chunk_size, args.small)),
+                ("in_process", _fresh(_chunked, args.chunk_size, args.small, str(base / "in_process"))),
+            ):
+                samples[name].append(wall_cpu[0])
+                cpu_samples[name].append(wall_cpu[1])
+            samples["processes_2"].append(_timed_sweep(spec, base / "processes_2", jobs=2))
+            for workers in (1, 2):
+                up, seconds, worker_cpu = _dask(spec, base / f"dask_{workers}", workers)
+                startup[f"dask_{workers}"].append(up)
+                cpu_samples[f"dask_{workers}"].append(worker_cpu)
+                samples[f"dask_{workers}"].append(seconds)
+            reference = _rows(base / "in_process")
+            for name in ("processes_2", "dask_1", "dask_2"):
+                identical[name] = identical.get(name, True) and _rows(base / name).equals(reference)
 
+    seconds = {name: min(values) for name, values in samples.items()}
+    cpu = {name: min(values) for name, values in cpu_samples.items()}
     rate = {name: spec.size / value for name, value in seconds.items()}
     result = {
         "configurations": spec.size,
         "chunk_size": spec.chunk_size,
         "chunks": spec.num_chunks,
         "cpus": os.cpu_count(),
+        "load_average_before": round(load_before, 2),
+        "repeats": args.repeats,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "samples_s": {k: [round(v, 3) for v in values] for k, values in samples.items()},
         "configurations_per_s": {k: round(v, 1) for k, v in rate.items()},
-        "bare_ms_per_configuration": round(bare_s / spec.size * 1e3, 3),
-        "chunking_overhead_fraction": round(seconds["in_process"] / bare_s - 1, 4),
-        "chunking_overhead_ms_per_chunk": round((seconds["in_process"] - bare_s) / spec.num_chunks * 1e3, 2),
-        "dask_startup_s": {k: round(v, 2) for k, v in startup.items()},
+        "bare_ms_per_configuration": round(seconds["bare"] / spec.size * 1e3, 3),
+        "cpu_seconds": {k: round(v, 3) for k, v in cpu.items()},
+        "chunking_overhead_fraction": round(cpu["in_process"] / cpu["bare"] - 1, 4),
+        "chunking_overhead_ms_per_chunk": round((cpu["in_process"] - cpu["bare"]) / spec.num_chunks * 1e3, 2),
+        "chunking_overhead_fraction_wall": round(seconds["in_process"] / seconds["bare"] - 1, 4),
+        "dask_startup_s": {k: round(min(v), 2) for k, v in startup.items()},
         "ratios": {
             "dask_1 / in_process": round(rate["dask_1"] / rate["in_process"], 3),
             "dask_2 / dask_1": round(rate["dask_2"] / rate["dask_1"], 3),
@@ -140,17 +198,21 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0 if all(identical.values()) else 1
     print(
-        f"{spec.size} configurations in {spec.num_chunks} chunks of {spec.chunk_size}, {os.cpu_count()} CPUs"
+        f"{spec.size} configurations in {spec.num_chunks} chunks of {spec.chunk_size}; "
+        f"{os.cpu_count()} CPUs, load average {load_before:.1f} before; best of {args.repeats} rounds"
     )
     print(f"bare evaluation: {result['bare_ms_per_configuration']} ms per configuration")
-    for name in ("bare", "in_process", "processes_2", "dask_1", "dask_2"):
-        extra = (
-            f" (cluster start-up and warm-up {startup[name]:.1f} s, not counted)" if name in startup else ""
-        )
+    for name in ENGINES:
+        extra = f", CPU {cpu[name]:.2f} s" if name in cpu else ""
+        if name in startup:
+            extra += f" (cluster start-up and warm-up {min(startup[name]):.1f} s, not counted)"
         print(f"  {name:<12} {seconds[name]:7.2f} s  {rate[name]:8.1f} configurations/s{extra}")
     print(
-        f"chunking overhead: {result['chunking_overhead_fraction']:+.1%} "
-        f"({result['chunking_overhead_ms_per_chunk']} ms per chunk)"
+        "chunking overhead (CPU seconds of the sweep in one process over the bare loop's): "
+        f"{result['chunking_overhead_fraction']:+.1%}, "
+        f"{result['chunking_overhead_ms_per_chunk']} ms per chunk "
+        f"(CPU {cpu['bare']:.2f} s bare, {cpu['in_process']:.2f} s chunked; "
+        f"in wall time {result['chunking_overhead_fraction_wall']:+.1%})"
     )
     for label, value in result["ratios"].items():
         print(f"  {label}: {value:.2f}x")

@@ -21,11 +21,12 @@ Chunk files already present are skipped, so rerunning the same spec into the sam
 
 from __future__ import annotations
 
+import json
 import multiprocessing
-import os
 import queue
 import sys
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -95,8 +96,8 @@ def _open_results(spec: SweepSpec, results_dir: Path) -> dict[str, Any]:
             "spec": spec.to_dict(),
             "created": _now(),
             "provenance": {
-                "stack": provenance["stack_json"],
-                "calibration_sha256": provenance["calibration_sha256_json"],
+                "stack": json.loads(provenance["stack_json"]),
+                "calibration_sha256": json.loads(provenance["calibration_sha256_json"]),
             },
             "chunks": {},
             "runs": [],
@@ -329,11 +330,12 @@ def _drive(
     the same for both kinds of future), resubmitting failed chunks while their retries last."""
     done: queue.Queue[Any] = queue.Queue()
     active: dict[Any, tuple[int, float]] = {}
+    call = uuid.uuid4().hex[:8]  # task keys unique to this call: a scheduler never hands back an old result
 
     def submit(index: int) -> None:
         entry = record(index)
         entry["attempts"] += 1
-        key = f"sweep-{spec.sha256[:12]}-chunk-{index}-attempt-{entry['attempts']}-{os.getpid()}"
+        key = f"sweep-{spec.sha256[:12]}-{call}-chunk-{index}-attempt-{entry['attempts']}"
         future = backend.submit(spec, *spec.chunk_bounds(index), key=key)
         active[future] = (index, time.perf_counter())
         future.add_done_callback(done.put)
