@@ -43,46 +43,38 @@ KINDS = ("serving", "training")
 _TOP_KEYS = {"title", "kind", "chunk_size", "retries", "seed", "grid"}
 PROFILE_PRICE = "profile"
 
-# Instance keys of a serving deployment (DESIGN.md and docs/interfaces.md); checked again, with the
-# model and GPU, when a configuration runs.
-_INSTANCE_KEYS = frozenset(
+# Keywords of sim.estimate_training that are axes of their own, or that a sweep does not take
+# ("plan" = "auto" searches plans: a sweep lists them). A plan may set every other keyword.
+_NOT_PLAN_KEYS = frozenset(
     {
-        "instances",
-        "nodes",
-        "gpus_per_node",
-        "tp",
-        "ep",
-        "attn_dp",
-        "max_batch_per_gpu",
-        "redundant_experts",
-        "weight_dtype",
-        "kv_dtype",
-        "routing_skew",
-        "max_tokens_per_gpu",
-        "micro_batches",
-        "comm_sms",
+        "model",
+        "gpu",
+        "seq_len",
+        "global_batch_seqs",
+        "tokens",
+        "precision",
+        "usd_per_gpu_hour",
+        "plan",
+        "seed",
     }
 )
-# Keywords of sim.estimate_training a training plan may set (model, gpu, seq_len, batch, tokens,
-# precision and price are axes of their own).
-_PLAN_KEYS = frozenset(
-    {
-        "num_gpus",
-        "tp",
-        "pp",
-        "ep",
-        "dp",
-        "schedule",
-        "virtual_stages",
-        "micro_batch_seqs",
-        "context_parallel",
-        "recompute",
-        "comm_sm_count",
-        "max_nodes_per_token",
-        "free_comm",
-        "routing_skew",
-    }
-)
+
+
+def _instance_keys() -> frozenset[str]:
+    """The serving API's instance keys (DESIGN.md, docs/interfaces.md), read from the serving package so
+    that a key added there is accepted here."""
+    from sim.serving.deployment import INSTANCE_KEYS
+
+    return frozenset(INSTANCE_KEYS)
+
+
+def _plan_keys() -> frozenset[str]:
+    """The keywords of ``sim.estimate_training`` a training plan may set."""
+    import inspect
+
+    from sim.training.api import estimate_training
+
+    return frozenset(inspect.signature(estimate_training).parameters) - _NOT_PLAN_KEYS
 
 
 def _number(value: Any) -> bool:
@@ -142,18 +134,20 @@ def _deployment(value: Any) -> str | None:
 def _instance(value: Any, role: str) -> str | None:
     if not isinstance(value, Mapping):
         return f"the {role} must be a table of instance keys"
-    unknown = set(value) - _INSTANCE_KEYS
+    allowed = _instance_keys()
+    unknown = set(value) - allowed
     if unknown:
-        return f"the {role} has unknown keys {sorted(unknown)}; instance keys are {sorted(_INSTANCE_KEYS)}"
+        return f"the {role} has unknown keys {sorted(unknown)}; instance keys are {sorted(allowed)}"
     return None
 
 
 def _plan(value: Any) -> str | None:
     if not isinstance(value, Mapping):
         return "a table of sim.estimate_training keywords"
-    unknown = set(value) - _PLAN_KEYS
+    allowed = _plan_keys()
+    unknown = set(value) - allowed
     if unknown:
-        return f"a plan with unknown keys {sorted(unknown)}; plan keys are {sorted(_PLAN_KEYS)}"
+        return f"a plan with unknown keys {sorted(unknown)}; plan keys are {sorted(allowed)}"
     if "num_gpus" not in value:
         return "a plan that names num_gpus"
     return None

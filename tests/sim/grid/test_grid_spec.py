@@ -109,3 +109,22 @@ def test_a_file_that_is_not_toml_or_missing_is_a_clear_error(tmp_path: Path) -> 
         load_sweep_spec(bad)
     with pytest.raises(ValueError, match="does not exist"):
         load_sweep_spec(tmp_path / "missing.toml")
+
+
+def test_plan_keys_follow_the_training_api_and_instance_keys_the_serving_api() -> None:
+    with pytest.raises(
+        ValueError, match=r"unknown keys \['stages'\]; plan keys are \[.*'micro_batch_seqs'.*'pp'"
+    ):
+        parse_sweep_spec(
+            {
+                "kind": "training",
+                "grid": {
+                    "model": "mixtral-8x7b",
+                    "gpu": "H100",
+                    "plan": [{"num_gpus": 8, "stages": 2}],
+                    "global_batch_seqs": 64,
+                },
+            }
+        )
+    with pytest.raises(ValueError, match=r"instance keys are \[.*'max_batch_per_gpu'.*'redundant_experts'"):
+        parse_sweep_spec(_grid(deployment=[{"nodes": 1, "colour": "red"}]))
