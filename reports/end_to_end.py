@@ -805,6 +805,8 @@ def _provenance(command: str) -> dict[str, Any]:
     import hashlib
     import subprocess
 
+    from sim.calibration import calibration_sha256
+
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
@@ -819,11 +821,7 @@ def _provenance(command: str) -> dict[str, Any]:
         dirty = bool(status.strip())
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = "unknown", True
-    folder = REPO_ROOT / "gpus" / "calibration"
-    calibration = {
-        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()[:16]
-        for p in sorted(folder.rglob("*.json"))
-    }
+    calibration = calibration_sha256()
     return {
         "date": datetime.date.today().isoformat(),
         "commit": commit,

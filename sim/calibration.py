@@ -109,6 +109,20 @@ def calibration_files() -> tuple[Path, ...]:
     return _listing(str(folder), mtime_ns)
 
 
+def calibration_sha256(length: int = 16) -> dict[str, str]:
+    """Each calibration file under ``gpus/calibration`` (subfolders included, such as ``collectives/``),
+    by its path relative to that folder, with the first ``length`` hex digits of its SHA-256, sorted
+    by path: the provenance that results computed with these files carry (the end-to-end baselines,
+    sweep rows)."""
+    import hashlib
+
+    folder = calibration_dir()
+    return {
+        path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()[:length]
+        for path in sorted(folder.rglob("*.json"))
+    }
+
+
 def dtype_bytes(dtype: str) -> float:
     """Bytes per element of ``dtype``; ValueError for an unknown format."""
     key = str(dtype).lower()

@@ -28,6 +28,8 @@ examples:
   moe-sim train --model deepseek-v3 --gpu H800 --num-gpus 2048 --pp 16 --ep 64 --precision fp8
   moe-sim serve --model deepseek-v3 --gpu H800 --help
   moe-sim report                                 # the default batch report (reports/specs/default.toml)
+  moe-sim sweep sim/grid/specs/gpu_wins.toml -j 2   # a grid of configurations into Parquet files
+  moe-sim query sweeps/gpu_wins "SELECT gpu, count(*) FROM results GROUP BY gpu"
   moe-sim validate --json                        # kernel timing model against measurements
   moe-sim validate --end-to-end --json           # predict public third-party end-to-end measurements
 
@@ -170,6 +172,79 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- sweep and query ---------------------------------------------------------------------------
+
+_SWEEP_EPILOG = """\
+examples:
+  moe-sim sweep sim/grid/specs/gpu_wins.toml                 # local processes, one per CPU
+  moe-sim sweep my_grid.toml --out sweeps/mine -j 1          # this process only
+  moe-sim sweep my_grid.toml --cluster tcp://10.0.0.5:8786   # a running Dask scheduler
+
+The spec format is in sim/grid/spec.py. Results: one Parquet file per chunk and manifest.json in
+--out; rerunning the same spec into the same folder resumes (chunks written are skipped).
+exit codes: 0 every chunk written, 1 a chunk failed after its retries, 2 bad spec or options
+"""
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sim.grid.runner import sweep
+    from sim.grid.spec import load_sweep_spec
+
+    spec = load_sweep_spec(args.spec)
+    out = Path(args.out) if args.out else Path("sweeps") / Path(args.spec).stem
+    jobs = args.jobs if args.jobs is not None else max(1, min(os.cpu_count() or 1, spec.num_chunks))
+    try:
+        summary = sweep(spec, out, jobs=jobs, cluster=args.cluster, retries=args.retries,
+                        progress=not args.no_progress)
+    except (OSError, TimeoutError) as error:
+        if args.cluster is None:
+            raise
+        print(f"moe-sim: error: could not use the Dask cluster at {args.cluster}: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.json:
+        _print_json(summary.to_dict())
+    else:
+        rows = [
+            ["configurations", summary.configurations],
+            ["chunks", summary.chunks],
+            ["chunks already written (skipped)", summary.chunks_skipped],
+            ["chunks written now", summary.chunks_written],
+            ["chunks failed", summary.chunks_failed],
+            ["configurations evaluated now", summary.configurations_evaluated],
+            ["refused by the simulator (rows with an error)", summary.refused_configurations],
+            ["failed attempts (retried or not)", summary.attempts_failed],
+            ["seconds", summary.seconds],
+            ["configurations per second", summary.configurations_per_s],
+        ]
+        print(f"sweep {spec.title!r} on {summary.engine} -> {summary.results_dir}")
+        print(_table(["", "value"], rows))
+        for failure in summary.failures:
+            print(f"chunk {failure['chunk']} failed: {failure['errors'][-1]}")
+        print(f'query: moe-sim query {summary.results_dir} "SELECT count(*) FROM results"')
+    return EXIT_OK if summary.ok else EXIT_FAILED
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from sim.grid.query import query
+
+    table = query(args.results, args.sql)
+    rows = table.to_pylist()
+    if args.json:
+        _print_json(rows)
+    elif args.csv:
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(table.column_names)
+        writer.writerows([list(row.values()) for row in rows])
+    else:
+        print(_table(table.column_names, [list(row.values()) for row in rows]) if table.column_names else "")
+        print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return EXIT_OK
+
+
 # --- delegated subcommands --------------------------------------------------------------------
 
 def _delegate(module: str, argv: Sequence[str]) -> int:
@@ -186,7 +261,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argpars
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", metavar="{gpus,models,fit,train,serve,report,validate}")
+    sub = parser.add_subparsers(
+        dest="command", metavar="{gpus,models,fit,train,serve,report,validate,sweep,query}"
+    )
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {}
 
     p = sub.add_parser("gpus", help="list the GPU profiles", description="The GPU profiles side by side.")
@@ -214,6 +291,36 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argpars
     p.add_argument("--recipe", default=None, help="recipe checked by --require (default bf16)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     handlers["fit"] = _cmd_fit
+
+    p = sub.add_parser(
+        "sweep", help="run a grid of configurations (a TOML spec) into Parquet files",
+        description="Expand a grid spec into configurations and evaluate them in chunks: in this process "
+        "(-j 1), in local processes, or on a running Dask cluster (--cluster); results as Parquet.",
+        epilog=_SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("spec", help="the grid spec (TOML; format in sim/grid/spec.py)")
+    p.add_argument("--out", default=None, help="results folder (default: sweeps/<spec name>)")
+    p.add_argument("-j", "--jobs", type=int, default=None,
+                   help="local worker processes without --cluster (default: CPUs; 1 = this process)")
+    p.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="a running Dask scheduler, e.g. tcp://host:8786 (default: none, run locally)")
+    p.add_argument("--retries", type=int, default=None,
+                   help="further attempts per failing chunk (default: the spec's retries)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    handlers["sweep"] = _cmd_sweep
+
+    p = sub.add_parser(
+        "query", help="SQL over a sweep's results (DuckDB; the view is named results)",
+        description="Run SQL over a sweep's Parquet files with DuckDB; the view `results` holds every row.",
+        epilog='example: moe-sim query sweeps/gpu_wins "SELECT gpu, min(usd_per_million_output_tokens) '
+        'FROM results WHERE ok GROUP BY gpu"\nexit codes: 0 ok, 2 no results there or bad SQL',
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results", help="a sweep's results folder")
+    p.add_argument("sql", help="the query; the table is `results`")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="rows as a JSON list")
+    fmt.add_argument("--csv", action="store_true", help="rows as CSV")
+    handlers["query"] = _cmd_query
 
     for name, module in (("train", "sim.training.cli"), ("serve", "sim.serving.cli")):
         try:

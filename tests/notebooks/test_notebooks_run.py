@@ -22,6 +22,7 @@ NOTEBOOKS = [
     "04_validation",
     "05_nerfed_gpus",
     "06_deepseek_serving",
+    "07_gpu_wins",
 ]
 LIMIT_S = 120.0  # the budget per notebook in the test suite
 
@@ -50,6 +51,12 @@ SMALL = {
         "projection_gpus": ["H800", "A800"],
         "tokens_per_s_per_user": [20.0, 100.0],
     },
+    "07_gpu_wins": {
+        "models": ["mixtral-8x7b"],
+        "compare_gpus": ["H100", "H20", "A800"],
+        "input_lens": [1024, 8192],
+        "tokens_per_s_per_user": [20.0, 100.0],
+    },
 }
 # Headline figures each notebook must report to the batch runner.
 SUMMARY_KEYS = {
@@ -59,6 +66,7 @@ SUMMARY_KEYS = {
     "04_validation": {"checks", "within_tolerance"},
     "05_nerfed_gpus": {"model"},
     "06_deepseek_serving": {"model", "fleet_daily_cost_usd_H800", "prefill_implied_utilisation_H800"},
+    "07_gpu_wins": {"configurations", "cells", "most_wins", "wins_H100"},
 }
 
 

@@ -33,6 +33,7 @@ def test_trtllm_017_offline_run_is_mapped_as_the_source_ran_it():
         "tp": 1,
         "weight_dtype": "fp8",
         "kv_dtype": "fp8",
+        "stack": "trtllm-0.17",
     }
     assert wl == {"mtp_draft_tokens": 0, "input_len": 128, "output_len": 128, "requests": 30000}
     assert plan.figure == "output_tokens_per_s"
@@ -41,11 +42,34 @@ def test_trtllm_017_offline_run_is_mapped_as_the_source_ran_it():
 def test_dep_and_stated_ep_are_kept():
     dep = e2e.map_record(RECORDS["R151"]).kwargs["deployment"]  # gpt-oss-120b, TensorRT-LLM DEP4
     assert (dep["tp"], dep["attn_dp"], dep["ep"], dep["gpus_per_node"]) == (1, 4, 4, 4)
-    plan = e2e.map_record(RECORDS["R057"])  # trtllm-serve tp8 ep4 on 8 H200
-    assert plan.kwargs["deployment"]["ep"] == 4 and plan.kwargs["deployment"]["tp"] == 8
+    plan = e2e.map_record(RECORDS["R057"])  # trtllm-serve tp8 ep4 on 8 H200, max_batch 512
+    dep = plan.kwargs["deployment"]
+    assert (dep["ep"], dep["tp"], dep["max_batch_per_gpu"], dep["stack"]) == (4, 8, 512, "trtllm-1.0")
     assert plan.kwargs["workload"]["requests"] == e2e.DSTACK_PROMPTS
     assert plan.kwargs["workload"]["concurrency"] == 4
     assert plan.regime == "low_concurrency"
+
+
+@pytest.mark.parametrize(
+    "rid, stack",
+    [
+        ("R216", "trtllm-0.17"),
+        ("R151", "trtllm-1.0"),
+        ("R121", "vllm-0.10"),
+        ("R051", "vllm-0.7"),
+        ("R043", "sglang-0.4"),
+    ],
+)
+def test_each_record_runs_on_the_stack_its_system_names(rid, stack):
+    plan = e2e.map_record(RECORDS[rid])
+    assert plan.kwargs["deployment"]["stack"] == stack
+    assert any(n.startswith(f"stack {stack}:") for n in plan.assumptions)
+
+
+def test_a_record_naming_no_framework_keeps_the_default_stack():
+    plan = e2e.map_record(RECORDS["R038"])  # InferenceX, framework not stated
+    assert "stack" not in plan.kwargs["deployment"]
+    assert any("no framework named" in n for n in plan.assumptions)
 
 
 def test_unlisted_length_pair_takes_the_nearest_request_count_and_says_so():
