@@ -309,10 +309,17 @@ _STACKS: tuple[tuple[str, str, str], ...] = (
     (r"vLLM v0\.1[01]", "vllm-0.10", "vLLM 0.10/0.11 (V1 engine)"),
     (r"vLLM 0\.7", "vllm-0.7", "vLLM 0.7 (V0 engine)"),
     (r"SGLang", "sglang-0.4", "SGLang, version not stated: 0.4's defaults"),
+    (
+        r"InferenceX gpt-oss H100",
+        "vllm-0.10",
+        "the InferenceX harness serves gpt-oss on H100 with vLLM (SemiAnalysisAI/InferenceX "
+        "benchmarks/gptoss_fp4_h100.sh @1fc5d73: vllm serve --tensor-parallel-size $TP --max-num-seqs "
+        "$CONC, async scheduling, Marlin MXFP4); version not stated: 0.10's defaults",
+    ),
 )
 
 
-def _stack(system: str) -> tuple[str | None, str]:
+def stack_for(system: str) -> tuple[str | None, str]:
     """The stack file for ``system`` and a note on the choice (None: the record names no framework,
     and the API's default stack, DeepSeek's, stays)."""
     for pattern, name, why in _STACKS:
@@ -345,7 +352,7 @@ def _map_serving(record: Mapping[str, Any]) -> Plan:
     tp_match = re.search(r"\b(?:TP|tp)\s?(\d+)", system)
     stated_tp = int(tp_match.group(1)) if tp_match else n
 
-    stack, stack_note = _stack(system)
+    stack, stack_note = stack_for(system)
     if stack is not None:
         keys["stack"] = stack
     notes.append(stack_note)

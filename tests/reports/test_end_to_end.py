@@ -66,10 +66,12 @@ def test_each_record_runs_on_the_stack_its_system_names(rid, stack):
     assert any(n.startswith(f"stack {stack}:") for n in plan.assumptions)
 
 
-def test_a_record_naming_no_framework_keeps_the_default_stack():
-    plan = e2e.map_record(RECORDS["R038"])  # InferenceX, framework not stated
-    assert "stack" not in plan.kwargs["deployment"]
-    assert any("no framework named" in n for n in plan.assumptions)
+def test_a_system_naming_no_framework_keeps_the_default_stack():
+    assert e2e.stack_for("an unnamed engine, TP8")[0] is None
+    assert "no framework named" in e2e.stack_for("an unnamed engine, TP8")[1]
+    plan = e2e.map_record(RECORDS["R038"])  # InferenceX: its harness script runs vLLM for gpt-oss on H100
+    assert plan.kwargs["deployment"]["stack"] == "vllm-0.10"
+    assert any("gptoss_fp4_h100.sh" in n for n in plan.assumptions)
 
 
 def test_unlisted_length_pair_takes_the_nearest_request_count_and_says_so():
