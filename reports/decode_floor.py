@@ -63,21 +63,11 @@ CASES: dict[str, dict[str, Any]] = {
         "batch_per_gpu": 15,
         "kv_len": 2176,
     },
-    "v3_h20_ep16_15_per_gpu_swap_ab": {
-        "model": "deepseek-v3",
-        "gpu": "H20",
-        "deployment": {
-            "mode": "colocated",
-            "nodes": 2,
-            "gpus_per_node": 8,
-            "tp": 1,
-            "ep": 16,
-            "stack": "sglang-0.4",
-            "swap_ab": True,
-        },
-        "batch_per_gpu": 15,
-        "kv_len": 2176,
-    },
+}
+# the H20 step again with DeepGEMM's swap-AB grouped GEMM (the deployment key ``swap_ab``)
+CASES["v3_h20_ep16_15_per_gpu_swap_ab"] = {
+    **CASES["v3_h20_ep16_15_per_gpu"],
+    "deployment": {**CASES["v3_h20_ep16_15_per_gpu"]["deployment"], "swap_ab": True},
 }
 
 
@@ -101,8 +91,7 @@ def _op_floor(gpu: gpus.GPUProfile, op: Op) -> float:
     work = op.work
     if isinstance(work, Given | Comm):
         return 0.0
-    dtype = getattr(work, "dtype", "bf16")
-    dtype = dtype if gpu.supports(dtype) else gpu.nearest_dtype(dtype)
+    dtype = gpu.nearest_dtype(getattr(work, "compute_dtype", "") or getattr(work, "dtype", "bf16"))
     flops = float(work.flops) / float(gpu.peak_flops(dtype)) if work.flops else 0.0
     return max(float(work.bytes_moved) / float(gpu.hbm_bandwidth_bytes_per_s), flops)
 
@@ -136,12 +125,11 @@ def decode_terms(
     head = serving_head_ops(m, cost.shape, batch_per_gpu, batch_per_gpu, core.phase)
     floors["head"] = sum(_op_floor(g, op) for op in head)
     nv = float(g.nvlink_bandwidth_bytes_per_s_per_direction or 0.0)
-    if inst.tp > 1 and nv > 0:
+    if inst.tp > 1 and nv > 0 and step.breakdown_s.get("tp_allreduce"):
+        # a ring's bytes over the link, times the all-reduces the step charged
+        reductions = step.breakdown_s["tp_allreduce"] / cost.tp_allreduce(b_mb)
         size = b_mb * m.hidden_size * 2.0
-        per = 2.0 * (inst.tp - 1) / inst.tp * size / nv
-        floors["tp_allreduce"] = step.breakdown_s.get("tp_allreduce", 0.0) and per * (
-            step.breakdown_s["tp_allreduce"] / max(cost.tp_allreduce(b_mb), 1e-30)
-        )
+        floors["tp_allreduce"] = reductions * 2.0 * (inst.tp - 1) / inst.tp * size / nv
     terms = [
         Term(name, float(seconds), floors.get(name))
         for name, seconds in sorted(step.breakdown_s.items(), key=lambda kv: -kv[1])

@@ -32,7 +32,10 @@ each GPU's NIC, all-gather in the domain). Reduce-scatter and all-gather are the
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from sim import calibration as cal
 from sim.timing import finite_non_negative, positive_int
@@ -232,10 +235,14 @@ def all_reduce_time(cluster: Cluster, bytes_per_gpu: float, num_gpus: int | None
 CUSTOM_ALL_REDUCE_FILE = "collectives/custom_allreduce.json"  # under the calibration folder
 
 
-def _custom_all_reduce_table(n: int) -> tuple[list[tuple[float, float]], float, str]:
-    """Measured (bytes, seconds) of the custom all-reduce over the smallest measured group of at
-    least ``n`` GPUs (the largest measured group beyond it), as its monotone lower envelope; the
-    NVLink per-direction bandwidth of the device it was measured on, and that device."""
+@lru_cache(maxsize=16)
+def _custom_all_reduce_table(
+    n: int, mtime_ns: int
+) -> tuple[tuple[float, ...], tuple[float, ...], float, str]:
+    """Sizes and times (bytes, seconds) of the custom all-reduce over the smallest measured group of
+    at least ``n`` GPUs (the largest measured group beyond it), as its monotone lower envelope; the
+    NVLink per-direction bandwidth of the device it was measured on, and that device (read once per
+    modification time ``mtime_ns`` of the file)."""
     data = cal.load_file(cal.calibration_dir() / CUSTOM_ALL_REDUCE_FILE)
     tables = {
         int(g): sorted((float(b), float(t)) for b, t in pts)
@@ -245,8 +252,9 @@ def _custom_all_reduce_table(n: int) -> tuple[list[tuple[float, float]], float, 
     # a buffer never takes longer than a larger one measured faster (the kernel could pad it): the
     # monotone lower envelope smooths the table's noise at its smallest sizes
     points = tables[group]
-    envelope = [(b, min(t for _, t in points[i:])) for i, (b, _) in enumerate(points)]
-    return envelope, float(data["nvlink_bandwidth_bytes_per_s_per_direction"]), str(data["device"])
+    sizes = tuple(b for b, _ in points)
+    times = tuple(min(t for _, t in points[i:]) for i in range(len(points)))
+    return sizes, times, float(data["nvlink_bandwidth_bytes_per_s_per_direction"]), str(data["device"])
 
 
 def custom_all_reduce_time(cluster: Cluster, bytes_per_gpu: float, num_gpus: int | None = None) -> CommTime:
@@ -265,18 +273,13 @@ def custom_all_reduce_time(cluster: Cluster, bytes_per_gpu: float, num_gpus: int
         return CommTime(0.0, "latency", "none", size)
     if n > d:
         return all_reduce_time(cluster, size, n)
-    points, table_bw, device = _custom_all_reduce_table(n)
-    sizes = [b for b, _ in points]
-    times = [t for _, t in points]
-    if size <= sizes[0]:
-        t = times[0]
-    elif size >= sizes[-1]:
+    path = cal.calibration_dir() / CUSTOM_ALL_REDUCE_FILE
+    sizes, times, table_bw, device = _custom_all_reduce_table(n, path.stat().st_mtime_ns)
+    if size >= sizes[-1]:  # beyond the table: its last two sizes' slope
         slope = (times[-1] - times[-2]) / (sizes[-1] - sizes[-2])
         t = times[-1] + slope * (size - sizes[-1])
-    else:
-        i = next(j for j in range(1, len(sizes)) if sizes[j] >= size)
-        frac = (size - sizes[i - 1]) / (sizes[i] - sizes[i - 1])
-        t = times[i - 1] + frac * (times[i] - times[i - 1])
+    else:  # linear between measured sizes, the smallest size's time below them
+        t = float(np.interp(size, sizes, times))
     floor = min(times)
     peak = _peak(cluster, "nvlink")
     scaled = floor + max(0.0, t - floor) * (table_bw / peak if peak > 0 else 1.0)

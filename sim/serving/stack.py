@@ -104,9 +104,9 @@ def names() -> list[str]:
 
 def get(name: str) -> Stack:
     """The stack called ``name``; ValueError naming the known stacks otherwise."""
-    if not isinstance(name, str) or name not in names():
+    path = stacks_dir() / f"{name}.toml" if isinstance(name, str) and name else None
+    if path is None or "/" in name or not path.is_file():
         raise ValueError(f"unknown serving stack {name!r}; known stacks: {', '.join(names())}")
-    path = stacks_dir() / f"{name}.toml"
     return _load(str(path), path.stat().st_mtime_ns)
 
 
