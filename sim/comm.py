@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CommTime",
+    "DISPATCHERS",
     "Link",
     "link",
     "all_to_all_time",
@@ -56,6 +57,13 @@ __all__ = [
 ]
 
 LINK_TYPES = ("nvlink", "ib", "pcie")
+# How routed tokens reach their experts, one notion for training plans and serving deployments:
+# "deepep" (DeepEP / HybridEP, Megatron's ``flex``: a token crosses InfiniBand once per destination
+# node and fans out over NVLink; its low-latency kernels at serving decode), "alltoall" (a plain
+# all-to-all of the permuted rows: one copy per selected expert on another GPU, no deduplication)
+# and "allgather" (every GPU of the expert group gathers the tokens, computes its experts' rows and
+# the outputs are reduced back; the only one that serves experts sharded over GPUs).
+DISPATCHERS = ("deepep", "alltoall", "allgather")
 LOW_LATENCY_PHASES = ("dispatch_send", "dispatch_recv", "combine_send", "combine_recv")
 _REFERENCE_FILE = "h800"  # the one device with published link measurements (DeepEP)
 

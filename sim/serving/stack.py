@@ -37,10 +37,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from sim.comm import DISPATCHERS
+
 __all__ = ["DEFAULT_STACK", "DISPATCHERS", "SETTINGS", "Stack", "get", "names", "stacks_dir"]
 
 DEFAULT_STACK = "deepseek"
-DISPATCHERS = ("deepep", "alltoall", "allgather")  # see sim.serving.deployment
 SETTINGS: dict[str, type] = {
     "expert_parallel": bool,
     "dispatcher": str,

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from moe.operators.lowering import RECOMPUTE_MODULES, default_recompute_modules
+from sim.comm import DISPATCHERS  # the expert token dispatchers (Megatron --moe-token-dispatcher-type)
 from sim.training.costs import Unit
 from sim.training.schedules import ScheduleLayout
 
@@ -37,13 +38,6 @@ __all__ = [
 
 RECOMPUTE_CHOICES = ("none", "selective", "full")
 
-# The expert token dispatcher (Megatron-LM ``--moe-token-dispatcher-type``; MoE README, "Token
-# dispatcher"): "deepep" (DeepEP / HybridEP, Megatron's ``flex``: a token crosses InfiniBand once
-# per destination node and fans out over NVLink), "alltoall" (NCCL all-to-all of the permuted
-# rows: one copy per selected expert on another GPU, no per-node or per-GPU deduplication) and
-# "allgather" (every GPU gathers the EP group's tokens, computes its experts' rows, and the
-# outputs are reduce-scattered back).
-DISPATCHERS = ("deepep", "alltoall", "allgather")
 
 # Gradient buffer / data-parallel reduction dtype (Megatron ``--grad-reduce-in-bf16``; Megatron-
 # Bridge ``ddp.grad_reduce_in_fp32``); None keeps the precision recipe's (FP32).
