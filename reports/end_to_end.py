@@ -303,8 +303,9 @@ _STACKS: tuple[tuple[str, str, str], ...] = (
     (r"TensorRT-LLM \(1\.x\)|TensorRT-LLM v1\.0", "trtllm-1.0", "TensorRT-LLM 1.0 (PyTorch backend)"),
     (
         r"trtllm-serve pytorch backend",
-        "trtllm-1.0",
-        "trtllm-serve's PyTorch backend (0.17.post1.dev per its README): the 1.0 PyTorch backend's defaults",
+        "trtllm-0.17-pytorch",
+        "trtllm-serve's PyTorch backend, the build its README names (commit 9b931c0f, 0.17.post1.dev): "
+        "that build's defaults, CUDA graphs off",
     ),
     (r"vLLM v0\.1[01]", "vllm-0.10", "vLLM 0.10/0.11 (V1 engine)"),
     (r"vLLM 0\.7", "vllm-0.7", "vLLM 0.7 (V0 engine)"),

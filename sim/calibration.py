@@ -219,6 +219,24 @@ def _calibration_path(names: tuple[str, ...], files: tuple[Path, ...]) -> Path |
     return None
 
 
+HOST_EAGER_FILE = "host/eager_pytorch.json"  # under the calibration folder
+
+
+def eager_call_s() -> float:
+    """Host seconds per eager PyTorch operator call (one module call dispatching one kernel), as
+    ``python -m kernels_numba.host_overhead --write`` measured it (``gpus/calibration/host/``)."""
+    path = calibration_dir() / HOST_EAGER_FILE
+    if not path.exists():
+        raise ValueError(
+            f"missing {path}: a stack without CUDA graphs needs the measured host time per eager call "
+            "(python -m kernels_numba.host_overhead --write)"
+        )
+    value = load_file(path).get("eager_call_s")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e-3:
+        raise ValueError(f"{path}: 'eager_call_s' must be seconds in (0, 1e-3), got {value!r}")
+    return float(value)
+
+
 def find_calibration(names: Sequence[str]) -> dict[str, Any] | None:
     """The calibration file for the first of ``names`` that has one, else None.
 

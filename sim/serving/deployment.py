@@ -59,6 +59,7 @@ INSTANCE_KEYS = frozenset(
         "stack",
         "tp_allreduce",
         "swap_ab",
+        "cuda_graphs",
         "attn_dp",
         "max_batch_per_gpu",
         "redundant_experts",
@@ -119,6 +120,7 @@ class InstanceSpec:
     stack: str = DEFAULT_STACK
     tp_allreduce: str = "nccl"
     swap_ab: bool = False
+    cuda_graphs: bool = True
 
     @property
     def gpus(self) -> int:
@@ -235,6 +237,9 @@ def parse_instance(role: str, spec: Mapping[str, Any], model: MoEModel, gpu: GPU
     swap_ab = spec.get("swap_ab", stack.swap_ab)
     if not isinstance(swap_ab, bool):
         raise ValueError(f"{role}.swap_ab must be true or false, got {swap_ab!r}.")
+    cuda_graphs = spec.get("cuda_graphs", stack.cuda_graphs)
+    if not isinstance(cuda_graphs, bool):
+        raise ValueError(f"{role}.cuda_graphs must be true or false, got {cuda_graphs!r}.")
     if dispatcher != "allgather" and moe_tp > 1:
         raise ValueError(
             f"{role}: dispatcher {dispatcher!r} sends each token to whole experts; with moe_tp={moe_tp} "
@@ -288,6 +293,7 @@ def parse_instance(role: str, spec: Mapping[str, Any], model: MoEModel, gpu: GPU
         stack.name,
         tp_allreduce,
         swap_ab,
+        cuda_graphs,
     )
 
 

@@ -23,7 +23,10 @@ Settings (:data:`SETTINGS`):
   ``max_num_batched_tokens``, SGLang ``chunked_prefill_size``), with an optional ``by_gpu``;
 * ``swap_ab`` (bool, default false): the routed experts' grouped GEMM swaps its operands when every
   expert has fewer than 64 rows (weights on the tensor cores' M side, tokens on N), as DeepGEMM's
-  opt-in swap-AB masked kernel and vLLM's CUTLASS small-M MoE configurations do.
+  opt-in swap-AB masked kernel and vLLM's CUTLASS small-M MoE configurations do;
+* ``cuda_graphs`` (bool): decode steps replay captured CUDA graphs; off, the host issues every
+  kernel from eager PyTorch and the GPU can wait for it
+  (:meth:`sim.serving.stepcost.StepCostModel.host_issue_s`).
 
     from sim.serving.stack import get, names
     get("vllm-0.10").max_running_requests_for("H100")   # 1024
@@ -50,8 +53,9 @@ SETTINGS: dict[str, type] = {
     "max_running_requests": int,
     "chunked_prefill_tokens": int,
     "swap_ab": bool,
+    "cuda_graphs": bool,
 }
-REQUIRED = ("expert_parallel", "dispatcher", "two_batch_overlap", "tp_allreduce")
+REQUIRED = ("expert_parallel", "dispatcher", "two_batch_overlap", "tp_allreduce", "cuda_graphs")
 ALLREDUCE = ("custom", "nccl")
 TOP_KEYS = {"name", "framework", "versions", "source", *SETTINGS}
 SETTING_KEYS = {"value", "source", "by_gpu"}
@@ -77,6 +81,7 @@ class Stack:
     max_running_requests: int | None = None
     chunked_prefill_tokens: int | None = None
     swap_ab: bool = False
+    cuda_graphs: bool = True
     by_gpu: dict[str, dict[str, int]] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
 

@@ -259,6 +259,20 @@ def _bound(breakdown: dict[str, float], compute_s: float, comm_kind: str, schedu
     return max(("attention", "dense_gemm", "experts"), key=lambda k: breakdown.get(k, 0.0))
 
 
+def host_queue_lead_s(kernel_s: Sequence[float], issue_s: float) -> float:
+    """``max_k ((k - 1) * issue_s + sum(kernel_s[k-1:]))`` over k = 1..n: when the host issues the n
+    kernels one every ``issue_s`` seconds (the first as it begins) into a GPU queue that runs them in
+    order, the GPU, free from the start, finishes the last ``lead`` seconds after the host began.
+    With the GPU busy until F and the host starting at T, it finishes at ``max(F + sum, T + lead)``
+    (each kernel starts when both it is issued and the one before it has finished)."""
+    lead = 0.0
+    suffix = 0.0
+    for k in range(len(kernel_s), 0, -1):
+        suffix += kernel_s[k - 1]
+        lead = max(lead, (k - 1) * issue_s + suffix)
+    return lead
+
+
 class StepCostModel:
     """Step times of one instance shape; results are cached by batch shape."""
 
@@ -663,6 +677,74 @@ class StepCostModel:
             parts["tp_allreduce"] = mb * reductions * reduce
         return layers, parts
 
+    def host_issue_s(
+        self,
+        tokens_mb: int,
+        attention_mb: float,
+        prefill: bool,
+        micro_batches: int,
+        extra_moe_layers: int,
+        head_s: Sequence[float],
+    ) -> float:
+        """The GPU's wait for the host in a step whose kernels the host issues one by one from eager
+        PyTorch (a stack with
+        ``cuda_graphs`` off): every inventory operator, all-reduce and all-to-all of each micro-batch
+        through every layer (plus ``extra_moe_layers`` MoE layers, the MTP module's), then the head
+        kernels ``head_s``, each issued ``sim.calibration.eager_call_s()`` after the one before
+        (:func:`host_queue_lead_s`): the queue's end less the kernels' own time, 0 where the GPU never
+        waits. The measured host time per call leaves out the driver's launch call and the small operators
+        eager model code adds, so this is a lower bound on the host's share."""
+        from sim import calibration
+
+        issue = calibration.eager_call_s()
+        key = ("host_layers", tokens_mb, attention_mb, prefill)
+        profiles = self._cache.get(key)
+        if profiles is None:
+            ops = self.timed_layer_ops(tokens_mb, attention_mb, prefill)
+            reduce = self.tp_allreduce(tokens_mb)
+            ar = [reduce] if reduce else []
+            if self.inst.dispatcher == "allgather":
+                dispatch, combine = self.moe_gather(tokens_mb)
+            else:
+                dispatch_bytes = 1.0 + FP8_SCALE_OVERHEAD if self.inst.dispatcher == "deepep" else 2.0
+                dispatch = self.all_to_all(tokens_mb, dispatch_bytes, prefill)
+                combine = self.all_to_all(tokens_mb, 2.0, prefill)
+            gathered = self.inst.dispatcher == "allgather" and self.inst.attn_dp == 1
+            moe_reduce = bool(ops["moe_shared"]) or gathered
+            dense = [x for _, x in ops["dense_attention"]] + ar
+            if self.model.intermediate_size:
+                dense += [x for _, x in ops["dense_ffn"]] + ar
+            moe_seq = [x for _, x in ops["moe_attention"]] + ar + [x for _, x in ops["moe_shared"]]
+            moe_seq += [dispatch] if dispatch else []
+            moe_seq += [x for _, x in ops["moe_routed"]]
+            moe_seq += [combine] if combine else []
+            moe_seq += ar if moe_reduce else []
+            profiles = self._cache[key] = tuple(
+                (len(seq), sum(seq), host_queue_lead_s(seq, issue)) for seq in (dense, moe_seq)
+            )
+        dense_profile, moe_profile = profiles
+        host = gpu = busy_s = 0.0
+        layers = [moe_profile if f else dense_profile for f in self.moe_layer_flags]
+        layers += [moe_profile] * extra_moe_layers
+        for _ in range(micro_batches):
+            for n, busy, lead in layers:
+                gpu = max(gpu + busy, host + lead)
+                busy_s += busy
+                host += n * issue
+        gpu = max(gpu + sum(head_s), host + host_queue_lead_s(head_s, issue))
+        return gpu - (busy_s + sum(head_s))
+
+    @staticmethod
+    def _eager(cost: StepCost, wait_s: float) -> StepCost:
+        """``cost`` with the GPU's wait for the host added (breakdown key ``host_launch``; ``bound_by``
+        "host" where the wait is the step's largest part)."""
+        if wait_s <= 0:
+            return cost
+        parts = dict(cost.breakdown_s)
+        parts["host_launch"] = wait_s
+        bound = "host" if wait_s >= max(parts.values()) else cost.bound_by
+        return replace(cost, time_s=cost.time_s + wait_s, breakdown_s=parts, bound_by=bound)
+
     def decode_step(self, batch_per_gpu: int, kv_len: int) -> StepCost:
         """One decode iteration: ``batch_per_gpu`` requests on the busiest GPU, mean KV length ``kv_len``;
         each request verifies ``1 + draft`` tokens, then the MTP module drafts ``draft`` tokens."""
@@ -702,6 +784,10 @@ class StepCostModel:
             parts,
             _bound(parts, sched.compute_busy_s, self.comm_kind(), sched),
         )
+        if not self.inst.cuda_graphs:
+            head_s = [x for _, x in self.head_ops(batch_per_gpu * q, batch_per_gpu * q)]
+            head_s += self.draft * [x for _, x in self.head_ops(batch_per_gpu, batch_per_gpu)]
+            result = self._eager(result, self.host_issue_s(b_mb * q, attn, False, mb, self.draft, head_s))
         self._cache[key] = result
         return result
 
@@ -721,10 +807,11 @@ class StepCostModel:
             parts["mtp"] = mb * _layer_busy_s(mtp_layer)
         sched = two_stream_schedule(layers, mb)
         # logits of the last position of each request only (at least one request per 64 tokens)
-        head = sum(x for _, x in self.head_ops(max(1, tokens_per_gpu // 64), tokens_per_gpu))
+        head_ops = self.head_ops(max(1, tokens_per_gpu // 64), tokens_per_gpu)
+        head = sum(x for _, x in head_ops)
         parts["head"] = head
         total = sched.total_s + head
-        return StepCost(
+        result = StepCost(
             total,
             sched.compute_busy_s + head,
             sched.comm_busy_s,
@@ -732,6 +819,11 @@ class StepCostModel:
             parts,
             _bound(parts, sched.compute_busy_s, self.comm_kind(), sched),
         )
+        if not self.inst.cuda_graphs:
+            head_s = [x for _, x in head_ops]
+            host = self.host_issue_s(t_mb, attention_s / mb, True, mb, int(bool(self.draft)), head_s)
+            result = self._eager(result, host)
+        return result
 
     def mixed_step(
         self, decode_batch: int, kv_len: int, prefill_tokens: int, prefill_attention_s: float
@@ -772,7 +864,7 @@ class StepCostModel:
         sched = two_stream_schedule(layers, mb)
         parts["head"] = head
         total = sched.total_s + head
-        return StepCost(
+        result = StepCost(
             total,
             sched.compute_busy_s + head,
             sched.comm_busy_s,
@@ -780,6 +872,14 @@ class StepCostModel:
             parts,
             _bound(parts, sched.compute_busy_s, self.comm_kind(), sched),
         )
+        if not self.inst.cuda_graphs:
+            rows = max(1, decode_batch * q + (1 if prefill_tokens else 0))
+            head_s = [x for _, x in self.head_ops(rows, rows)]
+            if decode_batch:
+                head_s += self.draft * [x for _, x in self.head_ops(decode_batch, decode_batch)]
+            host = self.host_issue_s(t_mb, attn / mb, False, mb, self.draft, head_s)
+            result = self._eager(result, host)
+        return result
 
     def kv_transfer_time(self, bytes_per_gpu: float) -> float:
         """RDMA of a prefill batch's KV cache from each prefill GPU to the decode instance."""

@@ -44,7 +44,8 @@ def test_dep_and_stated_ep_are_kept():
     assert (dep["tp"], dep["attn_dp"], dep["ep"], dep["gpus_per_node"]) == (1, 4, 4, 4)
     plan = e2e.map_record(RECORDS["R057"])  # trtllm-serve tp8 ep4 on 8 H200, max_batch 512
     dep = plan.kwargs["deployment"]
-    assert (dep["ep"], dep["tp"], dep["max_batch_per_gpu"], dep["stack"]) == (4, 8, 512, "trtllm-1.0")
+    stack = "trtllm-0.17-pytorch"  # the build the study's README names (commit 9b931c0f)
+    assert (dep["ep"], dep["tp"], dep["max_batch_per_gpu"], dep["stack"]) == (4, 8, 512, stack)
     assert plan.kwargs["workload"]["requests"] == e2e.DSTACK_PROMPTS
     assert plan.kwargs["workload"]["concurrency"] == 4
     assert plan.regime == "low_concurrency"
@@ -58,6 +59,7 @@ def test_dep_and_stated_ep_are_kept():
         ("R121", "vllm-0.10"),
         ("R051", "vllm-0.7"),
         ("R043", "sglang-0.4"),
+        ("R057", "trtllm-0.17-pytorch"),
     ],
 )
 def test_each_record_runs_on_the_stack_its_system_names(rid, stack):
