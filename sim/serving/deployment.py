@@ -60,6 +60,7 @@ INSTANCE_KEYS = frozenset(
         "tp_allreduce",
         "swap_ab",
         "cuda_graphs",
+        "memory_fraction",
         "attn_dp",
         "max_batch_per_gpu",
         "redundant_experts",
@@ -121,6 +122,8 @@ class InstanceSpec:
     tp_allreduce: str = "nccl"
     swap_ab: bool = False
     cuda_graphs: bool = True
+    memory_fraction: float | None = None
+    memory_fraction_of: str = "total"
 
     @property
     def gpus(self) -> int:
@@ -240,6 +243,11 @@ def parse_instance(role: str, spec: Mapping[str, Any], model: MoEModel, gpu: GPU
     cuda_graphs = spec.get("cuda_graphs", stack.cuda_graphs)
     if not isinstance(cuda_graphs, bool):
         raise ValueError(f"{role}.cuda_graphs must be true or false, got {cuda_graphs!r}.")
+    fraction = spec.get("memory_fraction", stack.memory_fraction_for(nodes * gpus_per_node))
+    if fraction is not None and (
+        isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction <= 1
+    ):
+        raise ValueError(f"{role}.memory_fraction must be a fraction in (0, 1], got {fraction!r}.")
     if dispatcher != "allgather" and moe_tp > 1:
         raise ValueError(
             f"{role}: dispatcher {dispatcher!r} sends each token to whole experts; with moe_tp={moe_tp} "
@@ -294,6 +302,8 @@ def parse_instance(role: str, spec: Mapping[str, Any], model: MoEModel, gpu: GPU
         tp_allreduce,
         swap_ab,
         cuda_graphs,
+        None if fraction is None else float(fraction),
+        stack.memory_fraction_of,
     )
 
 
@@ -426,6 +436,22 @@ def memory_plan(
         per_gpu_tokens = inst.max_tokens_per_gpu
     work = workspace_bytes_per_gpu(model, inst, per_gpu_tokens)
     free = hbm - weights - work
+    fraction = inst.memory_fraction
+    if fraction is not None and free > 0:
+        # the stack's share of memory for its KV cache (sim.serving.stack: memory_fraction)
+        if inst.memory_fraction_of == "total":
+            free = fraction * hbm - weights - work
+        elif inst.memory_fraction_of == "static":
+            free = min(fraction * hbm - weights, free)
+        else:  # "free"
+            free *= fraction
+        if free <= 0:
+            raise ValueError(
+                f"The {inst.role} instance leaves no memory for a KV cache: with memory_fraction={fraction} "
+                f"({inst.memory_fraction_of}) of {hbm / 1e9:.1f} GB, weights take {weights / 1e9:.1f} GB and "
+                f"activations {work / 1e9:.1f} GB per GPU. Raise memory_fraction, use more GPUs or a smaller "
+                "weight_dtype."
+            )
     if free <= 0:
         need = (weights + work) / 1e9
         raise ValueError(

@@ -24,6 +24,14 @@ Settings (:data:`SETTINGS`):
 * ``swap_ab`` (bool, default false): the routed experts' grouped GEMM swaps its operands when every
   expert has fewer than 64 rows (weights on the tensor cores' M side, tokens on N), as DeepGEMM's
   opt-in swap-AB masked kernel and vLLM's CUTLASS small-M MoE configurations do;
+* ``memory_fraction`` (float in (0, 1]) and ``memory_fraction_of`` (:data:`MEMORY_BASES`): how much
+  of each GPU's memory the engine lets its KV cache have: "total", the engine keeps weights,
+  activations and KV cache within that fraction of the GPU's memory (vLLM ``gpu_memory_utilization``);
+  "static", weights and KV cache within it, activations outside (SGLang ``mem_fraction_static``);
+  "free", the KV cache takes that fraction of what weights and activations leave (TensorRT-LLM
+  ``free_gpu_memory_fraction``). An optional ``by_gpus`` table gives the fraction by the instance's
+  GPU count (its keys the smallest count each value applies from, as SGLang picks by TP size). No
+  value: the KV cache takes all the memory weights and activations leave;
 * ``cuda_graphs`` (bool): decode steps replay captured CUDA graphs; off, the host issues every
   kernel from eager PyTorch and the GPU can wait for it
   (:meth:`sim.serving.stepcost.StepCostModel.host_issue_s`).
@@ -42,7 +50,7 @@ from typing import Any
 
 from sim.comm import DISPATCHERS
 
-__all__ = ["DEFAULT_STACK", "DISPATCHERS", "SETTINGS", "Stack", "get", "names", "stacks_dir"]
+__all__ = ["DEFAULT_STACK", "DISPATCHERS", "MEMORY_BASES", "SETTINGS", "Stack", "get", "names", "stacks_dir"]
 
 DEFAULT_STACK = "deepseek"
 SETTINGS: dict[str, type] = {
@@ -54,11 +62,14 @@ SETTINGS: dict[str, type] = {
     "chunked_prefill_tokens": int,
     "swap_ab": bool,
     "cuda_graphs": bool,
+    "memory_fraction": float,
+    "memory_fraction_of": str,
 }
 REQUIRED = ("expert_parallel", "dispatcher", "two_batch_overlap", "tp_allreduce", "cuda_graphs")
 ALLREDUCE = ("custom", "nccl")
+MEMORY_BASES = ("total", "static", "free")
 TOP_KEYS = {"name", "framework", "versions", "source", *SETTINGS}
-SETTING_KEYS = {"value", "source", "by_gpu"}
+SETTING_KEYS = {"value", "source", "by_gpu", "by_gpus"}
 
 
 def stacks_dir() -> Path:
@@ -82,6 +93,9 @@ class Stack:
     chunked_prefill_tokens: int | None = None
     swap_ab: bool = False
     cuda_graphs: bool = True
+    memory_fraction: float | None = None
+    memory_fraction_of: str = "total"
+    memory_fraction_by_gpus: dict[int, float] = field(default_factory=dict)
     by_gpu: dict[str, dict[str, int]] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -97,6 +111,11 @@ class Stack:
     def max_running_requests_for(self, gpu_name: str) -> int | None:
         """The running-request cap on ``gpu_name`` (None: no cap beyond KV capacity)."""
         return self._for("max_running_requests", gpu_name)
+
+    def memory_fraction_for(self, gpus: int) -> float | None:
+        """The memory fraction for an instance of ``gpus`` GPUs (None: no fraction, all memory)."""
+        steps = [n for n in self.memory_fraction_by_gpus if n <= gpus]
+        return self.memory_fraction_by_gpus[max(steps)] if steps else self.memory_fraction
 
     def chunked_prefill_tokens_for(self, gpu_name: str) -> int | None:
         """Tokens per colocated prefill chunk on ``gpu_name`` (None: not stated)."""
@@ -114,6 +133,12 @@ def get(name: str) -> Stack:
     if path is None or "/" in name or not path.is_file():
         raise ValueError(f"unknown serving stack {name!r}; known stacks: {', '.join(names())}")
     return _load(str(path), path.stat().st_mtime_ns)
+
+
+def _fraction(where: str, setting: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ValueError(f"stack file {where}: {setting!r} must be a fraction in (0, 1], got {value!r}")
+    return float(value)
 
 
 @lru_cache(maxsize=32)
@@ -153,11 +178,25 @@ def _load(path: str, mtime_ns: int) -> Stack:
         if value is None:
             if setting in REQUIRED:
                 raise ValueError(f"stack file {where}: {setting!r} needs a 'value'")
+        elif kind is float:
+            value = _fraction(where, setting, value)
         elif not isinstance(value, kind) or (
             kind is int and isinstance(value, int) and (isinstance(value, bool) or value < 1)
         ):
             raise ValueError(f"stack file {where}: {setting!r} must be a {kind.__name__}, got {value!r}")
         values[setting] = value
+        by_gpus = entry.get("by_gpus", {})
+        if by_gpus:
+            if setting != "memory_fraction" or not isinstance(by_gpus, dict):
+                raise ValueError(f"stack file {where}: {setting!r} takes no 'by_gpus' table")
+            table: dict[int, float] = {}
+            for count, fraction in by_gpus.items():
+                if not str(count).isdigit() or int(count) < 1:
+                    raise ValueError(
+                        f"stack file {where}: {setting}.by_gpus keys are GPU counts >= 1, got {count!r}"
+                    )
+                table[int(count)] = _fraction(where, f"{setting}.by_gpus.{count}", fraction)
+            values["memory_fraction_by_gpus"] = table
         overrides = entry.get("by_gpu", {})
         if overrides:
             if kind is not int or not isinstance(overrides, dict):
@@ -171,6 +210,11 @@ def _load(path: str, mtime_ns: int) -> Stack:
     if values["dispatcher"] not in DISPATCHERS:
         raise ValueError(
             f"stack file {where}: dispatcher {values['dispatcher']!r} is unknown; allowed: {DISPATCHERS}"
+        )
+    if values.get("memory_fraction_of", "total") not in MEMORY_BASES:
+        raise ValueError(
+            f"stack file {where}: memory_fraction_of {values['memory_fraction_of']!r} is unknown; "
+            f"allowed: {MEMORY_BASES}"
         )
     if values["tp_allreduce"] not in ALLREDUCE:
         raise ValueError(

@@ -100,3 +100,71 @@ def test_swap_ab_is_a_deployment_choice_that_shortens_small_expert_batches():
     assert step(swap_ab=True) < 0.85 * step()
     with pytest.raises(ValueError, match="swap_ab must be true or false"):
         parse_deployment({**dep, "swap_ab": "yes"}, V3, h20)
+
+
+_VALID = (
+    'name = "bad"\nframework = "x"\nversions = "1"\nsource = "s"\n'
+    '[expert_parallel]\nvalue = false\nsource = "s"\n[dispatcher]\nvalue = "allgather"\nsource = "s"\n'
+    '[two_batch_overlap]\nvalue = false\nsource = "s"\n[tp_allreduce]\nvalue = "custom"\nsource = "s"\n'
+    '[cuda_graphs]\nvalue = true\nsource = "s"\n'
+)
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        ('[memory_fraction]\nvalue = 1.5\nsource = "s"\n', "must be a fraction in \\(0, 1\\]"),
+        ('[memory_fraction]\nvalue = 0.9\nby_gpus = { "x" = 0.8 }\nsource = "s"\n', "keys are GPU counts"),
+        ('[memory_fraction_of]\nvalue = "some"\nsource = "s"\n', "memory_fraction_of 'some' is unknown"),
+        ('[swap_ab]\nvalue = false\nby_gpus = { "2" = 1 }\nsource = "s"\n', "takes no 'by_gpus' table"),
+    ],
+)
+def test_malformed_memory_fractions_say_what_is_wrong(tmp_path, monkeypatch, extra, match):
+    folder = tmp_path / "stacks"
+    shutil.copytree(stack.stacks_dir(), folder)
+    (folder / "bad.toml").write_text(_VALID + extra)
+    monkeypatch.setattr(stack, "stacks_dir", lambda: Path(folder))
+    with pytest.raises(ValueError, match=match):
+        stack.get("bad")
+
+
+def _kv_bytes(stack_name: str, gpus_per_node: int = 8, **keys: object) -> tuple[float, object]:
+    plan, inst = _plan(stack_name, gpus_per_node, **keys)
+    return plan.kv_cache_bytes, inst
+
+
+def _plan(stack_name: str, gpus_per_node: int = 8, **keys: object) -> tuple[object, object]:
+    from sim.serving.deployment import memory_plan
+
+    spec = {"mode": "colocated", "nodes": 1, "gpus_per_node": gpus_per_node, "tp": gpus_per_node}
+    inst = parse_deployment({**spec, "stack": stack_name, **keys}, V3, gpus.get("H200")).colocated
+    return memory_plan(V3, gpus.get("H200"), inst), inst
+
+
+def test_each_stack_leaves_its_kv_cache_the_share_its_framework_sets():
+    hbm = float(gpus.get("H200").hbm_bytes)
+    whole, _ = _kv_bytes("deepseek")  # no fraction: all memory weights and activations leave
+    p, inst = _plan("vllm-0.7")  # 0.9 of total, weights and activations inside
+    assert inst.memory_fraction == 0.9
+    assert p.kv_cache_bytes == pytest.approx(0.9 * hbm - p.weights_bytes - p.workspace_bytes)
+    p, _ = _plan("trtllm-0.17-pytorch")  # 0.9 of what weights and activations leave
+    assert p.kv_cache_bytes == pytest.approx(0.9 * (hbm - p.weights_bytes - p.workspace_bytes))
+    p, inst = _plan("sglang-0.4")  # 0.81 at 8 GPUs: weights and KV within it, activations outside
+    assert inst.memory_fraction == 0.81
+    assert p.kv_cache_bytes == pytest.approx(0.81 * hbm - p.weights_bytes)
+    assert p.kv_cache_bytes < whole
+    # the by-GPU-count table, as SGLang picks by TP size
+    sglang = stack.get("sglang-0.4")
+    assert [sglang.memory_fraction_for(n) for n in (1, 2, 3, 4, 8, 16, 32)] == [
+        0.88, 0.87, 0.87, 0.85, 0.81, 0.79, 0.79
+    ]
+
+
+def test_memory_fraction_is_a_deployment_key_with_clear_errors():
+    custom, inst = _kv_bytes("vllm-0.7", memory_fraction=0.95)
+    default, _ = _kv_bytes("vllm-0.7")
+    assert inst.memory_fraction == 0.95 and custom > default
+    with pytest.raises(ValueError, match="memory_fraction must be a fraction"):
+        _kv_bytes("vllm-0.7", memory_fraction=0)
+    with pytest.raises(ValueError, match="leaves no memory for a KV cache"):
+        _kv_bytes("vllm-0.7", memory_fraction=0.5)  # 84 GB of weights in 70 GB
