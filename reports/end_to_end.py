@@ -511,12 +511,17 @@ MEGATRON_BRIDGE_RECIPES: dict[tuple[str, str, int, int, int, int], tuple[dict[st
             "recompute_modules": ("layernorm", "moe_act"),
             "grad_dtype": "bf16",
             "pipeline_split": "even",
+            # the table's row contradicts itself: GBS 512 at MBS 4 over DP 16 (64 GPUs / PP4) is 8
+            # micro-batches, its GA column says 2; MBS 4 and GA 2 are the DGX-B200 row's (PP1, DP64),
+            # and the H100 recipe of that month sets micro_batch_size 1 (GBS 512, GA 32)
+            "micro_batch_seqs": 1,
         },
-        f"{_MB} @2effdfa31 scripts/performance/configs/gpt_oss/gpt_oss_workload_base_configs.py "
-        "GPT_OSS_120B_PRETRAIN_CONFIG_H100_BF16 (recompute_modules ['layernorm', 'moe_act']; it sets "
-        "micro_batch_size 1 where the table states MBS 4), gpt_oss_llm_pretrain.py "
-        "(grad_reduce_in_fp32=False), "
-        "models/gpt_oss/gpt_oss_provider.py (alltoall); Megatron's even layer split",
+        f"{_MB} @8aed9a229 (2025-11-21) scripts/performance/configs/gpt_oss/workload_base_configs.py "
+        "BASE_GPT_OSS_120B_CONFIG (global_batch_size 512, micro_batch_size 1) and "
+        "GPT_OSS_120B_H100_BF16_BASE_CONFIG (PP4, recompute_modules ['layernorm', 'moe_act']); the archive "
+        "table's H100 row states MBS 4 and GA 2, which with GBS 512 over DP 16 cannot both hold; "
+        "gpt_oss_llm_pretrain.py (grad_reduce_in_fp32=False), models/gpt_oss/gpt_oss_provider.py "
+        "(alltoall); Megatron's even layer split",
     ),
     ("26.04", "gpt-oss-120b", 64, 1, 4, 8): (
         {

@@ -148,9 +148,17 @@ def test_summary_schema_on_two_records(capsys):
 
 def test_refusal_is_a_failure_not_a_gap():
     """A configuration the source ran but the simulator refuses is listed with its message."""
-    outcome = e2e.predict(RECORDS["R358"])  # gpt-oss-120b BF16 PP4 EP8 MBS4: the memory model refuses it
+    # gpt-oss-120b BF16 PP4 EP8 at MBS 4 with no recipe to say otherwise: the memory model refuses it
+    record = dict(RECORDS["R358"], system="Megatron-Bridge, DGX-H100 (no container named)")
+    outcome = e2e.predict(record)
     assert outcome.status == "refused"
     assert "does not fit" in outcome.message
+
+
+def test_a_self_contradicting_table_row_takes_its_recipes_micro_batch():
+    plan = e2e.map_record(RECORDS["R358"])  # the 25.11 table: GBS 512, MBS 4, GA 2 over DP 16
+    assert plan.kwargs["micro_batch_seqs"] == 1 and plan.kwargs["global_batch_seqs"] == 512
+    assert any("cannot both hold" in n for n in plan.assumptions)
 
 
 def test_bad_input():
