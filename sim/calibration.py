@@ -219,6 +219,35 @@ def _calibration_path(names: tuple[str, ...], files: tuple[Path, ...]) -> Path |
     return None
 
 
+KERNELS_FOLDER = "kernels"  # kernel tables of serving stacks, under the calibration folder
+
+
+def kernel_table_names() -> list[str]:
+    """Names of the kernel tables (``gpus/calibration/kernels/<name>.json``), sorted."""
+    return sorted(p.stem for p in (calibration_dir() / KERNELS_FOLDER).glob("*.json"))
+
+
+def kernel_table(name: str) -> dict[str, Any]:
+    """The kernel table ``name``: a library kernel's published times with their source and the
+    parameters fitted to them (``python -m kernels_numba.stack_kernels --write``)."""
+    path = calibration_dir() / KERNELS_FOLDER / f"{name}.json"
+    if not isinstance(name, str) or not name or "/" in name or not path.is_file():
+        raise ValueError(f"unknown kernel table {name!r}; known: {', '.join(kernel_table_names()) or 'none'}")
+    return load_file(path)
+
+
+def kernel_params(name: str) -> FamilyParams:
+    """The fitted parameters of kernel table ``name`` (fractions of the timed GPU's peaks, carried to
+    any GPU the kernel runs on, as every fit of this model is)."""
+    fitted = kernel_table(name).get("fitted")
+    if not isinstance(fitted, Mapping) or "params" not in fitted:
+        raise ValueError(
+            f"kernel table {name!r} has no fitted parameters; "
+            "run python -m kernels_numba.stack_kernels --write"
+        )
+    return FamilyParams.from_mapping(fitted["params"])
+
+
 HOST_EAGER_FILE = "host/eager_pytorch.json"  # under the calibration folder
 
 

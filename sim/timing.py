@@ -245,10 +245,14 @@ def _result(
     shape: Mapping[str, Any],
     launches: int = 1,
     written_bytes: float | None = None,
+    kernel: str | None = None,
 ) -> OpTime:
     compute_s = flops / peak if flops > 0 else 0.0
     memory_s = _memory_seconds(dev, bytes_moved, written_bytes)
-    params, source = dev.params(family)
+    if kernel:
+        params, source = cal.kernel_params(kernel), f"kernel table {kernel}"
+    else:
+        params, source = dev.params(family)
     body_compute = quantised_compute_s / params.compute_efficiency
     body_memory = memory_s / params.memory_efficiency
     body = cal.combine(body_compute, body_memory, params.overlap_exponent)
@@ -395,6 +399,7 @@ def grouped_gemm_time(
     launches: int = 1,
     compute_dtype: str | None = None,
     swap_ab: bool = False,
+    kernel: str | None = None,
 ) -> OpTime:
     """Grouped expert GEMM: group ``g`` multiplies ``group_sizes[g]`` rows by its own ``[k, n]``.
 
@@ -403,7 +408,10 @@ def grouped_gemm_time(
     nothing. ``compute_dtype`` (default: ``dtype``) is the format the products run in (the nearest the
     device has) and the activations move in: a stack that dequantises weights in the kernel (MXFP4
     experts on Hopper) computes in BF16 while reading 4.25-bit weights. ``swap_ab``: the kernel swaps
-    its operands for groups of fewer than 64 rows (:func:`_gemm_quantised_flops`).
+    its operands for groups of fewer than 64 rows (:func:`_gemm_quantised_flops`). ``kernel``: a
+    kernel table of ``gpus/calibration/kernels`` whose fitted parameters time the product instead of
+    the device's ``grouped_gemm`` fit (the kernel a serving stack runs:
+    :func:`sim.calibration.kernel_params`).
     """
     sizes = _group_sizes(group_sizes)
     n, k = positive_int(n, "n"), positive_int(k, "k")
@@ -424,7 +432,9 @@ def grouped_gemm_time(
     if swap_ab:
         shape["swap_ab"] = True
     written = rows * n * out_size
-    return _result(dev, "grouped_gemm", flops, bytes_moved, peak, quant, shape, launches, written)
+    if kernel:
+        shape["kernel"] = str(kernel)
+    return _result(dev, "grouped_gemm", flops, bytes_moved, peak, quant, shape, launches, written, kernel)
 
 
 def causal_pairs(q_len: int, kv_len: int, causal: bool) -> float:
@@ -802,7 +812,14 @@ def _work_time(gpu: GPUProfile | str, work: Work) -> OpTime:
     if isinstance(work, GroupedGemm):
         compute = work.compute_dtype or None
         return grouped_gemm_time(
-            gpu, list(work.groups), work.n, work.k, work.dtype, compute_dtype=compute, swap_ab=work.swap_ab
+            gpu,
+            list(work.groups),
+            work.n,
+            work.k,
+            work.dtype,
+            compute_dtype=compute,
+            swap_ab=work.swap_ab,
+            kernel=work.kernel or None,
         )
     if isinstance(work, Memory):
         return memory_time(gpu, max(0.0, float(work.bytes)), family=work.family)

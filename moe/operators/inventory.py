@@ -258,6 +258,7 @@ class ServingShape:
     deepep: bool = True
     expert_compute_dtype: str = ""
     swap_ab: bool = False
+    moe_kernel: str = ""  # the routed experts' kernel table (sim.serving.stack: moe_kernel); "": the device's
 
     def block(self) -> BlockShape:
         return BlockShape(tp=self.tp, kv_bytes_per_element=self.kv_bytes_per_element)
@@ -391,7 +392,7 @@ def serving_routed_ops(model: MoEModel, shape: ServingShape, phase: Phase, rows:
             OpKind.LOW_LATENCY_COMM,
             Memory(received * h * (1.0 + FP8_SCALE_BYTES_PER_VALUE) * 2.0),
         )
-    dtypes = (shape.expert_dtype, shape.expert_compute_dtype, shape.swap_ab)
+    dtypes = (shape.expert_dtype, shape.expert_compute_dtype, shape.swap_ab, shape.moe_kernel)
     b.emit("experts_gate_up", OpKind.EXPERTS, GroupedGemm(groups, 2 * inter, h, *dtypes))
     b.activation("experts_act", received, inter)
     b.emit("experts_down", OpKind.EXPERTS, GroupedGemm(groups, h, inter, *dtypes))

@@ -159,6 +159,7 @@ class GroupedGemm:
     dtype: str
     compute_dtype: str = ""
     swap_ab: bool = False  # the kernel swaps operands for small groups (sim.timing.grouped_gemm_time)
+    kernel: str = ""  # a kernel table that times it (gpus/calibration/kernels); empty: the device's fit
 
     @property
     def flops(self) -> float:

@@ -61,6 +61,7 @@ INSTANCE_KEYS = frozenset(
         "swap_ab",
         "cuda_graphs",
         "memory_fraction",
+        "moe_kernel",
         "attn_dp",
         "max_batch_per_gpu",
         "redundant_experts",
@@ -124,6 +125,7 @@ class InstanceSpec:
     cuda_graphs: bool = True
     memory_fraction: float | None = None
     memory_fraction_of: str = "total"
+    moe_kernel: str = ""
 
     @property
     def gpus(self) -> int:
@@ -248,6 +250,13 @@ def parse_instance(role: str, spec: Mapping[str, Any], model: MoEModel, gpu: GPU
         isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction <= 1
     ):
         raise ValueError(f"{role}.memory_fraction must be a fraction in (0, 1], got {fraction!r}.")
+    moe_kernel = spec.get("moe_kernel", stack.moe_kernel or "")
+    if not isinstance(moe_kernel, str):
+        raise ValueError(f"{role}.moe_kernel must be a kernel table's name or '', got {moe_kernel!r}.")
+    if moe_kernel:
+        from sim import calibration
+
+        calibration.kernel_table(moe_kernel)  # ValueError naming the known tables
     if dispatcher != "allgather" and moe_tp > 1:
         raise ValueError(
             f"{role}: dispatcher {dispatcher!r} sends each token to whole experts; with moe_tp={moe_tp} "
@@ -304,6 +313,7 @@ def parse_instance(role: str, spec: Mapping[str, Any], model: MoEModel, gpu: GPU
         cuda_graphs,
         None if fraction is None else float(fraction),
         stack.memory_fraction_of,
+        moe_kernel,
     )
 
 

@@ -32,6 +32,10 @@ Settings (:data:`SETTINGS`):
   ``free_gpu_memory_fraction``). An optional ``by_gpus`` table gives the fraction by the instance's
   GPU count (its keys the smallest count each value applies from, as SGLang picks by TP size). No
   value: the KV cache takes all the memory weights and activations leave;
+* ``moe_kernel``: a kernel table (``gpus/calibration/kernels/<name>.json``, published times of the
+  library kernel the stack runs for FP8 routed experts, with the parameters fitted to them) that
+  times the routed experts' grouped GEMMs instead of the device's fit (DeepGEMM's); none: the
+  device's;
 * ``cuda_graphs`` (bool): decode steps replay captured CUDA graphs; off, the host issues every
   kernel from eager PyTorch and the GPU can wait for it
   (:meth:`sim.serving.stepcost.StepCostModel.host_issue_s`).
@@ -64,6 +68,7 @@ SETTINGS: dict[str, type] = {
     "cuda_graphs": bool,
     "memory_fraction": float,
     "memory_fraction_of": str,
+    "moe_kernel": str,
 }
 REQUIRED = ("expert_parallel", "dispatcher", "two_batch_overlap", "tp_allreduce", "cuda_graphs")
 ALLREDUCE = ("custom", "nccl")
@@ -96,6 +101,7 @@ class Stack:
     memory_fraction: float | None = None
     memory_fraction_of: str = "total"
     memory_fraction_by_gpus: dict[int, float] = field(default_factory=dict)
+    moe_kernel: str | None = None
     by_gpu: dict[str, dict[str, int]] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -216,6 +222,10 @@ def _load(path: str, mtime_ns: int) -> Stack:
             f"stack file {where}: memory_fraction_of {values['memory_fraction_of']!r} is unknown; "
             f"allowed: {MEMORY_BASES}"
         )
+    if values.get("moe_kernel") is not None:
+        from sim import calibration
+
+        calibration.kernel_table(values["moe_kernel"])  # ValueError naming the known tables
     if values["tp_allreduce"] not in ALLREDUCE:
         raise ValueError(
             f"stack file {where}: tp_allreduce {values['tp_allreduce']!r} is unknown; allowed: {ALLREDUCE}"

@@ -328,7 +328,20 @@ class StepCostModel:
             # BF16 (MXFP4 experts on Hopper and Ampere; FP8 experts on Ampere)
             expert_compute_dtype="" if gpu.supports(self.expert_dtype) else "bf16",
             swap_ab=inst.swap_ab,
+            moe_kernel=self._moe_kernel(inst),
         )
+
+    def _moe_kernel(self, inst: InstanceSpec) -> str:
+        """The stack's kernel table for the routed experts, where it applies: a table times the
+        weight format it was measured in (its setup's dtype), and the experts here are stored and
+        computed in it."""
+        if not inst.moe_kernel:
+            return ""
+        from sim import calibration
+
+        dtype = str(calibration.kernel_table(inst.moe_kernel).get("setup", {}).get("dtype", ""))
+        computes = self.gpu.supports(self.expert_dtype)
+        return inst.moe_kernel if dtype == self.expert_dtype and computes else ""
 
     # ---- per-operator pieces ------------------------------------------------------------------
     def imbalance(self, tokens_per_gpu: float) -> float:
