@@ -971,14 +971,16 @@ DEEPSEEK_SERVING_NOTEBOOK: list[tuple[str, str]] = [
     from reports.nbtools import setup_plotly, show_table, write_summary
     from reports.published import (API_PRICES_SOURCE, DAY6_FLEET, DAY6_FLEET_SOURCE, api_prices,
                                    published)
-    from reports.validation import DAY6_DEPLOYMENT, DAY6_WORKLOAD
+    from sim import scenarios
     from sim.serving.fleet import projections, size_fleet
     from sim.serving.workloads import DAY6_NODE_COUNT_BY_HOUR, day6_load_curve
 
     pio.renderers.default = "notebook"  # plotly.js inlined: figures show in JupyterLab and in offline HTML
     setup_plotly()
     v3 = moe.get("deepseek-v3")
-    workload = {**DAY6_WORKLOAD, "mtp_draft_tokens": mtp_draft_tokens}
+    day6 = scenarios.get("day6")  # sim/scenarios/day6.toml: deployment, workload, figures, sources
+    DAY6_DEPLOYMENT = day6.deployment
+    workload = {**day6.workload, "mtp_draft_tokens": mtp_draft_tokens}
     prefill_nodes = DAY6_DEPLOYMENT["prefill"]["nodes"]
     # fleets sized hour by hour to the day's load (shown below); their prefill capacity, at full
     # batches of the Day-6 mean request, is the prefill section's

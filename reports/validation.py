@@ -345,56 +345,25 @@ def _v2_training(gpu: str = "H800") -> dict[str, float]:
     return {"v2_gpu_hours_per_trillion": t.gpu_hours}
 
 
-# DeepSeek-V3 on H800 as DeepSeek served it (Day 6 of the open-infra week; DESIGN.md), and the
-# profiled configurations (deepseek-ai/profile-data). The deployments are the serving package's
-# own reference cases (tests/sim/serving/test_serving_reference.py), repeated here so the table
-# shows the same runs that its tests check.
-_H800_V3 = dict(model="deepseek-v3", gpu="H800", usd_per_gpu_hour=2.0, seed=0)
-_PREFILL = {"nodes": 4, "ep": 32, "attn_dp": 32, "redundant_experts": 32}
-_DECODE = {"nodes": 18, "ep": 144, "attn_dp": 144, "redundant_experts": 32}
-DAY6_WORKLOAD = {"input_len": 4383, "output_len": 1211, "cache_hit_rate": 0.563, "concurrency": 12686}
-DAY6_DEPLOYMENT = {"mode": "disaggregated", "prefill": {**_PREFILL, "instances": 4}, "decode": _DECODE}
+# DeepSeek-V3 on H800 as DeepSeek served it (Day 6 of the open-infra week; DESIGN.md), the profiled
+# configurations (deepseek-ai/profile-data) and V2's generation claim: the scenarios of
+# sim/scenarios/*.toml, which the serving reference tests (tests/sim/serving/test_serving_reference.py)
+# run too, each with the figures published for it.
+def _scenario(name: str, gpu: str | None = None) -> dict[str, float]:
+    """The published figures' simulated values of one scenario, on ``gpu`` (default: the scenario's)."""
+    from sim import scenarios
+
+    scenario = scenarios.get(name)
+    result = scenario.run(**({} if gpu is None else {"gpu": gpu}))
+    return {figure.key: figure.of(result) for figure in scenario.figures}
 
 
 def _day6(gpu: str = "H800") -> dict[str, float]:
-    import sim
-
-    day6 = sim.estimate_serving(
-        **{**_H800_V3, "gpu": gpu},  # type: ignore[arg-type]
-        duration_s=600,  # as the acceptance check: the closed loop's start-up transient fades
-        deployment=DAY6_DEPLOYMENT,
-        workload=DAY6_WORKLOAD,
-    )
-    return {
-        "day6_decode_tokens_per_s_per_node": day6.decode_output_tokens_per_s_per_node,
-        "day6_tokens_per_s_per_user": day6.tokens_per_s_per_user,
-        "day6_usd_per_million_output": day6.usd_per_million_output_tokens,
-    }
+    return _scenario("day6", gpu)
 
 
 def _profiles(gpu: str = "H800") -> dict[str, float]:
-    import sim
-
-    prefill = sim.estimate_serving(
-        **{**_H800_V3, "gpu": gpu},  # type: ignore[arg-type]
-        duration_s=60,
-        deployment={"mode": "disaggregated", "prefill": _PREFILL, "decode": {**_DECODE, "instances": 2}},
-        workload={"input_len": 4096, "output_len": 64, "concurrency": 20000},
-    )
-    decode = sim.estimate_serving(
-        **{**_H800_V3, "gpu": gpu},  # type: ignore[arg-type]
-        duration_s=60,
-        deployment={
-            "mode": "disaggregated",
-            "prefill": {"nodes": 4, "ep": 32, "instances": 48},
-            "decode": {"nodes": 16, "ep": 128, "max_batch_per_gpu": 128},
-        },
-        workload={"input_len": 4032, "output_len": 128, "concurrency": 128 * 128 + 12000},
-    )
-    return {
-        "profile_prefill_tokens_per_s_per_node": prefill.prefill_input_tokens_per_s_per_node,
-        "profile_decode_tokens_per_s_per_node": decode.decode_output_tokens_per_s_per_node,
-    }
+    return {**_scenario("profile-prefill", gpu), **_scenario("profile-decode", gpu)}
 
 
 def _isca_bound() -> dict[str, float]:
@@ -405,20 +374,7 @@ def _isca_bound() -> dict[str, float]:
 
 
 def _v2_generation(gpu: str = "H800") -> dict[str, float]:
-    import sim
-
-    # V2 report p.16: FP8 weights, KV cache at about 6 bits per element; lengths not stated (2,048 in,
-    # 512 out assumed, as the serving package's test does).
-    instance = {"nodes": 1, "weight_dtype": "fp8", "kv_dtype": "fp6"}
-    result = sim.estimate_serving(
-        "deepseek-v2",
-        gpu,
-        duration_s=60,
-        seed=0,
-        deployment={"mode": "disaggregated", "prefill": {**instance, "instances": 4}, "decode": instance},
-        workload={"input_len": 2048, "output_len": 512, "concurrency": 8000},
-    )
-    return {"v2_generation_tokens_per_s_per_node": result.decode_output_tokens_per_s_per_node}
+    return _scenario("v2-generation", gpu)
 
 
 def serving_checks() -> list[Check]:

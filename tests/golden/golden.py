@@ -76,87 +76,35 @@ def readme_table() -> dict[str, Any]:
 
 # --- tests/sim/serving/test_serving_reference.py ---------------------------------------------------
 
-_H = dict(model="deepseek-v3", gpu="H800", usd_per_gpu_hour=2.0, seed=0)
-_PREFILL = {"nodes": 4, "ep": 32, "attn_dp": 32, "redundant_experts": 32}
-_DECODE = {"nodes": 18, "ep": 144, "attn_dp": 144, "redundant_experts": 32}
-_DAY6_WL = {"input_len": 4383, "output_len": 1211, "cache_hit_rate": 0.563, "concurrency": 12686}
 _VINTAGES = ("H800", "H800@2025-02")
 
 
 def serving_reference() -> dict[str, Any]:
-    """Every simulation of the serving reference tests, each result flattened whole."""
-    import sim
+    """Every simulation of the serving reference tests (their scenarios: sim/scenarios/*.toml), each
+    result flattened whole."""
+    from sim import scenarios
     from sim.serving.fleet import isca_decode_bound, projections, size_fleet
     from sim.serving.workloads import day6_load_curve
 
+    day6 = scenarios.get("day6")
     out: dict[str, Any] = {}
     out.update(flatten(isca_decode_bound("H800"), "isca_decode_bound"))
     for gpu in _VINTAGES:
-        h = {**_H, "gpu": gpu}
         out.update(
-            flatten(
-                sim.estimate_serving(
-                    **h,
-                    duration_s=120,
-                    deployment={
-                        "mode": "disaggregated",
-                        "prefill": _PREFILL,
-                        "decode": {**_DECODE, "instances": 2},
-                    },
-                    workload={"input_len": 4096, "output_len": 64, "concurrency": 20000},
-                ),
-                f"prefill_r017[{gpu}]",
-            )
+            flatten(scenarios.get("profile-prefill").run(gpu=gpu, duration_s=120), f"prefill_r017[{gpu}]")
         )
-        out.update(
-            flatten(
-                sim.estimate_serving(
-                    **h,
-                    duration_s=60,
-                    deployment={
-                        "mode": "disaggregated",
-                        "prefill": {"nodes": 4, "ep": 32, "instances": 48},
-                        "decode": {"nodes": 16, "ep": 128, "max_batch_per_gpu": 128},
-                    },
-                    workload={"input_len": 4032, "output_len": 128, "concurrency": 128 * 128 + 12000},
-                ),
-                f"decode_r018[{gpu}]",
-            )
-        )
-        out.update(
-            flatten(
-                sim.estimate_serving(
-                    **h,
-                    duration_s=600,
-                    deployment={
-                        "mode": "disaggregated",
-                        "prefill": {**_PREFILL, "instances": 4},
-                        "decode": _DECODE,
-                    },
-                    workload=_DAY6_WL,
-                ),
-                f"day6[{gpu}]",
-            )
-        )
-    inst = {"nodes": 1, "weight_dtype": "fp8", "kv_dtype": "fp6"}
-    out.update(
-        flatten(
-            sim.estimate_serving(
-                "deepseek-v2",
-                "H800",
-                duration_s=60,
-                seed=0,
-                deployment={"mode": "disaggregated", "prefill": {**inst, "instances": 4}, "decode": inst},
-                workload={"input_len": 2048, "output_len": 512, "concurrency": 8000},
-            ),
-            "v2_generation",
-        )
-    )
+        out.update(flatten(scenarios.get("profile-decode").run(gpu=gpu), f"decode_r018[{gpu}]"))
+        out.update(flatten(day6.run(gpu=gpu), f"day6[{gpu}]"))
+    out.update(flatten(scenarios.get("v2-generation").run(), "v2_generation"))
+    shapes = {
+        role: {k: v for k, v in spec.items() if k != "instances"} if isinstance(spec, dict) else spec
+        for role, spec in day6.deployment.items()
+    }
     plan = size_fleet(
-        "deepseek-v3",
-        "H800",
-        {"mode": "disaggregated", "prefill": _PREFILL, "decode": _DECODE},
-        {k: v for k, v in _DAY6_WL.items() if k != "concurrency"},
+        day6.model,
+        day6.gpu,
+        shapes,
+        {k: v for k, v in day6.workload.items() if k != "concurrency"},
         day6_load_curve(),
         tpot_target_s=1 / 20,
         ttft_target_s=5.0,
