@@ -27,7 +27,8 @@ def workload() -> dict[str, float]:
     Also used by ``benchmarks/compare.py``."""
     import gpus
     import moe
-    from sim.training.api import build_plan, estimate_training
+    from sim import estimate_training  # the public entry point (benchmarks/compare.py runs older trees too)
+    from sim.training.api import build_plan
     from sim.training.engine import simulate_step
 
     kw = dict(tp=1, pp=16, ep=64, seq_len=4096, global_batch_seqs=15360, precision="fp8", schedule="dualpipe")

@@ -471,8 +471,8 @@ def kernel_points() -> tuple[list[dict[str, Any]], list[str]] | None:
     """
     if not landed("kernels_numba.validate") or not landed("kernels_numba.published"):
         return None
+    from kernels_numba import fitting, validate
     from kernels_numba import published as published_tables
-    from kernels_numba import validate
 
     points: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -493,10 +493,10 @@ def kernel_points() -> tuple[list[dict[str, Any]], list[str]] | None:
 
         path = validate.device_file()
         doc = calibration.load_file(path)
-        profile = validate.profile_for(doc, path)
-        groups = validate._groups(doc)  # the same grouping and fixed split as the validation
+        profile = fitting.profile_for(doc, path)
+        groups = fitting.groups(doc)  # the same grouping and fixed split as the validation
         for (family, impl), records in sorted(groups.items()):
-            _, _, held_idx, pairs = validate._fit_group(profile, records, str(doc.get("kind")))
+            _, _, held_idx, pairs = fitting.fit_group(profile, records, str(doc.get("kind")))
             for i, (predicted_s, measured_s) in enumerate(pairs):
                 points.append(
                     {

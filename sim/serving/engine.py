@@ -5,7 +5,7 @@ a decode instance advances all its requests by one step per event; each request'
 step is known when it joins the batch (its remaining tokens / expected tokens per step), and a
 heap pops it when that step is reached. The KV length of the batch is tracked as running sums,
 per attention-DP rank too (requests are placed on ranks by the decode load balancer of Day 6,
-fewest KV tokens first; core attention waits for the busiest rank, ``_DecodeBatch``), so a step
+fewest KV tokens first; core attention waits for the busiest rank, ``DecodeBatch``), so a step
 costs O(requests finishing + ranks) plus one cached step-time look-up.
 
 Flows:
@@ -249,7 +249,7 @@ class Simulation:
         self.output_tokens.add(tokens, t0, t1)
 
 
-class _DecodeBatch:
+class DecodeBatch:
     """Running decode requests with O(1) KV-length bookkeeping, placed on attention-DP ranks.
 
     A request that joins at step s0 with KV length len0 has length len0 + r (s - s0) at step s, so the
@@ -335,7 +335,7 @@ class _DecodeBatch:
         b_gpu = int(math.ceil(n / self.ranks))
         busiest = self.busiest_kv()
         mean = self.total_kv() / self.ranks
-        kv = _bucket(int(round(busiest / b_gpu)))
+        kv = bucket_tokens(int(round(busiest / b_gpu)))
         return b_gpu, kv, (busiest / mean if mean > 0 else 1.0)
 
     def pop_done(self) -> list[tuple[int, int]]:
@@ -355,9 +355,12 @@ class _DecodeBatch:
         return out
 
 
-def _bucket(tokens: int) -> int:
+def bucket_tokens(tokens: int) -> int:
     """Round a token count up to a whole KV page (cache key for operator times)."""
     return max(KV_BUCKET_TOKENS, int(math.ceil(tokens / KV_BUCKET_TOKENS)) * KV_BUCKET_TOKENS)
+
+
+_bucket = bucket_tokens  # the former private name, for callers written before it was public
 
 
 class _Instance:
@@ -442,8 +445,8 @@ class PrefillInstance(_Instance):
             log.mark("prefill_start_s", rid, t0)
             c = int(log.cached_tokens[rid])
             n_new = int(log.input_len[rid]) - c
-            nb = _bucket(n_new)
-            attn += self.cost.prefill_attention(nb, _bucket(c) if c else 0)
+            nb = bucket_tokens(n_new)
+            attn += self.cost.prefill_attention(nb, bucket_tokens(c) if c else 0)
             attn_no_prefix += self.cost.prefill_attention(nb, 0)
             longest = max(longest, n_new)
         dp = self.spec.attn_dp
@@ -492,7 +495,7 @@ class _DecodingInstance(_Instance):
         self.plan = memory_plan(sim.model, sim.gpu, spec, sim.wl.mtp_draft_tokens)
         self.kv = KVCacheManager(self.plan.kv_capacity_tokens)
         self.waiting: deque[int] = deque()
-        self.batch = _DecodeBatch(sim.r, spec.attn_dp, spec.max_batch_per_gpu)
+        self.batch = DecodeBatch(sim.r, spec.attn_dp, spec.max_batch_per_gpu)
         self.max_batch = policies.request_cap(spec.max_batch_per_gpu, spec.attn_dp)
         self.admission = policies.decode_admission(spec.decode_admission)
 
@@ -642,14 +645,14 @@ class ColocatedInstance(_DecodingInstance):
         attn = 0.0
         attn_hit = 0.0
         for c in chunks:
-            tokens = _bucket(c.tokens)
-            a = self.cost.prefill_attention(tokens, _bucket(c.done_before) if c.done_before else 0)
+            tokens = bucket_tokens(c.tokens)
+            a = self.cost.prefill_attention(tokens, bucket_tokens(c.done_before) if c.done_before else 0)
             attn += a
             cached = int(log.cached_tokens[c.rid])
             if cached:
                 computed_before = c.done_before - cached
                 attn_hit += a - self.cost.prefill_attention(
-                    tokens, _bucket(computed_before) if computed_before else 0
+                    tokens, bucket_tokens(computed_before) if computed_before else 0
                 )
         return attn, attn_hit
 

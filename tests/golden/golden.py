@@ -138,7 +138,8 @@ def training_reference() -> dict[str, Any]:
     """Every simulation of the training reference tests, each result flattened whole."""
     import gpus
     import moe
-    from sim.training.api import build_plan, estimate_training
+    from sim.training.api import build_plan
+    from sim.training.estimate import estimate_training
     from sim.training.run import Phase, deepseek_v3_run, estimate_run, projections
     from sim.training.trace import compare, compare_kernels
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sim.training.api import estimate_training
+from sim.training.estimate import estimate_training
 
 SMALL = dict(
     model="deepseek-v2-lite",
