@@ -167,8 +167,9 @@ class Simulation:
             self.colocated_router.choose(self.colocated).submit(rid)
 
     def to_decode(self, rids: list[int]) -> None:
+        choose, instances = self.decode_router.choose, self.decode
         for rid in rids:
-            self.decode_router.choose(self.decode).submit(rid)
+            choose(instances).submit(rid)
 
     def finished(self, rid: int) -> None:
         now = self.env.now
@@ -375,10 +376,6 @@ class _Instance:
         self.index = index
         self.wake = sim.env.event()
 
-    def _notify(self) -> None:
-        if not self.wake.triggered:
-            self.wake.succeed()
-
     def _input_len(self, rid: int) -> int:
         return int(self.sim.log.input_len[rid])
 
@@ -396,22 +393,19 @@ class PrefillInstance(_Instance):
     def __init__(self, sim: Simulation, spec: InstanceSpec, cost: StepCostSource, index: int) -> None:
         super().__init__(sim, spec, cost, index)
         self.queue: deque[int] = deque()
-        self.queued_tokens = 0
+        self.load = 0  # prompt tokens queued here and not yet computed: what the router balances
         self.budget = spec.max_tokens_per_gpu * spec.attn_dp
         self.max_requests = policies.request_cap(spec.max_batch_per_gpu, spec.attn_dp)
         self.batching = policies.prefill_batching(spec.prefill_batching)
         self.kv_bytes_per_token = kv_bytes_per_token(sim.model, spec.kv_dtype)
         sim.env.process(self.run())
 
-    @property
-    def load(self) -> int:
-        """Prompt tokens queued here and not yet computed (what the router balances)."""
-        return self.queued_tokens
-
     def submit(self, rid: int) -> None:
         self.queue.append(rid)
-        self.queued_tokens += self._new_tokens(rid)
-        self._notify()
+        log = self.sim.log
+        self.load += int(log.input_len[rid] - log.cached_tokens[rid])
+        if not self.wake.triggered:
+            self.wake.succeed()
 
     def run(self) -> Any:
         env = self.sim.env
@@ -420,7 +414,7 @@ class PrefillInstance(_Instance):
                 self.wake = env.event()
                 yield self.wake
             batch, computed = self.batching(self.queue, self._new_tokens, self.budget, self.max_requests)
-            self.queued_tokens -= computed
+            self.load -= computed
             t0 = env.now
             step, hit_s_per_layer = self._cost_of(batch, computed, t0)
             self.sim.step_end_s = max(self.sim.step_end_s, t0 + step.time_s)
@@ -501,17 +495,17 @@ class _DecodingInstance(_Instance):
 
     def submit(self, rid: int) -> None:
         self.waiting.append(rid)
-        self._notify()
-
-    def _footprint(self, rid: int) -> int:
-        log = self.sim.log
-        return int(log.input_len[rid] + log.output_len[rid])
+        if not self.wake.triggered:
+            self.wake.succeed()
 
     def _reserve(self, rid: int) -> bool:
-        return self.kv.reserve(self._footprint(rid))
+        """Claim a request's whole KV footprint (prompt and every output token)."""
+        log = self.sim.log
+        return self.kv.reserve(int(log.input_len[rid] + log.output_len[rid]))
 
     def _finish(self, rid: int) -> None:
-        self.kv.release(self._footprint(rid))
+        log = self.sim.log
+        self.kv.release(int(log.input_len[rid] + log.output_len[rid]))
         self.sim.finished(rid)
 
     def _join_batch(self, rid: int) -> None:

@@ -24,6 +24,7 @@ schedules are chosen (:func:`sim.training.schedules.get_schedule`).
 from __future__ import annotations
 
 import math
+import operator
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol, TypeVar
@@ -86,11 +87,10 @@ class LeastLoaded:
     to the instance with the fewest queued tokens, decode requests to the one holding the fewest)."""
 
     def choose(self, instances: Sequence[L]) -> L:
-        return min(instances, key=_load)
+        return min(instances, key=_LOAD)
 
 
-def _load(instance: Loaded) -> int:
-    return instance.load
+_LOAD = operator.attrgetter("load")
 
 
 class RoundRobin:
