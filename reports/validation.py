@@ -282,24 +282,10 @@ def accounting_checks() -> list[Check]:
     return _run("accounting", keys, compute, "moe")
 
 
-# DeepSeek-V3's published pre-training configuration (V3 report section 3; ISCA'25 Table 4).
-V3_TRAINING = dict(
-    model="deepseek-v3", gpu="H800", num_gpus=2048, tp=1, pp=16, ep=64, seq_len=4096,
-    global_batch_seqs=15360, tokens=14.8e12, precision="fp8", schedule="dualpipe", usd_per_gpu_hour=2.0,
-)  # fmt: skip
-
-
 def _v3_training(gpu: str = "H800") -> dict[str, float]:
-    import sim
-
-    t = sim.estimate_training(**{**V3_TRAINING, "gpu": gpu})  # type: ignore[arg-type]
-    return {
-        "v3_gpu_hours_per_trillion": 1e12 / t.tokens_per_s_per_gpu / 3600.0,
-        "v3_step_time_s": t.step_time_s,
-        "v3_mfu_causal": t.mfu,
-        "v3_mfu_noncausal": t.mfu_noncausal,
-        "v3_tokens_per_s_per_gpu": t.tokens_per_s_per_gpu,
-    }
+    """DeepSeek-V3's published pre-training (sim/scenarios/v3_pretraining.toml: V3 report section 3,
+    ISCA'25 Table 4) and its figures."""
+    return _scenario("v3-pretraining", gpu)
 
 
 def _v3_layer_pair(gpu: str = "H800") -> dict[str, float]:

@@ -40,6 +40,7 @@ import moe
 import sim
 from reports.nbtools import pct_error, setup_plotly, show_table, write_summary
 from reports.published import V3_STEP_PHASES_S, V3_STEP_PHASES_SOURCE, published
+from sim import scenarios
 
 pio.renderers.default = "notebook"  # plotly.js inlined: figures show in JupyterLab and in offline HTML
 setup_plotly()
@@ -58,28 +59,11 @@ summary: dict[str, Any] = {"model": moe.get(model).name, "gpu": focus.name}
 
 # %%
 if reproduce_v3:
-    v3 = sim.estimate_training(
-        model="deepseek-v3",
-        gpu="H800",
-        num_gpus=2048,
-        tp=1,
-        pp=16,
-        ep=64,
-        seq_len=4096,
-        global_batch_seqs=15360,
-        tokens=14.8e12,
-        precision="fp8",
-        schedule="dualpipe",
-        usd_per_gpu_hour=2.0,
-    )
-    predicted = {
-        "v3_gpu_hours_per_trillion": 1e12 / v3.tokens_per_s_per_gpu / 3600,
-        "v3_step_time_s": v3.step_time_s,
-        "v3_tokens_per_s_per_gpu": v3.tokens_per_s_per_gpu,
-        "v3_mfu_causal": v3.mfu,
-        "v3_mfu_noncausal": v3.mfu_noncausal,
-    }
-    rows = []
+    # DeepSeek's own plan and its published figures: sim/scenarios/v3_pretraining.toml
+    v3_scenario = scenarios.get("v3-pretraining")
+    v3 = v3_scenario.run()
+    predicted = {figure.key: figure.of(v3) for figure in v3_scenario.figures}
+    rows: list[dict[str, Any]] = []
     for key, value in predicted.items():
         ref = published(key)
         error = (value - ref.value) if ref.absolute else pct_error(value, ref.value)

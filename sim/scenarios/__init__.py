@@ -1,17 +1,20 @@
-"""Scenarios as data: a model, a GPU, a deployment and a workload, with the figures published for them.
+"""Scenarios as data: a model, a GPU, a deployment and a workload (or a training plan), with the
+figures published for them.
 
 Each ``sim/scenarios/<name>.toml`` states one published configuration once (the Day-6 deployment,
-the profiled prefill and decode runs, V2's generation claim), and everything that runs it loads it
-from here: the reference tests, the README's validation table (``reports.validation``, whose
-published figures for these runs come from these files), the golden figures and the serving
-benchmark. A file holds:
+the profiled prefill and decode runs, V2's generation claim, V3's pre-training), and everything that
+runs it loads it from here: the reference tests, the README's validation table
+(``reports.validation``, whose published figures for these runs come from these files), the
+notebooks, the golden figures and the benchmarks. A file holds:
 
 * ``name``, ``description``, ``source``; ``model`` and ``gpu`` (catalog names);
 * run settings: ``usd_per_gpu_hour`` (optional: the GPU profile's price otherwise), ``seed``,
   ``duration_s``, ``warmup_s`` (optional);
 * ``[deployment]`` and ``[workload]``: the dicts of :func:`sim.estimate_serving` (DESIGN.md keys);
-* ``[[figures]]``: each published figure with ``key``, ``description``, ``metric`` (the
-  :class:`sim.serving.api.ServingResult` attribute it is compared with), ``value``, ``unit``,
+  or, for a training run, ``num_gpus``, ``tokens`` and ``[plan]``: the plan keywords of
+  :func:`sim.estimate_training` (``tp``, ``pp``, ``ep``, ``seq_len``, ``global_batch_seqs``, ...);
+* ``[[figures]]``: each published figure with ``key``, ``description``, ``metric`` (the attribute of
+  the :class:`sim.serving.api.ServingResult` or ``TrainingResult`` it is compared with), ``value``, ``unit``,
   ``tolerance`` (relative unless ``absolute``), ``source`` and optionally ``lower_bound`` ("over X");
 * ``[variants.<name>.workload]``: a named variant whose workload keys replace the scenario's
   (``get("day6", variant="benchmark")``).
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sim.serving.api import ServingResult
+    from sim.training.api import TrainingResult
 
 __all__ = ["ScenarioFigure", "Scenario", "get", "names", "SCENARIO_DIR"]
 
@@ -54,6 +58,9 @@ _TOP_KEYS = frozenset(
         "workload",
         "figures",
         "variants",
+        "num_gpus",
+        "tokens",
+        "plan",
     }
 )
 _FIGURE_KEYS = frozenset(
@@ -84,7 +91,7 @@ class ScenarioFigure:
             return abs(simulated - self.value) <= self.tolerance
         return abs(simulated - self.value) <= self.tolerance * abs(self.value)
 
-    def of(self, result: ServingResult) -> float:
+    def of(self, result: ServingResult | TrainingResult) -> float:
         """The simulated value of this figure in ``result``."""
         return float(getattr(result, self.metric))
 
@@ -104,8 +111,21 @@ class Scenario:
     warmup_s: float | None
     figures: tuple[ScenarioFigure, ...]
     variant: str = ""
+    num_gpus: int = 0  # training scenarios
+    tokens: float = 0.0  # training scenarios: the token budget
     _deployment_json: str = field(default="{}", repr=False)
     _workload_json: str = field(default="{}", repr=False)
+    _plan_json: str = field(default="{}", repr=False)
+
+    @property
+    def kind(self) -> str:
+        """ "training" for a plan, "serving" for a deployment and workload."""
+        return "training" if self._plan_json != "{}" else "serving"
+
+    @property
+    def plan(self) -> dict[str, Any]:
+        """The training plan's keywords (empty for a serving scenario)."""
+        return dict(json.loads(self._plan_json))
 
     @property
     def deployment(self) -> dict[str, Any]:
@@ -125,6 +145,8 @@ class Scenario:
     def serving_kwargs(self, **overrides: Any) -> dict[str, Any]:
         """Keyword arguments of :func:`sim.estimate_serving` for this scenario; ``overrides`` replace
         any of them (``gpu="H800@2025-02"``, ``duration_s=120``)."""
+        if self.kind != "serving":
+            raise ValueError(f"scenario {self.name!r} is a training scenario: use training_kwargs().")
         kwargs: dict[str, Any] = {
             "model": self.model,
             "gpu": self.gpu,
@@ -155,8 +177,25 @@ class Scenario:
         kwargs.update(overrides)
         return kwargs
 
-    def run(self, **overrides: Any) -> ServingResult:
-        """``sim.estimate_serving`` of this scenario (with :meth:`serving_kwargs`'s overrides)."""
+    def training_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        """Keyword arguments of :func:`sim.estimate_training` for this training scenario; ``overrides``
+        replace any of them (``gpu="H800@2025-02"``, ``tokens=1e12``)."""
+        if self.kind != "training":
+            raise ValueError(f"scenario {self.name!r} is a serving scenario: use serving_kwargs().")
+        kwargs: dict[str, Any] = {"model": self.model, "gpu": self.gpu, "num_gpus": self.num_gpus}
+        kwargs.update(self.plan)
+        kwargs["tokens"] = self.tokens
+        if self.usd_per_gpu_hour is not None:
+            kwargs["usd_per_gpu_hour"] = self.usd_per_gpu_hour
+        kwargs.update(overrides)
+        return kwargs
+
+    def run(self, **overrides: Any) -> Any:
+        """``sim.estimate_serving`` (or ``sim.estimate_training``) of this scenario, with overrides."""
+        if self.kind == "training":
+            from sim.training.estimate import estimate_training
+
+            return estimate_training(**self.training_kwargs(**overrides))
         from sim.serving.api import estimate_serving
 
         return estimate_serving(**self.serving_kwargs(**overrides))
@@ -238,10 +277,14 @@ def get(name: str, variant: str = "") -> Scenario:
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise ValueError(f"{path.name}: unknown keys {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}.")
-    for key in ("deployment", "workload"):
+    training = "plan" in data
+    needed = ("plan",) if training else ("deployment", "workload")
+    for key in needed:
         if not isinstance(data.get(key), Mapping):
-            raise ValueError(f"{path.name}: a scenario needs a [{key}] table.")
-    workload = dict(data["workload"])
+            raise ValueError(f"{path.name}: a scenario needs a [{key}] table (or [plan] for a training run).")
+    if training and ("deployment" in data or "workload" in data):
+        raise ValueError(f"{path.name}: a training scenario has a [plan], not a deployment or workload.")
+    workload = dict(data.get("workload", {}))
     variants = data.get("variants", {})
     if variant:
         if variant not in variants:
@@ -262,10 +305,13 @@ def get(name: str, variant: str = "") -> Scenario:
         gpu=_text("gpu", data.get("gpu"), path),
         usd_per_gpu_hour=None if price is None else _number("usd_per_gpu_hour", price, path),
         seed=int(_number("seed", data.get("seed", 0), path)),
-        duration_s=_number("duration_s", data.get("duration_s"), path),
+        duration_s=_number("duration_s", data.get("duration_s", 0.0), path),
         warmup_s=None if warmup is None else _number("warmup_s", warmup, path),
         figures=tuple(_figure(entry, path) for entry in data.get("figures", [])),
         variant=variant,
-        _deployment_json=json.dumps(data["deployment"]),
+        num_gpus=int(_number("num_gpus", data.get("num_gpus", 0), path)),
+        tokens=_number("tokens", data.get("tokens", 0.0), path),
+        _deployment_json=json.dumps(data.get("deployment", {})),
         _workload_json=json.dumps(workload),
+        _plan_json=json.dumps(data.get("plan", {})),
     )

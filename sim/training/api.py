@@ -84,6 +84,11 @@ class TrainingResult:
     wall_time_s: float = 0.0
     layer_times_s: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def gpu_hours_per_trillion_tokens(self) -> float:
+        """GPU-hours per trillion training tokens at this throughput (the V3 report's headline unit)."""
+        return 1e12 / self.tokens_per_s_per_gpu / 3600.0
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -125,13 +125,19 @@ def serving_reference() -> dict[str, Any]:
 
 # --- tests/sim/training/test_training_figures.py and test_training_api.py --------------------------
 
-# V3's published pre-training plan (as tests/sim/training and benchmarks/bench_training.py run it)
-_V3_PLAN: dict[str, Any] = dict(
-    tp=1, pp=16, ep=64, seq_len=4096, global_batch_seqs=15360, precision="fp8", schedule="dualpipe"
-)
-_V3_TRAINING: dict[str, Any] = dict(
-    model="deepseek-v3", gpu="H800", num_gpus=2048, tokens=1e12, usd_per_gpu_hour=2.0, **_V3_PLAN
-)
+
+# V3's published pre-training plan (sim/scenarios/v3_pretraining.toml, as tests/sim/training and
+# benchmarks/bench_training.py run it), costed here at one trillion tokens
+def _v3_plan() -> dict[str, Any]:
+    from sim import scenarios
+
+    return scenarios.get("v3-pretraining").plan
+
+
+def _v3_training() -> dict[str, Any]:
+    from sim import scenarios
+
+    return scenarios.get("v3-pretraining").training_kwargs(tokens=1e12)
 
 
 def training_reference() -> dict[str, Any]:
@@ -144,7 +150,7 @@ def training_reference() -> dict[str, Any]:
     from sim.training.trace import compare, compare_kernels
 
     out: dict[str, Any] = {}
-    plan = build_plan(moe.get("deepseek-v3"), gpus.get("H800"), 2048, **_V3_PLAN).plan
+    plan = build_plan(moe.get("deepseek-v3"), gpus.get("H800"), 2048, **_v3_plan()).plan
     out.update(flatten(list(plan.layers_per_piece), "v3_plan.layers_per_piece"))
     out.update(flatten([list(p) for p in plan.pieces_of_rank], "v3_plan.pieces_of_rank"))
     for name, _trace_ms, sim_ms in compare(TRACE):  # the trace's columns are measured, not simulated
@@ -153,7 +159,7 @@ def training_reference() -> dict[str, Any]:
         out[f"trace_kernels[{name}].simulated_ms"] = float(sim_ms)
         out[f"trace_kernels[{name}].simulated_count"] = float(sim_n)
     for gpu in _VINTAGES:
-        out.update(flatten(estimate_training(**{**_V3_TRAINING, "gpu": gpu}), f"v3_training[{gpu}]"))
+        out.update(flatten(estimate_training(**{**_v3_training(), "gpu": gpu}), f"v3_training[{gpu}]"))
         out.update(flatten(deepseek_v3_run(gpu=gpu), f"v3_run[{gpu}]"))
     out.update(
         flatten(
@@ -205,7 +211,7 @@ def benchmarks() -> dict[str, Any]:
     from sim.training.engine import simulate_step
 
     out: dict[str, Any] = {}
-    built = build_plan(moe.get("deepseek-v3"), gpus.get("H800"), 2048, **_V3_PLAN)
+    built = build_plan(moe.get("deepseek-v3"), gpus.get("H800"), 2048, **_v3_plan())
     step = simulate_step(built.layout, built.cost)
     out["bench_training.step_time_s"] = float(step.step_time_s)
     out["bench_training.num_events"] = int(step.num_events)

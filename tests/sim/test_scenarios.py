@@ -9,14 +9,38 @@ from sim.cost import api_price, api_prices
 
 
 def test_every_scenario_loads_with_its_figures_sources_and_tolerances():
-    assert {"day6", "profile-prefill", "profile-decode", "v2-generation"} <= set(scenarios.names())
+    assert {"day6", "profile-prefill", "profile-decode", "v2-generation", "v3-pretraining"} <= set(
+        scenarios.names()
+    )
     for name in scenarios.names():
         scenario = scenarios.get(name)
         assert scenario.source and scenario.figures
         for figure in scenario.figures:
             assert figure.source and figure.tolerance >= 0 and figure.metric
-        kwargs = scenario.serving_kwargs()
-        assert kwargs["deployment"]["mode"] in ("colocated", "disaggregated")
+        if scenario.kind == "serving":
+            assert scenario.serving_kwargs()["deployment"]["mode"] in ("colocated", "disaggregated")
+        else:
+            kwargs = scenario.training_kwargs()
+            assert kwargs["num_gpus"] > 0 and kwargs["tokens"] > 0 and "tp" in kwargs
+
+
+def test_the_v3_pretraining_scenario_is_the_published_plan():
+    v3 = scenarios.get("v3-pretraining")
+    assert v3.kind == "training" and (v3.num_gpus, v3.tokens) == (2048, 14.8e12)
+    assert v3.plan == {
+        "tp": 1,
+        "pp": 16,
+        "ep": 64,
+        "seq_len": 4096,
+        "global_batch_seqs": 15360,
+        "precision": "fp8",
+        "schedule": "dualpipe",
+    }
+    assert v3.figure("v3_mfu_causal").absolute
+    with pytest.raises(ValueError, match="is a training scenario"):
+        v3.serving_kwargs()
+    with pytest.raises(ValueError, match="is a serving scenario"):
+        scenarios.get("day6").training_kwargs()
 
 
 def test_the_day6_scenario_is_the_published_deployment():
