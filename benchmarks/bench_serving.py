@@ -1,10 +1,10 @@
 """Serving simulator speed: 100,000 requests of the Day-6 workload through one disaggregated deployment.
 
-Day-6 workload (deepseek_figures.md section 3.2): input 4,383 and output 1,211 tokens on average
-(lognormal, coefficient of variation 1), 56.3% prefix-cache hits, 12,686 concurrent requests; V3 on
-H800, 4 prefill instances of 4 nodes (EP32) and one decode instance of 18 nodes (EP144, 32 redundant
-experts). Reports wall time (target < 60 s on the development machine) and simulated events per second
-as a ratio to a bare SimPy loop of timeouts timed in the same run.
+The Day-6 scenario (sim/scenarios/day6.toml, variant "benchmark"): input 4,383 and output 1,211
+tokens on average (lognormal, coefficient of variation 1), 56.3% prefix-cache hits, 12,686 concurrent
+requests; V3 on H800, 4 prefill instances of 4 nodes (EP32) and one decode instance of 18 nodes (EP144,
+32 redundant experts). Reports wall time (target < 60 s on the development machine) and simulated
+events per second as a ratio to a bare SimPy loop of timeouts timed in the same run.
 
     .venv/bin/python benchmarks/bench_serving.py [--requests N] [--json]
 """
@@ -14,6 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import tomllib
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import simpy
@@ -24,19 +27,18 @@ from sim.serving.deployment import parse_deployment
 from sim.serving.engine import Simulation
 from sim.serving.workloads import parse_workload
 
-DEPLOYMENT = {
-    "mode": "disaggregated",
-    "prefill": {"instances": 4, "nodes": 4, "ep": 32, "attn_dp": 32, "redundant_experts": 32},
-    "decode": {"instances": 1, "nodes": 18, "ep": 144, "attn_dp": 144, "redundant_experts": 32},
-}
-WORKLOAD = {
-    "input_len": {"dist": "lognormal", "mean": 4383, "cv": 1.0, "max": 100_000},
-    "output_len": {"dist": "lognormal", "mean": 1211, "cv": 1.0, "max": 30_000},
-    "cache_hit_rate": 0.563,
-    "concurrency": 12686,
-    "mtp_draft_tokens": 1,
-    "mtp_acceptance": 0.85,
-}
+# The Day-6 scenario and its "benchmark" variant (sim/scenarios/day6.toml), read here with tomllib
+# rather than through sim.scenarios: benchmarks/compare.py runs this file against older trees too.
+SCENARIO = Path(__file__).resolve().parents[1] / "sim" / "scenarios" / "day6.toml"
+
+
+def _day6() -> tuple[dict[str, Any], dict[str, Any]]:
+    with SCENARIO.open("rb") as handle:
+        data = tomllib.load(handle)
+    return data["deployment"], {**data["workload"], **data["variants"]["benchmark"]["workload"]}
+
+
+DEPLOYMENT, WORKLOAD = _day6()
 
 
 def bare_simpy_events_per_s(events: int = 200_000) -> float:

@@ -4,6 +4,9 @@ of the training engine as a ratio to a bare SimPy timeout loop measured in the s
 from __future__ import annotations
 
 import time
+import tomllib
+from pathlib import Path
+from typing import Any
 
 import simpy
 
@@ -27,10 +30,14 @@ def workload() -> dict[str, float]:
     Also used by ``benchmarks/compare.py``."""
     import gpus
     import moe
-    from sim.training.api import build_plan, estimate_training
+    from sim import estimate_training  # the public entry point (benchmarks/compare.py runs older trees too)
+    from sim.training.api import build_plan
     from sim.training.engine import simulate_step
 
-    kw = dict(tp=1, pp=16, ep=64, seq_len=4096, global_batch_seqs=15360, precision="fp8", schedule="dualpipe")
+    # V3's published plan (sim/scenarios/v3_pretraining.toml), read with tomllib: benchmarks/compare.py
+    # runs this file against older trees too
+    with (Path(__file__).resolve().parents[1] / "sim" / "scenarios" / "v3_pretraining.toml").open("rb") as f:
+        kw: dict[str, Any] = tomllib.load(f)["plan"]
     t0 = time.perf_counter()
     r = estimate_training(model="deepseek-v3", gpu="H800", num_gpus=2048, tokens=1e12, **kw)
     whole = time.perf_counter() - t0

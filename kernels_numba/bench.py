@@ -194,7 +194,7 @@ def ceilings(device: str, quick: bool = False) -> dict[str, Any]:
 # Inputs and runners
 
 
-def _inputs(case: Case, rng: np.random.Generator) -> dict[str, Any]:
+def make_inputs(case: Case, rng: np.random.Generator) -> dict[str, Any]:
     s, c = case.shape, case.config
     f32 = np.float32
     if case.family == "gemm":
@@ -385,7 +385,7 @@ def rotation_sets(
     because identical copies let the branch predictor learn a data-dependent kernel's
     comparisons (top-k selection, sorting) across calls when the data is small (measured: torch
     gating of 64 tokens x 256 experts, 150 us on 16 identical copies, 371 us on 16 draws)."""
-    return [inputs] + [_inputs(case, np.random.default_rng([seed, index, j])) for j in range(1, copies)]
+    return [inputs] + [make_inputs(case, np.random.default_rng([seed, index, j])) for j in range(1, copies)]
 
 
 def _rotate(runners: list[Runner]) -> Runner:
@@ -431,7 +431,7 @@ def measure(
     copies_of: dict[int, int] = {}
     for pass_index in range(passes):
         for index, case in enumerate(cases):
-            inputs = _inputs(case, np.random.default_rng([seed, index]))  # the same data every pass
+            inputs = make_inputs(case, np.random.default_rng([seed, index]))  # the same data every pass
             copies = rotation_copies(inputs, llc, quick)
             copies_of[index] = copies
             sets = rotation_sets(case, inputs, copies, seed, index)
@@ -445,7 +445,9 @@ def measure(
                     # warm-up calls every input set once: the first write to a set's output
                     # buffer (np.empty) takes page faults that a steady-state call does not
                     wall, runs, cpu = time_cpu_clocks(
-                        runner, warmup=max(2, len(sets)), **budget  # type: ignore[arg-type]
+                        runner,
+                        warmup=max(2, len(sets)),
+                        **budget,  # type: ignore[arg-type]
                     )
                     per_thread = cpu / threads
                     preempted = wall > PREEMPTION_RATIO * per_thread
@@ -565,9 +567,9 @@ def run(
         updated["updates"] = list(previous.get("updates", [])) + [entry]
         _write(path, updated)
         if fit:
-            from kernels_numba import validate
+            from kernels_numba import fitting
 
-            updated["families"] = validate.fit_families(updated, path)
+            updated["families"] = fitting.fit_families(updated, path)
             _write(path, updated)
         log(f"updated {path}")
         return path
@@ -591,9 +593,9 @@ def run(
     }
     _write(path, doc)
     if fit:  # the fit reads the profile built from the file just written
-        from kernels_numba import validate
+        from kernels_numba import fitting
 
-        doc["families"] = validate.fit_families(doc, path)
+        doc["families"] = fitting.fit_families(doc, path)
         _write(path, doc)
     log(f"wrote {path}")
     return path
@@ -672,9 +674,9 @@ def merge_runs(paths: list[Path], out: Path, fit: bool = True) -> Path:
     }
     _write(out, doc)
     if fit:
-        from kernels_numba import validate
+        from kernels_numba import fitting
 
-        doc["families"] = validate.fit_families(doc, out)
+        doc["families"] = fitting.fit_families(doc, out)
         _write(out, doc)
     return out
 

@@ -20,7 +20,7 @@ Tables (all H800 SXM5, from ``reference/measured_calibration.json`` and
     DeepEP normal kernels (docs/legacy.md after 3b1045d: intranode EP8, internode EP16/32/64)
     and low-latency kernels (README @d8dd185, 2025-06-05: EP8..256), dispatch and combine.
     Bandwidth rows: time = bytes / reported bandwidth; latency rows: the reported time, which is
-    one kernel's GPU time, its send and receive phases included (:data:`DEEPEP_LOW_LATENCY_CONTAINS`).
+    one kernel's GPU time, its send and receive phases included (:func:`deepep_tables`).
 
 Fitting: the fixed rule of :func:`sim.calibration.split_fit_holdout` (sort the shape keys,
 even positions fit, odd positions held out). Parameters that a table's fit half cannot
@@ -29,9 +29,11 @@ constrain are taken from the DeepGEMM dense-GEMM fit (stated per table in the ou
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +42,6 @@ from typing import Any
 import numpy as np
 
 from sim import calibration as cal
-from sim import comm
 
 # Shipped with the project (reference/README.md gives the sources).
 REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "measured_calibration.json"
@@ -53,35 +54,41 @@ DEEPEP_DISPATCH_TOKEN_BYTES = DEEPEP_HIDDEN + DEEPEP_HIDDEN // 128 * 4
 DEEPEP_COMBINE_TOKEN_BYTES = DEEPEP_HIDDEN * 2
 DEEPEP_GPUS_PER_NODE = 8
 
-# Newest DeepEP figures (deepseek_figures.md 4.2): (mode, ep, direction) -> value
-DEEPEP_NORMAL_GB_S = {  # docs/legacy.md after 3b1045d (2025-04-22), 4096 tokens per batch
-    (8, "dispatch"): 153.0,
-    (8, "combine"): 158.0,
-    (16, "dispatch"): 43.0,
-    (16, "combine"): 43.0,
-    (32, "dispatch"): 58.0,
-    (32, "combine"): 57.0,
-    (64, "dispatch"): 51.0,
-    (64, "combine"): 50.0,
-}
-DEEPEP_LOW_LATENCY_US = {  # README @d8dd185 (2025-06-05), 128 tokens per batch
-    (8, "dispatch"): 77.0,
-    (8, "combine"): 114.0,
-    (16, "dispatch"): 118.0,
-    (16, "combine"): 195.0,
-    (32, "dispatch"): 155.0,
-    (32, "combine"): 273.0,
-    (64, "dispatch"): 173.0,
-    (64, "combine"): 314.0,
-    (128, "dispatch"): 192.0,
-    (128, "combine"): 369.0,
-    (256, "dispatch"): 194.0,
-    (256, "combine"): 360.0,
-}
-DEEPEP_SOURCE = (
-    "deepseek-ai/DeepEP docs/legacy.md (after 3b1045d, 2025-04-22) normal kernels; "
-    "README @d8dd185 (2025-06-05) low-latency kernels; H800 + CX7 400 Gb/s"
-)
+# The published kernel tables that measured_calibration.json does not hold: DeepEP's newest
+# figures and every table as it stood in an older month (reference/kernel_tables/*.toml, each with
+# its sources), read when first asked for.
+KERNEL_TABLES = Path(__file__).resolve().parents[1] / "reference" / "kernel_tables"
+
+
+def _read_table(name: str) -> dict[str, Any]:
+    with (KERNEL_TABLES / name).open("rb") as handle:
+        return tomllib.load(handle)
+
+
+def _by_direction(rows: list[dict[str, Any]], unit: str) -> dict[tuple[int, str], float]:
+    """``[{ep, dispatch_<unit>, combine_<unit>}, ...]`` -> ``{(ep, direction): value}``."""
+    out: dict[tuple[int, str], float] = {}
+    for row in rows:
+        for direction in ("dispatch", "combine"):
+            out[(int(row["ep"]), direction)] = float(row[f"{direction}_{unit}"])
+    return out
+
+
+@functools.cache
+def deepep_tables() -> tuple[
+    dict[tuple[int, str], float], dict[tuple[int, str], float], str, tuple[str, ...]
+]:
+    """DeepEP's newest figures (reference/kernel_tables/deepep.toml): normal-kernel GB/s and
+    low-latency microseconds by (ep, direction), their source, and the low-latency phases the times
+    contain."""
+    data = _read_table("deepep.toml")
+    return (
+        _by_direction(data["normal"], "gb_s"),
+        _by_direction(data["low_latency"], "us"),
+        str(data["source"]),
+        tuple(data["low_latency_contains"]),
+    )
+
 
 # What a low-latency table time contains besides the transfer. DeepEP's tests/test_low_latency.py
 # (at ebfe47e and at d8dd185, the commits of the two tables) reports as "latency" the mean GPU time
@@ -96,8 +103,8 @@ DEEPEP_SOURCE = (
 # zero_copy=True, the expert outputs written into the send buffer by a copy before the timed kernel,
 # so the 2025-06 combine time holds no staging copy. (That README repeats the launch figures for
 # EP128 and EP256 without saying whether they were measured again; the test of its commit is
-# taken to be the one they came from.) Phase names as sim.comm.Link reads them.
-DEEPEP_LOW_LATENCY_CONTAINS = ("dispatch_send", "dispatch_recv", "combine_recv")  # d8dd185: zero-copy combine
+# taken to be the one they came from.) Phase names as sim.comm.Link reads them; each table file
+# lists the phases its times contain (``low_latency_contains``; d8dd185: the zero-copy combine).
 
 
 @dataclass(frozen=True)
@@ -114,66 +121,46 @@ class Vintage:
     deepep_normal_gb_s: Mapping[tuple[int, str], float]
     deepep_low_latency_us: Mapping[tuple[int, str], float]
     source: str
-    # the low-latency kernel phases that those times contain (see DEEPEP_LOW_LATENCY_CONTAINS)
-    deepep_low_latency_contains: tuple[str, ...] = DEEPEP_LOW_LATENCY_CONTAINS
+    # the low-latency kernel phases that those times contain (see the comment above deepep_tables)
+    deepep_low_latency_contains: tuple[str, ...]
 
 
-VINTAGES: dict[str, Vintage] = {
-    "2025-02": Vintage(
-        label="2025-02",
-        # DeepGEMM README @a6d97a1/78cacf7 (2025-02-25/26), v1 tables: the large-M dense shapes
-        # (M = 64 and 128 are unchanged in v2 and v3) ...
+def _vintage(path: Path) -> Vintage:
+    with path.open("rb") as handle:
+        data = tomllib.load(handle)
+    return Vintage(
+        label=str(data["label"]),
         deepgemm_dense_tflops={
-            (4096, 2112, 7168): 1058.0,
-            (4096, 24576, 1536): 990.0,
-            (4096, 32768, 512): 590.0,
-            (4096, 7168, 16384): 1358.0,
-            (4096, 4096, 7168): 1304.0,
-            (4096, 7168, 2048): 1025.0,
+            (int(r["m"]), int(r["n"]), int(r["k"])): float(r["tflops"]) for r in data["deepgemm_dense"]
         },
-        # ... and the contiguous-layout grouped shapes (groups, M per group, N, K); the masked
-        # layout is unchanged across versions
         deepgemm_contiguous_tflops={
-            (4, 8192, 4096, 7168): 1297.0,
-            (4, 8192, 7168, 2048): 1099.0,
-            (8, 4096, 4096, 7168): 1288.0,
-            (8, 4096, 7168, 2048): 1093.0,
+            (int(r["groups"]), int(r["m"]), int(r["n"]), int(r["k"])): float(r["tflops"])
+            for r in data["deepgemm_contiguous"]
         },
-        # FlashMLA @414a2f3 (launch, 2025-02-24): 580 TFLOPS compute-bound, 3000 GB/s memory-bound
-        flashmla_compute_tflops=580.0,
-        # DeepEP README @ebfe47e (launch, 2025-02-25): normal kernels, 4096 tokens per batch
-        deepep_normal_gb_s={
-            (8, "dispatch"): 153.0,
-            (8, "combine"): 158.0,
-            (16, "dispatch"): 43.0,
-            (16, "combine"): 43.0,
-            (32, "dispatch"): 44.0,
-            (32, "combine"): 47.0,
-            (64, "dispatch"): 46.0,
-            (64, "combine"): 45.0,
-        },
-        # ... and low-latency kernels (pure RDMA), 128 tokens per batch
-        deepep_low_latency_us={
-            (8, "dispatch"): 163.0,
-            (8, "combine"): 318.0,
-            (16, "dispatch"): 173.0,
-            (16, "combine"): 329.0,
-            (32, "dispatch"): 182.0,
-            (32, "combine"): 350.0,
-            (64, "dispatch"): 186.0,
-            (64, "combine"): 353.0,
-            (128, "dispatch"): 192.0,
-            (128, "combine"): 369.0,
-            (256, "dispatch"): 194.0,
-            (256, "combine"): 360.0,
-        },
-        source="DeepGEMM README @a6d97a1/78cacf7 (2025-02-25/26), FlashMLA @414a2f3 (2025-02-24), "
-        "DeepEP README @ebfe47e (2025-02-25); H800 SXM5 (deepseek_figures.md 4.1-4.3)",
-        # tests/test_low_latency.py @ebfe47e times the combine kernel with its staging copy (no
-        # zero-copy mode yet): every phase is inside the times
-        deepep_low_latency_contains=comm.LOW_LATENCY_PHASES,
-    ),
-}
+        flashmla_compute_tflops=float(data["flashmla_compute_tflops"]),
+        deepep_normal_gb_s=_by_direction(data["deepep_normal"], "gb_s"),
+        deepep_low_latency_us=_by_direction(data["deepep_low_latency"], "us"),
+        source=str(data["source"]),
+        deepep_low_latency_contains=tuple(data["deepep_low_latency_contains"]),
+    )
+
+
+@functools.cache
+def vintages() -> dict[str, Vintage]:
+    """The older tables by label ("YYYY-MM"), one file each: reference/kernel_tables/h800_<label>.toml."""
+    found = [_vintage(path) for path in sorted(KERNEL_TABLES.glob("h800_*.toml"))]
+    return {v.label: v for v in found}
+
+
+def __getattr__(name: str) -> Any:
+    """The tables under their former constant names, read when first used: ``VINTAGES``,
+    ``DEEPEP_NORMAL_GB_S``, ``DEEPEP_LOW_LATENCY_US``, ``DEEPEP_SOURCE``, ``DEEPEP_LOW_LATENCY_CONTAINS``."""
+    if name == "VINTAGES":
+        return vintages()
+    names = ("DEEPEP_NORMAL_GB_S", "DEEPEP_LOW_LATENCY_US", "DEEPEP_SOURCE", "DEEPEP_LOW_LATENCY_CONTAINS")
+    if name in names:
+        return deepep_tables()[names.index(name)]
+    raise AttributeError(f"module 'kernels_numba.published' has no attribute {name!r}")
 
 
 def _figure(
@@ -186,15 +173,16 @@ def _figure(
 
 
 def vintage(label: str | None) -> Vintage | None:
-    """The :data:`VINTAGES` entry for ``label`` (None: the newest tables)."""
+    """The :func:`vintages` entry for ``label`` (None: the newest tables)."""
     if label is None:
         return None
-    if label not in VINTAGES:
+    known = vintages()
+    if label not in known:
         raise ValueError(
-            f"no H800 kernel tables as of {label!r}; known: {', '.join(sorted(VINTAGES))} "
+            f"no H800 kernel tables as of {label!r}; known: {', '.join(sorted(known))} "
             "(or none for the newest)"
         )
-    return VINTAGES[label]
+    return known[label]
 
 
 H800_NVLINK_PEAK = 200e9  # 400 GB/s bidirectional (DESIGN.md; NVIDIA H800 datasheet)
@@ -353,9 +341,10 @@ def deepep_rows(as_of: Vintage | None = None) -> list[Row]:
     """DeepEP's normal-kernel bandwidths and low-latency-kernel times (newest, or ``as_of``'s).
     The low-latency kernels were pure RDMA until 2025-06-05 (PR #173 sends to peers in the node
     over NVLink): in an older vintage every peer's bytes cross the NIC."""
-    normal = DEEPEP_NORMAL_GB_S if as_of is None else as_of.deepep_normal_gb_s
-    low_latency = DEEPEP_LOW_LATENCY_US if as_of is None else as_of.deepep_low_latency_us
-    source = DEEPEP_SOURCE if as_of is None else as_of.source
+    newest_normal, newest_low_latency, newest_source, _ = deepep_tables()
+    normal = newest_normal if as_of is None else as_of.deepep_normal_gb_s
+    low_latency = newest_low_latency if as_of is None else as_of.deepep_low_latency_us
+    source = newest_source if as_of is None else as_of.source
     rows = []
     for (ep, direction), gb_s in sorted(normal.items()):
         intra, inter = deepep_bytes(ep, direction, 4096)
@@ -549,8 +538,8 @@ def fit_and_score(records: list[dict[str, Any]] | None = None, as_of: str | None
                 }
             )
     rows = deepep_rows(old)
-    link_source = DEEPEP_SOURCE if old is None else old.source
-    contains = list(DEEPEP_LOW_LATENCY_CONTAINS if old is None else old.deepep_low_latency_contains)
+    link_source = deepep_tables()[2] if old is None else old.source
+    contains = list(deepep_tables()[3] if old is None else old.deepep_low_latency_contains)
     fit_idx, held_idx = cal.split_fit_holdout([r.key for r in rows])
     x = fit_deepep(rows, fit_idx)
     errors = cal.abs_pct_errors(
@@ -1046,7 +1035,7 @@ def main(argv: list[str] | None = None) -> int:
     import datetime
 
     parser = argparse.ArgumentParser(prog="python -m kernels_numba.published", description=main.__doc__)
-    parser.add_argument("--as-of", default=None, help=f"a table vintage: {', '.join(sorted(VINTAGES))}")
+    parser.add_argument("--as-of", default=None, help=f"a table vintage: {', '.join(sorted(vintages()))}")
     parser.add_argument("--write", action="store_true", help="write the vintage's calibration file")
     args = parser.parse_args(argv)
     if args.write and args.as_of is None:

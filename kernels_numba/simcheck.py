@@ -97,7 +97,7 @@ def _bench_runners(impl: object, rng: object) -> None:
         ),
     ]
     for index, case in enumerate(tiny):
-        inputs = bench._inputs(case, np.random.default_rng([0, index]))
+        inputs = bench.make_inputs(case, np.random.default_rng([0, index]))
         bench.numba_cuda_runner(case, inputs)()
 
 

@@ -1,4 +1,4 @@
-"""Write the five notebooks in ``notebooks/`` from the cell sources below (no outputs).
+"""Write the notebooks in ``notebooks/`` from their sources, ``reports/notebooks/nb*.py`` (no outputs).
 
 ``python -m reports.build_notebooks`` rewrites them; ``--check`` exits 1 when a committed
 notebook differs from what this file would write (a test runs it). Each notebook opens with a
@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import textwrap
 from pathlib import Path
 
-from reports.notebook_sources import NOTEBOOKS
+from reports import notebook_cells
 from reports.spec import NOTEBOOKS_DIR
 
 KERNEL = {"name": "moe-fleetcost", "display_name": "moe-fleetcost", "language": "python"}
@@ -24,8 +23,7 @@ def build(name: str) -> str:
     import nbformat
 
     cells = []
-    for index, (kind, source) in enumerate(NOTEBOOKS[name]):
-        text = textwrap.dedent(source).strip("\n")
+    for index, (kind, text) in enumerate(notebook_cells.cells(name)):
         if kind == "md":
             cell = nbformat.v4.new_markdown_cell(text)
         elif kind in ("code", "parameters"):
@@ -50,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 if a notebook is stale")
     args = parser.parse_args(argv)
     stale = []
-    for name in NOTEBOOKS:
+    for name in notebook_cells.names():
         path = NOTEBOOKS_DIR / f"{name}.ipynb"
         text = build(name)
         current = path.read_text(encoding="utf-8") if path.exists() else None

@@ -816,24 +816,11 @@ def baselines() -> list[Path]:
 def _provenance(command: str) -> dict[str, Any]:
     import datetime
     import hashlib
-    import subprocess
 
     from sim.calibration import calibration_sha256
+    from sim.grid.provenance import git_state
 
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        dirty = bool(status.strip())
-    except (OSError, subprocess.CalledProcessError):
-        commit, dirty = "unknown", True
+    commit, dirty = git_state()
     calibration = calibration_sha256()
     return {
         "date": datetime.date.today().isoformat(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ def not_available(what: str, module: str) -> None:
     )
 
 
-def show_table(rows: list[Mapping[str, Any]], columns: list[str] | None = None) -> None:
+def show_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> None:
     """Display a list of records as a markdown table (numbers to four significant digits)."""
     from IPython.display import Markdown, display
 

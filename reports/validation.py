@@ -282,24 +282,10 @@ def accounting_checks() -> list[Check]:
     return _run("accounting", keys, compute, "moe")
 
 
-# DeepSeek-V3's published pre-training configuration (V3 report section 3; ISCA'25 Table 4).
-V3_TRAINING = dict(
-    model="deepseek-v3", gpu="H800", num_gpus=2048, tp=1, pp=16, ep=64, seq_len=4096,
-    global_batch_seqs=15360, tokens=14.8e12, precision="fp8", schedule="dualpipe", usd_per_gpu_hour=2.0,
-)  # fmt: skip
-
-
 def _v3_training(gpu: str = "H800") -> dict[str, float]:
-    import sim
-
-    t = sim.estimate_training(**{**V3_TRAINING, "gpu": gpu})  # type: ignore[arg-type]
-    return {
-        "v3_gpu_hours_per_trillion": 1e12 / t.tokens_per_s_per_gpu / 3600.0,
-        "v3_step_time_s": t.step_time_s,
-        "v3_mfu_causal": t.mfu,
-        "v3_mfu_noncausal": t.mfu_noncausal,
-        "v3_tokens_per_s_per_gpu": t.tokens_per_s_per_gpu,
-    }
+    """DeepSeek-V3's published pre-training (sim/scenarios/v3_pretraining.toml: V3 report section 3,
+    ISCA'25 Table 4) and its figures."""
+    return _scenario("v3-pretraining", gpu)
 
 
 def _v3_layer_pair(gpu: str = "H800") -> dict[str, float]:
@@ -345,56 +331,25 @@ def _v2_training(gpu: str = "H800") -> dict[str, float]:
     return {"v2_gpu_hours_per_trillion": t.gpu_hours}
 
 
-# DeepSeek-V3 on H800 as DeepSeek served it (Day 6 of the open-infra week; DESIGN.md), and the
-# profiled configurations (deepseek-ai/profile-data). The deployments are the serving package's
-# own reference cases (tests/sim/serving/test_serving_reference.py), repeated here so the table
-# shows the same runs that its tests check.
-_H800_V3 = dict(model="deepseek-v3", gpu="H800", usd_per_gpu_hour=2.0, seed=0)
-_PREFILL = {"nodes": 4, "ep": 32, "attn_dp": 32, "redundant_experts": 32}
-_DECODE = {"nodes": 18, "ep": 144, "attn_dp": 144, "redundant_experts": 32}
-DAY6_WORKLOAD = {"input_len": 4383, "output_len": 1211, "cache_hit_rate": 0.563, "concurrency": 12686}
-DAY6_DEPLOYMENT = {"mode": "disaggregated", "prefill": {**_PREFILL, "instances": 4}, "decode": _DECODE}
+# DeepSeek-V3 on H800 as DeepSeek served it (Day 6 of the open-infra week; DESIGN.md), the profiled
+# configurations (deepseek-ai/profile-data) and V2's generation claim: the scenarios of
+# sim/scenarios/*.toml, which the serving reference tests (tests/sim/serving/test_serving_reference.py)
+# run too, each with the figures published for it.
+def _scenario(name: str, gpu: str | None = None) -> dict[str, float]:
+    """The published figures' simulated values of one scenario, on ``gpu`` (default: the scenario's)."""
+    from sim import scenarios
+
+    scenario = scenarios.get(name)
+    result = scenario.run(**({} if gpu is None else {"gpu": gpu}))
+    return {figure.key: figure.of(result) for figure in scenario.figures}
 
 
 def _day6(gpu: str = "H800") -> dict[str, float]:
-    import sim
-
-    day6 = sim.estimate_serving(
-        **{**_H800_V3, "gpu": gpu},  # type: ignore[arg-type]
-        duration_s=600,  # as the acceptance check: the closed loop's start-up transient fades
-        deployment=DAY6_DEPLOYMENT,
-        workload=DAY6_WORKLOAD,
-    )
-    return {
-        "day6_decode_tokens_per_s_per_node": day6.decode_output_tokens_per_s_per_node,
-        "day6_tokens_per_s_per_user": day6.tokens_per_s_per_user,
-        "day6_usd_per_million_output": day6.usd_per_million_output_tokens,
-    }
+    return _scenario("day6", gpu)
 
 
 def _profiles(gpu: str = "H800") -> dict[str, float]:
-    import sim
-
-    prefill = sim.estimate_serving(
-        **{**_H800_V3, "gpu": gpu},  # type: ignore[arg-type]
-        duration_s=60,
-        deployment={"mode": "disaggregated", "prefill": _PREFILL, "decode": {**_DECODE, "instances": 2}},
-        workload={"input_len": 4096, "output_len": 64, "concurrency": 20000},
-    )
-    decode = sim.estimate_serving(
-        **{**_H800_V3, "gpu": gpu},  # type: ignore[arg-type]
-        duration_s=60,
-        deployment={
-            "mode": "disaggregated",
-            "prefill": {"nodes": 4, "ep": 32, "instances": 48},
-            "decode": {"nodes": 16, "ep": 128, "max_batch_per_gpu": 128},
-        },
-        workload={"input_len": 4032, "output_len": 128, "concurrency": 128 * 128 + 12000},
-    )
-    return {
-        "profile_prefill_tokens_per_s_per_node": prefill.prefill_input_tokens_per_s_per_node,
-        "profile_decode_tokens_per_s_per_node": decode.decode_output_tokens_per_s_per_node,
-    }
+    return {**_scenario("profile-prefill", gpu), **_scenario("profile-decode", gpu)}
 
 
 def _isca_bound() -> dict[str, float]:
@@ -405,20 +360,7 @@ def _isca_bound() -> dict[str, float]:
 
 
 def _v2_generation(gpu: str = "H800") -> dict[str, float]:
-    import sim
-
-    # V2 report p.16: FP8 weights, KV cache at about 6 bits per element; lengths not stated (2,048 in,
-    # 512 out assumed, as the serving package's test does).
-    instance = {"nodes": 1, "weight_dtype": "fp8", "kv_dtype": "fp6"}
-    result = sim.estimate_serving(
-        "deepseek-v2",
-        gpu,
-        duration_s=60,
-        seed=0,
-        deployment={"mode": "disaggregated", "prefill": {**instance, "instances": 4}, "decode": instance},
-        workload={"input_len": 2048, "output_len": 512, "concurrency": 8000},
-    )
-    return {"v2_generation_tokens_per_s_per_node": result.decode_output_tokens_per_s_per_node}
+    return _scenario("v2-generation", gpu)
 
 
 def serving_checks() -> list[Check]:
@@ -515,8 +457,8 @@ def kernel_points() -> tuple[list[dict[str, Any]], list[str]] | None:
     """
     if not landed("kernels_numba.validate") or not landed("kernels_numba.published"):
         return None
+    from kernels_numba import fitting, validate
     from kernels_numba import published as published_tables
-    from kernels_numba import validate
 
     points: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -537,10 +479,10 @@ def kernel_points() -> tuple[list[dict[str, Any]], list[str]] | None:
 
         path = validate.device_file()
         doc = calibration.load_file(path)
-        profile = validate.profile_for(doc, path)
-        groups = validate._groups(doc)  # the same grouping and fixed split as the validation
+        profile = fitting.profile_for(doc, path)
+        groups = fitting.groups(doc)  # the same grouping and fixed split as the validation
         for (family, impl), records in sorted(groups.items()):
-            _, _, held_idx, pairs = validate._fit_group(profile, records, str(doc.get("kind")))
+            _, _, held_idx, pairs = fitting.fit_group(profile, records, str(doc.get("kind")))
             for i, (predicted_s, measured_s) in enumerate(pairs):
                 points.append(
                     {

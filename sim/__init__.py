@@ -14,7 +14,7 @@ __all__ = ["estimate_training", "estimate_serving", "sweep", "query_sweep", "loa
 
 def __getattr__(name: str) -> Any:
     if name == "estimate_training":
-        from sim.training.api import estimate_training
+        from sim.training.estimate import estimate_training
 
         return estimate_training
     if name == "estimate_serving":

@@ -12,10 +12,13 @@ models or simulators: it turns GPU-hours (or GPU-seconds) and token counts into 
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
+import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -217,3 +220,46 @@ def usd_per_million_tokens(num_gpus: float, usd_per_gpu_hour: float, tokens_per_
         return math.inf
     usd_per_s = gpus * price / SECONDS_PER_HOUR
     return usd_per_s / tokens_per_s * 1e6
+
+
+# ------------------------------------------------------------------------------------------------
+# API list prices (data: sim/data/api_prices.toml)
+
+API_PRICES_FILE = Path(__file__).resolve().parent / "data" / "api_prices.toml"
+_PRICE_KEYS = ("cache_hit", "cache_miss", "output")
+
+
+@dataclass(frozen=True)
+class APIPrice:
+    """A provider's list price for one model, USD per million tokens, with its source."""
+
+    model: str
+    usd_per_million_input_cache_hit: float
+    usd_per_million_input_cache_miss: float
+    usd_per_million_output: float
+    source: str
+
+
+@functools.cache
+def api_prices() -> tuple[tuple[APIPrice, ...], str]:
+    """DeepSeek's API list prices by model (catalog names) and the file's overall source, read from
+    :data:`API_PRICES_FILE` when first asked for."""
+    with API_PRICES_FILE.open("rb") as handle:
+        data = tomllib.load(handle)
+    overall = data.pop("source", "")
+    prices = []
+    for model, entry in data.items():
+        if not isinstance(entry, dict) or set(entry) != {*_PRICE_KEYS, "source"}:
+            raise ValueError(
+                f"{API_PRICES_FILE.name}: [{model}] must have exactly the keys "
+                f"{[*_PRICE_KEYS, 'source']}, got {entry!r}."
+            )
+        hit, miss, output = (_check_amount(entry[k], k, f"{model} price") for k in _PRICE_KEYS)
+        prices.append(APIPrice(model, hit, miss, output, str(entry["source"])))
+    return tuple(prices), str(overall)
+
+
+def api_price(model_name: str) -> APIPrice | None:
+    """The API list price of a catalog model (case-insensitive), or None when it has none."""
+    key = model_name.lower()
+    return next((p for p in api_prices()[0] if p.model == key), None)

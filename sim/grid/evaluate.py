@@ -180,7 +180,7 @@ def _serving_row(config: Mapping[str, Any], seed: int, capacity: Mapping[str, An
 
 
 def _training_row(config: Mapping[str, Any], seed: int) -> dict[str, Any]:
-    from sim.training.api import estimate_training
+    from sim.training.estimate import estimate_training
 
     price, _ = _price(config["gpu"], config["usd_per_gpu_hour"])
     plan = dict(config["plan"])

@@ -41,9 +41,9 @@ def gpu_sha256(name: str) -> str:
     return _digest(data)
 
 
-def _git_commit() -> str:
-    """The source tree's commit, with "+changes" when tracked files differ from it; "unknown" outside
-    a git checkout."""
+def git_state() -> tuple[str, bool]:
+    """(commit of the source tree, whether tracked files differ from it); ("unknown", True) outside a
+    git checkout."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -62,8 +62,17 @@ def _git_commit() -> str:
             timeout=10,
         ).stdout
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return commit + ("+changes" if status.strip() else "")
+        return "unknown", True
+    return commit, bool(status.strip())
+
+
+def _git_commit() -> str:
+    """The source tree's commit, with "+changes" when tracked files differ from it; "unknown" outside
+    a git checkout."""
+    commit, dirty = git_state()
+    if commit == "unknown":
+        return commit
+    return commit + ("+changes" if dirty else "")
 
 
 def stack_versions() -> dict[str, str]:

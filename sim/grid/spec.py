@@ -72,7 +72,7 @@ def _plan_keys() -> frozenset[str]:
     """The keywords of ``sim.estimate_training`` a training plan may set."""
     import inspect
 
-    from sim.training.api import estimate_training
+    from sim.training.estimate import estimate_training
 
     return frozenset(inspect.signature(estimate_training).parameters) - _NOT_PLAN_KEYS
 

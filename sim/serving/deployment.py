@@ -11,6 +11,11 @@ of expert popularity, 0 = uniform), ``max_tokens_per_gpu`` (tokens per GPU per p
 chunked-prefill iteration), ``micro_batches`` (1 or 2: two-micro-batch overlap of dispatch/combine
 with computation), ``comm_sms`` (SMs taken by the all-to-all kernels while computation overlaps).
 
+Serving policies (:mod:`sim.serving.policies`, each a name from its registry): ``router`` (which
+instance of the role takes a request; default "least_loaded"), ``prefill_batching`` (prefill instances;
+default "fifo_token_budget"), ``decode_admission`` (decode and colocated instances; default
+"fifo_reserve"), ``chunked_prefill`` (colocated instances; default "fifo_chunks").
+
 Parallelism: ``tp * attn_dp`` = GPUs of the instance (attention and dense parts are sharded by tp
 and replicated over attn_dp groups); ``ep * moe_tp`` = GPUs of the instance: routed experts are
 spread over ``ep`` groups and each expert's weights are sharded over the ``moe_tp`` GPUs of its group
@@ -40,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from moe.accounting import weight_scale_bytes
+from sim.serving.policies import DEFAULT_POLICIES, POLICY_KEYS, check_policy
 from sim.serving.stack import DEFAULT_STACK, DISPATCHERS
 from sim.serving.stack import get as get_stack
 
@@ -72,7 +78,15 @@ INSTANCE_KEYS = frozenset(
         "micro_batches",
         "comm_sms",
     }
+    | set(POLICY_KEYS)
 )
+# the roles whose instances run each policy (:mod:`sim.serving.policies`)
+POLICY_ROLES = {
+    "router": ("prefill", "decode", "colocated"),
+    "prefill_batching": ("prefill",),
+    "decode_admission": ("decode", "colocated"),
+    "chunked_prefill": ("colocated",),
+}
 MODES = ("colocated", "disaggregated")
 
 # Bytes per element of the formats a weight or KV cache may be stored in.
@@ -126,6 +140,10 @@ class InstanceSpec:
     memory_fraction: float | None = None
     memory_fraction_of: str = "total"
     moe_kernel: str = ""
+    router: str = DEFAULT_POLICIES["router"]
+    prefill_batching: str = DEFAULT_POLICIES["prefill_batching"]
+    decode_admission: str = DEFAULT_POLICIES["decode_admission"]
+    chunked_prefill: str = DEFAULT_POLICIES["chunked_prefill"]
 
     @property
     def gpus(self) -> int:
@@ -141,7 +159,12 @@ class InstanceSpec:
         return self.nodes * self.instances
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields, less the policies that this role does not run (``POLICY_ROLES``)."""
+        out = asdict(self)
+        for key, roles in POLICY_ROLES.items():
+            if self.role not in roles:
+                del out[key]
+        return out
 
 
 @dataclass(frozen=True)
@@ -289,6 +312,14 @@ def parse_instance(role: str, spec: Mapping[str, Any], model: MoEModel, gpu: GPU
     comm_sms = _whole(f"{role}.comm_sms", spec.get("comm_sms", default_sms), minimum=0)
     if comm_sms >= gpu.sm_count:
         raise ValueError(f"{role}.comm_sms={comm_sms} leaves no SMs for computation ({gpu.sm_count} in all).")
+    chosen = {}
+    for key, default in DEFAULT_POLICIES.items():
+        if key in spec and role not in POLICY_ROLES[key]:
+            raise ValueError(
+                f"{role}.{key}: the {key} policy applies to {' and '.join(POLICY_ROLES[key])} instances, "
+                f"not to a {role} instance."
+            )
+        chosen[key] = check_policy(key, spec.get(key, default), role)
     return InstanceSpec(
         role,
         instances,
@@ -314,6 +345,7 @@ def parse_instance(role: str, spec: Mapping[str, Any], model: MoEModel, gpu: GPU
         None if fraction is None else float(fraction),
         stack.memory_fraction_of,
         moe_kernel,
+        **chosen,
     )
 
 

@@ -5,7 +5,7 @@ a decode instance advances all its requests by one step per event; each request'
 step is known when it joins the batch (its remaining tokens / expected tokens per step), and a
 heap pops it when that step is reached. The KV length of the batch is tracked as running sums,
 per attention-DP rank too (requests are placed on ranks by the decode load balancer of Day 6,
-fewest KV tokens first; core attention waits for the busiest rank, ``_DecodeBatch``), so a step
+fewest KV tokens first; core attention waits for the busiest rank, ``DecodeBatch``), so a step
 costs O(requests finishing + ranks) plus one cached step-time look-up.
 
 Flows:
@@ -24,15 +24,17 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
 
+from sim.serving import policies
+from sim.serving.costing import StepCostSource
 from sim.serving.deployment import Deployment, InstanceSpec, kv_bytes_per_token, memory_plan
 from sim.serving.kvcache import KVCacheManager
-from sim.serving.metrics import RequestLog, WindowCounter
+from sim.serving.metrics import Recorder, RequestLog
 from sim.serving.stepcost import StepCost, StepCostModel
 from sim.serving.workloads import Workload, draw_requests
 
@@ -41,44 +43,6 @@ if TYPE_CHECKING:
     from moe import MoEModel
 
 KV_BUCKET_TOKENS = 64  # decode step times are looked up at a KV length rounded to a KV page
-
-
-@dataclass
-class RoleStats:
-    """What one role's instances did inside the measurement window."""
-
-    busy_s: float = 0.0
-    steps: int = 0
-    batch_sum: float = 0.0
-    kv_blocked_steps: int = 0
-    bound_votes: dict[str, float] = field(default_factory=dict)
-    breakdown_s: dict[str, float] = field(default_factory=dict)
-    hit_s: float = 0.0  # prefill time attributable to cached prefixes
-    kv_imbalance_sum: float = 0.0  # busiest / mean rank KV, summed over decode steps
-    kv_imbalance_steps: int = 0
-
-    def record(
-        self,
-        cost: StepCost,
-        t0: float,
-        t1: float,
-        window: tuple[float, float],
-        batch: float,
-        kv_imbalance: float | None = None,
-    ) -> None:
-        if t1 <= window[0] or t0 >= window[1]:
-            return
-        frac = (min(t1, window[1]) - max(t0, window[0])) / (t1 - t0) if t1 > t0 else 1.0
-        self.busy_s += (t1 - t0) * frac
-        self.steps += 1
-        self.batch_sum += batch
-        if kv_imbalance is not None:
-            self.kv_imbalance_sum += kv_imbalance
-            self.kv_imbalance_steps += 1
-        self.bound_votes[cost.bound_by] = self.bound_votes.get(cost.bound_by, 0.0) + (t1 - t0) * frac
-        scale = (t1 - t0) * frac / cost.time_s if cost.time_s > 0 else 0.0
-        for k, v in cost.breakdown_s.items():
-            self.breakdown_s[k] = self.breakdown_s.get(k, 0.0) + v * scale
 
 
 class Simulation:
@@ -95,7 +59,12 @@ class Simulation:
         rng: np.random.Generator,
         stop_after_completions: int | None = None,
         run_past_window: bool = True,
+        step_costs: Callable[[InstanceSpec], StepCostSource] | None = None,
+        trace_steps: bool = False,
     ) -> None:
+        """``step_costs`` makes each role's step cost (default: :class:`StepCostModel` of the model on the
+        GPU; a stub such as :class:`sim.serving.costing.ConstantStepCost` drives the engine alone);
+        ``trace_steps`` keeps every step in ``recorder.steps``."""
         self.model = model
         self.gpu = gpu
         self.dep = deployment
@@ -112,9 +81,6 @@ class Simulation:
         self.window = (self.start_s, self.end_s)
         self.log = RequestLog(capacity=max(1024, (workload.concurrency or 0) * 4, workload.requests or 0))
         self.issued = 0  # requests created so far (a finite workload creates ``workload.requests``)
-        self.input_tokens = WindowCounter(*self.window)
-        self.cached_input_tokens = WindowCounter(*self.window)
-        self.output_tokens = WindowCounter(*self.window)
         self.completed_in_window = 0
         self.completed = 0
         self.stop_after = stop_after_completions
@@ -131,18 +97,29 @@ class Simulation:
         self.drained = self.env.event()
         self.events = 0
         self.r = workload.tokens_per_decode_step
-        self.stats: dict[str, RoleStats] = {}
+        roles = tuple(spec.role for spec in deployment.instances)
+        self.recorder = Recorder(self.start_s, self.end_s, roles, trace=trace_steps)
+        self.stats = self.recorder.stats
+        self.input_tokens = self.recorder.input_tokens
+        self.cached_input_tokens = self.recorder.cached_input_tokens
+        self.output_tokens = self.recorder.output_tokens
         self._draw_buffer: list[tuple[int, int, int]] = []
         self.prefill: list[PrefillInstance] = []
         self.decode: list[DecodeInstance] = []
         self.colocated: list[ColocatedInstance] = []
         draft = workload.mtp_draft_tokens
+
+        def real_costs(spec: InstanceSpec) -> StepCostSource:
+            return StepCostModel(model, gpu, spec, draft, rng)
+
+        costs = real_costs if step_costs is None else step_costs
         if deployment.mode == "disaggregated":
             assert deployment.prefill is not None and deployment.decode is not None
-            pcost = StepCostModel(model, gpu, deployment.prefill, draft, rng)
-            dcost = StepCostModel(model, gpu, deployment.decode, draft, rng)
-            self.stats["prefill"] = RoleStats()
-            self.stats["decode"] = RoleStats()
+            pcost = costs(deployment.prefill)
+            dcost = costs(deployment.decode)
+            self.prefill_router = policies.router(deployment.prefill.router)
+            self.decode_router = policies.router(deployment.decode.router)
+            # decode processes first: at equal times they step before prefill hands them requests
             self.decode = [
                 DecodeInstance(self, deployment.decode, dcost, i) for i in range(deployment.decode.instances)
             ]
@@ -152,8 +129,8 @@ class Simulation:
             ]
         else:
             assert deployment.colocated is not None
-            ccost = StepCostModel(model, gpu, deployment.colocated, draft, rng)
-            self.stats["colocated"] = RoleStats()
+            ccost = costs(deployment.colocated)
+            self.colocated_router = policies.router(deployment.colocated.router)
             self.colocated = [
                 ColocatedInstance(self, deployment.colocated, ccost, i)
                 for i in range(deployment.colocated.instances)
@@ -185,16 +162,14 @@ class Simulation:
             self.window_arrivals += 1
             self.window_open += 1
         if self.prefill:
-            target = min(self.prefill, key=lambda p: p.queued_tokens)
-            target.submit(rid)
+            self.prefill_router.choose(self.prefill).submit(rid)
         else:
-            target_c = min(self.colocated, key=lambda c: c.load)
-            target_c.submit(rid)
+            self.colocated_router.choose(self.colocated).submit(rid)
 
     def to_decode(self, rids: list[int]) -> None:
+        choose, instances = self.decode_router.choose, self.decode
         for rid in rids:
-            target = min(self.decode, key=lambda d: d.load)
-            target.submit(rid)
+            choose(instances).submit(rid)
 
     def finished(self, rid: int) -> None:
         now = self.env.now
@@ -259,6 +234,7 @@ class Simulation:
             if self.wl.finite:  # the window ends with the last completion (the makespan)
                 self.end_s = self.env.now
                 self.window = (self.start_s, self.end_s)
+                self.recorder.end_s = self.end_s
             return
         self.env.run(until=self.end_s)
         if not self.run_past_window:
@@ -274,7 +250,7 @@ class Simulation:
         self.output_tokens.add(tokens, t0, t1)
 
 
-class _DecodeBatch:
+class DecodeBatch:
     """Running decode requests with O(1) KV-length bookkeeping, placed on attention-DP ranks.
 
     A request that joins at step s0 with KV length len0 has length len0 + r (s - s0) at step s, so the
@@ -360,7 +336,7 @@ class _DecodeBatch:
         b_gpu = int(math.ceil(n / self.ranks))
         busiest = self.busiest_kv()
         mean = self.total_kv() / self.ranks
-        kv = _bucket(int(round(busiest / b_gpu)))
+        kv = bucket_tokens(int(round(busiest / b_gpu)))
         return b_gpu, kv, (busiest / mean if mean > 0 else 1.0)
 
     def pop_done(self) -> list[tuple[int, int]]:
@@ -380,98 +356,123 @@ class _DecodeBatch:
         return out
 
 
-class PrefillInstance:
-    def __init__(self, sim: Simulation, spec: InstanceSpec, cost: StepCostModel, index: int) -> None:
+def bucket_tokens(tokens: int) -> int:
+    """Round a token count up to a whole KV page (cache key for operator times)."""
+    return max(KV_BUCKET_TOKENS, int(math.ceil(tokens / KV_BUCKET_TOKENS)) * KV_BUCKET_TOKENS)
+
+
+_bucket = bucket_tokens  # the former private name, for callers written before it was public
+
+
+class _Instance:
+    """What every instance has: its spec, its step cost, a queue it is woken for, and its policies."""
+
+    role = ""
+
+    def __init__(self, sim: Simulation, spec: InstanceSpec, cost: StepCostSource, index: int) -> None:
         self.sim = sim
         self.spec = spec
         self.cost = cost
-        self.queue: deque[int] = deque()
-        self.queued_tokens = 0
+        self.index = index
         self.wake = sim.env.event()
+
+    def _input_len(self, rid: int) -> int:
+        return int(self.sim.log.input_len[rid])
+
+    def _new_tokens(self, rid: int) -> int:
+        """Prompt tokens a request computes (its cached prefix is not recomputed)."""
+        log = self.sim.log
+        return int(log.input_len[rid] - log.cached_tokens[rid])
+
+
+class PrefillInstance(_Instance):
+    """Prefill batches from a FIFO queue (``prefill_batching``), then the KV cache goes to decode."""
+
+    role = "prefill"
+
+    def __init__(self, sim: Simulation, spec: InstanceSpec, cost: StepCostSource, index: int) -> None:
+        super().__init__(sim, spec, cost, index)
+        self.queue: deque[int] = deque()
+        self.load = 0  # prompt tokens queued here and not yet computed: what the router balances
         self.budget = spec.max_tokens_per_gpu * spec.attn_dp
-        self.max_requests = (spec.max_batch_per_gpu or 10**9) * spec.attn_dp
+        self.max_requests = policies.request_cap(spec.max_batch_per_gpu, spec.attn_dp)
+        self.batching = policies.prefill_batching(spec.prefill_batching)
         self.kv_bytes_per_token = kv_bytes_per_token(sim.model, spec.kv_dtype)
-        self.stats = sim.stats["prefill"]
         sim.env.process(self.run())
 
     def submit(self, rid: int) -> None:
         self.queue.append(rid)
         log = self.sim.log
-        self.queued_tokens += int(log.input_len[rid] - log.cached_tokens[rid])
+        self.load += int(log.input_len[rid] - log.cached_tokens[rid])
         if not self.wake.triggered:
             self.wake.succeed()
 
     def run(self) -> Any:
         env = self.sim.env
-        log = self.sim.log
-        layers = self.cost.num_layers
         while True:
             if not self.queue:
                 self.wake = env.event()
                 yield self.wake
-            batch: list[int] = []
-            computed = 0
-            while self.queue:
-                rid = self.queue[0]
-                n_new = int(log.input_len[rid] - log.cached_tokens[rid])
-                if batch and (computed + n_new > self.budget or len(batch) >= self.max_requests):
-                    break
-                self.queue.popleft()
-                batch.append(rid)
-                computed += n_new
-            self.queued_tokens -= computed
+            batch, computed = self.batching(self.queue, self._new_tokens, self.budget, self.max_requests)
+            self.load -= computed
             t0 = env.now
-            attn = 0.0
-            attn_no_prefix = 0.0
-            longest = 0
-            in_tokens = 0
-            cached_tokens = 0
-            for rid in batch:
-                log.mark("prefill_start_s", rid, t0)
-                n_in = int(log.input_len[rid])
-                c = int(log.cached_tokens[rid])
-                n_new = n_in - c
-                nb, cb = _bucket(n_new), _bucket(c) if c else 0
-                attn += self.cost.prefill_attention(nb, cb)
-                if c:
-                    attn_no_prefix += self.cost.prefill_attention(nb, 0)
-                else:
-                    attn_no_prefix += self.cost.prefill_attention(nb, 0)
-                longest = max(longest, n_new)
-                in_tokens += n_in
-                cached_tokens += c
-            dp = self.spec.attn_dp
-            tokens_per_gpu = max(int(math.ceil(computed / dp)), longest)
-            attn_per_gpu = max(attn / dp, attn / len(batch))
-            step = self.cost.prefill_step(tokens_per_gpu, attn_per_gpu)
-            self.sim.step_end_s = max(self.sim.step_end_s, env.now + step.time_s)
+            step, hit_s_per_layer = self._cost_of(batch, computed, t0)
+            self.sim.step_end_s = max(self.sim.step_end_s, t0 + step.time_s)
             yield env.timeout(step.time_s)
             t1 = env.now
             self.sim.events += 1
-            self.stats.record(step, t0, t1, self.sim.window, len(batch))
-            hit_share = (
-                min(1.0, max(0.0, (attn - attn_no_prefix) / dp * layers / step.time_s))
-                if step.time_s
-                else 0.0
+            layers = self.cost.num_layers
+            hit_share = min(1.0, max(0.0, hit_s_per_layer * layers / step.time_s)) if step.time_s else 0.0
+            self.sim.recorder.step(
+                "prefill", self.index, step, t0, t1, len(batch), computed, hit_share=hit_share
             )
-            if t1 > self.sim.start_s and t0 < self.sim.end_s:
-                frac = (min(t1, self.sim.end_s) - max(t0, self.sim.start_s)) / (t1 - t0)
-                self.stats.hit_s += hit_share * (t1 - t0) * frac
-            self.sim.input_tokens.add(in_tokens, t0, t1)
-            self.sim.cached_input_tokens.add(cached_tokens, t0, t1)
-            self.sim.count_output(len(batch), t1, t1)
-            to_decode = []
-            kv_bytes = 0.0
-            for rid in batch:
-                log.mark("first_token_s", rid, t1)
-                if log.output_len[rid] <= 1:
-                    self.sim.finished(rid)
-                else:
-                    to_decode.append(rid)
-                    kv_bytes += float(log.input_len[rid]) * self.kv_bytes_per_token
-            if to_decode:
-                delay = self.cost.kv_transfer_time(kv_bytes / dp)
-                env.process(self._transfer(to_decode, delay))
+            self._hand_over(batch, t0, t1)
+
+    def _cost_of(self, batch: list[int], computed: int, t0: float) -> tuple[StepCost, float]:
+        """The batch's step cost and the per-GPU, per-layer attention time its cached prefixes add;
+        marks each request's prefill start."""
+        log = self.sim.log
+        attn = 0.0
+        attn_no_prefix = 0.0
+        longest = 0
+        for rid in batch:
+            log.mark("prefill_start_s", rid, t0)
+            c = int(log.cached_tokens[rid])
+            n_new = int(log.input_len[rid]) - c
+            nb = bucket_tokens(n_new)
+            attn += self.cost.prefill_attention(nb, bucket_tokens(c) if c else 0)
+            attn_no_prefix += self.cost.prefill_attention(nb, 0)
+            longest = max(longest, n_new)
+        dp = self.spec.attn_dp
+        # the step waits for the busiest rank: an even share of the tokens, or the longest prompt
+        tokens_per_gpu = max(int(math.ceil(computed / dp)), longest)
+        attn_per_gpu = max(attn / dp, attn / len(batch))
+        return self.cost.prefill_step(tokens_per_gpu, attn_per_gpu), (attn - attn_no_prefix) / dp
+
+    def _hand_over(self, batch: list[int], t0: float, t1: float) -> None:
+        """First tokens out; single-token requests finish, the others' KV cache goes to decode."""
+        sim = self.sim
+        log = sim.log
+        in_tokens = 0
+        cached_tokens = 0
+        for rid in batch:
+            in_tokens += int(log.input_len[rid])
+            cached_tokens += int(log.cached_tokens[rid])
+        sim.input_tokens.add(in_tokens, t0, t1)
+        sim.cached_input_tokens.add(cached_tokens, t0, t1)
+        sim.count_output(len(batch), t1, t1)
+        to_decode = []
+        kv_bytes = 0.0
+        for rid in batch:
+            log.mark("first_token_s", rid, t1)
+            if log.output_len[rid] <= 1:
+                sim.finished(rid)
+            else:
+                to_decode.append(rid)
+                kv_bytes += float(log.input_len[rid]) * self.kv_bytes_per_token
+        if to_decode:
+            delay = self.cost.kv_transfer_time(kv_bytes / self.spec.attn_dp)
+            sim.env.process(self._transfer(to_decode, delay))
 
     def _transfer(self, rids: list[int], delay: float) -> Any:
         if delay > 0:
@@ -479,194 +480,194 @@ class PrefillInstance:
         self.sim.to_decode(rids)
 
 
-def _bucket(tokens: int) -> int:
-    """Round a token count up to a whole KV page (cache key for operator times)."""
-    return max(KV_BUCKET_TOKENS, int(math.ceil(tokens / KV_BUCKET_TOKENS)) * KV_BUCKET_TOKENS)
+class _DecodingInstance(_Instance):
+    """An instance with a KV cache and a decode batch: admission (``decode_admission``) reserves a
+    request's whole footprint; requests finish off the batch when their last step has run."""
 
-
-class DecodeInstance:
-    def __init__(self, sim: Simulation, spec: InstanceSpec, cost: StepCostModel, index: int) -> None:
-        self.sim = sim
-        self.spec = spec
-        self.cost = cost
+    def __init__(self, sim: Simulation, spec: InstanceSpec, cost: StepCostSource, index: int) -> None:
+        super().__init__(sim, spec, cost, index)
         self.plan = memory_plan(sim.model, sim.gpu, spec, sim.wl.mtp_draft_tokens)
         self.kv = KVCacheManager(self.plan.kv_capacity_tokens)
         self.waiting: deque[int] = deque()
-        self.batch = _DecodeBatch(sim.r, spec.attn_dp, spec.max_batch_per_gpu)
-        self.max_batch = (spec.max_batch_per_gpu or 10**9) * spec.attn_dp
-        self.wake = sim.env.event()
-        self.stats = sim.stats["decode"]
-        sim.env.process(self.run())
-
-    @property
-    def load(self) -> int:
-        return self.batch.size + len(self.waiting)
+        self.batch = DecodeBatch(sim.r, spec.attn_dp, spec.max_batch_per_gpu)
+        self.max_batch = policies.request_cap(spec.max_batch_per_gpu, spec.attn_dp)
+        self.admission = policies.decode_admission(spec.decode_admission)
 
     def submit(self, rid: int) -> None:
         self.waiting.append(rid)
         if not self.wake.triggered:
             self.wake.succeed()
 
-    def _admit(self) -> bool:
-        """Admit waiting requests in order; True when one is held back by the KV cache."""
+    def _reserve(self, rid: int) -> bool:
+        """Claim a request's whole KV footprint (prompt and every output token)."""
         log = self.sim.log
-        now = self.sim.env.now
-        while self.waiting and self.batch.size < self.max_batch:
-            rid = self.waiting[0]
-            footprint = int(log.input_len[rid] + log.output_len[rid])
-            if not self.kv.reserve(footprint):
-                return True
-            self.waiting.popleft()
-            log.mark("decode_admit_s", rid, now)
-            self.batch.join(rid, int(log.input_len[rid]) + 1, int(log.output_len[rid]) - 1)
-        return False
+        return self.kv.reserve(int(log.input_len[rid] + log.output_len[rid]))
+
+    def _finish(self, rid: int) -> None:
+        log = self.sim.log
+        self.kv.release(int(log.input_len[rid] + log.output_len[rid]))
+        self.sim.finished(rid)
+
+    def _join_batch(self, rid: int) -> None:
+        log = self.sim.log
+        log.mark("decode_admit_s", rid, self.sim.env.now)
+        self.batch.join(rid, int(log.input_len[rid]) + 1, int(log.output_len[rid]) - 1)
+
+    def _decode_stepped(self, n: int, t0: float, t1: float) -> None:
+        """The batch's ``n`` requests made one step: count their tokens (less what the last step of a
+        finishing request drafted past its end) and finish those whose last step it was."""
+        sim = self.sim
+        log = sim.log
+        r = sim.r
+        self.batch.step += 1
+        sim.count_output(n * r, t0, t1)
+        for rid, steps in self.batch.pop_done():
+            overshoot = steps * r - (int(log.output_len[rid]) - 1)
+            sim.count_output(-overshoot, t1, t1)
+            self._finish(rid)
+
+
+class DecodeInstance(_DecodingInstance):
+    """Decode steps over the admitted batch, requests admitted as they arrive and the cache allows."""
+
+    role = "decode"
+
+    def __init__(self, sim: Simulation, spec: InstanceSpec, cost: StepCostSource, index: int) -> None:
+        super().__init__(sim, spec, cost, index)
+        sim.env.process(self.run())
+
+    @property
+    def load(self) -> int:
+        """Requests held (decoding or waiting): what the router balances."""
+        return self.batch.size + len(self.waiting)
 
     def run(self) -> Any:
         env = self.sim.env
-        log = self.sim.log
         while True:
-            blocked = self._admit()
-            if self.batch.size == 0:
+            blocked = self.admission(
+                self.waiting, self.max_batch - self.batch.size, self._reserve, self._join_batch
+            )
+            n = self.batch.size
+            if n == 0:
                 self.wake = env.event()
                 yield self.wake
                 continue
-            n = self.batch.size
             b_gpu, kv, imbalance = self.batch.step_shape()
             step = self.cost.decode_step(b_gpu, kv)
             t0 = env.now
-            self.sim.step_end_s = max(self.sim.step_end_s, env.now + step.time_s)
+            self.sim.step_end_s = max(self.sim.step_end_s, t0 + step.time_s)
             yield env.timeout(step.time_s)
             t1 = env.now
             self.sim.events += 1
-            self.batch.step += 1
-            self.stats.record(step, t0, t1, self.sim.window, n, imbalance)
-            if blocked and t0 >= self.sim.start_s:
-                self.stats.kv_blocked_steps += 1
-            self.sim.count_output(n * self.sim.r, t0, t1)
-            for rid, steps in self.batch.pop_done():
-                overshoot = steps * self.sim.r - (int(log.output_len[rid]) - 1)
-                self.sim.count_output(-overshoot, t1, t1)
-                self.kv.release(int(log.input_len[rid] + log.output_len[rid]))
-                self.sim.finished(rid)
+            self.sim.recorder.step(
+                "decode", self.index, step, t0, t1, n, kv_imbalance=imbalance, kv_blocked=blocked
+            )
+            self._decode_stepped(n, t0, t1)
 
 
-class ColocatedInstance:
-    """Continuous batching with chunked prefill on one instance."""
+class ColocatedInstance(_DecodingInstance):
+    """Continuous batching with chunked prefill (``chunked_prefill``): each iteration steps every decoding
+    request once and computes a chunk of the prompts being prefilled, as vLLM and SGLang do."""
 
-    def __init__(self, sim: Simulation, spec: InstanceSpec, cost: StepCostModel, index: int) -> None:
-        self.sim = sim
-        self.spec = spec
-        self.cost = cost
-        self.plan = memory_plan(sim.model, sim.gpu, spec, sim.wl.mtp_draft_tokens)
-        self.kv = KVCacheManager(self.plan.kv_capacity_tokens)
-        self.waiting: deque[int] = deque()
+    role = "colocated"
+
+    def __init__(self, sim: Simulation, spec: InstanceSpec, cost: StepCostSource, index: int) -> None:
+        super().__init__(sim, spec, cost, index)
         self.prefilling: deque[list[int]] = deque()  # [rid, tokens still to compute]
-        self.batch = _DecodeBatch(sim.r, spec.attn_dp, spec.max_batch_per_gpu)
-        self.max_batch = (spec.max_batch_per_gpu or 10**9) * spec.attn_dp
         self.budget = spec.max_tokens_per_gpu * spec.attn_dp
-        self.wake = sim.env.event()
-        self.stats = sim.stats["colocated"]
+        self.chunking = policies.chunked_prefill(spec.chunked_prefill)
         sim.env.process(self.run())
 
     @property
     def load(self) -> int:
+        """Requests held (decoding, prefilling or waiting): what the router balances."""
         return self.batch.size + len(self.waiting) + len(self.prefilling)
 
-    def submit(self, rid: int) -> None:
-        self.waiting.append(rid)
-        if not self.wake.triggered:
-            self.wake.succeed()
-
-    def _admit(self) -> bool:
-        log = self.sim.log
-        now = self.sim.env.now
-        while self.waiting and self.batch.size + len(self.prefilling) < self.max_batch:
-            rid = self.waiting[0]
-            if not self.kv.reserve(int(log.input_len[rid] + log.output_len[rid])):
-                return True
-            self.waiting.popleft()
-            log.mark("prefill_start_s", rid, now)
-            self.prefilling.append([rid, int(log.input_len[rid] - log.cached_tokens[rid])])
-        return False
+    def _start_prefill(self, rid: int) -> None:
+        self.sim.log.mark("prefill_start_s", rid, self.sim.env.now)
+        self.prefilling.append([rid, self._new_tokens(rid)])
 
     def run(self) -> Any:
         env = self.sim.env
-        log = self.sim.log
         dp = self.spec.attn_dp
         while True:
-            blocked = self._admit()
-            if self.batch.size == 0 and not self.prefilling:
+            room = self.max_batch - self.batch.size - len(self.prefilling)
+            blocked = self.admission(self.waiting, room, self._reserve, self._start_prefill)
+            n = self.batch.size
+            if n == 0 and not self.prefilling:
                 self.wake = env.event()
                 yield self.wake
                 continue
-            # the prefill chunk of this iteration
-            budget = self.budget
-            chunk: list[tuple[int, int, bool]] = []  # rid, tokens this iteration, completes
-            attn = 0.0
-            attn_hit = 0.0  # the part of it that attends to cached prefixes (what a cache hit costs)
-            for entry in self.prefilling:
-                if budget <= 0:
-                    break
-                rid, left = entry
-                take = min(left, budget)
-                done_before = int(log.input_len[rid]) - left
-                a = self.cost.prefill_attention(_bucket(take), _bucket(done_before) if done_before else 0)
-                attn += a
-                cached = int(log.cached_tokens[rid])
-                if cached:
-                    computed_before = done_before - cached
-                    attn_hit += a - self.cost.prefill_attention(
-                        _bucket(take), _bucket(computed_before) if computed_before else 0
-                    )
-                chunk.append((rid, take, take == left))
-                budget -= take
-            chunk_tokens = sum(c[1] for c in chunk)
-            n = self.batch.size
+            chunks = self.chunking(self.prefilling, self._input_len, self.budget)
+            attn, attn_hit = self._chunk_attention(chunks)
+            chunk_tokens = sum(c.tokens for c in chunks)
             b_gpu, kv, imbalance = self.batch.step_shape()
-            p_gpu = int(math.ceil(chunk_tokens / dp))
-            attn_gpu = max(attn / dp, attn / len(chunk)) if chunk else 0.0
-            step = self.cost.mixed_step(b_gpu, kv, p_gpu, attn_gpu)
+            attn_gpu = max(attn / dp, attn / len(chunks)) if chunks else 0.0
+            step = self.cost.mixed_step(b_gpu, kv, int(math.ceil(chunk_tokens / dp)), attn_gpu)
             t0 = env.now
-            self.sim.step_end_s = max(self.sim.step_end_s, env.now + step.time_s)
+            self.sim.step_end_s = max(self.sim.step_end_s, t0 + step.time_s)
             yield env.timeout(step.time_s)
             t1 = env.now
             self.sim.events += 1
-            self.stats.record(step, t0, t1, self.sim.window, n, imbalance if n else None)
             decode_tokens = n * (1 + self.sim.wl.mtp_draft_tokens)
-            share = chunk_tokens / (chunk_tokens + decode_tokens) if chunk_tokens + decode_tokens else 0.0
-            if t1 > self.sim.start_s and t0 < self.sim.end_s:
-                frac = (min(t1, self.sim.end_s) - max(t0, self.sim.start_s)) / (t1 - t0)
-                # time the cached prefixes add (attention over them, per GPU, every layer), within
-                # the iteration's prefill share
-                hit = attn_hit * (attn_gpu / attn) * self.cost.num_layers / step.time_s if attn > 0 else 0.0
-                self.stats.hit_s += min(share, max(0.0, hit)) * (t1 - t0) * frac
-                self.stats.breakdown_s["prefill_share_s"] = (
-                    self.stats.breakdown_s.get("prefill_share_s", 0.0) + share * (t1 - t0) * frac
-                )
-            if blocked and t0 >= self.sim.start_s:
-                self.stats.kv_blocked_steps += 1
+            both = chunk_tokens + decode_tokens
+            share = chunk_tokens / both if both else 0.0
+            # time the cached prefixes add (attention over them, per GPU, every layer), within the
+            # iteration's prefill share
+            hit = attn_hit * (attn_gpu / attn) * self.cost.num_layers / step.time_s if attn > 0 else 0.0
+            self.sim.recorder.step(
+                "colocated",
+                self.index,
+                step,
+                t0,
+                t1,
+                n,
+                chunk_tokens,
+                kv_imbalance=imbalance if n else None,
+                kv_blocked=blocked,
+                hit_share=min(share, max(0.0, hit)),
+                prefill_share=share,
+            )
             if n:
-                self.batch.step += 1
-                self.sim.count_output(n * self.sim.r, t0, t1)
-                for rid, steps in self.batch.pop_done():
-                    overshoot = steps * self.sim.r - (int(log.output_len[rid]) - 1)
-                    self.sim.count_output(-overshoot, t1, t1)
-                    self.kv.release(int(log.input_len[rid] + log.output_len[rid]))
-                    self.sim.finished(rid)
-            for rid, take, completes in chunk:
-                head = self.prefilling[0]
-                if completes:
-                    self.prefilling.popleft()
-                    n_in = int(log.input_len[rid])
-                    self.sim.input_tokens.add(n_in, t1, t1)
-                    self.sim.cached_input_tokens.add(int(log.cached_tokens[rid]), t1, t1)
-                    log.mark("first_token_s", rid, t1)
-                    self.sim.count_output(1, t1, t1)
-                    if log.output_len[rid] <= 1:
-                        self.kv.release(int(log.input_len[rid] + log.output_len[rid]))
-                        self.sim.finished(rid)
-                    else:
-                        log.mark("decode_admit_s", rid, t1)
-                        self.batch.join(rid, n_in + 1, int(log.output_len[rid]) - 1)
-                else:
-                    head[1] -= take
+                self._decode_stepped(n, t0, t1)
+            self._prefilled(chunks, t1)
+
+    def _chunk_attention(self, chunks: list[policies.Chunk]) -> tuple[float, float]:
+        """Per-layer attention of the chunks, and the part of it that attends to cached prefixes (what a
+        cache hit costs)."""
+        log = self.sim.log
+        attn = 0.0
+        attn_hit = 0.0
+        for c in chunks:
+            tokens = bucket_tokens(c.tokens)
+            a = self.cost.prefill_attention(tokens, bucket_tokens(c.done_before) if c.done_before else 0)
+            attn += a
+            cached = int(log.cached_tokens[c.rid])
+            if cached:
+                computed_before = c.done_before - cached
+                attn_hit += a - self.cost.prefill_attention(
+                    tokens, bucket_tokens(computed_before) if computed_before else 0
+                )
+        return attn, attn_hit
+
+    def _prefilled(self, chunks: list[policies.Chunk], t1: float) -> None:
+        """Chunks done: a prompt whose last chunk it was gives its first token and joins the batch."""
+        sim = self.sim
+        log = sim.log
+        for c in chunks:
+            head = self.prefilling[0]
+            if not c.completes:
+                head[1] -= c.tokens
+                continue
+            self.prefilling.popleft()
+            rid = c.rid
+            n_in = int(log.input_len[rid])
+            sim.input_tokens.add(n_in, t1, t1)
+            sim.cached_input_tokens.add(int(log.cached_tokens[rid]), t1, t1)
+            log.mark("first_token_s", rid, t1)
+            sim.count_output(1, t1, t1)
+            if log.output_len[rid] <= 1:
+                self._finish(rid)
+            else:
+                log.mark("decode_admit_s", rid, t1)
+                self.batch.join(rid, n_in + 1, int(log.output_len[rid]) - 1)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sim import comm
-from sim.cost import SECONDS_PER_HOUR, is_finite_number, price_range
+from sim.cost import SECONDS_PER_HOUR, api_price, is_finite_number, price_range
 from sim.serving.deployment import InstanceSpec, memory_plan, parse_deployment
 from sim.serving.stepcost import LayerCost, StepCostModel, two_stream_schedule
 from sim.serving.workloads import DailyLoadCurve, Workload, parse_workload
@@ -318,12 +318,11 @@ def isca_decode_bound(
 # Projections
 
 
-API_PRICES_USD_PER_M = {
-    # DeepSeek API list prices for V4 at launch (2026-04-24), deepseek_figures.md section 8
-    # (secondary: apidog.com/blog/deepseek-v4-api-pricing): cache-hit input, cache-miss input, output.
-    "deepseek-v4-flash": {"input_cache_hit": 0.028, "input_cache_miss": 0.14, "output": 0.28},
-    "deepseek-v4-pro": {"input_cache_hit": 0.145, "input_cache_miss": 1.74, "output": 3.48},
-}
+def _api_output_price(model_name: str) -> float | None:
+    """DeepSeek's API list price per million output tokens (sim/data/api_prices.toml), or None."""
+    price = api_price(model_name)
+    return None if price is None else price.usd_per_million_output
+
 
 PROJECTION_NODES = (1, 2, 4, 8, 16, 18, 32)
 PROJECTION_TP = (1, 2, 4, 8)  # attention tensor parallelism inside a node (where it divides the node)
@@ -427,7 +426,7 @@ def projections(
                     "model": model_name,
                     "gpu": gpu_name,
                     "tokens_per_s_per_user": target,
-                    "api_usd_per_million_output": API_PRICES_USD_PER_M.get(model_name, {}).get("output"),
+                    "api_usd_per_million_output": _api_output_price(model_name),
                 }
                 if best is None:
                     row["result"] = "infeasible"

@@ -9,10 +9,14 @@ Statistics cover requests that arrived after the warm-up and finished before the
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from sim.serving.stepcost import StepCost
 
 _FIELDS = ("arrival_s", "prefill_start_s", "first_token_s", "decode_admit_s", "finish_s")
 
@@ -134,6 +138,17 @@ def latency_stats(log: RequestLog, start_s: float, end_s: float) -> LatencyStats
     )
 
 
+def window_share(t0: float, t1: float, start_s: float, end_s: float) -> float:
+    """The fraction of the interval [t0, t1] inside the measurement window [start_s, end_s]: 0 when they do
+    not overlap (touching ends do not count), 1 for an instant (t1 <= t0) inside. The one place the
+    engine clips work to the window: step times, tokens and the shares derived from them."""
+    if t1 <= start_s or t0 >= end_s:
+        return 0.0
+    if t1 <= t0:
+        return 1.0
+    return (min(t1, end_s) - max(t0, start_s)) / (t1 - t0)
+
+
 class WindowCounter:
     """Accumulates a quantity produced over an interval, keeping only what falls inside [start, end]."""
 
@@ -144,10 +159,89 @@ class WindowCounter:
 
     def add(self, amount: float, t0: float, t1: float) -> None:
         """Add ``amount`` produced uniformly over [t0, t1] (t1 >= t0), counting only the window's part."""
-        if t1 <= self.start_s or t0 >= self.end_s:
+        share = window_share(t0, t1, self.start_s, self.end_s)
+        if share:
+            self.total += amount * share
+
+
+@dataclass
+class RoleStats:
+    """What one role's instances did inside the measurement window (accumulated by :class:`Recorder`)."""
+
+    busy_s: float = 0.0
+    steps: int = 0
+    batch_sum: float = 0.0
+    kv_blocked_steps: int = 0
+    bound_votes: dict[str, float] = field(default_factory=dict)
+    breakdown_s: dict[str, float] = field(default_factory=dict)
+    hit_s: float = 0.0  # prefill time attributable to cached prefixes
+    kv_imbalance_sum: float = 0.0  # busiest / mean rank KV, summed over decode steps
+    kv_imbalance_steps: int = 0
+
+
+class StepRecord(NamedTuple):
+    """One step of one instance, as :class:`Recorder` traces it (``Simulation(trace_steps=True)``)."""
+
+    role: str
+    instance: int
+    start_s: float
+    end_s: float
+    requests: int  # decode requests stepped (prefill: requests in the batch)
+    prefill_tokens: int  # prompt tokens computed (0 for a decode step)
+
+
+class Recorder:
+    """What the engine measures, clipped once to the measurement window [start_s, end_s]: tokens in and
+    out, and per role the busy time, steps, batch sizes, what bound each step and where its time went.
+    With ``trace`` it also keeps every step (:class:`StepRecord`), inside the window or not."""
+
+    def __init__(self, start_s: float, end_s: float, roles: Iterable[str], trace: bool = False) -> None:
+        self.start_s = start_s
+        self.end_s = end_s
+        self.input_tokens = WindowCounter(start_s, end_s)
+        self.cached_input_tokens = WindowCounter(start_s, end_s)
+        self.output_tokens = WindowCounter(start_s, end_s)
+        self.stats = {role: RoleStats() for role in roles}
+        self.steps: list[StepRecord] | None = [] if trace else None
+
+    def step(
+        self,
+        role: str,
+        instance: int,
+        cost: StepCost,
+        t0: float,
+        t1: float,
+        requests: int,
+        prefill_tokens: int = 0,
+        kv_imbalance: float | None = None,
+        kv_blocked: bool = False,
+        hit_share: float = 0.0,
+        prefill_share: float | None = None,
+    ) -> None:
+        """A step of ``role`` from t0 to t1 costing ``cost``. ``kv_blocked``: a waiting request was held
+        back by the KV cache (counted for steps starting after the warm-up); ``hit_share``: the part of
+        the step's time spent on cached prefixes; ``prefill_share``: the part that was prefill
+        (colocated iterations)."""
+        stats = self.stats[role]
+        if kv_blocked and t0 >= self.start_s:
+            stats.kv_blocked_steps += 1
+        if self.steps is not None:
+            self.steps.append(StepRecord(role, instance, t0, t1, requests, prefill_tokens))
+        share = window_share(t0, t1, self.start_s, self.end_s)
+        if not share:
             return
-        if t1 <= t0:
-            self.total += amount
-            return
-        overlap = min(t1, self.end_s) - max(t0, self.start_s)
-        self.total += amount * overlap / (t1 - t0)
+        inside_s = (t1 - t0) * share
+        stats.busy_s += inside_s
+        stats.steps += 1
+        stats.batch_sum += requests
+        if kv_imbalance is not None:
+            stats.kv_imbalance_sum += kv_imbalance
+            stats.kv_imbalance_steps += 1
+        stats.bound_votes[cost.bound_by] = stats.bound_votes.get(cost.bound_by, 0.0) + inside_s
+        scale = inside_s / cost.time_s if cost.time_s > 0 else 0.0
+        breakdown = stats.breakdown_s
+        for k, v in cost.breakdown_s.items():
+            breakdown[k] = breakdown.get(k, 0.0) + v * scale
+        stats.hit_s += hit_share * inside_s
+        if prefill_share is not None:
+            breakdown["prefill_share_s"] = breakdown.get("prefill_share_s", 0.0) + prefill_share * inside_s

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from gpus import GPUProfile
     from moe import MoEModel
 
-__all__ = ["BuiltPlan", "TrainingResult", "estimate_training", "build_plan", "simulate_plan"]
+__all__ = ["BuiltPlan", "TrainingResult", "build_plan", "simulate_plan", "resolve", "check_budget"]
 
 SECONDS_PER_HOUR = 3600.0
 PHASE_NAMES = {
@@ -84,6 +84,11 @@ class TrainingResult:
     wall_time_s: float = 0.0
     layer_times_s: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def gpu_hours_per_trillion_tokens(self) -> float:
+        """GPU-hours per trillion training tokens at this throughput (the V3 report's headline unit)."""
+        return 1e12 / self.tokens_per_s_per_gpu / 3600.0
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -108,7 +113,7 @@ class BuiltPlan:
     without the requested FP8)."""
 
 
-def _resolve(model: str | MoEModel, gpu: str | GPUProfile) -> tuple[MoEModel, GPUProfile]:
+def resolve(model: str | MoEModel, gpu: str | GPUProfile) -> tuple[MoEModel, GPUProfile]:
     import gpus
     import moe
 
@@ -603,7 +608,7 @@ def simulate_plan(
     check_memory: bool = True,
     **kwargs: Any,
 ) -> TrainingResult:
-    _check_budget(tokens, usd_per_gpu_hour)
+    check_budget(tokens, usd_per_gpu_hour)
     t0 = time.perf_counter()
     built = build_plan(model, gpu, num_gpus, **kwargs)
     plan, notes = built.plan, list(built.notes)
@@ -676,7 +681,7 @@ def _resource_busy(timeline: engine.RankTimeline) -> dict[str, float]:
     return busy
 
 
-def _check_budget(tokens: Any, usd_per_gpu_hour: Any) -> None:
+def check_budget(tokens: Any, usd_per_gpu_hour: Any) -> None:
     """The token budget and the price are finite and positive (the price may be None: the
     profile's own)."""
     if not is_finite_number(tokens) or tokens <= 0:
@@ -686,108 +691,3 @@ def _check_budget(tokens: Any, usd_per_gpu_hour: Any) -> None:
             f"usd_per_gpu_hour must be a finite price > 0 (or None for the GPU profile's), "
             f"got {usd_per_gpu_hour!r}."
         )
-
-
-def estimate_training(
-    model: str | MoEModel = "deepseek-v3",
-    gpu: str | GPUProfile = "H800",
-    num_gpus: int = 2048,
-    tp: int = 1,
-    pp: int = 16,
-    ep: int = 64,
-    seq_len: int = 4096,
-    global_batch_seqs: int = 15360,
-    tokens: float = 14.8e12,
-    precision: str = "fp8",
-    schedule: str = "dualpipe",
-    usd_per_gpu_hour: float | None = None,
-    *,
-    plan: str | None = None,
-    dp: int | None = None,
-    virtual_stages: int = 1,
-    micro_batch_seqs: int = 1,
-    context_parallel: int = 1,
-    recompute: str = "selective",
-    comm_sm_count: int | None = None,
-    max_nodes_per_token: int | None = None,
-    layers_per_stage: Sequence[int] | None = None,
-    free_comm: bool = False,
-    routing_skew: float = 0.0,
-    seed: int = 0,
-    recompute_modules: Sequence[str] | None = None,
-    dispatcher: str = "deepep",
-    a2a_overlap: bool = False,
-    sequence_parallel: bool | None = None,
-    distributed_optimizer: bool = True,
-    grad_dtype: str | None = None,
-    moe_tp: int = 1,
-    account_for_embedding_in_pipeline_split: bool = False,
-    account_for_loss_in_pipeline_split: bool = False,
-    dispatch_dtype: str | None = None,
-    pipeline_split: str = "balanced",
-) -> TrainingResult:
-    """Simulate one optimizer step of ``model`` on ``num_gpus`` ``gpu``s and cost ``tokens`` of training.
-
-    ``plan="auto"`` searches TP/PP/EP/schedule combinations that fit (see :func:`search_plans`)
-    and returns the fastest, with the runners-up in ``runners_up`` (with the default Megatron keys).
-
-    Plans as Megatron-LM expresses them (README "Megatron-LM plans"; the defaults are DeepSeek-V3's
-    own system): ``dispatcher`` ("deepep", "alltoall", "allgather"), ``dispatch_dtype``,
-    ``a2a_overlap`` (1F1B EP A2A overlap), ``recompute_modules`` (with ``recompute="selective"``),
-    ``sequence_parallel`` (default: on when tp > 1), ``distributed_optimizer``, ``grad_dtype``,
-    ``moe_tp``, ``pipeline_split`` ("balanced" or Megatron's "even") and the
-    ``account_for_embedding_in_pipeline_split`` / ``account_for_loss_in_pipeline_split`` flags.
-    """
-    m, g = _resolve(model, gpu)
-    if plan is not None and plan != "auto":
-        raise ValueError(f"plan must be None or 'auto', got {plan!r}.")
-    _check_budget(tokens, usd_per_gpu_hour)
-    if plan == "auto":
-        from sim.training.search import search_plans
-
-        return search_plans(
-            m,
-            g,
-            num_gpus,
-            seq_len=seq_len,
-            global_batch_seqs=global_batch_seqs,
-            tokens=tokens,
-            precision=precision,
-            usd_per_gpu_hour=usd_per_gpu_hour,
-        )
-    return simulate_plan(
-        m,
-        g,
-        num_gpus,
-        tokens,
-        usd_per_gpu_hour,
-        tp=tp,
-        pp=pp,
-        ep=ep,
-        dp=dp,
-        cp=context_parallel,
-        seq_len=seq_len,
-        global_batch_seqs=global_batch_seqs,
-        precision=precision,
-        schedule=schedule,
-        virtual_stages=virtual_stages,
-        micro_batch_seqs=micro_batch_seqs,
-        recompute=recompute,
-        comm_sm_count=comm_sm_count,
-        max_nodes_per_token=max_nodes_per_token,
-        layers_per_stage=layers_per_stage,
-        free_comm=free_comm,
-        routing_skew=routing_skew,
-        seed=seed,
-        recompute_modules=recompute_modules,
-        dispatcher=dispatcher,
-        a2a_overlap=a2a_overlap,
-        sequence_parallel=sequence_parallel,
-        distributed_optimizer=distributed_optimizer,
-        grad_dtype=grad_dtype,
-        moe_tp=moe_tp,
-        account_for_embedding_in_pipeline_split=account_for_embedding_in_pipeline_split,
-        account_for_loss_in_pipeline_split=account_for_loss_in_pipeline_split,
-        dispatch_dtype=dispatch_dtype,
-        pipeline_split=pipeline_split,
-    )

@@ -63,7 +63,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sim.training.api import estimate_training
+    from sim.training.estimate import estimate_training
 
     if getattr(args, "projections", False) or getattr(args, "v3_run", False):
         return _tables(args)

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sim.training.api import TrainingResult, estimate_training
+from sim.training.api import TrainingResult
+from sim.training.estimate import estimate_training
 
 __all__ = ["Phase", "RunResult", "estimate_run", "deepseek_v3_run", "projections"]
 

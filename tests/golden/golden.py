@@ -76,87 +76,35 @@ def readme_table() -> dict[str, Any]:
 
 # --- tests/sim/serving/test_serving_reference.py ---------------------------------------------------
 
-_H = dict(model="deepseek-v3", gpu="H800", usd_per_gpu_hour=2.0, seed=0)
-_PREFILL = {"nodes": 4, "ep": 32, "attn_dp": 32, "redundant_experts": 32}
-_DECODE = {"nodes": 18, "ep": 144, "attn_dp": 144, "redundant_experts": 32}
-_DAY6_WL = {"input_len": 4383, "output_len": 1211, "cache_hit_rate": 0.563, "concurrency": 12686}
 _VINTAGES = ("H800", "H800@2025-02")
 
 
 def serving_reference() -> dict[str, Any]:
-    """Every simulation of the serving reference tests, each result flattened whole."""
-    import sim
+    """Every simulation of the serving reference tests (their scenarios: sim/scenarios/*.toml), each
+    result flattened whole."""
+    from sim import scenarios
     from sim.serving.fleet import isca_decode_bound, projections, size_fleet
     from sim.serving.workloads import day6_load_curve
 
+    day6 = scenarios.get("day6")
     out: dict[str, Any] = {}
     out.update(flatten(isca_decode_bound("H800"), "isca_decode_bound"))
     for gpu in _VINTAGES:
-        h = {**_H, "gpu": gpu}
         out.update(
-            flatten(
-                sim.estimate_serving(
-                    **h,
-                    duration_s=120,
-                    deployment={
-                        "mode": "disaggregated",
-                        "prefill": _PREFILL,
-                        "decode": {**_DECODE, "instances": 2},
-                    },
-                    workload={"input_len": 4096, "output_len": 64, "concurrency": 20000},
-                ),
-                f"prefill_r017[{gpu}]",
-            )
+            flatten(scenarios.get("profile-prefill").run(gpu=gpu, duration_s=120), f"prefill_r017[{gpu}]")
         )
-        out.update(
-            flatten(
-                sim.estimate_serving(
-                    **h,
-                    duration_s=60,
-                    deployment={
-                        "mode": "disaggregated",
-                        "prefill": {"nodes": 4, "ep": 32, "instances": 48},
-                        "decode": {"nodes": 16, "ep": 128, "max_batch_per_gpu": 128},
-                    },
-                    workload={"input_len": 4032, "output_len": 128, "concurrency": 128 * 128 + 12000},
-                ),
-                f"decode_r018[{gpu}]",
-            )
-        )
-        out.update(
-            flatten(
-                sim.estimate_serving(
-                    **h,
-                    duration_s=600,
-                    deployment={
-                        "mode": "disaggregated",
-                        "prefill": {**_PREFILL, "instances": 4},
-                        "decode": _DECODE,
-                    },
-                    workload=_DAY6_WL,
-                ),
-                f"day6[{gpu}]",
-            )
-        )
-    inst = {"nodes": 1, "weight_dtype": "fp8", "kv_dtype": "fp6"}
-    out.update(
-        flatten(
-            sim.estimate_serving(
-                "deepseek-v2",
-                "H800",
-                duration_s=60,
-                seed=0,
-                deployment={"mode": "disaggregated", "prefill": {**inst, "instances": 4}, "decode": inst},
-                workload={"input_len": 2048, "output_len": 512, "concurrency": 8000},
-            ),
-            "v2_generation",
-        )
-    )
+        out.update(flatten(scenarios.get("profile-decode").run(gpu=gpu), f"decode_r018[{gpu}]"))
+        out.update(flatten(day6.run(gpu=gpu), f"day6[{gpu}]"))
+    out.update(flatten(scenarios.get("v2-generation").run(), "v2_generation"))
+    shapes = {
+        role: {k: v for k, v in spec.items() if k != "instances"} if isinstance(spec, dict) else spec
+        for role, spec in day6.deployment.items()
+    }
     plan = size_fleet(
-        "deepseek-v3",
-        "H800",
-        {"mode": "disaggregated", "prefill": _PREFILL, "decode": _DECODE},
-        {k: v for k, v in _DAY6_WL.items() if k != "concurrency"},
+        day6.model,
+        day6.gpu,
+        shapes,
+        {k: v for k, v in day6.workload.items() if k != "concurrency"},
         day6_load_curve(),
         tpot_target_s=1 / 20,
         ttft_target_s=5.0,
@@ -177,25 +125,32 @@ def serving_reference() -> dict[str, Any]:
 
 # --- tests/sim/training/test_training_figures.py and test_training_api.py --------------------------
 
-# V3's published pre-training plan (as tests/sim/training and benchmarks/bench_training.py run it)
-_V3_PLAN: dict[str, Any] = dict(
-    tp=1, pp=16, ep=64, seq_len=4096, global_batch_seqs=15360, precision="fp8", schedule="dualpipe"
-)
-_V3_TRAINING: dict[str, Any] = dict(
-    model="deepseek-v3", gpu="H800", num_gpus=2048, tokens=1e12, usd_per_gpu_hour=2.0, **_V3_PLAN
-)
+
+# V3's published pre-training plan (sim/scenarios/v3_pretraining.toml, as tests/sim/training and
+# benchmarks/bench_training.py run it), costed here at one trillion tokens
+def _v3_plan() -> dict[str, Any]:
+    from sim import scenarios
+
+    return scenarios.get("v3-pretraining").plan
+
+
+def _v3_training() -> dict[str, Any]:
+    from sim import scenarios
+
+    return scenarios.get("v3-pretraining").training_kwargs(tokens=1e12)
 
 
 def training_reference() -> dict[str, Any]:
     """Every simulation of the training reference tests, each result flattened whole."""
     import gpus
     import moe
-    from sim.training.api import build_plan, estimate_training
+    from sim.training.api import build_plan
+    from sim.training.estimate import estimate_training
     from sim.training.run import Phase, deepseek_v3_run, estimate_run, projections
     from sim.training.trace import compare, compare_kernels
 
     out: dict[str, Any] = {}
-    plan = build_plan(moe.get("deepseek-v3"), gpus.get("H800"), 2048, **_V3_PLAN).plan
+    plan = build_plan(moe.get("deepseek-v3"), gpus.get("H800"), 2048, **_v3_plan()).plan
     out.update(flatten(list(plan.layers_per_piece), "v3_plan.layers_per_piece"))
     out.update(flatten([list(p) for p in plan.pieces_of_rank], "v3_plan.pieces_of_rank"))
     for name, _trace_ms, sim_ms in compare(TRACE):  # the trace's columns are measured, not simulated
@@ -204,7 +159,7 @@ def training_reference() -> dict[str, Any]:
         out[f"trace_kernels[{name}].simulated_ms"] = float(sim_ms)
         out[f"trace_kernels[{name}].simulated_count"] = float(sim_n)
     for gpu in _VINTAGES:
-        out.update(flatten(estimate_training(**{**_V3_TRAINING, "gpu": gpu}), f"v3_training[{gpu}]"))
+        out.update(flatten(estimate_training(**{**_v3_training(), "gpu": gpu}), f"v3_training[{gpu}]"))
         out.update(flatten(deepseek_v3_run(gpu=gpu), f"v3_run[{gpu}]"))
     out.update(
         flatten(
@@ -256,7 +211,7 @@ def benchmarks() -> dict[str, Any]:
     from sim.training.engine import simulate_step
 
     out: dict[str, Any] = {}
-    built = build_plan(moe.get("deepseek-v3"), gpus.get("H800"), 2048, **_V3_PLAN)
+    built = build_plan(moe.get("deepseek-v3"), gpus.get("H800"), 2048, **_v3_plan())
     step = simulate_step(built.layout, built.cost)
     out["bench_training.step_time_s"] = float(step.step_time_s)
     out["bench_training.num_events"] = int(step.num_events)

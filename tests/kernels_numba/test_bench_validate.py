@@ -250,7 +250,7 @@ def test_rotation_sets_are_independent_draws() -> None:
     from kernels_numba.shapes import grid
 
     case = next(c for c in grid(quick=True) if c.family == "gating")
-    first = bench._inputs(case, np.random.default_rng([0, 3]))
+    first = bench.make_inputs(case, np.random.default_rng([0, 3]))
     sets = bench.rotation_sets(case, first, 3, 0, 3)
     again = bench.rotation_sets(case, first, 3, 0, 3)
     assert len(sets) == 3 and sets[0] is first
@@ -266,8 +266,8 @@ def test_torch_gating_family_fits_both_routing_variants() -> None:
     path = cal.calibration_dir() / "cpu-amd-epyc.json"
     doc = json.loads(path.read_text())
     profile = validate.profile_for(doc, path)
-    records = validate._groups(doc)[("gating", "torch_cpu")]
-    _, _, _, pairs = validate._fit_group(profile, records, "cpu")
+    records = validate.groups(doc)[("gating", "torch_cpu")]
+    _, _, _, pairs = validate.fit_group(profile, records, "cpu")
     checked = set()
     for record, (predicted, measured) in zip(records, pairs, strict=True):
         config = record["config"]
@@ -335,7 +335,7 @@ def test_one_row_gemm_records_fit_as_gemv_and_keep_their_measurements() -> None:
 
     path = validate.device_file()
     doc = json.loads(path.read_text())
-    groups = validate._groups(doc)
+    groups = validate.groups(doc)
     assert all(r["shape"]["m"] == 1 for r in groups[("gemv", "torch_cpu")])
     assert all(r["shape"]["m"] > 1 for r in groups[("gemm", "torch_cpu")])
     record = groups[("gemv", doc["default_impl"])][0]
@@ -412,7 +412,7 @@ def _one_sided_levels(cases: list, impl: str) -> dict[str, list[str]]:
         groups[validate.model_family(record)].append(case.shape)
     found: dict[str, list[str]] = {}
     for family, shapes in groups.items():
-        fit, held = cal.split_fit_holdout([validate._shape_key(s) for s in shapes])
+        fit, held = cal.split_fit_holdout([validate.shape_key(s) for s in shapes])
         sides: dict[tuple[str, str], set[str]] = defaultdict(set)
         count: dict[tuple[str, str], int] = defaultdict(int)
         for side, indices in (("fit", fit), ("held", held)):

@@ -257,9 +257,9 @@ def test_prefill_starved_closed_loop_names_prefill_as_the_bound():
 def test_decode_ranks_take_the_least_kv_and_the_step_charges_the_busiest():
     """The decode balancer places a joining request on the rank with the fewest KV tokens (below
     the per-rank cap); the step's KV is the busiest rank's, shared over the mean request count."""
-    from sim.serving.engine import _DecodeBatch
+    from sim.serving.engine import DecodeBatch
 
-    b = _DecodeBatch(1.0, ranks=3, rank_cap=2)
+    b = DecodeBatch(1.0, ranks=3, rank_cap=2)
     for rid, kv in enumerate((1000, 100, 100, 50)):
         b.join(rid, kv, tokens_left=10)
     # 1000 -> rank 0; 100 -> rank 1; 100 -> rank 2; 50 -> the lighter of ranks 1 and 2 (rank 1)
@@ -276,7 +276,7 @@ def test_decode_ranks_take_the_least_kv_and_the_step_charges_the_busiest():
     b.step = 10
     assert sorted(rid for rid, _ in b.pop_done()) == [0, 1, 2, 3, 4]
     assert b.size == 0 and list(b.rank_n) == [0, 0, 0] and list(b.rank_kv()) == [0, 0, 0]
-    one = _DecodeBatch(1.0)  # one rank: the whole batch
+    one = DecodeBatch(1.0)  # one rank: the whole batch
     for rid, kv in enumerate((1000, 100)):
         one.join(rid, kv, tokens_left=10)
     assert one.step_shape() == (2, 576, 1.0)

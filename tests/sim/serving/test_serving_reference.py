@@ -10,26 +10,37 @@ from __future__ import annotations
 
 import pytest
 
-import sim
+from sim import scenarios
 from sim.serving.fleet import isca_decode_bound, projections, size_fleet
 from sim.serving.workloads import day6_load_curve
 
-H = dict(model="deepseek-v3", gpu="H800", usd_per_gpu_hour=2.0, seed=0)
-PREFILL = {"nodes": 4, "ep": 32, "attn_dp": 32, "redundant_experts": 32}
-DECODE = {"nodes": 18, "ep": 144, "attn_dp": 144, "redundant_experts": 32}
-DAY6_WL = {"input_len": 4383, "output_len": 1211, "cache_hit_rate": 0.563, "concurrency": 12686}
+# The configurations and their published figures (value, tolerance, source): sim/scenarios/*.toml
+DAY6 = scenarios.get("day6")
+PROFILE_PREFILL = scenarios.get("profile-prefill")
+PROFILE_DECODE = scenarios.get("profile-decode")
+V2_GENERATION = scenarios.get("v2-generation")
+
+
+def approx(figure: scenarios.ScenarioFigure):
+    """The published value of ``figure`` within its tolerance."""
+    if figure.absolute:
+        return pytest.approx(figure.value, abs=figure.tolerance)
+    return pytest.approx(figure.value, rel=figure.tolerance)
+
+
+def instance_shapes(deployment):
+    """The deployment with each role's instance count left to the fleet sizing."""
+    return {
+        role: {k: v for k, v in spec.items() if k != "instances"} if isinstance(spec, dict) else spec
+        for role, spec in deployment.items()
+    }
 
 
 def day6_run(gpu: str = "H800"):
     """Day 6's decode instance at its concurrency, fed by four prefill instances, over the
     acceptance check's 600 s (the closed loop starts every client at once: a long window is nearer
     the steady state)."""
-    return sim.estimate_serving(
-        **{**H, "gpu": gpu},
-        duration_s=600,
-        deployment={"mode": "disaggregated", "prefill": {**PREFILL, "instances": 4}, "decode": DECODE},
-        workload=DAY6_WL,
-    )
+    return DAY6.run(gpu=gpu)
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +60,9 @@ def test_profile_prefill_r017(gpu):
     # predicts 66.2k (+6%) with the newest kernels, 61.4k (-2%) with those of 2025-02 (the README's
     # 60 s run): every kernel of a prefill batch counted (FP8 casts, MLA norms, RoPE and K/V
     # assembly, router GEMM, permute/unpermute) with the trace-fitted memory-bound kernels
-    a = sim.estimate_serving(
-        **{**H, "gpu": gpu},
-        duration_s=120,
-        deployment={"mode": "disaggregated", "prefill": PREFILL, "decode": {**DECODE, "instances": 2}},
-        workload={"input_len": 4096, "output_len": 64, "concurrency": 20000},
-    )
-    assert a.prefill_input_tokens_per_s_per_node == pytest.approx(62713, rel=0.2)
+    a = PROFILE_PREFILL.run(gpu=gpu, duration_s=120)  # the README table runs its 60 s
+    figure = PROFILE_PREFILL.figure("profile_prefill_tokens_per_s_per_node")
+    assert figure.of(a) == approx(figure)
 
 
 R018_MISS = (
@@ -75,24 +82,17 @@ def test_profile_decode_r018_capacity(gpu):
     # charged once). 128 requests per GPU, KV ~4,096: enough prefill instances and clients
     # to keep the decode instance full (the acceptance script's own case b is prefill-bound: 2
     # prefill instances feed ~124 requests/s)
-    b = sim.estimate_serving(
-        **{**H, "gpu": gpu},
-        duration_s=60,
-        deployment={
-            "mode": "disaggregated",
-            "prefill": {"nodes": 4, "ep": 32, "instances": 48},
-            "decode": {"nodes": 16, "ep": 128, "max_batch_per_gpu": 128},
-        },
-        workload={"input_len": 4032, "output_len": 128, "concurrency": 128 * 128 + 12000},
-    )
+    b = PROFILE_DECODE.run(gpu=gpu)
     assert b.mean_batch_per_gpu["decode"] == pytest.approx(128, rel=0.05)
-    assert b.decode_output_tokens_per_s_per_node == pytest.approx(18598, rel=0.2)
+    figure = PROFILE_DECODE.figure("profile_decode_tokens_per_s_per_node")
+    assert figure.of(b) == approx(figure)
 
 
 def test_day6_decode_instance_holds_the_published_load(day6):
     # Day 6: 12,686 concurrent requests on one 18-node decode instance (EP144), which bounds the
     # deployment (10%: requests waiting in prefill or between turns are not in decode)
-    assert day6.mean_batch_per_gpu["decode"] == pytest.approx(12686 / 144, rel=0.1)
+    concurrency, decode_ranks = DAY6.workload["concurrency"], DAY6.deployment["decode"]["attn_dp"]
+    assert day6.mean_batch_per_gpu["decode"] == pytest.approx(concurrency / decode_ranks, rel=0.1)
     assert day6.bound_by.startswith("decode")
 
 
@@ -103,8 +103,9 @@ def test_day6_decode_instance_holds_the_published_load(day6):
     "see the README",
 )
 def test_day6_decode_within_20pct(day6):
-    assert day6.decode_output_tokens_per_s_per_node == pytest.approx(14800, rel=0.2)
-    assert day6.tokens_per_s_per_user == pytest.approx(21, rel=0.2)
+    for key in ("day6_decode_tokens_per_s_per_node", "day6_tokens_per_s_per_user"):
+        figure = DAY6.figure(key)
+        assert figure.of(day6) == approx(figure)
 
 
 # The same systems predicted with the kernels of their time. Day 6 (window 2025-02-27/28) and the
@@ -120,16 +121,16 @@ def day6_feb():
 
 def test_day6_with_the_kernels_of_february_2025(day6_feb, day6):
     # predicts 16.4k tok/s/node (+11%), 24.4 tok/s/user (+16%), $0.271/M output (-10%) with MTP (1 draft, 85%)
-    assert day6_feb.decode_output_tokens_per_s_per_node == pytest.approx(14800, rel=0.2)
-    assert day6_feb.tokens_per_s_per_user == pytest.approx(21, rel=0.2)
-    assert day6_feb.usd_per_million_output_tokens == pytest.approx(0.300, rel=0.2)
+    for figure in DAY6.figures:
+        assert figure.of(day6_feb) == approx(figure), figure.key
     # the older kernels are slower: the same deployment serves fewer tokens
     assert day6_feb.decode_output_tokens_per_s_per_node < day6.decode_output_tokens_per_s_per_node
 
 
 def test_day6_output_cost(day6):
     # predicts $0.257 (-14%) with MTP (1 draft, 85%), $0.335 (+12%) without
-    assert day6.usd_per_million_output_tokens == pytest.approx(0.300, rel=0.2)
+    figure = DAY6.figure("day6_usd_per_million_output")
+    assert figure.of(day6) == approx(figure)
 
 
 def test_day6_input_cost_and_prefill_utilisation(day6):
@@ -154,25 +155,18 @@ def test_v2_generation_claim():
     # prediction reaches it.
     # "Maximum generation throughput": the decode node filled until its KV cache binds. Lengths are not
     # stated; assumed 2,048 in / 512 out.
-    inst = {"nodes": 1, "weight_dtype": "fp8", "kv_dtype": "fp6"}
-    r = sim.estimate_serving(
-        "deepseek-v2",
-        "H800",
-        duration_s=60,
-        seed=0,
-        deployment={"mode": "disaggregated", "prefill": {**inst, "instances": 4}, "decode": inst},
-        workload={"input_len": 2048, "output_len": 512, "concurrency": 8000},
-    )
+    r = V2_GENERATION.run()
     assert "kv_capacity" in r.bound_by
-    assert r.decode_output_tokens_per_s_per_node >= 50_000
+    figure = V2_GENERATION.figure("v2_generation_tokens_per_s_per_node")
+    assert figure.lower_bound and figure.within(figure.of(r))
 
 
 def test_day6_fleet_sizing():
     plan = size_fleet(
-        "deepseek-v3",
-        "H800",
-        {"mode": "disaggregated", "prefill": PREFILL, "decode": DECODE},
-        {k: v for k, v in DAY6_WL.items() if k != "concurrency"},
+        DAY6.model,
+        DAY6.gpu,
+        instance_shapes(DAY6.deployment),
+        {k: v for k, v in DAY6.workload.items() if k != "concurrency"},
         day6_load_curve(),
         tpot_target_s=1 / 20,
         ttft_target_s=5.0,

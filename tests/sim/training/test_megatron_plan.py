@@ -10,7 +10,8 @@ import pytest
 import gpus
 import moe
 from sim import comm
-from sim.training.api import build_plan, estimate_training
+from sim.training.api import build_plan
+from sim.training.estimate import estimate_training
 from sim.training.memory import activation_bytes_per_token, memory_report
 from sim.training.plan import megatron_layer_counts
 from sim.training.schedules import get_schedule, overlap_steady_pairs

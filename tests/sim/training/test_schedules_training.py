@@ -128,7 +128,7 @@ def test_link_contention_and_sends_lengthen_the_step_beyond_closed_form() -> Non
 
 
 def test_routing_skew_slows_the_step() -> None:
-    from sim.training.api import estimate_training
+    from sim.training.estimate import estimate_training
 
     kw = dict(
         model="deepseek-v2-lite",
@@ -149,7 +149,7 @@ def test_routing_skew_slows_the_step() -> None:
 
 
 def test_free_comm_leaves_no_exposed_communication() -> None:
-    from sim.training.api import estimate_training
+    from sim.training.estimate import estimate_training
 
     t = estimate_training(
         model="deepseek-v2-lite",

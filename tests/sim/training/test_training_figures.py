@@ -102,7 +102,7 @@ def test_v2_gpu_hours_per_trillion_tokens(gpu: str) -> None:
     """V2-TR p.16: 172.8K H800 GPU-hours per trillion tokens. Assumed configuration (V2-TR p.12):
     16-way zero-bubble PP, 8-way EP, ZeRO-1, no TP, BF16, 4K x 9,216 sequences; the cluster size is
     not stated: 2,048 H800 assumed (V3's cluster)."""
-    from sim.training.api import estimate_training
+    from sim.training.estimate import estimate_training
 
     t = estimate_training(
         model="deepseek-v2",
