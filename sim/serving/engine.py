@@ -498,20 +498,15 @@ class _DecodingInstance(_Instance):
         if not self.wake.triggered:
             self.wake.succeed()
 
-    def _reserve(self, rid: int) -> bool:
-        """Claim a request's whole KV footprint (prompt and every output token)."""
-        log = self.sim.log
-        return self.kv.reserve(int(log.input_len[rid] + log.output_len[rid]))
+    def _admit(self, room: float) -> tuple[list[int], bool]:
+        """The waiting requests the admission policy lets in (their KV footprints reserved), and whether
+        one was held back by the KV cache."""
+        return self.admission(self.waiting, room, self.kv, self.sim.log.footprint_tokens)
 
     def _finish(self, rid: int) -> None:
         log = self.sim.log
         self.kv.release(int(log.input_len[rid] + log.output_len[rid]))
         self.sim.finished(rid)
-
-    def _join_batch(self, rid: int) -> None:
-        log = self.sim.log
-        log.mark("decode_admit_s", rid, self.sim.env.now)
-        self.batch.join(rid, int(log.input_len[rid]) + 1, int(log.output_len[rid]) - 1)
 
     def _decode_stepped(self, n: int, t0: float, t1: float) -> None:
         """The batch's ``n`` requests made one step: count their tokens (less what the last step of a
@@ -521,10 +516,12 @@ class _DecodingInstance(_Instance):
         r = sim.r
         self.batch.step += 1
         sim.count_output(n * r, t0, t1)
+        kv = self.kv
         for rid, steps in self.batch.pop_done():
-            overshoot = steps * r - (int(log.output_len[rid]) - 1)
-            sim.count_output(-overshoot, t1, t1)
-            self._finish(rid)
+            n_out = int(log.output_len[rid])
+            sim.count_output(-(steps * r - (n_out - 1)), t1, t1)
+            kv.release(int(log.input_len[rid]) + n_out)
+            sim.finished(rid)
 
 
 class DecodeInstance(_DecodingInstance):
@@ -544,9 +541,13 @@ class DecodeInstance(_DecodingInstance):
     def run(self) -> Any:
         env = self.sim.env
         while True:
-            blocked = self.admission(
-                self.waiting, self.max_batch - self.batch.size, self._reserve, self._join_batch
-            )
+            admitted, blocked = self._admit(self.max_batch - self.batch.size)
+            if admitted:
+                log = self.sim.log
+                now = env.now
+                for rid in admitted:
+                    log.mark("decode_admit_s", rid, now)
+                    self.batch.join(rid, int(log.input_len[rid]) + 1, int(log.output_len[rid]) - 1)
             n = self.batch.size
             if n == 0:
                 self.wake = env.event()
@@ -583,16 +584,15 @@ class ColocatedInstance(_DecodingInstance):
         """Requests held (decoding, prefilling or waiting): what the router balances."""
         return self.batch.size + len(self.waiting) + len(self.prefilling)
 
-    def _start_prefill(self, rid: int) -> None:
-        self.sim.log.mark("prefill_start_s", rid, self.sim.env.now)
-        self.prefilling.append([rid, self._new_tokens(rid)])
-
     def run(self) -> Any:
         env = self.sim.env
         dp = self.spec.attn_dp
         while True:
             room = self.max_batch - self.batch.size - len(self.prefilling)
-            blocked = self.admission(self.waiting, room, self._reserve, self._start_prefill)
+            admitted, blocked = self._admit(room)
+            for rid in admitted:
+                self.sim.log.mark("prefill_start_s", rid, env.now)
+                self.prefilling.append([rid, self._new_tokens(rid)])
             n = self.batch.size
             if n == 0 and not self.prefilling:
                 self.wake = env.event()

@@ -31,6 +31,8 @@ class RequestLog:
         self.input_len = np.zeros(self._cap, dtype=np.int64)
         self.output_len = np.zeros(self._cap, dtype=np.int64)
         self.cached_tokens = np.zeros(self._cap, dtype=np.int64)
+        # KV entries a request holds at its end (prompt and every output token): what admission reserves
+        self.footprint_tokens = np.zeros(self._cap, dtype=np.int64)
 
     def _grow(self) -> None:
         new = self._cap * 2
@@ -38,7 +40,7 @@ class RequestLog:
             col = np.full(new, np.nan)
             col[: self._cap] = self.times[f]
             self.times[f] = col
-        for name in ("input_len", "output_len", "cached_tokens"):
+        for name in ("input_len", "output_len", "cached_tokens", "footprint_tokens"):
             old = getattr(self, name)
             col = np.zeros(new, dtype=np.int64)
             col[: self._cap] = old
@@ -54,6 +56,7 @@ class RequestLog:
         self.input_len[rid] = input_len
         self.output_len[rid] = output_len
         self.cached_tokens[rid] = cached_tokens
+        self.footprint_tokens[rid] = input_len + output_len
         return rid
 
     def mark(self, field: str, rid: int, time_s: float) -> None:

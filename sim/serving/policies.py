@@ -27,7 +27,10 @@ import math
 import operator
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "NO_LIMIT",
@@ -38,6 +41,7 @@ __all__ = [
     "RoundRobin",
     "PrefillBatching",
     "DecodeAdmission",
+    "KVReserver",
     "ChunkedPrefill",
     "Chunk",
     "ROUTERS",
@@ -145,48 +149,54 @@ def one_request(
 # ---- decode admission --------------------------------------------------------------------------------
 
 
+class KVReserver(Protocol):
+    def reserve(self, tokens: int) -> bool:
+        """Reserve room for ``tokens`` KV entries; False (and nothing reserved) when they do not fit."""
+        ...
+
+
 class DecodeAdmission(Protocol):
     def __call__(
-        self, waiting: deque[int], room: float, reserve: Callable[[int], bool], admit: Callable[[int], None]
-    ) -> bool:
-        """Admit requests from ``waiting`` while the batch has ``room`` more; ``reserve(rid)`` claims a
-        request's KV cache (False when it does not fit), ``admit(rid)`` puts it in the batch. Returns True
-        when a waiting request was held back by the KV cache."""
+        self, waiting: deque[int], room: float, kv: KVReserver, footprint_tokens: np.ndarray
+    ) -> tuple[list[int], bool]:
+        """Take the requests that join the decode batch off ``waiting`` (oldest first), at most ``room``
+        of them, reserving each one's whole KV footprint (``footprint_tokens[rid]``: prompt and every
+        output token) in ``kv``. Returns them in admission order, and True when a waiting request was
+        held back by the KV cache."""
         ...
 
 
 def fifo_reserve(
-    waiting: deque[int], room: float, reserve: Callable[[int], bool], admit: Callable[[int], None]
-) -> bool:
+    waiting: deque[int], room: float, kv: KVReserver, footprint_tokens: np.ndarray
+) -> tuple[list[int], bool]:
     """In arrival order; the first request whose footprint does not fit blocks those behind it
     (head-of-line), so admission order is arrival order (SGLang's and vLLM's FCFS scheduling)."""
+    admitted: list[int] = []
     while waiting and room > 0:
         rid = waiting[0]
-        if not reserve(rid):
-            return True
-        waiting.popleft()
-        admit(rid)
+        if not kv.reserve(int(footprint_tokens[rid])):
+            return admitted, True
+        admitted.append(waiting.popleft())
         room -= 1
-    return False
+    return admitted, False
 
 
 def first_fit(
-    waiting: deque[int], room: float, reserve: Callable[[int], bool], admit: Callable[[int], None]
-) -> bool:
+    waiting: deque[int], room: float, kv: KVReserver, footprint_tokens: np.ndarray
+) -> tuple[list[int], bool]:
     """In arrival order, but a request that does not fit is skipped, not waited for: later, smaller
     requests may overtake it (more KV use, unfair to long requests)."""
-    held_back = False
+    admitted: list[int] = []
     kept: list[int] = []
     while waiting and room > 0:
         rid = waiting.popleft()
-        if reserve(rid):
-            admit(rid)
+        if kv.reserve(int(footprint_tokens[rid])):
+            admitted.append(rid)
             room -= 1
         else:
-            held_back = True
             kept.append(rid)
     waiting.extendleft(reversed(kept))
-    return held_back
+    return admitted, bool(kept)
 
 
 # ---- chunked prefill ---------------------------------------------------------------------------------
