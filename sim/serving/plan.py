@@ -58,7 +58,7 @@ from sim.serving.fleet import PrefillCapacity, prefill_capacity
 from sim.serving.stack import get as get_stack
 from sim.serving.stack import names as stack_names
 from sim.serving.stepcost import StepCost, StepCostModel
-from sim.serving.workloads import Workload, parse_workload
+from sim.serving.workloads import LengthSpec, Workload, parse_workload
 
 if TYPE_CHECKING:
     from gpus import GPUProfile
@@ -1022,8 +1022,8 @@ def _materialise(model: MoEModel, c: dict[str, Any]) -> ServingPlan:
             "decode": clean(shape.spec, u["d"], cap),
         }
     workload = {
-        "input_len": wl.mean_input_len,
-        "output_len": wl.mean_output_len,
+        "input_len": _length(wl.input_len),
+        "output_len": _length(wl.output_len),
         "cache_hit_rate": wl.cache_hit_rate,
         "mtp_draft_tokens": wl.mtp_draft_tokens,
         "mtp_acceptance": wl.mtp_acceptance,
@@ -1066,6 +1066,14 @@ def _materialise(model: MoEModel, c: dict[str, Any]) -> ServingPlan:
     )
 
 
+def _length(spec: LengthSpec) -> Any:
+    """A length spec as the workload dict writes it: a number for a fixed length, else the dict."""
+    params = dict(spec.params)
+    if spec.dist == "fixed":
+        return params["value"]
+    return {"dist": spec.dist, **params}
+
+
 def refine_plan(
     model: str | MoEModel,
     plan: ServingPlan,
@@ -1085,9 +1093,12 @@ def refine_plan(
     else:
         d = dep["decode"]
         decoding = plan.batch_per_gpu * int(d["attn_dp"]) * int(d["instances"])
-        in_prefill = plan.requests_per_s * plan.ttft_estimate_s
-        concurrency = int(math.ceil(decoding * 1.05 + in_prefill)) + 1
-    lifetime = plan.ttft_estimate_s + plan.workload["output_len"] * plan.tpot_s
+        # requests on their way to decode: about half a full prefill batch each (the estimate is two); a request
+        # that waits for a decode slot counts that wait in its TPOT, so no more are added
+        in_prefill = plan.requests_per_s * plan.ttft_estimate_s / 4.0
+        concurrency = int(math.ceil(decoding + in_prefill))
+    out_len = parse_workload({**plan.workload, "concurrency": 1}).mean_output_len
+    lifetime = plan.ttft_estimate_s + out_len * plan.tpot_s
     window = duration_s if duration_s is not None else max(60.0, 3.0 * lifetime)
     warm = max(lifetime, window / 4.0)
     r = estimate_serving(
