@@ -1093,8 +1093,8 @@ def refine_plan(
     else:
         d = dep["decode"]
         decoding = plan.batch_per_gpu * int(d["attn_dp"]) * int(d["instances"])
-        # requests on their way to decode: about half a full prefill batch each (the estimate is two); a request
-        # that waits for a decode slot counts that wait in its TPOT, so no more are added
+        # requests on their way to decode: about half a full prefill batch each (the TTFT estimate is two
+        # batches); a request that waits for a decode slot counts that wait in its TPOT, so none are added
         in_prefill = plan.requests_per_s * plan.ttft_estimate_s / 4.0
         concurrency = int(math.ceil(decoding + in_prefill))
     out_len = parse_workload({**plan.workload, "concurrency": 1}).mean_output_len
