@@ -834,7 +834,9 @@ def plan_serving(
         shapes.sort(key=lambda x: x[0])  # promising first, so that the bound prunes early
         best_cost = math.inf
         local_front: list[tuple[float, float]] = []
-        for bound, corner, why, shape in shapes:
+        for index, (bound, corner, why, shape) in enumerate(shapes):
+            if progress and (index % 64 == 0 or index == len(shapes) - 1):
+                progress(index + 1, len(shapes), f"{g.name} (costing)")
             names = shape.stacks
             dominated = any(f[0] >= corner[0] and f[1] >= corner[1] for f in local_front)
             if why is not None and dominated:
@@ -926,7 +928,11 @@ def plan_serving(
             ),
         )
         plans = head + plans[refined:]
-    front = _front([_materialise(m, {**f, "limit": "batch cap"}) for f in _front_candidates(front_points)])
+    front = [
+        _materialise(m, {**f, "limit": "batch cap"})
+        for g in profiles
+        for f in _front_candidates([x for x in front_points if x["gpu"] is g])
+    ]
     notes = (
         f"screen: {costed} of {space_size} configurations costed ({shapes_costed} instance shapes, "
         f"{shapes_pruned} skipped by a bound: they could neither beat the best plan nor reach the front), "
@@ -981,7 +987,7 @@ def _largest_batch(tpot: Callable[[int], float], b_max: int, limit: float) -> in
 
 
 def _front_candidates(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Points not dominated in (output tokens/s per GPU, tokens/s per user)."""
+    """Points not dominated in (output tokens/s per GPU, tokens/s per user), by tokens/s per user."""
     keyed = [(f["unit"]["out_rate"] / f["unit"]["gpus"], r_user(f["point"]), f) for f in points]
     keyed.sort(key=lambda x: (-x[1], -x[0]))
     out = []
@@ -990,11 +996,7 @@ def _front_candidates(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if per_gpu > best_gpu:
             out.append(f)
             best_gpu = per_gpu
-    return out
-
-
-def _front(plans: list[ServingPlan]) -> list[ServingPlan]:
-    return sorted(plans, key=lambda p: p.tokens_per_s_per_user)
+    return out[::-1]
 
 
 def _materialise(model: MoEModel, c: dict[str, Any]) -> ServingPlan:
