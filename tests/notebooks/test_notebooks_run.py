@@ -78,7 +78,12 @@ SUMMARY_KEYS = {
     "05_nerfed_gpus": {"model"},
     "06_deepseek_serving": {"model", "fleet_daily_cost_usd_H800", "prefill_implied_utilisation_H800"},
     "07_gpu_wins": {"configurations", "cells", "most_wins", "wins_H100"},
-    "08_plan_search": {"models", "serving_configurations", "day6_plan_usd_m_output", "day6_deepseek_usd_m_output"},
+    "08_plan_search": {
+        "models",
+        "serving_configurations",
+        "day6_plan_usd_m_output",
+        "day6_deepseek_usd_m_output",
+    },
 }
 
 
