@@ -18,7 +18,7 @@ Two stages, one cost model.
    the ranking is redone on the simulated cost.
 
 Prefill (disaggregated): a prefill instance runs full batches of ``max_tokens_per_gpu`` tokens per
-GPU (:func:`sim.serving.fleet.prefill_capacity`); an arriving request waits for the batch in
+GPU, formed as the engine forms them (:func:`_prefill_capacity`); an arriving request waits for the batch in
 progress and then its own, so the TTFT target holds while 2 x batch time <= target, at a
 utilisation of at most 1 - batch time / target (as :func:`sim.serving.fleet.size_fleet`). The
 prefill shape with the fewest GPU-seconds per request is paired with each decode shape, and the
@@ -54,7 +54,7 @@ from sim.serving.deployment import (
     memory_plan,
     parse_instance,
 )
-from sim.serving.fleet import PrefillCapacity, prefill_capacity
+from sim.serving.fleet import PrefillCapacity
 from sim.serving.stack import get as get_stack
 from sim.serving.stack import names as stack_names
 from sim.serving.stepcost import StepCost, StepCostModel
@@ -63,6 +63,7 @@ from sim.serving.workloads import LengthSpec, Workload, parse_workload
 if TYPE_CHECKING:
     from gpus import GPUProfile
     from moe import MoEModel
+    from sim.serving.api import ServingResult
 
 __all__ = [
     "ServingPlan",
@@ -526,6 +527,29 @@ class _Screen:
         return _Point(b, step_s, step_s / r, b * dp * r / step_s, share, ttft, bound)
 
 
+def _prefill_capacity(inst: InstanceSpec, wl: Workload, cost: StepCostModel) -> PrefillCapacity:
+    """A prefill instance's full batch of the workload's mean request as the engine forms it
+    (:class:`sim.serving.engine.PrefillInstance`): requests join while the batch's new tokens fit in
+    ``max_tokens_per_gpu`` x attention DP (one at least, however long), each GPU computes the batch's
+    tokens over its ranks but at least the longest request's (a request is not split over ranks), and
+    the attention charged is the busiest rank's. Unlike :func:`sim.serving.fleet.prefill_capacity`
+    (which fills each rank with whole requests of ``max_tokens_per_gpu``), a request longer than one
+    GPU's share occupies the instance alone, as in the simulation."""
+    n_in = wl.mean_input_len
+    cached = int(round(wl.cache_hit_rate * n_in))
+    new = max(1, int(round(n_in - cached)))
+    dp = inst.attn_dp
+    budget = inst.max_tokens_per_gpu * dp
+    k = max(1, budget // new)
+    if inst.max_batch_per_gpu:
+        k = min(k, inst.max_batch_per_gpu * dp)
+    a = cost.prefill_attention(_bucket(new), _bucket(cached) if cached else 0)
+    tokens_per_gpu = max(int(math.ceil(k * new / dp)), new)
+    step = cost.prefill_step(tokens_per_gpu, max(k * a / dp, a))
+    reqs = k / step.time_s
+    return PrefillCapacity(reqs * n_in, reqs * new, step.time_s, reqs, step.bound_by)
+
+
 def _bucket(tokens: int) -> int:
     from sim.serving.engine import _bucket as engine_bucket
 
@@ -716,7 +740,7 @@ def plan_serving(
                     if isinstance(shape, str):
                         reject("does not fit", len(names), f"{g.name} prefill {spec['nodes']} nodes: {shape}")
                         continue
-                    cap = prefill_capacity(m, g, shape.inst, wl, cost=shape.cost)
+                    cap = _prefill_capacity(shape.inst, wl, shape.cost)
                     evaluations += 1
                     shapes_costed += 1
                     costed += len(names)
@@ -1085,11 +1109,12 @@ def refine_plan(
 ) -> ServingPlan:
     """Simulate ``plan`` with the discrete-event engine: a closed loop holding the decode instances at
     their operating batch (the plan's batch cap), plus the requests the screen expects in prefill; the
-    window spans three request lifetimes (at least 60 s) after a warm-up of one. Returns the plan with
-    ``simulated`` set."""
+    window spans two request lifetimes (at least 60 s; ``duration_s`` overrides) after a warm-up of one.
+    Returns the plan with ``simulated`` set."""
     from sim.serving.api import estimate_serving
 
     dep = plan.deployment
+    decoding = 0
     if plan.mode == "colocated":
         concurrency = plan.batch_per_gpu * int(dep["attn_dp"]) * int(dep.get("instances", 1))
     else:
@@ -1101,18 +1126,29 @@ def refine_plan(
         concurrency = int(math.ceil(decoding + in_prefill))
     out_len = parse_workload({**plan.workload, "concurrency": 1}).mean_output_len
     lifetime = plan.ttft_estimate_s + out_len * plan.tpot_s
-    window = duration_s if duration_s is not None else max(60.0, 3.0 * lifetime)
+    window = duration_s if duration_s is not None else max(60.0, 2.0 * lifetime)
     warm = max(lifetime, window / 4.0)
-    r = estimate_serving(
-        model,
-        plan.gpu,
-        dep,
-        {**plan.workload, "concurrency": max(1, int(concurrency))},
-        usd_per_gpu_hour=usd_per_gpu_hour,
-        duration_s=window + warm,
-        warmup_s=warm,
-        seed=seed,
-    )
+
+    def run(clients: int) -> ServingResult:
+        return estimate_serving(
+            model,
+            plan.gpu,
+            dep,
+            {**plan.workload, "concurrency": max(1, int(clients))},
+            usd_per_gpu_hour=usd_per_gpu_hour,
+            duration_s=window + warm,
+            warmup_s=warm,
+            seed=seed,
+        )
+
+    r = run(concurrency)
+    role = "colocated" if plan.mode == "colocated" else "decode"
+    filled = r.mean_batch_per_gpu.get(role, 0.0) / max(1, plan.batch_per_gpu)
+    if plan.mode == "disaggregated" and filled < 0.9 and math.isfinite(r.ttft_mean_s):
+        # decode starved: more requests were in prefill than the screen expected (long prompts queue
+        # for whole-instance batches); hold the decode batch with the prefill time the run measured
+        concurrency = int(math.ceil(decoding + plan.requests_per_s * r.ttft_mean_s))
+        r = run(concurrency)
     price = price_range(_gpu(plan.gpu).price, usd_per_gpu_hour)
     out_rate = r.output_tokens_per_s
     usd_m = (
