@@ -1535,7 +1535,8 @@ PLAN_SEARCH_NOTEBOOK: list[tuple[str, str]] = [
     ("md", """
     ## DeepSeek's own setting, searched
 
-    V3 on H800 at the Day-6 request mix with TPOT <= 50 ms (DeepSeek reports 20-22 tokens/s per user),
+    V3 on H800 at the Day-6 request mix with TPOT <= 50 ms (DeepSeek reports 20-22 tokens/s per user;
+    it publishes no TTFT, so a loose 30 s p99 keeps the simulated start-up backlog out of the verdict),
     searching DeepSeek's own stack and dtypes (FP8 weights, BF16 KV, MTP): the plan found against
     DeepSeek's published deployment (4 prefill instances of 4 nodes EP32, one decode instance of 18
     nodes EP144), both simulated the same way, every GPU charged at 2 USD per GPU-hour.
@@ -1546,7 +1547,7 @@ PLAN_SEARCH_NOTEBOOK: list[tuple[str, str]] = [
 
         day6 = sim.plan_serving(
             "deepseek-v3", "H800", {k: v for k, v in DAY6_WORKLOAD.items() if k != "concurrency"},
-            {"tpot_p50_s": 0.050, "ttft_p99_s": 10.0},
+            {"tpot_p50_s": 0.050, "ttft_p99_s": 30.0},
             space={"modes": ["disaggregated"], "nodes": [4, 8, 16, 18, 32], "prefill_nodes": [2, 4], "tp": [1],
                    "moe_tp": [1], "stacks": ["deepseek"], "weight_dtypes": ["fp8"], "kv_dtypes": ["bf16"],
                    "mtp": [True]},

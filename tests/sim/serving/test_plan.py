@@ -175,8 +175,9 @@ def test_deepseek_day6_plan_is_no_dearer_than_deepseeks_deployment() -> None:
         "kv_dtypes": ["bf16"],
         "mtp": [True],
     }
+    # DeepSeek publishes no TTFT; 30 s keeps the closed loop's start-up backlog out of the verdict
     search = plan_serving(
-        "deepseek-v3", "H800", workload, {"tpot_p50_s": 0.050, "ttft_p99_s": 10.0}, space=space, refine_top=1
+        "deepseek-v3", "H800", workload, {"tpot_p50_s": 0.050, "ttft_p99_s": 30.0}, space=space, refine_top=1
     )
     best = search.best
     assert best.simulated is not None
@@ -185,6 +186,7 @@ def test_deepseek_day6_plan_is_no_dearer_than_deepseeks_deployment() -> None:
     )
     deepseek_usd = deepseek.total_gpus * deepseek.usd_per_gpu_hour / 3600 / deepseek.output_tokens_per_s * 1e6
     assert deepseek.tpot_p50_s <= 0.050  # DeepSeek's deployment meets the target too
-    assert best.simulated["tpot_p50_s"] <= 0.050 * 1.10
+    assert best.simulated["tpot_p50_s"] <= 0.050 * 1.05
+    assert best.simulated["meets_targets"] == 1.0
     assert best.simulated["usd_per_million_output_tokens"] <= deepseek_usd
     assert math.isfinite(best.usd_per_request)
