@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["estimate_serving", "plan_serving", "projections", "size_fleet", "pareto_sweep", "isca_decode_bound"]
+__all__ = [
+    "estimate_serving",
+    "plan_serving",
+    "projections",
+    "size_fleet",
+    "pareto_sweep",
+    "isca_decode_bound",
+]
 
 
 def __getattr__(name: str) -> Any:
