@@ -426,14 +426,43 @@ def framework_flags(
 # The screen
 
 
-def _stack_settings(stack_name: str, ep: int, moe_tp: int, tp: int) -> tuple[str, int, str, bool]:
+# Stack fields whose effect the search sets itself (explicit ep / moe_tp, batch caps, prefill and chunk
+# sizes) or derives below; a stack field not named here (a setting added later) keeps stacks apart
+_STACK_FIELDS_HANDLED = frozenset(
+    {
+        "name",
+        "framework",
+        "versions",
+        "source",
+        "sources",
+        "by_gpu",
+        "expert_parallel",
+        "dispatcher",
+        "two_batch_overlap",
+        "tp_allreduce",
+        "max_running_requests",
+        "chunked_prefill_tokens",
+        "swap_ab",
+    }
+)
+
+
+def _stack_settings(stack_name: str, ep: int, moe_tp: int, tp: int) -> tuple[Any, ...]:
     """What a stack runs on a shape with explicit ``ep`` and ``moe_tp`` (deployment.parse_instance's
-    defaults), with settings that cannot matter on this shape folded (all-reduce kind without TP)."""
+    defaults), with settings that cannot matter on this shape folded (all-reduce kind without TP);
+    stacks with equal settings share one instance shape (and its step costs)."""
+    import dataclasses
+
     st = get_stack(stack_name)
     dispatcher = st.dispatcher if moe_tp == 1 and ep > 1 else "allgather"
     micro = 2 if st.two_batch_overlap else 1
     allreduce = st.tp_allreduce if tp > 1 else "nccl"
-    return dispatcher, micro, allreduce, bool(st.swap_ab)
+    rest = tuple(
+        (f.name, repr(getattr(st, f.name)))
+        for f in dataclasses.fields(st)
+        if f.name not in _STACK_FIELDS_HANDLED
+    )
+    return (dispatcher, micro, allreduce, bool(st.swap_ab), rest)
 
 
 @dataclass
@@ -607,10 +636,10 @@ def _instance_specs(
                 redundant = (-routed) % ep if ep > 1 else 0
                 if redundant > routed // 2:  # more copies than half the experts: not a sensible layout
                     continue
-                groups: dict[tuple[str, int, str, bool], list[str]] = {}
+                groups: dict[tuple[Any, ...], list[str]] = {}
                 for name in stacks:
                     groups.setdefault(_stack_settings(name, ep, moe_tp, tp), []).append(name)
-                for (dispatcher, micro, allreduce, swap), names in groups.items():
+                for (dispatcher, micro, allreduce, swap, _), names in groups.items():
                     spec = {
                         "nodes": nodes,
                         "gpus_per_node": gpn,
