@@ -1185,10 +1185,15 @@ def refine_plan(
     r = run(concurrency)
     role = "colocated" if plan.mode == "colocated" else "decode"
     filled = r.mean_batch_per_gpu.get(role, 0.0) / max(1, plan.batch_per_gpu)
+    waiting = r.requests_per_s * r.decode_wait_mean_s if math.isfinite(r.decode_wait_mean_s) else 0.0
     if plan.mode == "disaggregated" and filled < 0.9 and math.isfinite(r.ttft_mean_s):
         # decode starved: more requests were in prefill than the screen expected (long prompts queue
         # for whole-instance batches); hold the decode batch with the prefill time the run measured
         concurrency = int(math.ceil(decoding + plan.requests_per_s * r.ttft_mean_s))
+        r = run(concurrency)
+    elif plan.mode == "disaggregated" and waiting >= 1.0:
+        # requests queued for a decode slot (their wait counts in TPOT): fewer clients, by as many
+        concurrency = max(decoding, int(round(concurrency - waiting)))
         r = run(concurrency)
     price = price_range(_gpu(plan.gpu).price, usd_per_gpu_hour)
     out_rate = r.output_tokens_per_s

@@ -15,7 +15,7 @@ SMALL_SPACE = {
     "nodes": [1],
     "prefill_nodes": [1],
     "tp": [1, 2],
-    "moe_tp": [1],
+    "moe_tp": [1, 8],
     "stacks": ["deepseek"],
     "kv_dtypes": ["fp8"],
     "mtp": [False],
