@@ -1,7 +1,8 @@
 """Timing model, SimPy training and serving simulators, cost model, and the public API.
 
 ``sim.estimate_training`` and ``sim.estimate_serving`` are the public entry points
-(see DESIGN.md); ``sim.sweep`` runs a grid of configurations (``sim.grid``) and ``sim.query_sweep``
+(see DESIGN.md); ``sim.plan_serving`` and ``sim.plan_training`` search for the cheapest or fastest
+plan that meets a target; ``sim.sweep`` runs a grid of configurations (``sim.grid``) and ``sim.query_sweep``
 queries its results. They are imported on first use so that ``import sim`` stays cheap.
 """
 
@@ -9,7 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["estimate_training", "estimate_serving", "sweep", "query_sweep", "load_sweep_spec"]
+__all__ = [
+    "estimate_training",
+    "estimate_serving",
+    "plan_serving",
+    "plan_training",
+    "sweep",
+    "query_sweep",
+    "load_sweep_spec",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -21,6 +30,14 @@ def __getattr__(name: str) -> Any:
         from sim.serving.api import estimate_serving
 
         return estimate_serving
+    if name == "plan_serving":
+        from sim.serving.plan import plan_serving
+
+        return plan_serving
+    if name == "plan_training":
+        from sim.training.search import plan_training
+
+        return plan_training
     if name == "sweep":
         from sim.grid.runner import sweep
 

@@ -27,6 +27,8 @@ examples:
   moe-sim fit --model deepseek-v3 --gpu H800 --nodes 4 --context-len 32768
   moe-sim train --model deepseek-v3 --gpu H800 --num-gpus 2048 --pp 16 --ep 64 --precision fp8
   moe-sim serve --model deepseek-v3 --gpu H800 --help
+  moe-sim plan serve --model deepseek-v3 --gpu H800 --gpu H20   # cheapest deployment at 20 tok/s/user
+  moe-sim plan train --model deepseek-v3 --gpu H800 --num-gpus 2048   # fastest training plan
   moe-sim report                                 # the default batch report (reports/specs/default.toml)
   moe-sim sweep sim/grid/specs/gpu_wins.toml -j 2   # a grid of configurations into Parquet files
   moe-sim query sweeps/gpu_wins "SELECT gpu, count(*) FROM results GROUP BY gpu"
@@ -245,6 +247,122 @@ def _cmd_query(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- plan --------------------------------------------------------------------------------------
+
+def _progress(enabled: bool) -> tuple[Callable[[int, int, str], None] | None, Callable[[], None]]:
+    """A tqdm bar on stderr fed by a search's ``progress(done, total, label)`` (stdout stays clean)."""
+    if not enabled:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    state: dict[str, Any] = {}
+
+    def update(done: int, total: int, label: str) -> None:
+        bar = state.get("bar")
+        if bar is None or bar.total != total or state.get("label") != label:
+            if bar is not None:
+                bar.close()
+            bar = state["bar"] = tqdm(total=total, desc=f"screening {label}", file=sys.stderr, leave=False)
+            state["label"] = label
+        bar.update(done - bar.n)
+
+    def close() -> None:
+        if state.get("bar") is not None:
+            state["bar"].close()
+
+    return update, close
+
+
+def _cmd_plan_serve(args: argparse.Namespace) -> int:
+    from sim.serving.plan import DEFAULT_WORKLOAD, plan_serving
+
+    workload = dict(DEFAULT_WORKLOAD)
+    for key in ("input_len", "output_len", "cache_hit_rate"):
+        value = getattr(args, key)
+        if value is not None:
+            workload[key] = value
+    targets: dict[str, Any] = {}
+    for key in ("tokens_per_s_per_user", "tpot_p50_s", "ttft_p99_s", "max_gpus", "max_usd_per_hour"):
+        value = getattr(args, key)
+        if value is not None:
+            targets[key] = value
+    if not any(k in targets for k in ("tokens_per_s_per_user", "tpot_p50_s")):
+        targets["tokens_per_s_per_user"] = 20.0
+    targets.setdefault("ttft_p99_s", 5.0)
+    space: dict[str, Any] = {}
+    if args.nodes:
+        space["nodes"] = args.nodes
+    if args.mode:
+        space["modes"] = [args.mode]
+    if args.stack:
+        space["stacks"] = args.stack
+    progress, close = _progress(not args.no_progress)
+    try:
+        search = plan_serving(args.model, args.gpu, workload, targets, space=space or None,
+                              refine_top=args.refine, usd_per_gpu_hour=args.usd_per_gpu_hour, top=args.top,
+                              progress=progress)
+    finally:
+        close()
+    if args.json:
+        _print_json(search.to_dict())
+        return EXIT_OK if search.plans else EXIT_FAILED
+    print(f"{search.model} on {', '.join(search.gpus)}; targets {search.targets}; workload input "
+          f"{workload['input_len']}, output {workload['output_len']}, "
+          f"cache hits {workload['cache_hit_rate']}")
+    if not search.plans:
+        print(search.explain())
+        return EXIT_FAILED
+    rows = []
+    for rank, p in enumerate(search.plans, 1):
+        sim_usd = (p.simulated or {}).get("usd_per_million_output_tokens")
+        rows.append([rank, p.gpu, p.mode, p.total_gpus, p.usd_per_million_output_tokens, sim_usd,
+                     p.output_tokens_per_s_per_gpu, p.tokens_per_s_per_user, p.ttft_estimate_s, p.bound_by,
+                     ",".join(p.stacks), p.summary()])
+    print(_table(["#", "gpu", "mode", "GPUs", "USD/M out", "simulated", "out tok/s/GPU", "tok/s/user",
+                  "TTFT est s", "bound by", "stacks", "deployment"], rows))
+    best = search.plans[0]
+    print("\nhow to run the best plan:")
+    for name, flags in best.flags.items():
+        print(f"  {name}: {flags}")
+    print("\nPareto front (screened): tok/s/user -> out tok/s/GPU, USD/M out")
+    print(_table(["gpu", "tok/s/user", "out tok/s/GPU", "USD/M out", "deployment"],
+                 [[p.gpu, p.tokens_per_s_per_user, p.output_tokens_per_s_per_gpu,
+                   p.usd_per_million_output_tokens, p.summary()] for p in search.front]))
+    print("\nrejected: " + ", ".join(f"{n} {k}" for k, n in search.rejected.items()))
+    for note in search.notes:
+        print(f"note: {note}")
+    return EXIT_OK
+
+
+def _cmd_plan_train(args: argparse.Namespace) -> int:
+    from sim.training.search import plan_training
+
+    progress, close = _progress(not args.no_progress)
+    try:
+        search = plan_training(args.model, args.gpu, args.num_gpus, seq_len=args.seq_len,
+                               global_batch_seqs=args.global_batch_seqs, tokens=args.tokens,
+                               precision=args.precision, refine_top=args.refine,
+                               usd_per_gpu_hour=args.usd_per_gpu_hour, progress=progress)
+    finally:
+        close()
+    if args.json:
+        _print_json(search.to_dict())
+        return EXIT_OK
+    b = search.best
+    print(f"{search.model} on {search.num_gpus} {search.gpu}: step {b.step_time_s:.2f} s, "
+          f"{b.tokens_per_s_per_gpu:,.0f} tokens/s/GPU, MFU {b.mfu:.1%}, {b.days:.1f} days, "
+          f"{b.gpu_hours:,.0f} GPU-hours, USD {b.cost_usd:,.0f}; bound by {b.bound_by}")
+    keys = ("tp", "pp", "virtual_stages", "ep", "moe_tp", "cp", "micro_batch_seqs", "recompute", "schedule")
+    rows = []
+    for r in search.ranked[:12]:
+        rows.append([*(r["plan"].get(k) for k in keys), r["screen_step_s"], r.get("simulated_step_s")])
+    print(_table([*keys, "screen s", "simulated s"], rows))
+    print("rejected: " + ", ".join(f"{n} {k}" for k, n in search.rejected.items()))
+    for note in search.notes[-1:]:
+        print(f"note: {note}")
+    return EXIT_OK
+
+
 # --- delegated subcommands --------------------------------------------------------------------
 
 def _delegate(module: str, argv: Sequence[str]) -> int:
@@ -262,7 +380,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argpars
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(
-        dest="command", metavar="{gpus,models,fit,train,serve,report,validate,sweep,query}"
+        dest="command", metavar="{gpus,models,fit,train,serve,plan,report,validate,sweep,query}"
     )
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -321,6 +439,55 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argpars
     fmt.add_argument("--json", action="store_true", help="rows as a JSON list")
     fmt.add_argument("--csv", action="store_true", help="rows as CSV")
     handlers["query"] = _cmd_query
+
+    p = sub.add_parser(
+        "plan", help="search for the cheapest serving plan or the fastest training plan",
+        description="Plan search: screen every configuration in closed form from the simulators' step "
+        "costs, then simulate the best few.",
+        epilog="examples:\n  moe-sim plan serve --model deepseek-v3 --gpu H800 --gpu H20\n"
+        "  moe-sim plan serve --model deepseek-v4-flash --gpu H20 --tokens-per-s-per-user 50 --json\n"
+        "  moe-sim plan train --model deepseek-v3 --gpu H800 --num-gpus 2048",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    plan_sub = p.add_subparsers(dest="plan_command", metavar="{serve,train}", required=True)
+    q = plan_sub.add_parser(
+        "serve", help="cheapest deployment meeting a latency target",
+        description="Cheapest deployment (USD per million output tokens over every GPU, prefill included) "
+        "meeting the targets. Defaults: DeepSeek's Day-6 request mix (input 4,383, output 1,211, 56.3%% "
+        "cache hits), 20 tokens/s per user, TTFT p99 <= 5 s.")
+    q.add_argument("--model", required=True, help="catalog name (moe-sim models)")
+    q.add_argument("--gpu", action="append", required=True, help="GPU name; repeat for several")
+    q.add_argument("--input-len", dest="input_len", type=float, default=None)
+    q.add_argument("--output-len", dest="output_len", type=float, default=None)
+    q.add_argument("--cache-hit-rate", dest="cache_hit_rate", type=float, default=None)
+    q.add_argument("--tokens-per-s-per-user", dest="tokens_per_s_per_user", type=float, default=None)
+    q.add_argument("--tpot-p50-s", dest="tpot_p50_s", type=float, default=None)
+    q.add_argument("--ttft-p99-s", dest="ttft_p99_s", type=float, default=None)
+    q.add_argument("--max-gpus", dest="max_gpus", type=int, default=None, help="GPU budget")
+    q.add_argument("--max-usd-per-hour", dest="max_usd_per_hour", type=float, default=None, help="USD budget")
+    q.add_argument("--nodes", type=int, nargs="+", default=None, help="node counts per instance to search")
+    q.add_argument("--mode", choices=["colocated", "disaggregated"], default=None, help="default: both")
+    q.add_argument("--stack", action="append", default=None, help="serving stack(s) to search; default all")
+    q.add_argument("--refine", type=int, default=3, help="plans to simulate (default 3)")
+    q.add_argument("--top", type=int, default=10, help="plans to list (default 10)")
+    q.add_argument("--usd-per-gpu-hour", dest="usd_per_gpu_hour", type=float, default=None)
+    q.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    q.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    q.set_defaults(plan_handler=_cmd_plan_serve)
+    q = plan_sub.add_parser("train", help="fastest training plan that fits",
+                            description="Fastest training plan that fits in memory at the global batch.")
+    q.add_argument("--model", required=True)
+    q.add_argument("--gpu", required=True)
+    q.add_argument("--num-gpus", dest="num_gpus", type=int, required=True)
+    q.add_argument("--seq-len", dest="seq_len", type=int, default=4096)
+    q.add_argument("--global-batch-seqs", dest="global_batch_seqs", type=int, default=15360)
+    q.add_argument("--tokens", type=float, default=14.8e12, help="training tokens to cost (default V3's)")
+    q.add_argument("--precision", default="fp8")
+    q.add_argument("--refine", type=int, default=4, help="plans to simulate (default 4)")
+    q.add_argument("--usd-per-gpu-hour", dest="usd_per_gpu_hour", type=float, default=None)
+    q.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    q.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    q.set_defaults(plan_handler=_cmd_plan_train)
+    handlers["plan"] = lambda a: int(a.plan_handler(a))
 
     for name, module in (("train", "sim.training.cli"), ("serve", "sim.serving.cli")):
         try:

@@ -789,10 +789,16 @@ def op_seconds(gpu: GPUProfile | str, op: Op) -> float:
     family's affine fit (launch + bytes / achieved bandwidth) read once per GPU."""
     work = op.work
     if type(work) is Memory:
-        affine = _memory_affine(gpu, work.family)
+        held = _AFFINE.get((id(gpu), work.family))
+        if held is None or held[0] is not gpu:  # by identity, as _WORK_TIMES: hashing a profile is costly
+            held = _AFFINE[(id(gpu), work.family)] = (gpu, _memory_affine(gpu, work.family))
+        affine = held[1]
         if affine is not None:
             return affine[0] + affine[1] * max(0.0, float(work.bytes))
     return op_time(gpu, op).predicted_s
+
+
+_AFFINE: dict[tuple[int, str], tuple[Any, tuple[float, float] | None]] = {}
 
 
 @lru_cache(maxsize=256)

@@ -44,7 +44,7 @@ import sim
 from reports.nbtools import setup_plotly, show_table, write_summary
 from reports.published import API_PRICES_SOURCE, DAY6_FLEET, DAY6_FLEET_SOURCE, api_prices
 from sim import scenarios
-from sim.serving.fleet import projections, size_fleet
+from sim.serving.fleet import size_fleet
 from sim.serving.workloads import DAY6_NODE_COUNT_BY_HOUR, day6_load_curve
 
 pio.renderers.default = "notebook"  # plotly.js inlined: figures show in JupyterLab and in offline HTML
@@ -255,35 +255,74 @@ for name, plan in plans.items():
 # %% [markdown]
 # ## V4-Flash and V4-Pro: cost per million output tokens at a speed per user
 #
-# For each GPU and each target speed, the cheapest decode instance (1 to 32 nodes, attention
-# tensor-parallel over 1 to 8 GPUs of a node and data-parallel over the rest, EP over all its
-# GPUs, the model's own MTP) whose TPOT meets the target, charged at the profile's rental price;
-# "infeasible" names what stops even one request from reaching the speed on any of those shapes.
-# DeepSeek's API list prices are the dashed lines (they carry margin and prefill; the bars are
-# decode only).
+# For each GPU and each target speed, the cheapest deployment that `sim.plan_serving` finds (1 to
+# 32 nodes per instance, attention tensor-parallel over 1 to 8 GPUs of a node and data-parallel
+# over the rest, EP over all the instance's GPUs, the model's own MTP, FP8 weights and KV cache,
+# colocated or disaggregated with its prefill instances counted), charged at the profile's rental
+# price; "infeasible" names what stops even one request from reaching the speed. Notebook 8
+# searches the whole space. DeepSeek's API list prices are the dashed lines (they carry margin).
 
 
 # %%
-table = projections(
-    models=tuple(projection_models),
-    gpu_names=tuple(projection_gpus),
-    tokens_per_s_per_user=tuple(tokens_per_s_per_user),
-)
+projection_space: dict[str, Any] = {
+    "nodes": [1, 2, 4, 8, 16, 32],
+    "prefill_nodes": [1, 2, 4],
+    "tp": [1, 2, 4, 8],
+    "moe_tp": [1],
+    "stacks": ["deepseek"],
+    "weight_dtypes": ["fp8"],
+    "kv_dtypes": ["fp8"],
+    "mtp": [True],
+}
+projection_workload = {k: v for k, v in day6.workload.items() if k != "concurrency"}
+table: list[dict[str, Any]] = []
+for model_name in projection_models:
+    for gpu_name in projection_gpus:
+        for target in tokens_per_s_per_user:
+            search = sim.plan_serving(
+                model_name,
+                gpu_name,
+                projection_workload,
+                {"tokens_per_s_per_user": target, "ttft_p99_s": ttft_target_s},
+                space=projection_space,
+                refine_top=0,
+                seed=seed,
+            )
+            projection_row: dict[str, Any] = {
+                "model": model_name,
+                "gpu": gpu_name,
+                "tokens_per_s_per_user": target,
+                "api": (api_prices(model_name) or {}).get("output"),
+            }
+            if search.plans:
+                p = search.plans[0]
+                projection_row.update(
+                    {
+                        "usd": p.usd_per_million_output_tokens,
+                        "range": p.usd_per_million_output_tokens_range,
+                        "gpus": p.total_gpus,
+                        "deployment": p.summary(),
+                        "bound_by": f"{p.bound_by} ({p.limit})",
+                    }
+                )
+            else:
+                why = (search.rejected_examples or ("",))[-1][:160]
+                projection_row.update({"usd": None, "bound_by": why})
+            table.append(projection_row)
 rows = []
 for r in table:
-    cost = r.get("usd_per_million_output_tokens")
+    cost = r["usd"]
     rows.append(
         {
             "model": r["model"],
             "GPU": r["gpu"],
             "tok/s/user": r["tokens_per_s_per_user"],
             "USD/M output": cost if cost is not None else "infeasible",
-            "range (price low-high)": (f"{r['usd_low']:.3g}-{r['usd_high']:.3g}" if cost is not None else ""),
-            "decode nodes": r.get("decode_nodes", ""),
-            "attention tp": r.get("tp", ""),
-            "requests per rank": r.get("batch_per_gpu", ""),
+            "range (price low-high)": f"{r['range'][0]:.3g}-{r['range'][1]:.3g}" if cost is not None else "",
+            "GPUs": r.get("gpus", ""),
+            "deployment": r.get("deployment", ""),
             "bound by": r["bound_by"],
-            "API price": r["api_usd_per_million_output"],
+            "API price": r["api"],
         }
     )
 show_table(rows)
@@ -294,8 +333,8 @@ for model_name in projection_models:
         fig.add_bar(
             name=f"{target:.0f} tok/s/user",
             x=[r["gpu"] for r in picked],
-            y=[r.get("usd_per_million_output_tokens", np.nan) for r in picked],
-            text=["" if "usd_per_million_output_tokens" in r else "infeasible" for r in picked],
+            y=[r["usd"] if r["usd"] is not None else np.nan for r in picked],
+            text=["" if r["usd"] is not None else "infeasible" for r in picked],
         )
     prices = api_prices(model_name)
     if prices:
@@ -306,12 +345,12 @@ for model_name in projection_models:
         )
     fig.update_layout(
         barmode="group",
-        title=f"{model_name}: decode cost per million output tokens",
+        title=f"{model_name}: cost per million output tokens (all GPUs)",
         yaxis_type="log",
         yaxis_title="USD per million output tokens (rental)",
         height=440,
     )
     fig.show()
 display(Markdown(f"API prices: {API_PRICES_SOURCE}."))
-summary["projections_infeasible"] = sum(r["result"] == "infeasible" for r in table)
+summary["projections_infeasible"] = sum(r["usd"] is None for r in table)
 write_summary(summary_path, summary)

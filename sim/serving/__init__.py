@@ -1,6 +1,7 @@
 """SimPy serving simulator: workloads, deployments, KV cache, step costs, metrics, fleet sizing.
 
-Public entry point: ``sim.estimate_serving`` (``sim.serving.api``). Also:
+Public entry points: ``sim.estimate_serving`` (``sim.serving.api``) and ``sim.plan_serving``
+(``sim.serving.plan``: the cheapest deployment that meets a target). Also:
 ``sim.serving.projections()`` (V4 on H100/H800/H20/A800 at interactivity targets),
 ``sim.serving.size_fleet`` and ``sim.serving.pareto_sweep``. Imports are lazy.
 """
@@ -9,7 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["estimate_serving", "projections", "size_fleet", "pareto_sweep", "isca_decode_bound"]
+__all__ = [
+    "estimate_serving",
+    "plan_serving",
+    "projections",
+    "size_fleet",
+    "pareto_sweep",
+    "isca_decode_bound",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -17,6 +25,10 @@ def __getattr__(name: str) -> Any:
         from sim.serving.api import estimate_serving
 
         return estimate_serving
+    if name == "plan_serving":
+        from sim.serving.plan import plan_serving
+
+        return plan_serving
     if name in ("projections", "size_fleet", "isca_decode_bound"):
         from sim.serving import fleet
 

@@ -361,7 +361,6 @@ def bucket_tokens(tokens: int) -> int:
     return max(KV_BUCKET_TOKENS, int(math.ceil(tokens / KV_BUCKET_TOKENS)) * KV_BUCKET_TOKENS)
 
 
-_bucket = bucket_tokens  # the former private name, for callers written before it was public
 
 
 class _Instance:

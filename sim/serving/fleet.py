@@ -123,10 +123,13 @@ def prefill_capacity(
     inst: InstanceSpec,
     workload: Workload,
     rng: np.random.Generator | None = None,
+    cost: StepCostModel | None = None,
 ) -> PrefillCapacity:
-    """Throughput of one prefill instance running full batches of the workload's mean request."""
+    """Throughput of one prefill instance running full batches of the workload's mean request
+    (``cost``: a step-cost model of ``inst`` to reuse, as the plan search does)."""
     rng = rng if rng is not None else np.random.default_rng(0)
-    cost = StepCostModel(model, gpu, inst, workload.mtp_draft_tokens, rng)
+    if cost is None:
+        cost = StepCostModel(model, gpu, inst, workload.mtp_draft_tokens, rng)
     n_in = workload.mean_input_len
     cached = workload.cache_hit_rate * n_in
     new = max(1, int(round(n_in - cached)))

@@ -283,7 +283,11 @@ class StepCostModel:
         inst: InstanceSpec,
         mtp_draft_tokens: int,
         rng: np.random.Generator,
+        imbalance_cache: dict[int, float] | None = None,
     ) -> None:
+        """``imbalance_cache``: expert-load imbalance by load bucket to share with other models of shapes
+        with the same ``ep``, redundant experts and routing skew (the plan search does; it depends on
+        nothing else)."""
         import gpus
 
         self.model = model
@@ -312,7 +316,7 @@ class StepCostModel:
                 self.links[kind] = comm.link(self.cluster, kind)
             except ValueError:
                 pass
-        self._imbalance: dict[int, float] = {}
+        self._imbalance: dict[int, float] = {} if imbalance_cache is None else imbalance_cache
         self._cache: dict[tuple[Any, ...], Any] = {}
         self._op_seconds: dict[Work, float] = {}
         self.shape = ServingShape(

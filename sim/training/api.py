@@ -14,6 +14,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -154,6 +155,8 @@ def build_plan(
     account_for_loss_in_pipeline_split: bool = False,
     dispatch_dtype: str | None = None,
     pipeline_split: str = "balanced",
+    unit_cache: dict[Any, Any] | None = None,
+    layouts: dict[tuple[str, int, int, int], ScheduleLayout] | None = None,
 ) -> BuiltPlan:
     """Validate a plan; build its schedule layout and cost model (see :class:`BuiltPlan`).
 
@@ -195,7 +198,13 @@ def build_plan(
         moe_tp=moe_tp,
     )
     sched = get_schedule(schedule)
-    layout = sched.build(pp, num_microbatches, virtual_stages)
+    layout_key = (sched.name, pp, num_microbatches, virtual_stages)
+    if layouts is not None and layout_key in layouts:
+        layout = layouts[layout_key]  # a plan search shares layouts among plans of the same pipeline
+    else:
+        layout = sched.build(pp, num_microbatches, virtual_stages)
+        if layouts is not None:
+            layouts[layout_key] = layout
     if a2a_overlap:
         layout = overlap_steady_pairs(layout)
     gemm_dtype = gpu.nearest_dtype(precision)
@@ -252,6 +261,7 @@ def build_plan(
         pieces=[[u] for u in units],
         free_comm=free_comm,
         routing_skew=0.0,
+        unit_cache=unit_cache if routing_skew == 0 else None,
     )
     if pipeline_split not in PIPELINE_SPLITS:
         raise ValueError(
@@ -288,6 +298,7 @@ def build_plan(
         free_comm=free_comm,
         routing_skew=routing_skew,
         rng=rng,
+        unit_cache=unit_cache,
     )
     return BuiltPlan(plan, layout, cost, pieces, tuple(notes))
 
@@ -495,7 +506,22 @@ def _check_routing_skew(routing_skew: float) -> None:
         )
 
 
+# per model object (held, so that its id is not reused): a plan search builds many plans of one model
+_UNIT_PARAMS: dict[int, tuple[Any, tuple[Unit, ...], list[tuple[float, float]]]] = {}
+_BYTES_PER_PARAM: dict[tuple[int, str, str | None], tuple[Any, tuple[float, float, float]]] = {}
+
+
 def _unit_params(model: MoEModel, units: Sequence[Unit]) -> list[tuple[float, float]]:
+    """(non-expert, expert) parameters of each unit (:func:`_unit_params_uncached`), remembered."""
+    held = _UNIT_PARAMS.get(id(model))
+    if held is not None and held[0] is model and held[1] == tuple(units):
+        return list(held[2])
+    out = _unit_params_uncached(model, units)
+    _UNIT_PARAMS[id(model)] = (model, tuple(units), list(out))
+    return out
+
+
+def _unit_params_uncached(model: MoEModel, units: Sequence[Unit]) -> list[tuple[float, float]]:
     """(non-expert, expert) parameters of each unit: the embedding and the head (none when tied to
     the embedding) are non-expert; a layer's or MTP module's routed experts are expert parameters
     and the rest is not, an MTP module adding its entry projection (2h x h)."""
@@ -524,6 +550,17 @@ def _unit_params(model: MoEModel, units: Sequence[Unit]) -> list[tuple[float, fl
 
 
 def _bytes_per_param(
+    model: MoEModel, gemm_dtype: str, grad_dtype: str | None = None
+) -> tuple[float, float, float]:
+    """:func:`_bytes_per_param_uncached`, remembered per model object."""
+    key = (id(model), gemm_dtype, grad_dtype)
+    held = _BYTES_PER_PARAM.get(key)
+    if held is None or held[0] is not model:
+        held = _BYTES_PER_PARAM[key] = (model, _bytes_per_param_uncached(model, gemm_dtype, grad_dtype))
+    return held[1]
+
+
+def _bytes_per_param_uncached(
     model: MoEModel, gemm_dtype: str, grad_dtype: str | None = None
 ) -> tuple[float, float, float]:
     """(weight bytes, gradient bytes, optimizer-step bytes moved) per parameter under the precision
@@ -565,7 +602,15 @@ def _split_units(
     for u in units:
         lc = probe.unit_cost(u)
         costs.append(sum(s.duration_s for s in lc.forward + lc.backward + lc.weight))
-    return partition_units(units, costs, num_pieces)
+    return [list(p) for p in _partition(tuple(units), tuple(costs), num_pieces)]
+
+
+@lru_cache(maxsize=4096)
+def _partition(
+    units: tuple[Unit, ...], costs: tuple[float, ...], num_pieces: int
+) -> tuple[tuple[Unit, ...], ...]:
+    """:func:`partition_units`, remembered (a plan search splits the same costs many times)."""
+    return tuple(tuple(p) for p in partition_units(units, costs, num_pieces))
 
 
 def _piece_params(

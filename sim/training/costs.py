@@ -164,7 +164,12 @@ class TrainingCostModel:
         routing_skew: float = 0.0,
         rng: np.random.Generator | None = None,
         routing_samples: int = 4,
+        unit_cache: dict[tuple[tuple[Any, ...], int], LayerCost] | None = None,
     ) -> None:
+        """``unit_cache``: unit costs to share with cost models of plans that differ only in their
+        pipeline (pp, schedule, layer split, dp): a unit's segments depend on tp, cp, ep, moe_tp, the
+        micro-batch, recomputation, precision and dispatcher, not on those (the plan search shares
+        them; unseeded routing only, as a skewed draw differs per model)."""
         self.model = model
         self.gpu = gpu
         self.cluster = cluster
@@ -182,7 +187,9 @@ class TrainingCostModel:
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.routing_samples = max(1, routing_samples) if routing_skew > 0 else 1
         self._loads = self._draw_loads()
-        self._unit_cache: dict[tuple[tuple[Any, ...], int], LayerCost] = {}
+        self._unit_cache: dict[tuple[tuple[Any, ...], int], LayerCost] = (
+            unit_cache if unit_cache is not None and routing_skew == 0 else {}
+        )
         self._chunk_cache: dict[tuple[str, int, bool, int], list[Segment]] = {}
         gpn = int(cluster.gpus_per_node)
         self.ep_nodes = max(1, math.ceil(plan.ep / gpn)) if plan.ep > gpn else 1

@@ -59,8 +59,9 @@ def estimate_training(
 ) -> TrainingResult:
     """Simulate one optimizer step of ``model`` on ``num_gpus`` ``gpu``s and cost ``tokens`` of training.
 
-    ``plan="auto"`` searches TP/PP/EP/schedule combinations that fit (see :func:`search_plans`)
-    and returns the fastest, with the runners-up in ``runners_up`` (with the default Megatron keys).
+    ``plan="auto"`` searches TP, PP, virtual stages, EP, MoE TP, CP, micro-batch size, recomputation
+    and schedule for the fastest plan that fits (:func:`sim.training.search.plan_training`) and
+    returns it, with the simulated runners-up in ``runners_up`` (with the default Megatron keys).
 
     Plans as Megatron-LM expresses them (README "Megatron-LM plans"; the defaults are DeepSeek-V3's
     own system): ``dispatcher`` ("deepep", "alltoall", "allgather"), ``dispatch_dtype``,
@@ -74,9 +75,9 @@ def estimate_training(
         raise ValueError(f"plan must be None or 'auto', got {plan!r}.")
     check_budget(tokens, usd_per_gpu_hour)
     if plan == "auto":
-        from sim.training.search import search_plans
+        from sim.training.search import plan_training
 
-        return search_plans(
+        return plan_training(
             m,
             g,
             num_gpus,
@@ -85,7 +86,7 @@ def estimate_training(
             tokens=tokens,
             precision=precision,
             usd_per_gpu_hour=usd_per_gpu_hour,
-        )
+        ).best
     return simulate_plan(
         m,
         g,

@@ -23,6 +23,7 @@ NOTEBOOKS = [
     "05_nerfed_gpus",
     "06_deepseek_serving",
     "07_gpu_wins",
+    "08_plan_search",
 ]
 LIMIT_S = 120.0  # the budget per notebook in the test suite
 
@@ -51,6 +52,16 @@ SMALL = {
         "projection_gpus": ["H800", "A800"],
         "tokens_per_s_per_user": [20.0, 100.0],
     },
+    "08_plan_search": {
+        "models": ["deepseek-v4-flash"],
+        "gpu_names": ["H800", "A800"],
+        "tokens_per_s_per_user": [20.0, 100.0],
+        "refine_top": 0,
+        "training_space": {"tp": [1, 2], "pp": [8], "virtual_stages": [2], "ep_choices": 1, "moe_tp": [1],
+                           "cp": [1], "micro_batch_seqs": [1], "schedules": ["dualpipe", "1f1b"]},
+        "long_context_inputs": [131072],
+        "long_context_ttft_s": [60.0],
+    },
     "07_gpu_wins": {
         "models": ["mixtral-8x7b"],
         "compare_gpus": ["H100", "H20", "A800"],
@@ -67,6 +78,12 @@ SUMMARY_KEYS = {
     "05_nerfed_gpus": {"model"},
     "06_deepseek_serving": {"model", "fleet_daily_cost_usd_H800", "prefill_implied_utilisation_H800"},
     "07_gpu_wins": {"configurations", "cells", "most_wins", "wins_H100"},
+    "08_plan_search": {
+        "models",
+        "serving_configurations",
+        "day6_plan_usd_m_output",
+        "day6_deepseek_usd_m_output",
+    },
 }
 
 

@@ -133,3 +133,25 @@ def test_validate_names_a_malformed_file(tmp_path, text, needle, capsys: pytest.
 def test_serve_refuses_a_directory_as_json(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--deployment", str(tmp_path), "--workload", "{}"]) == EXIT_BAD_INPUT
     assert "is a directory" in capsys.readouterr().err
+
+
+def test_plan_serve_json_is_one_object_on_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["plan", "serve", "--model", "qwen3-30b-a3b", "--gpu", "H100", "--nodes", "1",
+            "--mode", "colocated", "--stack", "deepseek", "--refine", "0", "--json"]
+    assert main(argv) == EXIT_OK
+    out = capsys.readouterr()
+    data = json.loads(out.out)
+    assert data["plans"] and data["plans"][0]["flags"]["vllm"].startswith("VLLM_ALL2ALL_BACKEND")
+    assert data["targets"] == {"ttft_p99_s": 5.0, "tokens_per_s_per_user": 20.0}
+    assert "screening" in out.err  # the progress bar goes to stderr
+
+
+def test_plan_serve_table_and_bad_gpu(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["plan", "serve", "--model", "qwen3-30b-a3b", "--gpu", "H100", "--nodes", "1",
+            "--mode", "colocated", "--stack", "deepseek", "--refine", "0", "--no-progress"]
+    assert main(argv) == EXIT_OK
+    out = capsys.readouterr()
+    assert "USD/M out" in out.out and "how to run the best plan" in out.out and out.err == ""
+    bad = ["plan", "serve", "--model", "qwen3-30b-a3b", "--gpu", "H999", "--no-progress"]
+    assert main(bad) == EXIT_BAD_INPUT
+    assert "H999" in capsys.readouterr().err
