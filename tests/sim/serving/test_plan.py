@@ -161,7 +161,10 @@ def test_deepseek_day6_plan_is_no_dearer_than_deepseeks_deployment() -> None:
     simulated, costs no more per million output tokens (every GPU, prefill included) than DeepSeek's
     published deployment (4 prefill instances of 4 nodes EP32, one decode instance of 18 nodes EP144)
     simulated the same way."""
-    from reports.validation import DAY6_DEPLOYMENT, DAY6_WORKLOAD
+    from sim import scenarios
+
+    day6 = scenarios.get("day6")  # sim/scenarios/day6.toml: DeepSeek's published deployment and mix
+    DAY6_DEPLOYMENT, DAY6_WORKLOAD = day6.deployment, day6.workload
 
     workload = {k: v for k, v in DAY6_WORKLOAD.items() if k != "concurrency"}
     space = {
