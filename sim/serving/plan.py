@@ -447,6 +447,29 @@ _STACK_FIELDS_HANDLED = frozenset(
 )
 
 
+# The instance fields a step's cost reads (sim.serving.stepcost.StepCostModel and the expert
+# imbalance it draws): shapes equal in these share one cost model, whatever bounds their batches
+_STEP_COST_FIELDS = (
+    "nodes",
+    "gpus_per_node",
+    "tp",
+    "attn_dp",
+    "ep",
+    "moe_tp",
+    "redundant_experts",
+    "routing_skew",
+    "weight_dtype",
+    "kv_dtype",
+    "micro_batches",
+    "comm_sms",
+    "dispatcher",
+    "tp_allreduce",
+    "swap_ab",
+    "cuda_graphs",
+    "moe_kernel",
+)
+
+
 def _stack_settings(stack_name: str, ep: int, moe_tp: int, tp: int) -> tuple[Any, ...]:
     """What a stack runs on a shape with explicit ``ep`` and ``moe_tp`` (deployment.parse_instance's
     defaults), with settings that cannot matter on this shape folded (all-reduce kind without TP);
@@ -718,6 +741,9 @@ def plan_serving(
         usd_s = price.usd_per_gpu_hour / SECONDS_PER_HOUR
         screen = _Screen(m, g, seed)
         imbalances: dict[tuple[int, int, float], dict[int, float]] = {}
+        # step-cost models by what a step's cost reads of an instance (stacks that differ only in what
+        # bounds the batch, such as the KV cache's memory fraction, time the same steps)
+        cost_models: dict[tuple[Any, ...], StepCostModel] = {}
         weights = sp.weight_dtypes or (("fp4",) if g.supports("fp4") else ()) + ("fp8", "bf16")
         dtype_pairs = [(w, k) for w in weights for k in sp.kv_dtypes]
         variants = [(w, k, on) for (w, k) in dtype_pairs for on in wls]
@@ -740,6 +766,7 @@ def plan_serving(
             tokens: int,
             g: GPUProfile = g,
             imbalances: dict[tuple[int, int, float], dict[int, float]] = imbalances,
+            cost_models: dict[tuple[Any, ...], StepCostModel] = cost_models,
         ) -> _Shape | str:
             full = {**spec, "weight_dtype": w, "kv_dtype": k, "max_tokens_per_gpu": tokens}
             full["max_batch_per_gpu"] = max(sp.batch_caps) if role != "prefill" else None
@@ -755,8 +782,15 @@ def plan_serving(
                     f"the KV cache holds {plan.kv_capacity_tokens // inst.attn_dp} tokens per attention "
                     f"rank, less than one {per_request:.0f}-token request"
                 )
-            shared = imbalances.setdefault((inst.ep, inst.redundant_experts, inst.routing_skew), {})
-            cost = StepCostModel(m, g, inst, wl.mtp_draft_tokens, np.random.default_rng(seed), shared)
+            cost_key = (
+                wl.mtp_draft_tokens,
+                *(getattr(inst, f) for f in _STEP_COST_FIELDS),
+            )
+            cost = cost_models.get(cost_key)
+            if cost is None:
+                shared = imbalances.setdefault((inst.ep, inst.redundant_experts, inst.routing_skew), {})
+                cost = StepCostModel(m, g, inst, wl.mtp_draft_tokens, np.random.default_rng(seed), shared)
+                cost_models[cost_key] = cost
             return _Shape(role, full, names, inst, cost, wl, kv_cap)
 
         # prefill: per (dtypes, MTP) the shape with the fewest GPU-seconds per request within TTFT
