@@ -588,6 +588,18 @@ class StepCostModel:
             )
         return cached
 
+    def dispatch_combine(self, tokens_mb: int, prefill: bool) -> tuple[float, float]:
+        """Seconds of one micro-batch's expert dispatch and combine by the instance's dispatcher (the
+        all-gather path's gather and reduce-scatter, or the all-to-all's two exchanges: FP8 with its
+        scales out under DeepEP, BF16 otherwise, BF16 back)."""
+        if self.inst.dispatcher == "allgather":
+            return self.moe_gather(tokens_mb)
+        dispatch_bytes = 1.0 + FP8_SCALE_OVERHEAD if self.inst.dispatcher == "deepep" else 2.0
+        return (
+            self.all_to_all(tokens_mb, dispatch_bytes, prefill),
+            self.all_to_all(tokens_mb, 2.0, prefill),
+        )
+
     def comm_kind(self) -> str:
         return "ib" if self.inst.ep > min(self.inst.gpus_per_node, self.inst.ep) else "nvlink"
 
@@ -654,12 +666,7 @@ class StepCostModel:
             tot["dense_ffn"] * slow + reduce if self.model.intermediate_size else 0.0,
             attention_prepare_s=prepare,
         )
-        if self.inst.dispatcher == "allgather":
-            dispatch, combine = self.moe_gather(tokens_mb)
-        else:
-            dispatch_bytes = 1.0 + FP8_SCALE_OVERHEAD if self.inst.dispatcher == "deepep" else 2.0
-            dispatch = self.all_to_all(tokens_mb, dispatch_bytes, prefill)
-            combine = self.all_to_all(tokens_mb, 2.0, prefill)
+        dispatch, combine = self.dispatch_combine(tokens_mb, prefill)
         if not prefill:
             dispatch, combine = self._low_latency_transfer(dispatch, combine, sums.low_latency)
         # the FFN all-reduce of a MoE layer sums the shared experts' tensor-parallel halves, and with
@@ -720,12 +727,7 @@ class StepCostModel:
             ops = self.timed_layer_ops(tokens_mb, attention_mb, prefill)
             reduce = self.tp_allreduce(tokens_mb)
             ar = [reduce] if reduce else []
-            if self.inst.dispatcher == "allgather":
-                dispatch, combine = self.moe_gather(tokens_mb)
-            else:
-                dispatch_bytes = 1.0 + FP8_SCALE_OVERHEAD if self.inst.dispatcher == "deepep" else 2.0
-                dispatch = self.all_to_all(tokens_mb, dispatch_bytes, prefill)
-                combine = self.all_to_all(tokens_mb, 2.0, prefill)
+            dispatch, combine = self.dispatch_combine(tokens_mb, prefill)
             gathered = self.inst.dispatcher == "allgather" and self.inst.attn_dp == 1
             moe_reduce = bool(ops["moe_shared"]) or gathered
             dense = [x for _, x in ops["dense_attention"]] + ar
