@@ -471,6 +471,14 @@ _MB_2509 = (
     "(recompute off, grad_reduce_in_fp32 false), run_script.py (token drop, which needs the alltoall "
     "dispatcher; no EP A2A overlap for Qwen3)"
 )
+# gpt-oss-120b's H100 BF16 recipe keys, the same in the 25.11 and 26.04 containers (sources below)
+_GPT_OSS_H100_BF16: dict[str, Any] = {
+    "dispatcher": "alltoall",
+    "recompute": "selective",
+    "recompute_modules": ("layernorm", "moe_act"),
+    "grad_dtype": "bf16",
+    "pipeline_split": "even",
+}
 MEGATRON_BRIDGE_RECIPES: dict[tuple[str, str, int, int, int, int], tuple[dict[str, Any], str]] = {
     ("25.09", "qwen3-30b-a3b", 16, 1, 2, 8): (
         {"dispatcher": "alltoall", "recompute": "none", "grad_dtype": "bf16", "pipeline_split": "even"},
@@ -506,11 +514,7 @@ MEGATRON_BRIDGE_RECIPES: dict[tuple[str, str, int, int, int, int], tuple[dict[st
     ),
     ("25.11", "gpt-oss-120b", 64, 1, 4, 8): (
         {
-            "dispatcher": "alltoall",
-            "recompute": "selective",
-            "recompute_modules": ("layernorm", "moe_act"),
-            "grad_dtype": "bf16",
-            "pipeline_split": "even",
+            **_GPT_OSS_H100_BF16,
             # the table's row contradicts itself: GBS 512 at MBS 4 over DP 16 (64 GPUs / PP4) is 8
             # micro-batches, its GA column says 2; MBS 4 and GA 2 are the DGX-B200 row's (PP1, DP64),
             # and the H100 recipe of that month sets micro_batch_size 1 (GBS 512, GA 32)
@@ -524,13 +528,7 @@ MEGATRON_BRIDGE_RECIPES: dict[tuple[str, str, int, int, int, int], tuple[dict[st
         "(alltoall); Megatron's even layer split",
     ),
     ("26.04", "gpt-oss-120b", 64, 1, 4, 8): (
-        {
-            "dispatcher": "alltoall",
-            "recompute": "selective",
-            "recompute_modules": ("layernorm", "moe_act"),
-            "grad_dtype": "bf16",
-            "pipeline_split": "even",
-        },
+        dict(_GPT_OSS_H100_BF16),
         f"{_MB} @067f987 src/megatron/bridge/perf_recipes/gpt_oss/h100/gpt_oss.py "
         "gpt_oss_120b_pretrain_64gpu_h100_bf16_config (recompute_modules ['layernorm', 'moe_act'], "
         "_perf_precision: grad_reduce_in_fp32=False), models/gpt_oss provider (alltoall); Megatron's even "

@@ -447,27 +447,18 @@ _STACK_FIELDS_HANDLED = frozenset(
 )
 
 
-# The instance fields a step's cost reads (sim.serving.stepcost.StepCostModel and the expert
-# imbalance it draws): shapes equal in these share one cost model, whatever bounds their batches
-_STEP_COST_FIELDS = (
-    "nodes",
-    "gpus_per_node",
-    "tp",
-    "attn_dp",
-    "ep",
-    "moe_tp",
-    "redundant_experts",
-    "routing_skew",
-    "weight_dtype",
-    "kv_dtype",
-    "micro_batches",
-    "comm_sms",
-    "dispatcher",
-    "tp_allreduce",
-    "swap_ab",
-    "cuda_graphs",
-    "moe_kernel",
-)
+# Instance fields that bound a batch or name a role but leave a step's cost unchanged
+# (sim.serving.stepcost.StepCostModel reads none of them): shapes equal in every other field share
+# one cost model; a field added later keeps shapes apart until it is named here
+_NOT_STEP_COST_FIELDS: dict[str, Any] = {
+    "role": "",
+    "instances": 1,
+    "stack": "",
+    "memory_fraction": None,
+    "memory_fraction_of": "total",
+    "max_batch_per_gpu": None,
+    "max_tokens_per_gpu": 1,
+}
 
 
 def _stack_settings(stack_name: str, ep: int, moe_tp: int, tp: int) -> tuple[Any, ...]:
@@ -782,10 +773,7 @@ def plan_serving(
                     f"the KV cache holds {plan.kv_capacity_tokens // inst.attn_dp} tokens per attention "
                     f"rank, less than one {per_request:.0f}-token request"
                 )
-            cost_key = (
-                wl.mtp_draft_tokens,
-                *(getattr(inst, f) for f in _STEP_COST_FIELDS),
-            )
+            cost_key = (wl.mtp_draft_tokens, replace(inst, **_NOT_STEP_COST_FIELDS))
             cost = cost_models.get(cost_key)
             if cost is None:
                 shared = imbalances.setdefault((inst.ep, inst.redundant_experts, inst.routing_skew), {})

@@ -721,26 +721,23 @@ class StepCostModel:
         from sim import calibration
 
         issue = calibration.eager_call_s()
-        key = ("host_layers", tokens_mb, attention_mb, prefill)
-        profiles = self._cache.get(key)
-        if profiles is None:
-            ops = self.timed_layer_ops(tokens_mb, attention_mb, prefill)
-            reduce = self.tp_allreduce(tokens_mb)
-            ar = [reduce] if reduce else []
-            dispatch, combine = self.dispatch_combine(tokens_mb, prefill)
-            gathered = self.inst.dispatcher == "allgather" and self.inst.attn_dp == 1
-            moe_reduce = bool(ops["moe_shared"]) or gathered
-            dense = [x for _, x in ops["dense_attention"]] + ar
-            if self.model.intermediate_size:
-                dense += [x for _, x in ops["dense_ffn"]] + ar
-            moe_seq = [x for _, x in ops["moe_attention"]] + ar + [x for _, x in ops["moe_shared"]]
-            moe_seq += [dispatch] if dispatch else []
-            moe_seq += [x for _, x in ops["moe_routed"]]
-            moe_seq += [combine] if combine else []
-            moe_seq += ar if moe_reduce else []
-            profiles = self._cache[key] = tuple(
-                (len(seq), sum(seq), host_queue_lead_s(seq, issue)) for seq in (dense, moe_seq)
-            )
+        # not cached here: decode steps are cached whole, and a colocated step's attention time (a
+        # float) differs from step to step, so a cache keyed by it would only grow
+        ops = self.timed_layer_ops(tokens_mb, attention_mb, prefill)
+        reduce = self.tp_allreduce(tokens_mb)
+        ar = [reduce] if reduce else []
+        dispatch, combine = self.dispatch_combine(tokens_mb, prefill)
+        gathered = self.inst.dispatcher == "allgather" and self.inst.attn_dp == 1
+        moe_reduce = bool(ops["moe_shared"]) or gathered
+        dense = [x for _, x in ops["dense_attention"]] + ar
+        if self.model.intermediate_size:
+            dense += [x for _, x in ops["dense_ffn"]] + ar
+        moe_seq = [x for _, x in ops["moe_attention"]] + ar + [x for _, x in ops["moe_shared"]]
+        moe_seq += [dispatch] if dispatch else []
+        moe_seq += [x for _, x in ops["moe_routed"]]
+        moe_seq += [combine] if combine else []
+        moe_seq += ar if moe_reduce else []
+        profiles = tuple((len(seq), sum(seq), host_queue_lead_s(seq, issue)) for seq in (dense, moe_seq))
         dense_profile, moe_profile = profiles
         host = gpu = busy_s = 0.0
         layers = [moe_profile if f else dense_profile for f in self.moe_layer_flags]
