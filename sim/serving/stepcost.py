@@ -47,6 +47,7 @@ the computation.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -73,6 +74,7 @@ from sim.serving.deployment import (
     InstanceSpec,
     expert_imbalance,
     kv_bytes_per_token_per_gpu,
+    parse_deployment,
 )
 
 if TYPE_CHECKING:
@@ -701,26 +703,11 @@ class StepCostModel:
             parts["tp_allreduce"] = mb * reductions * reduce
         return layers, parts
 
-    def host_issue_s(
-        self,
-        tokens_mb: int,
-        attention_mb: float,
-        prefill: bool,
-        micro_batches: int,
-        extra_moe_layers: int,
-        head_s: Sequence[float],
-    ) -> float:
-        """The GPU's wait for the host in a step whose kernels the host issues one by one from eager
-        PyTorch (a stack with
-        ``cuda_graphs`` off): every inventory operator, all-reduce and all-to-all of each micro-batch
-        through every layer (plus ``extra_moe_layers`` MoE layers, the MTP module's), then the head
-        kernels ``head_s``, each issued ``sim.calibration.eager_call_s()`` after the one before
-        (:func:`host_queue_lead_s`): the queue's end less the kernels' own time, 0 where the GPU never
-        waits. The measured host time per call leaves out the driver's launch call and the small operators
-        eager model code adds, so this is a lower bound on the host's share."""
-        from sim import calibration
-
-        issue = calibration.eager_call_s()
+    def _eager_sequences(
+        self, tokens_mb: int, attention_mb: float, prefill: bool
+    ) -> tuple[list[float], list[float]]:
+        """The GPU times of the kernels an eager host issues through one dense and one MoE layer of a
+        micro-batch, in order: every inventory operator, all-reduce and all-to-all."""
         # not cached here: decode steps are cached whole, and a colocated step's attention time (a
         # float) differs from step to step, so a cache keyed by it would only grow
         ops = self.timed_layer_ops(tokens_mb, attention_mb, prefill)
@@ -737,6 +724,32 @@ class StepCostModel:
         moe_seq += [x for _, x in ops["moe_routed"]]
         moe_seq += [combine] if combine else []
         moe_seq += ar if moe_reduce else []
+        return dense, moe_seq
+
+    def eager_decode_kernels(self, batch_per_gpu: int) -> int:
+        """How many kernels the host issues for one decode step of ``batch_per_gpu`` requests (one
+        micro-batch, no drafts): every layer's, then the head's."""
+        dense, moe_seq = self._eager_sequences(batch_per_gpu, 0.0, False)
+        layers = sum(len(moe_seq) if f else len(dense) for f in self.moe_layer_flags)
+        return layers + len(self.head_ops(batch_per_gpu, batch_per_gpu))
+
+    def host_issue_s(
+        self,
+        tokens_mb: int,
+        attention_mb: float,
+        prefill: bool,
+        micro_batches: int,
+        extra_moe_layers: int,
+        head_s: Sequence[float],
+    ) -> float:
+        """The GPU's wait for the host in a step whose kernels the host issues one by one from eager
+        PyTorch (a stack with ``cuda_graphs`` off): every inventory operator, all-reduce and all-to-all of
+        each micro-batch through every layer (plus ``extra_moe_layers`` MoE layers, the MTP module's),
+        then the head kernels ``head_s``, each issued :func:`eager_operator_s` after the one before
+        (:func:`host_queue_lead_s`): the queue's end less the kernels' own time, 0 where the GPU never
+        waits."""
+        issue = eager_operator_s()
+        dense, moe_seq = self._eager_sequences(tokens_mb, attention_mb, prefill)
         profiles = tuple((len(seq), sum(seq), host_queue_lead_s(seq, issue)) for seq in (dense, moe_seq))
         dense_profile, moe_profile = profiles
         host = gpu = busy_s = 0.0
@@ -905,3 +918,69 @@ class StepCostModel:
         if chosen is None:
             return 0.0
         return comm.p2p_time(chosen, bytes_per_gpu).predicted_s
+
+
+@dataclass(frozen=True)
+class EagerStep:
+    """A published decode step of a model run eager at batch ``batch`` with tensor parallelism ``tp``,
+    long enough against its GPU time that the host's issue of kernels bounds it."""
+
+    model: str
+    gpu: str
+    tp: int
+    batch: int
+    step_s: float
+    source: str
+
+
+def eager_steps() -> tuple[EagerStep, ...]:
+    """The ``eager_steps`` of ``gpus/calibration/host/eager_pytorch.json``, checked."""
+    from sim import calibration
+
+    path = calibration.calibration_dir() / calibration.HOST_EAGER_FILE
+    if not path.exists():
+        raise ValueError(f"missing {path}: a stack without CUDA graphs needs its published eager steps")
+    rows = calibration.load_file(path).get("eager_steps")
+    if not isinstance(rows, list) or not rows:
+        raise ValueError(f"{path}: 'eager_steps' must be a non-empty list of published eager decode steps")
+    out = []
+    for i, row in enumerate(rows):
+        try:
+            step = EagerStep(
+                str(row["model"]),
+                str(row["gpu"]),
+                int(row["tp"]),
+                int(row["batch"]),
+                float(row["step_s"]),
+                str(row["source"]),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(
+                f"{path}: eager_steps[{i}] needs model, gpu, tp, batch, step_s and source ({error})"
+            ) from None
+        if not (step.tp >= 1 and step.batch >= 1 and 0 < step.step_s < 10):
+            raise ValueError(f"{path}: eager_steps[{i}]: tp and batch >= 1, step_s in (0, 10) s; got {row}")
+        out.append(step)
+    return tuple(out)
+
+
+@functools.cache
+def eager_operator_s() -> float:
+    """Host seconds to issue one inventory operator from eager model code: for each published eager
+    step (:func:`eager_steps`), its time over the kernels this model's inventory issues in that step
+    (:meth:`StepCostModel.eager_decode_kernels`, the experts sharded over the TP group as the stacks
+    measured did), the median over the steps. It carries what an operator of eager model code costs
+    beyond one bare torch call (``sim.calibration.eager_call_s``, the lower bound): the extra aten calls,
+    Python module dispatch and per-step bookkeeping, spread over the operators."""
+    import gpus
+    import moe
+
+    per_op = []
+    for step in eager_steps():
+        model, gpu = moe.get(step.model), gpus.get(step.gpu)
+        spec = {"mode": "colocated", "nodes": 1, "gpus_per_node": step.tp, "tp": step.tp, "ep": 1}
+        inst = parse_deployment(spec, model, gpu).colocated
+        assert inst is not None
+        cost = StepCostModel(model, gpu, inst, 0, np.random.default_rng(0))
+        per_op.append(step.step_s / cost.eager_decode_kernels(step.batch))
+    return float(np.median(per_op))

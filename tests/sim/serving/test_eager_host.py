@@ -7,6 +7,9 @@ nothing, a slow host makes the step at least its issue time, and graph-capturing
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -15,6 +18,7 @@ import moe
 from kernels_numba import host_overhead
 from sim import calibration
 from sim.serving import stack as stacks
+from sim.serving import stepcost
 from sim.serving.deployment import parse_deployment
 from sim.serving.stepcost import StepCostModel, host_queue_lead_s
 
@@ -48,14 +52,14 @@ def test_stack_sets_cuda_graphs_and_a_deployment_key_overrides_it() -> None:
 
 
 def test_graph_stack_never_waits_for_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(calibration, "eager_call_s", lambda: 1e-3)
+    monkeypatch.setattr(stepcost, "eager_operator_s", lambda: 1e-3)
     graphs = _cost("vllm-0.10").mixed_step(4, 2048, 0, 0.0)
     assert "host_launch" not in graphs.breakdown_s
 
 
 def test_slow_host_bounds_the_step(monkeypatch: pytest.MonkeyPatch) -> None:
     issue = 1e-3  # far above any kernel's GPU time at batch 1: every kernel waits for its issue
-    monkeypatch.setattr(calibration, "eager_call_s", lambda: issue)
+    monkeypatch.setattr(stepcost, "eager_operator_s", lambda: issue)
     eager = _cost("vllm-0.10", cuda_graphs=False)
     graphs = _cost("vllm-0.10")
     step = eager.decode_step(1, 2048)
@@ -69,7 +73,7 @@ def test_slow_host_bounds_the_step(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_fast_host_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(calibration, "eager_call_s", lambda: 1e-12)
+    monkeypatch.setattr(stepcost, "eager_operator_s", lambda: 1e-12)
     eager = _cost("vllm-0.10", cuda_graphs=False).decode_step(16, 2048)
     graphs = _cost("vllm-0.10").decode_step(16, 2048)
     assert eager.time_s == pytest.approx(graphs.time_s, rel=1e-9)
@@ -82,3 +86,40 @@ def test_measured_host_time_is_on_file_and_physical() -> None:
     assert 0 < measured["min_s"] <= measured["median_s"] <= measured["max_s"]
     with pytest.raises(ValueError, match="calls and repeats"):
         host_overhead.measure_eager_call_s(calls=0)
+
+
+def test_operator_host_time_comes_from_the_published_eager_steps() -> None:
+    """One host time per operator, derived from published eager decode steps of two DeepSeek models
+    (one GPU; eight with tensor parallelism), lies above one bare torch call (model code issues more than
+    one aten call per operator, through Python modules) and reproduces each of those steps within 10%:
+    a consistency check of the per-operator form across models and TP degrees, not a validation (the
+    steps fed the figure)."""
+    issue = stepcost.eager_operator_s()
+    assert calibration.eager_call_s() < issue < 1e-3
+    for step in stepcost.eager_steps():
+        model, gpu = moe.get(step.model), gpus.get(step.gpu)
+        spec = {"mode": "colocated", "nodes": 1, "gpus_per_node": step.tp, "tp": step.tp, "ep": 1}
+        inst = parse_deployment({**spec, "cuda_graphs": False}, model, gpu).colocated
+        assert inst is not None
+        cost = StepCostModel(model, gpu, inst, 0, np.random.default_rng(0))
+        simulated = cost.decode_step(step.batch, 256)
+        assert simulated.bound_by == "host"
+        assert simulated.time_s == pytest.approx(step.step_s, rel=0.10), step
+
+
+def test_malformed_eager_steps_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "host").mkdir()
+    monkeypatch.setattr(calibration, "calibration_dir", lambda: tmp_path)
+    with pytest.raises(ValueError, match="missing .*eager_pytorch.json"):
+        stepcost.eager_steps()
+    path = tmp_path / calibration.HOST_EAGER_FILE
+    path.write_text('{"eager_steps": []}')
+    with pytest.raises(ValueError, match="non-empty list"):
+        stepcost.eager_steps()
+    path.write_text('{"eager_steps": [{"model": "deepseek-v2", "tp": 8}]}')
+    with pytest.raises(ValueError, match=r"eager_steps\[0\] needs model, gpu, tp, batch, step_s and source"):
+        stepcost.eager_steps()
+    row = {"model": "deepseek-v2", "gpu": "A100", "tp": 8, "batch": 1, "step_s": -1.0, "source": "x"}
+    path.write_text(json.dumps({"eager_steps": [row]}))
+    with pytest.raises(ValueError, match=r"step_s in \(0, 10\)"):
+        stepcost.eager_steps()
