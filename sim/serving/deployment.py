@@ -68,6 +68,7 @@ INSTANCE_KEYS = frozenset(
         "cuda_graphs",
         "memory_fraction",
         "moe_kernel",
+        "step_overhead_s",
         "attn_dp",
         "max_batch_per_gpu",
         "redundant_experts",
@@ -140,6 +141,7 @@ class InstanceSpec:
     memory_fraction: float | None = None
     memory_fraction_of: str = "total"
     moe_kernel: str = ""
+    step_overhead_s: float = 0.0
     router: str = DEFAULT_POLICIES["router"]
     prefill_batching: str = DEFAULT_POLICIES["prefill_batching"]
     decode_admission: str = DEFAULT_POLICIES["decode_admission"]
@@ -280,6 +282,13 @@ def parse_instance(role: str, spec: Mapping[str, Any], model: MoEModel, gpu: GPU
         from sim import calibration
 
         calibration.kernel_table(moe_kernel)  # ValueError naming the known tables
+    step_overhead = spec.get("step_overhead_s", stack.step_overhead_s)
+    if (
+        isinstance(step_overhead, bool)
+        or not isinstance(step_overhead, int | float)
+        or not (0 <= step_overhead < 1)
+    ):
+        raise ValueError(f"{role}.step_overhead_s must be seconds in [0, 1), got {step_overhead!r}.")
     if dispatcher != "allgather" and moe_tp > 1:
         raise ValueError(
             f"{role}: dispatcher {dispatcher!r} sends each token to whole experts; with moe_tp={moe_tp} "
@@ -345,6 +354,7 @@ def parse_instance(role: str, spec: Mapping[str, Any], model: MoEModel, gpu: GPU
         None if fraction is None else float(fraction),
         stack.memory_fraction_of,
         moe_kernel,
+        float(step_overhead),
         **chosen,
     )
 

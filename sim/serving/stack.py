@@ -38,7 +38,10 @@ Settings (:data:`SETTINGS`):
   device's;
 * ``cuda_graphs`` (bool): decode steps replay captured CUDA graphs; off, the host issues every
   kernel from eager PyTorch and the GPU can wait for it
-  (:meth:`sim.serving.stepcost.StepCostModel.host_issue_s`).
+  (:meth:`sim.serving.stepcost.StepCostModel.host_issue_s`);
+* ``step_overhead_s`` (seconds >= 0, default 0): host time on every engine step's critical path
+  that the GPU waits for (scheduling, input preparation, the sampled tokens' copy back), where the
+  engine runs it between steps instead of overlapping it with the GPU's work.
 
     from sim.serving.stack import get, names
     get("vllm-0.10").max_running_requests_for("H100")   # 1024
@@ -69,6 +72,7 @@ SETTINGS: dict[str, type] = {
     "memory_fraction": float,
     "memory_fraction_of": str,
     "moe_kernel": str,
+    "step_overhead_s": float,
 }
 REQUIRED = ("expert_parallel", "dispatcher", "two_batch_overlap", "tp_allreduce", "cuda_graphs")
 ALLREDUCE = ("custom", "nccl")
@@ -102,6 +106,7 @@ class Stack:
     memory_fraction_of: str = "total"
     memory_fraction_by_gpus: dict[int, float] = field(default_factory=dict)
     moe_kernel: str | None = None
+    step_overhead_s: float = 0.0
     by_gpu: dict[str, dict[str, int]] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -139,6 +144,12 @@ def get(name: str) -> Stack:
     if path is None or "/" in name or not path.is_file():
         raise ValueError(f"unknown serving stack {name!r}; known stacks: {', '.join(names())}")
     return _load(str(path), path.stat().st_mtime_ns)
+
+
+def _seconds(where: str, setting: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise ValueError(f"stack file {where}: {setting!r} must be seconds in [0, 1), got {value!r}")
+    return float(value)
 
 
 def _fraction(where: str, setting: str, value: Any) -> float:
@@ -184,6 +195,8 @@ def _load(path: str, mtime_ns: int) -> Stack:
         if value is None:
             if setting in REQUIRED:
                 raise ValueError(f"stack file {where}: {setting!r} needs a 'value'")
+        elif setting == "step_overhead_s":
+            value = _seconds(where, setting, value)
         elif kind is float:
             value = _fraction(where, setting, value)
         elif not isinstance(value, kind) or (

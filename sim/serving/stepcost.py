@@ -261,6 +261,9 @@ def _bound(breakdown: dict[str, float], compute_s: float, comm_kind: str, schedu
     return max(("attention", "dense_gemm", "experts"), key=lambda k: breakdown.get(k, 0.0))
 
 
+HOST_PARTS = ("host_launch", "host_step")  # breakdown keys of the host's time, not the GPU's
+
+
 def host_queue_lead_s(kernel_s: Sequence[float], issue_s: float) -> float:
     """``max_k ((k - 1) * issue_s + sum(kernel_s[k-1:]))`` over k = 1..n: when the host issues the n
     kernels one every ``issue_s`` seconds (the first as it begins) into a GPU queue that runs them in
@@ -764,15 +767,25 @@ class StepCostModel:
         return gpu - (busy_s + sum(head_s))
 
     @staticmethod
-    def _eager(cost: StepCost, wait_s: float) -> StepCost:
-        """``cost`` with the GPU's wait for the host added (breakdown key ``host_launch``; ``bound_by``
-        "host" where the wait is the step's largest part)."""
+    def _host_wait(cost: StepCost, wait_s: float, part: str) -> StepCost:
+        """``cost`` with the GPU's wait ``wait_s`` for the host added (breakdown key ``part``;
+        ``bound_by`` "host" where the host's parts are the step's largest)."""
         if wait_s <= 0:
             return cost
         parts = dict(cost.breakdown_s)
-        parts["host_launch"] = wait_s
-        bound = "host" if wait_s >= max(parts.values()) else cost.bound_by
+        parts[part] = wait_s
+        host = sum(parts.get(k, 0.0) for k in HOST_PARTS)
+        bound = "host" if host >= max(v for k, v in parts.items() if k not in HOST_PARTS) else cost.bound_by
         return replace(cost, time_s=cost.time_s + wait_s, breakdown_s=parts, bound_by=bound)
+
+    def _eager(self, cost: StepCost, wait_s: float) -> StepCost:
+        """``cost`` with the GPU's wait for the eager host's kernel issue (``host_launch``)."""
+        return self._host_wait(cost, wait_s, "host_launch")
+
+    def _engine_step(self, cost: StepCost) -> StepCost:
+        """``cost`` with the stack's per-step host time (``host_step``: the engine's scheduling and
+        input preparation between steps, ``InstanceSpec.step_overhead_s``)."""
+        return self._host_wait(cost, self.inst.step_overhead_s, "host_step")
 
     def decode_step(self, batch_per_gpu: int, kv_len: int) -> StepCost:
         """One decode iteration: ``batch_per_gpu`` requests on the busiest GPU, mean KV length ``kv_len``;
@@ -817,6 +830,7 @@ class StepCostModel:
             head_s = [x for _, x in self.head_ops(batch_per_gpu * q, batch_per_gpu * q)]
             head_s += self.draft * [x for _, x in self.head_ops(batch_per_gpu, batch_per_gpu)]
             result = self._eager(result, self.host_issue_s(b_mb * q, attn, False, mb, self.draft, head_s))
+        result = self._engine_step(result)
         self._cache[key] = result
         return result
 
@@ -852,7 +866,7 @@ class StepCostModel:
             head_s = [x for _, x in head_ops]
             host = self.host_issue_s(t_mb, attention_s / mb, True, mb, int(bool(self.draft)), head_s)
             result = self._eager(result, host)
-        return result
+        return self._engine_step(result)
 
     def mixed_step(
         self, decode_batch: int, kv_len: int, prefill_tokens: int, prefill_attention_s: float
@@ -908,7 +922,7 @@ class StepCostModel:
                 head_s += self.draft * [x for _, x in self.head_ops(decode_batch, decode_batch)]
             host = self.host_issue_s(t_mb, attn / mb, False, mb, self.draft, head_s)
             result = self._eager(result, host)
-        return result
+        return self._engine_step(result)
 
     def kv_transfer_time(self, bytes_per_gpu: float) -> float:
         """RDMA of a prefill batch's KV cache from each prefill GPU to the decode instance."""

@@ -156,7 +156,13 @@ def test_each_stack_leaves_its_kv_cache_the_share_its_framework_sets():
     # the by-GPU-count table, as SGLang picks by TP size
     sglang = stack.get("sglang-0.4")
     assert [sglang.memory_fraction_for(n) for n in (1, 2, 3, 4, 8, 16, 32)] == [
-        0.88, 0.87, 0.87, 0.85, 0.81, 0.79, 0.79
+        0.88,
+        0.87,
+        0.87,
+        0.85,
+        0.81,
+        0.79,
+        0.79,
     ]
 
 
@@ -168,3 +174,47 @@ def test_memory_fraction_is_a_deployment_key_with_clear_errors():
         _kv_bytes("vllm-0.7", memory_fraction=0)
     with pytest.raises(ValueError, match="leaves no memory for a KV cache"):
         _kv_bytes("vllm-0.7", memory_fraction=0.5)  # 84 GB of weights in 70 GB
+
+
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        ("-0.001", r"must be seconds in \[0, 1\)"),
+        ("nan", r"must be seconds in \[0, 1\)"),
+        ("true", "seconds"),
+    ],
+)
+def test_malformed_step_overheads_say_what_is_wrong(tmp_path, monkeypatch, value, match):
+    folder = tmp_path / "stacks"
+    shutil.copytree(stack.stacks_dir(), folder)
+    (folder / "bad.toml").write_text(_VALID + f'[step_overhead_s]\nvalue = {value}\nsource = "s"\n')
+    monkeypatch.setattr(stack, "stacks_dir", lambda: Path(folder))
+    with pytest.raises(ValueError, match=match):
+        stack.get("bad")
+
+
+def _decode(stack_name: str, batch: int = 4, **keys: object):  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from sim.serving.stepcost import StepCostModel
+
+    _, inst = _plan(stack_name, **keys)
+    cost = StepCostModel(V3, gpus.get("H200"), inst, 0, np.random.default_rng(0))
+    return inst, cost.decode_step(batch, 2048), cost.mixed_step(batch, 2048, 512, 1e-4)
+
+
+def test_a_stack_that_schedules_between_steps_adds_its_host_time_to_every_step():
+    """vLLM 0.7's V0 engine runs the scheduler and input preparation between steps (4 ms, its
+    stack's source); a deployment key sets another figure; a stack that overlaps them adds nothing."""
+    inst, decode, mixed = _decode("vllm-0.7")
+    assert inst.step_overhead_s == 0.004
+    _, decode0, mixed0 = _decode("vllm-0.7", step_overhead_s=0.0)
+    assert decode.time_s == pytest.approx(decode0.time_s + 0.004, rel=1e-12)
+    assert mixed.time_s == pytest.approx(mixed0.time_s + 0.004, rel=1e-12)
+    assert decode.breakdown_s["host_step"] == 0.004 and "host_step" not in decode0.breakdown_s
+    _, slow, _ = _decode("vllm-0.7", step_overhead_s=0.5)
+    assert slow.bound_by == "host"
+    for name in ("sglang-0.4", "deepseek", "vllm-0.10"):
+        assert "host_step" not in _decode(name)[1].breakdown_s
+    with pytest.raises(ValueError, match=r"step_overhead_s must be seconds in \[0, 1\)"):
+        _decode("vllm-0.7", step_overhead_s=-1e-3)
