@@ -13,12 +13,14 @@ from importlib import resources
 from typing import Any
 
 from moe.accounting import FlopsBreakdown, MemoryBreakdown
-from moe.config import SUPPORTED_MODEL_TYPES, AttentionSpec, MoEModel, from_hf_config
+from moe.config import SUPPORTED_MODEL_TYPES, MoEModel, from_hf_config
+from moe.spec import AttentionSpec, ModelSpec
 
 __all__ = [
     "AttentionSpec",
     "FlopsBreakdown",
     "MemoryBreakdown",
+    "ModelSpec",
     "MoEModel",
     "SUPPORTED_MODEL_TYPES",
     "from_hf_config",

@@ -22,12 +22,11 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from moe.config import MoEModel
+from moe.spec import ModelSpec
 
 __all__ = [
     "BYTES_PER_ELEMENT",
@@ -36,6 +35,7 @@ __all__ = [
     "RECIPES",
     "FlopsBreakdown",
     "MemoryBreakdown",
+    "active_non_embedding_params",
     "active_params_breakdown",
     "attention_flops_per_token",
     "bytes_per_element",
@@ -129,7 +129,7 @@ class _Count:
         return self.gemm + self.other
 
 
-def _attention_params(model: MoEModel, layer: int | None) -> tuple[_Count, int]:
+def _attention_params(model: ModelSpec, layer: int | None) -> tuple[_Count, int]:
     """(attention parameters, norm weights inside attention) of one layer.
 
     ``layer`` None means the MTP module's layer.
@@ -205,7 +205,7 @@ def _attention_params(model: MoEModel, layer: int | None) -> tuple[_Count, int]:
     return c, norms
 
 
-def _expert_params(model: MoEModel, intermediate: int, bias: bool) -> _Count:
+def _expert_params(model: ModelSpec, intermediate: int, bias: bool) -> _Count:
     """One SwiGLU expert: gate, up and down projections (+ biases for gpt-oss)."""
     h = model.hidden_size
     c = _Count(gemm=3 * h * intermediate)
@@ -214,7 +214,7 @@ def _expert_params(model: MoEModel, intermediate: int, bias: bool) -> _Count:
     return c
 
 
-def layer_params(model: MoEModel, layer: int | None) -> dict[str, _Count]:
+def layer_params(model: ModelSpec, layer: int | None) -> dict[str, _Count]:
     """Parameters of one main layer (``layer`` index) or of one MTP module's layer (``None``)."""
     h = model.hidden_size
     out = {k: _Count() for k in COMPONENTS}
@@ -244,7 +244,7 @@ def layer_params(model: MoEModel, layer: int | None) -> dict[str, _Count]:
     return out
 
 
-def _mtp_params(model: MoEModel) -> int:
+def _mtp_params(model: ModelSpec) -> int:
     """One MTP module: its own decoder layer plus the projection that joins embedding and hidden state.
 
     DeepSeek-V3 (README_WEIGHTS.md): enorm, hnorm, eh_proj [h, 2h], a transformer layer and the
@@ -262,11 +262,11 @@ def _mtp_params(model: MoEModel) -> int:
     return per_module * model.num_mtp_modules
 
 
-def _all_layers(model: MoEModel) -> list[dict[str, _Count]]:
+def _all_layers(model: ModelSpec) -> list[dict[str, _Count]]:
     return [layer_params(model, i) for i in range(model.num_layers)]
 
 
-def _global_params(model: MoEModel) -> dict[str, _Count]:
+def _global_params(model: ModelSpec) -> dict[str, _Count]:
     h = model.hidden_size
     out = {k: _Count() for k in COMPONENTS}
     out["embedding"] = _Count(other=model.vocab_size * h)  # a lookup, not a GEMM
@@ -278,7 +278,7 @@ def _global_params(model: MoEModel) -> dict[str, _Count]:
     return out
 
 
-def params_breakdown(model: MoEModel) -> dict[str, int]:
+def params_breakdown(model: ModelSpec) -> dict[str, int]:
     """Total parameters by component; "mtp" is listed but not part of ``total_params``."""
     totals = {k: 0 for k in COMPONENTS}
     for part in [_global_params(model), *_all_layers(model)]:
@@ -289,7 +289,7 @@ def params_breakdown(model: MoEModel) -> dict[str, int]:
 
 
 @lru_cache(maxsize=256)
-def _active_parts(model: MoEModel) -> dict[str, _Count]:
+def _active_parts(model: ModelSpec) -> dict[str, _Count]:
     """Per-token active parameters by component, as GEMM / other counts (MTP excluded).
 
     Cached per model (models are frozen and hashable); callers must not mutate the result.
@@ -307,7 +307,7 @@ def _active_parts(model: MoEModel) -> dict[str, _Count]:
     return acc
 
 
-def active_params_breakdown(model: MoEModel) -> dict[str, int]:
+def active_params_breakdown(model: ModelSpec) -> dict[str, int]:
     """Parameters used per token by component (embedding, head and router included; MTP excluded)."""
     return {k: c.total for k, c in _active_parts(model).items()}
 
@@ -352,7 +352,7 @@ class _Reach:
     indexer_keys: float
 
 
-def _layer_reach(model: MoEModel, layer: int, context_len: int, causal: bool) -> _Reach:
+def _layer_reach(model: ModelSpec, layer: int, context_len: int, causal: bool) -> _Reach:
     """Mean number of keys per query in ``layer`` over a sequence of ``context_len`` tokens.
 
     Causal: the query at position i (1-based, itself included) sees the i tokens up to it, averaged
@@ -397,7 +397,7 @@ def _layer_reach(model: MoEModel, layer: int, context_len: int, causal: bool) ->
     return _Reach(keys, indexer)
 
 
-def pair_flops(model: MoEModel) -> tuple[float, float]:
+def pair_flops(model: ModelSpec) -> tuple[float, float]:
     """(main attention FLOP per query-key pair, indexer FLOP per query-key pair) of one layer.
 
     Score and value products, 2 FLOP per multiply-add. MLA without the sparse indexer is counted in
@@ -417,7 +417,7 @@ def pair_flops(model: MoEModel) -> tuple[float, float]:
 
 
 def layer_attention_flops_per_token(
-    model: MoEModel, layer: int, context_len: int, causal: bool
+    model: ModelSpec, layer: int, context_len: int, causal: bool
 ) -> tuple[float, float]:
     """(main attention, indexer) forward FLOP per token in one layer, averaged over the sequence."""
     reach = _layer_reach(model, layer, context_len, _check_causal(causal))
@@ -425,7 +425,7 @@ def layer_attention_flops_per_token(
     return reach.keys * main, reach.indexer_keys * indexer
 
 
-def attention_flops_per_token(model: MoEModel, context_len: int = 4096, causal: bool = True) -> float:
+def attention_flops_per_token(model: ModelSpec, context_len: int = 4096, causal: bool = True) -> float:
     """Forward attention FLOP per token (score, value and indexer products), MTP excluded."""
     length = _check_len(context_len, "context_len")
     causal = _check_causal(causal)
@@ -467,7 +467,7 @@ class FlopsBreakdown:
         return d
 
 
-def forward_flops_per_token(model: MoEModel, context_len: int = 4096, causal: bool = True) -> FlopsBreakdown:
+def forward_flops_per_token(model: ModelSpec, context_len: int = 4096, causal: bool = True) -> FlopsBreakdown:
     """Forward FLOP per token split into dense GEMMs, routed-expert GEMMs and attention."""
     length = _check_len(context_len, "context_len")
     causal = _check_causal(causal)
@@ -490,11 +490,16 @@ def forward_flops_per_token(model: MoEModel, context_len: int = 4096, causal: bo
     )
 
 
-def training_flops_per_token(model: MoEModel, seq_len: int = 4096, causal: bool = True) -> float:
+def active_non_embedding_params(model: ModelSpec) -> int:
+    """Active parameters minus the input embedding (output head kept)."""
+    return sum(active_params_breakdown(model).values()) - params_breakdown(model)["embedding"]
+
+
+def training_flops_per_token(model: ModelSpec, seq_len: int = 4096, causal: bool = True) -> float:
     """DESIGN.md: 6 x active non-embedding params (head included) + 3 x forward attention FLOP."""
     length = _check_len(seq_len, "seq_len")
     causal = _check_causal(causal)
-    return 6.0 * model.active_non_embedding_params + 3.0 * attention_flops_per_token(model, length, causal)
+    return 6.0 * active_non_embedding_params(model) + 3.0 * attention_flops_per_token(model, length, causal)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -519,7 +524,7 @@ def entry_bytes(nope: int, rope: int, dtype: str) -> float:
     return (nope + rope) * BYTES_PER_ELEMENT[dtype.lower()]
 
 
-def layer_kv_bytes(model: MoEModel, layer: int, context_len: int, dtype: str = "bf16") -> dict[str, float]:
+def layer_kv_bytes(model: ModelSpec, layer: int, context_len: int, dtype: str = "bf16") -> dict[str, float]:
     """KV-cache bytes one sequence of ``context_len`` tokens holds in main layer ``layer``, by part.
 
     Parts as in :func:`kv_cache_breakdown` (total bytes, not per token).
@@ -554,7 +559,7 @@ def layer_kv_bytes(model: MoEModel, layer: int, context_len: int, dtype: str = "
     return {"attention": attn, "indexer": indexer, "compressor_state": state}
 
 
-def kv_cache_breakdown(model: MoEModel, dtype: str = "bf16", context_len: int = 4096) -> dict[str, float]:
+def kv_cache_breakdown(model: ModelSpec, dtype: str = "bf16", context_len: int = 4096) -> dict[str, float]:
     """KV-cache bytes per token for one sequence of ``context_len`` tokens, by part.
 
     * "attention": cached keys/values. MHA/GQA: 2 x kv_heads x head_dim per token and layer, a
@@ -579,7 +584,7 @@ def kv_cache_breakdown(model: MoEModel, dtype: str = "bf16", context_len: int = 
     return {k: v / length for k, v in totals.items()}
 
 
-def kv_cache_bytes_per_token(model: MoEModel, dtype: str = "bf16", context_len: int = 4096) -> float:
+def kv_cache_bytes_per_token(model: ModelSpec, dtype: str = "bf16", context_len: int = 4096) -> float:
     """Total KV-cache bytes for one sequence of ``context_len`` tokens, divided by ``context_len``."""
     return sum(kv_cache_breakdown(model, dtype, context_len).values())
 
@@ -616,7 +621,7 @@ class MemoryBreakdown:
         return d
 
 
-def _param_classes(model: MoEModel, include_mtp: bool) -> dict[str, int]:
+def _param_classes(model: ModelSpec, include_mtp: bool) -> dict[str, int]:
     """Parameters grouped by how the recipes store them."""
     parts = [_global_params(model), *_all_layers(model)]
     if include_mtp and model.num_mtp_modules:
@@ -657,7 +662,7 @@ def _param_classes(model: MoEModel, include_mtp: bool) -> dict[str, int]:
     return classes
 
 
-def memory_bytes(model: MoEModel, recipe: str = "bf16", include_mtp: bool = True) -> MemoryBreakdown:
+def memory_bytes(model: ModelSpec, recipe: str = "bf16", include_mtp: bool = True) -> MemoryBreakdown:
     """Weight, gradient, master-weight and optimizer-state bytes for the whole model.
 
     Recipes:
