@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from moe.operators.lowering import RECOMPUTE_MODULES, default_recompute_modules
 from sim.comm import DISPATCHERS  # the expert token dispatchers (Megatron --moe-token-dispatcher-type)
-from sim.training.costs import Unit
 from sim.training.schedules import ScheduleLayout
 
 __all__ = [
@@ -149,15 +148,26 @@ class TrainingPlan:
         )
 
 
-def partition_units(units: Sequence[Unit], costs: Sequence[float], num_pieces: int) -> list[list[Unit]]:
+class PipelineUnit(Protocol):
+    """What the layer split reads of a piece of the model (:class:`sim.training.costs.Unit`): its
+    kind, "embedding", "layer", "mtp" or "head"."""
+
+    @property
+    def kind(self) -> str: ...
+
+
+UnitT = TypeVar("UnitT", bound=PipelineUnit)
+
+
+def partition_units(units: Sequence[UnitT], costs: Sequence[float], num_pieces: int) -> list[list[UnitT]]:
     """Contiguous split of ``units`` into ``num_pieces`` minimising the largest piece cost.
 
     Embedding stays with the first transformer layer and the head with the last unit; every
     piece must hold at least one transformer layer (or MTP module), else ValueError.
     """
-    blocks: list[list[Unit]] = []
+    blocks: list[list[UnitT]] = []
     block_costs: list[float] = []
-    pending: list[Unit] = []
+    pending: list[UnitT] = []
     pending_cost = 0.0
     for unit, cost in zip(units, costs, strict=True):
         pending.append(unit)
@@ -202,15 +212,15 @@ def partition_units(units: Sequence[Unit], costs: Sequence[float], num_pieces: i
     return [[u for b in blocks[j:i] for u in b] for j, i in bounds]
 
 
-def split_by_counts(units: Sequence[Unit], layers_per_stage: Sequence[int]) -> list[list[Unit]]:
+def split_by_counts(units: Sequence[UnitT], layers_per_stage: Sequence[int]) -> list[list[UnitT]]:
     """Split by explicit transformer-layer counts per piece (MTP counts as a layer)."""
     if any(int(c) < 1 for c in layers_per_stage):
         raise ValueError(
             f"layers_per_stage {list(layers_per_stage)} gives a stage no layers; "
             "every stage needs at least one."
         )
-    blocks: list[list[Unit]] = []
-    pending: list[Unit] = []
+    blocks: list[list[UnitT]] = []
+    pending: list[UnitT] = []
     for unit in units:
         pending.append(unit)
         if unit.kind in ("layer", "mtp"):
