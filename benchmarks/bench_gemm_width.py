@@ -56,13 +56,13 @@ SETS = 16
 
 def _model_profile() -> Any:
     """This machine's CPU profile from its committed calibration file, or None without one."""
-    from kernels_numba import validate
     from sim import calibration as cal
+    from sim.calibration import devices
 
     path = cal.calibration_dir() / f"cpu-{cal.device_key(bench.cpu_name())}.json"
     if not path.exists():
         return None
-    return validate.profile_for(json.loads(path.read_text()), path)
+    return devices.profile_for(json.loads(path.read_text()), path)
 
 
 def measure(threads: int, rows: int, weight_bytes: int) -> dict[str, object]:

@@ -440,7 +440,7 @@ def unregister(name: str) -> None:
 
 def kernel_vintages(name: str | GPUProfile) -> list[str]:
     """Kernel vintages of a GPU ("YYYY-MM", oldest first): months whose kernel tables have their own
-    calibration file, ``gpus/calibration/<gpu>-YYYY-MM.json`` (``python -m kernels_numba.published
+    calibration file, ``gpus/calibration/<gpu>-YYYY-MM.json`` (``python -m sim.calibration.published
     --as-of``). ``get("H800@2025-02")`` is the H800 timed with its kernels of February 2025."""
     profile = get(name)
     stem = slug(profile.name.partition("@")[0])

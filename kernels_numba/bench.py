@@ -10,7 +10,7 @@
    ``numba_cpu`` and ``torch_cpu`` always; ``numba_cuda`` and ``torch_cuda`` when a CUDA GPU is
    there. Warm-up runs first (compilation, caches), then the median of repeated runs:
    ``time.perf_counter_ns`` on the CPU, CUDA events on the GPU (STYLE.md rule 9).
-3. Fits each family's parameters on the fit half of the shapes (``kernels_numba.validate``)
+3. Fits each family's parameters on the fit half of the shapes (``sim.calibration.devices``)
    and writes the file: device name, kind, cores, date, library versions, ceilings, fitted
    families, and every measurement. CPU kernels run in float32 (no bf16 arithmetic here).
 """
@@ -33,6 +33,7 @@ import numpy as np
 
 from kernels_numba.shapes import Case, grid
 from sim import calibration as cal
+from sim.calibration import devices
 
 Runner = Callable[[], Any]
 
@@ -565,12 +566,7 @@ def run(
             # a file from before the bench recorded it: the device is the same, so is its SIMD level
             updated["cpu_capability"] = entry["cpu_capability_added"] = cpu_capability()
         updated["updates"] = list(previous.get("updates", [])) + [entry]
-        _write(path, updated)
-        if fit:
-            from kernels_numba import fitting
-
-            updated["families"] = fitting.fit_families(updated, path)
-            _write(path, updated)
+        devices.write_device_file(path, updated, fit)
         log(f"updated {path}")
         return path
     doc: dict[str, Any] = {
@@ -591,94 +587,9 @@ def run(
         "families": {},
         "measurements": records,
     }
-    _write(path, doc)
-    if fit:  # the fit reads the profile built from the file just written
-        from kernels_numba import fitting
-
-        doc["families"] = fitting.fit_families(doc, path)
-        _write(path, doc)
+    devices.write_device_file(path, doc, fit)  # the fit reads the profile built from the file written
     log(f"wrote {path}")
     return path
-
-
-def _write(path: Path, doc: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    tmp.replace(path)
-
-
-def merge_runs(paths: list[Path], out: Path, fit: bool = True) -> Path:
-    """One calibration file from several full runs of the bench on the same device, thread count
-    and library versions: each record's passes are pooled and ``measured_s`` is their median (as
-    one run with the passes of all); the ceilings are the median of the runs' ceilings. Runs taken
-    apart in time average over the slow swings of a shared machine that one run's interleaved
-    passes cannot. The file's ``merged_from`` lists the runs (date, passes, ceilings)."""
-    if len(paths) < 2:
-        raise ValueError(f"merge needs at least two calibration files, got {len(paths)}")
-    docs = [json.loads(Path(p).read_text()) for p in paths]
-    first = docs[0]
-    for p, d in zip(paths[1:], docs[1:], strict=True):
-        for field in ("device", "kind", "cores", "versions", "cpu_capability"):
-            if d.get(field) != first.get(field):
-                raise ValueError(
-                    f"cannot merge {p}: its {field} {d.get(field)!r} differs from {first.get(field)!r}"
-                )
-
-    def key(r: dict[str, Any]) -> str:
-        return json.dumps([r["family"], r["impl"], r["shape"], r.get("config", {})], sort_keys=True)
-
-    pooled: dict[str, dict[str, Any]] = {}
-    seen: dict[str, int] = {}  # runs that hold each record
-    for d in docs:
-        for r in d["measurements"]:
-            k = key(r)
-            if k not in pooled:
-                pooled[k] = {**r, "pass_s": [], "wall_s": [], "cpu_s": [], "runs": 0, "clock": {}}
-                seen[k] = 0
-            seen[k] += 1
-            m = pooled[k]
-            m["pass_s"] += list(r.get("pass_s", [r["measured_s"]]))
-            m["wall_s"] += list(r.get("wall_s", []))
-            m["cpu_s"] += list(r.get("cpu_s", []))
-            m["runs"] += int(r.get("runs", 0))
-            for clock, count in r.get("clock", {}).items():
-                m["clock"][clock] = m["clock"].get(clock, 0) + count
-    missing = [k for k, c in seen.items() if c != len(docs)]
-    if missing:
-        raise ValueError(f"cannot merge: {len(missing)} records are not in every run, e.g. {missing[0]}")
-    for m in pooled.values():
-        m["measured_s"] = float(np.median(m["pass_s"]))
-    ceilings = dict(first["ceilings"])
-    flops = {
-        dtype: float(np.median([d["ceilings"]["matmul_flops_per_s"][dtype] for d in docs]))
-        for dtype in first["ceilings"]["matmul_flops_per_s"]
-    }
-    ceilings["matmul_flops_per_s"] = flops
-    ceilings["copy_bytes_per_s"] = float(np.median([d["ceilings"]["copy_bytes_per_s"] for d in docs]))
-    doc = {
-        **first,
-        "date": max(str(d["date"]) for d in docs),
-        "source": f"measured by python -m kernels_numba.bench, {len(docs)} runs pooled by --merge",
-        "ceilings": ceilings,
-        "merged_from": [
-            {
-                "date": d["date"],
-                "passes": len(d["measurements"][0].get("pass_s", [1])),
-                "ceilings": d["ceilings"],
-            }
-            for d in docs
-        ],
-        "families": {},
-        "measurements": list(pooled.values()),
-    }
-    _write(out, doc)
-    if fit:
-        from kernels_numba import fitting
-
-        doc["families"] = fitting.fit_families(doc, out)
-        _write(out, doc)
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -711,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.out is None:
             parser.error("--merge needs --out")
         try:
-            merge_runs(args.merge, args.out, fit=not args.no_fit)
+            devices.merge_runs(args.merge, args.out, fit=not args.no_fit)
         except (OSError, ValueError, KeyError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

@@ -18,22 +18,21 @@ aten operators (views, copies, casts) that real eager model code issues between 
 operators. Both would add host time, so the charge is a lower bound.
 
 ``--write`` stores the figure in ``gpus/calibration/host/eager_pytorch.json`` (its ``measured_here``
-entry) with the CPU's name, the date and the library versions. The file's ``published`` entry, a
-measurement on a CUDA GPU that includes the launch, is what the model uses where it is present.
+entry, ``sim.calibration.write_eager_call``) with the CPU's name, the date and the library versions.
+The file's ``published`` entry, a measurement on a CUDA GPU that includes the launch, is what the
+model uses where it is present.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-HOST_FILE = "host/eager_pytorch.json"  # under gpus/calibration
+from sim import calibration as cal
 
 
 def measure_eager_call_s(calls: int = 2000, repeats: int = 21, warmup: int = 3) -> dict[str, float]:
@@ -95,7 +94,7 @@ def record(calls: int, repeats: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help=f"write gpus/calibration/{HOST_FILE}")
+    parser.add_argument("--write", action="store_true", help=f"write gpus/calibration/{cal.HOST_EAGER_FILE}")
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=21)
     args = parser.parse_args(argv)
@@ -106,14 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"{data['device']}: {data['eager_call_s'] * 1e6:.2f} us per eager module call")
     if args.write:
-        from sim import calibration as cal
-
-        path = Path(cal.calibration_dir()) / HOST_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        existing = json.loads(path.read_text()) if path.exists() else {"schema": 2}
-        existing["measured_here"] = data  # the published figure, if any, is kept
-        path.write_text(json.dumps(existing, indent=1) + "\n")
-        print(f"wrote {path}")
+        print(f"wrote {cal.write_eager_call(data)}")  # the file's published figure, if any, is kept
     return 0
 
 

@@ -2,44 +2,17 @@
 
 These are what a PyTorch MoE layer would call: ``torch.matmul``, a loop of matmuls over expert
 groups, ``topk`` gating, ``argsort``-based permutation, ``scaled_dot_product_attention``.
-They take and return torch tensors on any device; the timing harness keeps data resident.
+They take and return torch tensors on any device; the timing harness keeps data resident. How many
+operator calls each issues, and when :func:`attention` materialises its scores, is stated for the
+timing model in :mod:`sim.calibration.devices` (``launch_count``, ``materializes_scores``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
-
-def launch_count(family: str, shape: Mapping[str, Any], config: Mapping[str, Any]) -> int:
-    """Torch operator calls each function below issues for a shape (counted from the code):
-    the timing model charges a call overhead per operator, as an unfused sequence pays it."""
-    if family == "grouped_gemm":
-        return max(1, sum(1 for g in shape["group_sizes"] if g > 0))  # one matmul per non-empty group
-    if family == "gating":
-        # score, bias add; group-limited: group score (sigmoid: topk(2) + sum; softmax: amax),
-        # topk of groups, zeros_like, scatter_, ~mask, repeat_interleave, masked_fill; then topk,
-        # gather, sum, div, mul (the ``view`` launches nothing). Sigmoid grouped 15, softmax
-        # grouped 14, ungrouped 7.
-        grouped = 0
-        if int(config.get("n_group", 1)) > 1:
-            grouped = (2 if config.get("scoring", "sigmoid") == "sigmoid" else 1) + 6
-        return 2 + grouped + 5
-    if family == "permute":
-        # combine: index_select, unsqueeze/to, bmm; permute: argsort, div, empty, arange, scatter,
-        # bincount, cumsum, cat, index_select
-        return 3 if shape["combine"] else 9
-    return 1
-
-
-def materializes_scores(qk_head_dim: int, v_head_dim: int) -> bool:
-    """Whether :func:`attention` takes PyTorch's unfused CPU path (score matrix in memory): the
-    fused CPU flash kernel requires equal query/key and value head dims (ATen
-    ``sdp_utils_cpp.cpp``, ``check_head_dim_size_cpp``), which MLA (192/128, 576/512) breaks."""
-    return qk_head_dim != v_head_dim
+from sim.calibration.devices import materializes_scores
 
 
 def gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:

@@ -12,10 +12,10 @@
 * ``--measure`` re-times first (``python -m kernels_numba.bench``), which rewrites the file.
 * ``--write`` also rewrites the fitted H800 parameters (``gpus/calibration/h800.json``) and the
   families of the device file from the same fits.
-* The H800 part fits DeepSeek's published tables the same way (``kernels_numba.published``),
+* The H800 part fits DeepSeek's published tables the same way (``sim.calibration.published``),
   and the ``gemm_wgrad`` / ``memory_bound`` / ``norm_rope`` / ``attention_backward`` families on kernel
   instances of the V3 training trace (tables ``v3_trace_*``; whole shapes held out, as for the
-  other tables: ``kernels_numba.published.trace_split``). A trace table with one shape
+  other tables: ``sim.calibration.published.trace_split``). A trace table with one shape
   (``v3_trace_attention_bwd``: one FlashAttnBwd shape, four layers) is fitted on all of it and
   listed under ``fitted_only``, with no held-out error.
 
@@ -24,6 +24,10 @@ The last line printed is one JSON object:
 "published": {"<table>": {"median_pct", "p90_pct", "n"}}, "fitted_only": {"<table>": {"fit_n",
 "fit_median_pct"}}, "trace_cross_checks": {...}}`` (percent; ``fit_median_pct`` is the fit's own
 residual, not a validation).
+
+This is the harness's command line: it picks the file of the hardware at hand and re-times on
+request; the fitting, scoring and writing are :mod:`sim.calibration`'s (``devices`` for the device
+file, ``published`` for the H800 tables).
 """
 
 from __future__ import annotations
@@ -34,30 +38,10 @@ import json
 import sys
 from pathlib import Path
 
-from kernels_numba.fitting import (
-    fit_families,
-    fit_group,
-    groups,
-    model_family,
-    model_time,
-    profile_for,
-    score_device,
-    shape_key,
-)
 from sim import calibration as cal
+from sim.calibration import devices, published
 
-__all__ = [
-    "device_file",
-    "fit_families",
-    "fit_group",
-    "groups",
-    "main",
-    "model_family",
-    "model_time",
-    "profile_for",
-    "score_device",
-    "shape_key",
-]
+__all__ = ["device_file", "main"]
 
 
 def device_file() -> Path:
@@ -97,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.measure:
         from kernels_numba import bench
 
-        measured = bench.run(out=args.file, log=lambda line: print(line, file=sys.stderr))
-        args.file = measured
+        args.file = bench.run(out=args.file, log=lambda line: print(line, file=sys.stderr))
     path = args.file if args.file is not None else device_file()
     if not path.exists():
         raise ValueError(f"calibration file {path} does not exist; run python -m kernels_numba.bench first")
@@ -116,15 +99,13 @@ def main(argv: list[str] | None = None) -> int:
             f"calibration file {path} is not a kernels_numba.bench file: it needs 'device', 'kind' and a "
             f"'measurements' list (missing or malformed: {missing or ['measurements']})"
         )
-    held_out, lines = score_device(doc, path)
+    held_out, lines = devices.score_device(doc, path)
     print(
         f"device {doc['device']} ({doc.get('kind')}, {doc.get('cores')} cores), measured {doc.get('date')}, "
         f"file {path.name}"
     )
     for line in lines:
         print(line)
-    from kernels_numba import published
-
     result = published.fit_and_score()
     for table, summary in result["tables"].items():
         if summary.get("fitted_only"):
@@ -139,14 +120,10 @@ def main(argv: list[str] | None = None) -> int:
             f"n={summary['n']:3d}  (fit on {summary['fit_n']}: {', '.join(summary['fitted'])})"
         )
     if args.write:
-        today = datetime.date.today().isoformat()
-        written = [published.write_calibration(result, today).name]
-        for label in sorted(published.VINTAGES):  # the older tables, refitted by the same rule
-            written.append(published.write_calibration(published.fit_and_score(as_of=label), today).name)
-        updated = dict(doc)
-        updated["families"] = fit_families(doc, path)
-        path.write_text(json.dumps(updated, indent=1) + "\n")
-        print(f"wrote {', '.join(written)} and {path.name}")
+        # the newest tables, then the older ones refitted by the same rule, then the device file
+        written = published.write_all(datetime.date.today().isoformat())
+        devices.write_device_file(path, doc)
+        print(f"wrote {', '.join(p.name for p in written)} and {path.name}")
     trace = published.trace_cross_checks()
     for name, check in trace.items():
         print(

@@ -167,7 +167,7 @@ def _figures() -> list[PublishedFigure]:
             f"{V3_REPORT}, Table 1",
             0.25,
         ),
-        # The trace the four trace-fitted kernel families come from (kernels_numba.published): one
+        # The trace the four trace-fitted kernel families come from (sim.calibration.published): one
         # DualPipe chunk pair of 4 MoE layers on rank 0 of 64, span of its kernels / 4. A consistency
         # check (reports.validation.FIGURE_GROUPS), not a prediction. Tolerance: the training
         # package's own test of the pair.

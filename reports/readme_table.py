@@ -4,7 +4,7 @@
 between the markers below; ``--check`` exits 1 when README.md's block differs from a fresh run
 (a test runs the check). The figures come from ``reports.validation`` (published figures against
 ``moe``/``sim``), ``python -m kernels_numba.validate --json`` (H800 published tables) and
-``kernels_numba.validate.score_device`` over every committed CPU calibration file (held-out
+``sim.calibration.devices.score_device`` over every committed CPU calibration file (held-out
 kernel errors, the same whichever machine renders the table).
 """
 
@@ -88,13 +88,13 @@ def _group_table(verdicts: list[GroupVerdict]) -> list[str]:
 def cpu_scores() -> list[tuple[str, dict[str, Any]]]:
     """(device, held-out summaries) of every committed CPU calibration file, in file order: the
     README shows them all, so that its table does not depend on the machine that renders it."""
-    from kernels_numba import validate
     from sim import calibration
+    from sim.calibration import devices
 
     out = []
     for path in sorted(calibration.calibration_dir().glob("cpu-*.json")):
         doc = calibration.load_file(path)
-        held_out, _ = validate.score_device(doc, path)
+        held_out, _ = devices.score_device(doc, path)
         out.append((str(doc.get("device", path.stem)), held_out))
     return out
 

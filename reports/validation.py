@@ -123,7 +123,7 @@ class Check:
 #
 # A group is a *consistency check*, not a prediction, when it cannot fail for the reason it
 # would test: data from the same run fed a fit (the V3 training trace feeds four H800 kernel
-# families, kernels_numba.published.TRACE_TABLES, so the trace's layer pair and V3 pre-training
+# families, sim.calibration.published.TRACE_TABLES, so the trace's layer pair and V3 pre-training
 # at the trace's configuration are checked against the job the calibration was fitted to), or
 # the figure is the source's own calculation repeated from its own inputs (ISCA'25's bound).
 # Everything else is *independent*: no data of that system fed any fit.
@@ -379,7 +379,7 @@ def serving_checks() -> list[Check]:
 
 
 # DeepSeek's systems of February 2025 and before, predicted again with the H800 kernel tables as
-# they stood at the end of February 2025 (kernels_numba.published.VINTAGES: DeepGEMM v1, FlashMLA
+# they stood at the end of February 2025 (sim.calibration.published.vintages(): DeepGEMM v1, FlashMLA
 # and DeepEP at launch, the earliest public ones): V2 (2024) and V3's training (late 2024; its
 # trace is of 2025-02-27), V2's generation claim, the profiled configurations (2025-02-27) and
 # Day 6 (2025-02-27/28). The rows above use the newest tables. ISCA'25's bound has no kernels.
@@ -451,14 +451,17 @@ def kernel_points() -> tuple[list[dict[str, Any]], list[str]] | None:
     """Per-shape predicted and measured kernel times, and notes on what could not be scored.
 
     Each point: device, family, impl, shape (text), measured_s, predicted_s, held_out (bool).
-    The H800 points are DeepSeek's published tables (``kernels_numba.published``); the others
+    The H800 points are DeepSeek's published tables (``sim.calibration.published``); the others
     come from this machine's committed calibration file, fitted on the fixed half as
-    ``kernels_numba.validate`` does. None when the kernels package has not landed.
+    ``kernels_numba.validate`` does (``sim.calibration.devices``). None when the kernels package
+    (which finds the hardware at hand) has not landed.
     """
-    if not landed("kernels_numba.validate") or not landed("kernels_numba.published"):
+    if not landed("kernels_numba.validate"):
         return None
-    from kernels_numba import fitting, validate
-    from kernels_numba import published as published_tables
+    from kernels_numba import validate
+    from sim import calibration
+    from sim.calibration import devices
+    from sim.calibration import published as published_tables
 
     points: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -475,14 +478,12 @@ def kernel_points() -> tuple[list[dict[str, Any]], list[str]] | None:
             }
         )
     try:
-        from sim import calibration
-
         path = validate.device_file()
         doc = calibration.load_file(path)
-        profile = fitting.profile_for(doc, path)
-        groups = fitting.groups(doc)  # the same grouping and fixed split as the validation
+        profile = devices.profile_for(doc, path)
+        groups = devices.groups(doc)  # the same grouping and fixed split as the validation
         for (family, impl), records in sorted(groups.items()):
-            _, _, held_idx, pairs = fitting.fit_group(profile, records, str(doc.get("kind")))
+            _, _, held_idx, pairs = devices.fit_group(profile, records, str(doc.get("kind")))
             for i, (predicted_s, measured_s) in enumerate(pairs):
                 points.append(
                     {

@@ -14,7 +14,7 @@ bandwidth and latency of a link come from calibration data, never from code cons
 
 What a fitted time contains: DeepEP's low-latency table times are the GPU time of one kernel
 that also casts and packs the tokens before sending and unpacks (dispatch) or weight-sums
-(combine) them after receiving (``kernels_numba.published.DEEPEP_LOW_LATENCY_CONTAINS`` gives the
+(combine) them after receiving (``sim.calibration.published.deepep_tables`` gives the
 source). A link says which of those phases its fit holds (:attr:`Link.low_latency_contains`), so
 that a caller charging them as kernels of their own can take them out of the transfer
 (``sim.serving.stepcost``); a roofline link holds none.

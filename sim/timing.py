@@ -361,7 +361,7 @@ def gemm_time(
     (``dW = X^T dY``, reduction over the tokens) uses the ``gemm_wgrad`` family: DeepSeek's
     weight-gradient kernel (``fp8_dptp128c_acc``) accumulates in FP32 into the existing
     gradient, so C is read and written in FP32 (8 bytes per element), and its sustained rate
-    differs from the forward kernels' (fitted on the V3 training trace, ``kernels_numba.published``).
+    differs from the forward kernels' (fitted on the V3 training trace, ``sim.calibration.published``).
     ``batch`` > 1: a batched GEMM (e.g. MLA's absorbed per-head products), ``batch`` independent
     [m, k] x [k, n] products in one kernel: batch times the FLOPs and bytes, tiles of every
     product quantised together over the SMs.

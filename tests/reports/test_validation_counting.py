@@ -49,7 +49,7 @@ def test_a_lower_bound_is_met_only_by_reaching_it() -> None:
 
 
 def test_layer_pair_figure_is_the_trace_as_shipped() -> None:
-    from kernels_numba.published import TRACE_PATH
+    from sim.calibration.published import TRACE_PATH
     from sim.training.trace import trace_per_layer
 
     span_ms = trace_per_layer(TRACE_PATH)["span_per_layer_s"] * 1e3

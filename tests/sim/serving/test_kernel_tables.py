@@ -8,8 +8,8 @@ import pytest
 
 import gpus
 import moe
-from kernels_numba import stack_kernels
 from sim import calibration, timing
+from sim.calibration import stack_kernels
 from sim.serving.deployment import parse_deployment
 from sim.serving.stepcost import StepCostModel
 

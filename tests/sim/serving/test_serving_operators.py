@@ -89,7 +89,7 @@ def test_decode_dispatch_is_the_low_latency_all_to_all():
 @pytest.mark.parametrize("gpu", ["H800", "H800@2025-02"])
 def test_low_latency_send_and_receive_kernels_are_charged_once(gpu):
     # DeepEP's low-latency table times one kernel doing the send phase, the transfer and the receive
-    # phase (tests/test_low_latency.py; kernels_numba.published.DEEPEP_LOW_LATENCY_CONTAINS). The step
+    # phase (tests/test_low_latency.py; sim.calibration.published.deepep_tables). The step
     # charges the phases as kernels on the compute stream, so the communication stream carries the
     # fitted table time less those the table holds outside the transfer (send kernels, combine's
     # weighted sum); the dispatch's receive copy is hidden under the arrivals in the table.

@@ -111,7 +111,7 @@ def test_day6_decode_within_20pct(day6):
 # The same systems predicted with the kernels of their time. Day 6 (window 2025-02-27/28) and the
 # profile-data traces (2025-02-27) ran before DeepGEMM's v2/v3 tables, FlashMLA's 2025-04-22 kernel
 # and DeepEP's 2025-04/06 updates; "H800@2025-02" is the calibration fitted, by the same rule, to
-# the tables as they stood at the end of February 2025 (kernels_numba.published.VINTAGES). The
+# the tables as they stood at the end of February 2025 (sim.calibration.published.vintages()). The
 # vintage is chosen by the tables' dates. It was built after the default prediction's +21% per-user
 # miss above was known, and the README says so.
 @pytest.fixture(scope="module")

@@ -79,7 +79,7 @@ def test_kernel_families_match_trace_counts() -> None:
 
 def test_one_layer_pair_within_20_percent_of_trace() -> None:
     """A consistency check, not a validation: four of the H800 kernel families are fitted to this
-    trace's kernels (kernels_numba.published.TRACE_TABLES); the README counts it apart."""
+    trace's kernels (sim.calibration.published.TRACE_TABLES); the README counts it apart."""
     from sim.training.trace import compare
 
     rows = dict((name, (a, b)) for name, a, b in compare(TRACE))

@@ -24,7 +24,15 @@ Tables (all H800 SXM5, from ``reference/measured_calibration.json`` and
 
 Fitting: the fixed rule of :func:`sim.calibration.split_fit_holdout` (sort the shape keys,
 even positions fit, odd positions held out). Parameters that a table's fit half cannot
-constrain are taken from the DeepGEMM dense-GEMM fit (stated per table in the output).
+constrain are taken from the DeepGEMM dense-GEMM fit (stated per table in the output). Four more
+H800 families are fitted on kernel instances of the V3 training trace (``TRACE_TABLES``; whole
+shapes held out, :func:`trace_split`).
+
+:func:`fit_and_score` fits and scores every table; :func:`write_calibration` writes one result as
+``gpus/calibration/h800.json`` (or ``h800-YYYY-MM.json`` for a result fitted as of an older month,
+:func:`vintages`), and :func:`write_all` writes all of them (``python -m kernels_numba.validate
+--write``). ``python -m sim.calibration.published [--as-of YYYY-MM] [--write]`` scores (and writes)
+one.
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ import numpy as np
 from sim import calibration as cal
 
 # Shipped with the project (reference/README.md gives the sources).
-REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "measured_calibration.json"
+REFERENCE = Path(__file__).resolve().parents[2] / "reference" / "measured_calibration.json"
 
 # DeepEP workload (docs/legacy.md and README): hidden 7168, top-8; FP8 dispatch carries one
 # float32 scale per 128 channels; BF16 combine.
@@ -57,7 +65,7 @@ DEEPEP_GPUS_PER_NODE = 8
 # The published kernel tables that measured_calibration.json does not hold: DeepEP's newest
 # figures and every table as it stood in an older month (reference/kernel_tables/*.toml, each with
 # its sources), read when first asked for.
-KERNEL_TABLES = Path(__file__).resolve().parents[1] / "reference" / "kernel_tables"
+KERNEL_TABLES = Path(__file__).resolve().parents[2] / "reference" / "kernel_tables"
 
 
 def _read_table(name: str) -> dict[str, Any]:
@@ -150,17 +158,6 @@ def vintages() -> dict[str, Vintage]:
     """The older tables by label ("YYYY-MM"), one file each: reference/kernel_tables/h800_<label>.toml."""
     found = [_vintage(path) for path in sorted(KERNEL_TABLES.glob("h800_*.toml"))]
     return {v.label: v for v in found}
-
-
-def __getattr__(name: str) -> Any:
-    """The tables under their former constant names, read when first used: ``VINTAGES``,
-    ``DEEPEP_NORMAL_GB_S``, ``DEEPEP_LOW_LATENCY_US``, ``DEEPEP_SOURCE``, ``DEEPEP_LOW_LATENCY_CONTAINS``."""
-    if name == "VINTAGES":
-        return vintages()
-    names = ("DEEPEP_NORMAL_GB_S", "DEEPEP_LOW_LATENCY_US", "DEEPEP_SOURCE", "DEEPEP_LOW_LATENCY_CONTAINS")
-    if name in names:
-        return deepep_tables()[names.index(name)]
-    raise AttributeError(f"module 'kernels_numba.published' has no attribute {name!r}")
 
 
 def _figure(
@@ -419,7 +416,7 @@ def _initial(gemm: cal.FamilyParams | None) -> cal.FamilyParams:
 
 def fit_and_score(records: list[dict[str, Any]] | None = None, as_of: str | None = None) -> dict[str, Any]:
     """Fit the H800 parameters per table on the fit half, score the held-out half; with ``as_of``
-    (a :data:`VINTAGES` label) on the tables as they stood then. The V3 training trace (February
+    (a :func:`vintages` label) on the tables as they stood then. The V3 training trace (February
     2025) is the same for every vintage.
 
     Returns ``{"tables": {name: summary}, "families": {...}, "links": {...}, "rows": [...]}``.
@@ -479,7 +476,7 @@ def fit_and_score(records: list[dict[str, Any]] | None = None, as_of: str | None
             )
     kernels = load_trace_kernels()
     for name, family, free in TRACE_TABLES:
-        rows = _trace_rows(name, kernels)
+        rows = trace_rows(name, kernels)
         if not rows:
             raise ValueError(f"no kernels for {name} in {TRACE_PATH}")
         fit_idx, held_idx = trace_split(rows)
@@ -521,7 +518,7 @@ def fit_and_score(records: list[dict[str, Any]] | None = None, as_of: str | None
                 "source": TRACE_FAMILY_SOURCE,
                 "held_out_rule": "whole shapes (kernel kinds, with kinds of equal model inputs merged), "
                 "smallest first: even shapes fit, odd held out; a single-shape table is fitted only "
-                "(kernels_numba.published.trace_split)",
+                "(sim.calibration.published.trace_split)",
             }
         }
         for i, r in enumerate(rows):
@@ -605,7 +602,7 @@ def h800_calibration(result: Mapping[str, Any], date: str) -> dict[str, Any]:
         "source": "fitted by python -m kernels_numba.validate to DeepSeek's published H800 tables "
         "(DeepGEMM 2025-04-09, FlashMLA 2025-04-22, DeepEP 2025-04-22 / 2025-06-05) and, for "
         "gemm_wgrad / memory_bound / norm_rope / attention_backward, to kernel instances of the V3 training "
-        "trace (deepseek-ai/profile-data train.json); see kernels_numba/published.py",
+        "trace (deepseek-ai/profile-data train.json); see sim/calibration/published.py",
         "applies_to_architectures": ["hopper"],
         "reference_for_other_gpus": True,
         "applies_note": "No public kernel tables exist for H100/H200/H20; their timing uses these Hopper "
@@ -624,7 +621,7 @@ def h800_calibration(result: Mapping[str, Any], date: str) -> dict[str, Any]:
                 "device": f"H800@{old.label}",
                 "aliases": [],
                 "kernels_as_of": old.label,
-                "source": f"fitted by python -m kernels_numba.published --as-of {old.label} --write to "
+                "source": f"fitted by python -m sim.calibration.published --as-of {old.label} --write to "
                 f"DeepSeek's H800 tables as they stood at the end of {old.label} ({old.source}; every "
                 "other entry as in the newest tables) and, for gemm_wgrad / memory_bound / norm_rope / "
                 "attention_backward, to kernel instances of the V3 training trace "
@@ -642,9 +639,16 @@ def write_calibration(result: Mapping[str, Any], date: str) -> Path:
     """Write :func:`h800_calibration`'s document where the timing model finds it by device name
     (``h800.json``, ``h800-2025-02.json``); return the path."""
     doc = h800_calibration(result, date)
-    path = cal.calibration_dir() / f"{cal.device_key(doc['device'])}.json"
-    path.write_text(json.dumps(doc, indent=1) + "\n")
-    return path
+    return cal.write_json(cal.calibration_dir() / f"{cal.device_key(doc['device'])}.json", doc)
+
+
+def write_all(date: str) -> list[Path]:
+    """Fit the newest tables and every older vintage by the same rule and write each file
+    (``h800.json``, then ``h800-YYYY-MM.json`` by label); return the paths."""
+    written = [write_calibration(fit_and_score(), date)]
+    for label in sorted(vintages()):
+        written.append(write_calibration(fit_and_score(as_of=label), date))
+    return written
 
 
 # DeepSeek-V3 training trace (deepseek_figures.md 1.7, from deepseek-ai/profile-data train.json,
@@ -706,7 +710,7 @@ def trace_cross_checks() -> dict[str, dict[str, Any]]:
 # Kernel families fitted on DeepSeek's V3 training trace (level 3: a published component
 # measurement, H800): weight-gradient GEMMs, memory-bound kernels, attention backward.
 
-TRACE_PATH = Path(__file__).resolve().parents[1] / "reference" / "deepseek_v3_train_profile_h800.json.gz"
+TRACE_PATH = Path(__file__).resolve().parents[2] / "reference" / "deepseek_v3_train_profile_h800.json.gz"
 TRACE_TOKENS = 4096  # one 4K sequence per micro-batch on each GPU (PROF README)
 TRACE_EP = 64
 TRACE_LAYERS = 4
@@ -1018,7 +1022,8 @@ TRACE_TABLES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 
 
-def _trace_rows(table: str, kernels: list[dict[str, Any]]) -> list[Row]:
+def trace_rows(table: str, kernels: list[dict[str, Any]]) -> list[Row]:
+    """The rows of trace table ``table`` (one of :data:`TRACE_TABLES`) from the trace's kernels."""
     if table == "v3_trace_wgrad":
         return wgrad_trace_rows(kernels)
     if table in ("v3_trace_memory_bound", "v3_trace_norm_rope"):
@@ -1027,14 +1032,14 @@ def _trace_rows(table: str, kernels: list[dict[str, Any]]) -> list[Row]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m kernels_numba.published [--as-of YYYY-MM] [--write]``: fit and score the H800
+    """``python -m sim.calibration.published [--as-of YYYY-MM] [--write]``: fit and score the H800
     tables (newest, or as of a vintage) and print the held-out errors; ``--write`` with ``--as-of``
     writes ``gpus/calibration/h800-<vintage>.json`` (the newest tables' ``h800.json`` is written by
     ``python -m kernels_numba.validate --write``)."""
     import argparse
     import datetime
 
-    parser = argparse.ArgumentParser(prog="python -m kernels_numba.published", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sim.calibration.published", description=main.__doc__)
     parser.add_argument("--as-of", default=None, help=f"a table vintage: {', '.join(sorted(vintages()))}")
     parser.add_argument("--write", action="store_true", help="write the vintage's calibration file")
     args = parser.parse_args(argv)
@@ -1045,7 +1050,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = fit_and_score(as_of=args.as_of)
     except ValueError as err:
-        print(f"python -m kernels_numba.published: error: {err}", file=sys.stderr)
+        print(f"python -m sim.calibration.published: error: {err}", file=sys.stderr)
         return 2
     label = "newest tables" if args.as_of is None else f"tables as of {args.as_of}"
     for table, summary in result["tables"].items():

@@ -1,6 +1,6 @@
 """Fit the kernel tables of serving stacks: a library kernel's published times, as its own parameters.
 
-``python -m kernels_numba.stack_kernels [--write] [NAME ...]``
+``python -m sim.calibration.stack_kernels [--write] [NAME ...]``
 
 A serving stack can run a kernel other than the one the device's calibration was fitted to: vLLM
 0.7 runs DeepSeek-V3's experts with its Triton fused MoE, not DeepGEMM. A kernel table
@@ -9,8 +9,9 @@ setup; this module predicts each row with the timing model's own terms for the k
 GEMMs (``sim.timing.grouped_gemm_time``: FLOPs padded to whole tiles and waves over the peak, bytes
 over the bandwidth, on the GPU the table was timed on), fits the four parameters of
 ``sim.calibration`` to the rows on the fixed even half of the shapes
-(``sim.calibration.split_fit_holdout``) and reports the error on the odd half. ``--write`` stores the
-fit in the file's ``fitted`` entry, which ``sim.calibration.kernel_params`` reads. A table whose rows
+(``sim.calibration.split_fit_holdout``) and reports the error on the odd half (:func:`fit`). ``--write``
+stores the fit in the file's ``fitted`` entry (:func:`write_fit`), which ``sim.calibration.kernel_params``
+reads. A table whose rows
 cannot tell two parameters apart names the ones it fits (``free_parameters``, with its reason); the
 others keep the uncalibrated defaults (``gpus/calibration/defaults.json``).
 
@@ -26,6 +27,7 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -90,8 +92,18 @@ def fit(name: str) -> dict[str, Any]:
     }
 
 
+def write_fit(name: str, fitted: dict[str, Any]) -> Path:
+    """Store ``fitted`` (:func:`fit`'s entry) in kernel table ``name``'s file; return its path."""
+    path = cal.calibration_dir() / cal.KERNELS_FOLDER / f"{name}.json"
+    data = json.loads(path.read_text())
+    data["fitted"] = fitted
+    return cal.write_json(path, data)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m sim.calibration.stack_kernels", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("names", nargs="*", help="kernel tables (default: all)")
     parser.add_argument("--write", action="store_true", help="store each fit in its file")
     args = parser.parse_args(argv)
@@ -108,10 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"max {fitted['held_out_max_abs_error_pct']} %"
             )
             if args.write:
-                path = cal.calibration_dir() / cal.KERNELS_FOLDER / f"{name}.json"
-                data = json.loads(path.read_text())
-                data["fitted"] = fitted
-                path.write_text(json.dumps(data, indent=1) + "\n")
+                write_fit(name, fitted)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,10 +1,10 @@
-"""The H800 kernel families fitted on the V3 training trace (kernels_numba.published)."""
+"""The H800 kernel families fitted on the V3 training trace (sim.calibration.published)."""
 
 from __future__ import annotations
 
 import pytest
 
-from kernels_numba import published
+from sim.calibration import published
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_wgrad_units_follow_the_layer_structure(kernels) -> None:  # type: ignor
 
 @pytest.mark.parametrize("table", [t for t, _, _ in published.TRACE_TABLES])
 def test_trace_split_holds_out_whole_shapes(kernels, table) -> None:  # type: ignore[no-untyped-def]
-    rows = published._trace_rows(table, kernels)
+    rows = published.trace_rows(table, kernels)
     fit, held = published.trace_split(rows)
     assert (fit, held) == published.trace_split(rows)  # fixed: no random draw
     assert not set(fit) & set(held) and len(fit) + len(held) == len(rows)
