@@ -720,16 +720,25 @@ TRACE_FAMILY_SOURCE = (
 )
 
 
-def load_trace_kernels(path: Path = TRACE_PATH) -> list[dict[str, Any]]:
-    """The trace's kernel events, sorted by start time."""
+def trace_kernel_events(path: str | Path = TRACE_PATH) -> list[dict[str, Any]]:
+    """The kernel events of a Chrome trace (gzipped or not), in the file's order; ValueError when the
+    file is missing or holds none. ``sim.training.trace`` reads the V3 trace through this too."""
     import gzip
 
+    path = Path(path)
     if not path.exists():
         raise ValueError(f"training trace {path} not found; it ships in reference/")
     raw = path.read_bytes()
     data = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
     kernels = [e for e in data["traceEvents"] if e.get("cat") == "kernel" and e.get("ph") == "X"]
-    return sorted(kernels, key=lambda e: float(e["ts"]))
+    if not kernels:
+        raise ValueError(f"{path} holds no kernel events")
+    return kernels
+
+
+def load_trace_kernels(path: Path = TRACE_PATH) -> list[dict[str, Any]]:
+    """The trace's kernel events, sorted by start time."""
+    return sorted(trace_kernel_events(path), key=lambda e: float(e["ts"]))
 
 
 def _compute_sms_h800() -> Any:

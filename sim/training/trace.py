@@ -19,13 +19,12 @@ time and count per layer on each side.
 
 from __future__ import annotations
 
-import gzip
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from moe.operators import Attention, Gemm, GroupedGemm, OpKind
+from sim.calibration.published import trace_kernel_events
 
 if TYPE_CHECKING:
     from gpus import GPUProfile
@@ -143,19 +142,10 @@ def op_family(op: OpCost) -> str:
     return by_kind.get(kind, f[12]) if kind is not None else f[12]
 
 
-def _load_kernels(path: str | Path) -> list[dict[str, Any]]:
-    raw = Path(path).read_bytes()
-    data = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
-    kernels = [e for e in data["traceEvents"] if e.get("cat") == "kernel" and e.get("ph") == "X"]
-    if not kernels:
-        raise ValueError(f"{path} holds no kernel events")
-    return kernels
-
-
 def trace_families_per_layer(path: str | Path) -> dict[str, tuple[float, float]]:
     """Per family: (kernel seconds per layer, kernel calls per layer) over the compute kernels."""
     out: dict[str, list[float]] = {k: [0.0, 0.0] for k in KERNEL_FAMILIES}
-    for e in _load_kernels(path):
+    for e in trace_kernel_events(path):
         fam = kernel_family(e["name"])
         if fam is not None:
             out[fam][0] += e["dur"] * 1e-6 / TRACE_LAYERS
@@ -186,7 +176,7 @@ def simulated_families_per_layer(
 
 def trace_per_layer(path: str | Path) -> dict[str, Any]:
     """Kernel milliseconds per layer by category, compute-stream busy time, and the span."""
-    kernels = _load_kernels(path)
+    kernels = trace_kernel_events(path)
     per_stream: dict[Any, float] = defaultdict(float)
     for e in kernels:
         per_stream[e["tid"]] += e["dur"]
