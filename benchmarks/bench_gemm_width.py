@@ -90,7 +90,7 @@ def measure(threads: int, rows: int, weight_bytes: int) -> dict[str, object]:
             "numba_cpu": [partial(cpu.gemm, a[i], b[i], c[i]) for i in range(SETS)],
         }
         for impl, calls in runners.items():
-            run = bench._rotate(calls)
+            run = bench.rotate(calls)
             for call in calls:  # every set once: first touches and compilation outside the timing
                 call()
             seconds, _ = bench.time_cpu(run, warmup=SETS)
@@ -178,7 +178,7 @@ def scan_row_bytes(
             ]
             for call in calls:
                 call()
-            seconds, _ = bench.time_cpu(bench._rotate(calls), warmup=SETS)
+            seconds, _ = bench.time_cpu(bench.rotate(calls), warmup=SETS)
             per_byte[str(row_bytes)] = round(seconds / (k * n * size) * 1e9, 4)
             if huge_pages:
                 huge_kib[str(row_bytes)] = float(_anon_huge_kib())

@@ -389,7 +389,9 @@ def rotation_sets(
     return [inputs] + [make_inputs(case, np.random.default_rng([seed, index, j])) for j in range(1, copies)]
 
 
-def _rotate(runners: list[Runner]) -> Runner:
+def rotate(runners: list[Runner]) -> Runner:
+    """One runner that calls ``runners`` in turn, one per call (over the input sets of
+    :func:`rotation_sets`, so that successive timed runs read different memory)."""
     state = {"next": 0}
 
     def run() -> Any:
@@ -440,9 +442,9 @@ def measure(
                 wall = cpu = float("nan")
                 if impl in ("numba_cpu", "torch_cpu"):
                     if impl == "numba_cpu":
-                        runner = _rotate([numba_cpu_runner(case, x) for x in sets])
+                        runner = rotate([numba_cpu_runner(case, x) for x in sets])
                     else:
-                        runner = _rotate([torch_runner(case, x, "cpu") for x in sets])
+                        runner = rotate([torch_runner(case, x, "cpu") for x in sets])
                     # warm-up calls every input set once: the first write to a set's output
                     # buffer (np.empty) takes page faults that a steady-state call does not
                     wall, runs, cpu = time_cpu_clocks(
