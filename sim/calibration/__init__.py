@@ -8,7 +8,8 @@ What the timing model reads (this module, importable without anything heavy):
 * :mod:`sim.calibration.params`: the efficiency model, at most four parameters per kernel family
   (:class:`FamilyParams`, :func:`predict_seconds`), the families and their fallbacks;
 * :mod:`sim.calibration.files`: finding and reading the files (:func:`find_calibration`,
-  :func:`family_params`, :func:`kernel_table`, :func:`kernel_params`, :func:`eager_call_s`, ...) and
+  :func:`family_params`, :func:`kernel_table`, :func:`kernel_params`, :func:`eager_call_s`,
+  :func:`eager_steps`, ...) and
   writing them (:func:`write_json`, :func:`write_eager_call`);
 * :mod:`sim.calibration.fitting`: the least-squares fit (:func:`fit_params`), the fixed held-out
   split (:func:`split_fit_holdout`) and error summaries (:func:`summarise`).
@@ -37,6 +38,7 @@ from __future__ import annotations
 from sim.calibration.files import (
     HOST_EAGER_FILE,
     KERNELS_FOLDER,
+    EagerStep,
     calibration_dir,
     calibration_files,
     calibration_sha256,
@@ -44,6 +46,7 @@ from sim.calibration.files import (
     defaults,
     device_key,
     eager_call_s,
+    eager_steps,
     family_params,
     find_calibration,
     kernel_params,
@@ -72,6 +75,8 @@ __all__ = [
     "FAMILIES",
     "FIT_TOLERANCE",
     "HOST_EAGER_FILE",
+    "EagerStep",
+    "eager_steps",
     "KERNELS_FOLDER",
     "PARAMETER_BOUNDS",
     "PARAMETER_NAMES",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,48 @@ def eager_call_s() -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e-3:
         raise ValueError(f"{path}: 'eager_call_s' must be seconds in (0, 1e-3), got {value!r}")
     return float(value)
+
+
+@dataclass(frozen=True)
+class EagerStep:
+    """A published decode step of a model run eager at batch ``batch`` with tensor parallelism ``tp``,
+    long enough against its GPU time that the host's issue of kernels bounds it."""
+
+    model: str
+    gpu: str
+    tp: int
+    batch: int
+    step_s: float
+    source: str
+
+
+def eager_steps() -> tuple[EagerStep, ...]:
+    """The ``eager_steps`` of ``gpus/calibration/host/eager_pytorch.json``, checked."""
+    path = calibration_dir() / HOST_EAGER_FILE
+    if not path.exists():
+        raise ValueError(f"missing {path}: a stack without CUDA graphs needs its published eager steps")
+    rows = load_file(path).get("eager_steps")
+    if not isinstance(rows, list) or not rows:
+        raise ValueError(f"{path}: 'eager_steps' must be a non-empty list of published eager decode steps")
+    out = []
+    for i, row in enumerate(rows):
+        try:
+            step = EagerStep(
+                str(row["model"]),
+                str(row["gpu"]),
+                int(row["tp"]),
+                int(row["batch"]),
+                float(row["step_s"]),
+                str(row["source"]),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(
+                f"{path}: eager_steps[{i}] needs model, gpu, tp, batch, step_s and source ({error})"
+            ) from None
+        if not (step.tp >= 1 and step.batch >= 1 and 0 < step.step_s < 10):
+            raise ValueError(f"{path}: eager_steps[{i}]: tp and batch >= 1, step_s in (0, 10) s; got {row}")
+        out.append(step)
+    return tuple(out)
 
 
 def find_calibration(names: Sequence[str]) -> dict[str, Any] | None:

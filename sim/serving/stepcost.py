@@ -934,63 +934,20 @@ class StepCostModel:
         return comm.p2p_time(chosen, bytes_per_gpu).predicted_s
 
 
-@dataclass(frozen=True)
-class EagerStep:
-    """A published decode step of a model run eager at batch ``batch`` with tensor parallelism ``tp``,
-    long enough against its GPU time that the host's issue of kernels bounds it."""
-
-    model: str
-    gpu: str
-    tp: int
-    batch: int
-    step_s: float
-    source: str
-
-
-def eager_steps() -> tuple[EagerStep, ...]:
-    """The ``eager_steps`` of ``gpus/calibration/host/eager_pytorch.json``, checked."""
-    from sim import calibration
-
-    path = calibration.calibration_dir() / calibration.HOST_EAGER_FILE
-    if not path.exists():
-        raise ValueError(f"missing {path}: a stack without CUDA graphs needs its published eager steps")
-    rows = calibration.load_file(path).get("eager_steps")
-    if not isinstance(rows, list) or not rows:
-        raise ValueError(f"{path}: 'eager_steps' must be a non-empty list of published eager decode steps")
-    out = []
-    for i, row in enumerate(rows):
-        try:
-            step = EagerStep(
-                str(row["model"]),
-                str(row["gpu"]),
-                int(row["tp"]),
-                int(row["batch"]),
-                float(row["step_s"]),
-                str(row["source"]),
-            )
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(
-                f"{path}: eager_steps[{i}] needs model, gpu, tp, batch, step_s and source ({error})"
-            ) from None
-        if not (step.tp >= 1 and step.batch >= 1 and 0 < step.step_s < 10):
-            raise ValueError(f"{path}: eager_steps[{i}]: tp and batch >= 1, step_s in (0, 10) s; got {row}")
-        out.append(step)
-    return tuple(out)
-
-
 @functools.cache
 def eager_operator_s() -> float:
     """Host seconds to issue one inventory operator from eager model code: for each published eager
-    step (:func:`eager_steps`), its time over the kernels this model's inventory issues in that step
-    (:meth:`StepCostModel.eager_decode_kernels`, the experts sharded over the TP group as the stacks
-    measured did), the median over the steps. It carries what an operator of eager model code costs
-    beyond one bare torch call (``sim.calibration.eager_call_s``, the lower bound): the extra aten calls,
-    Python module dispatch and per-step bookkeeping, spread over the operators."""
+    step (``sim.calibration.eager_steps``), its time over the kernels this model's inventory issues in
+    it (:meth:`StepCostModel.eager_decode_kernels`, the experts sharded over the TP group as the
+    stacks measured did), the median over the steps. It carries what an operator of eager model code
+    costs beyond one bare torch call (``sim.calibration.eager_call_s``, the lower bound): the extra
+    aten calls, Python module dispatch and per-step bookkeeping, spread over the operators."""
     import gpus
     import moe
+    from sim import calibration
 
     per_op = []
-    for step in eager_steps():
+    for step in calibration.eager_steps():
         model, gpu = moe.get(step.model), gpus.get(step.gpu)
         spec = {"mode": "colocated", "nodes": 1, "gpus_per_node": step.tp, "tp": step.tp, "ep": 1}
         inst = parse_deployment(spec, model, gpu).colocated

@@ -17,6 +17,7 @@ import gpus
 import moe
 from kernels_numba import host_overhead
 from sim import calibration
+from sim.calibration import files as calibration_files
 from sim.serving import stack as stacks
 from sim.serving import stepcost
 from sim.serving.deployment import parse_deployment
@@ -96,7 +97,7 @@ def test_operator_host_time_comes_from_the_published_eager_steps() -> None:
     steps fed the figure)."""
     issue = stepcost.eager_operator_s()
     assert calibration.eager_call_s() < issue < 1e-3
-    for step in stepcost.eager_steps():
+    for step in calibration.eager_steps():
         model, gpu = moe.get(step.model), gpus.get(step.gpu)
         spec = {"mode": "colocated", "nodes": 1, "gpus_per_node": step.tp, "tp": step.tp, "ep": 1}
         inst = parse_deployment({**spec, "cuda_graphs": False}, model, gpu).colocated
@@ -109,17 +110,17 @@ def test_operator_host_time_comes_from_the_published_eager_steps() -> None:
 
 def test_malformed_eager_steps_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     (tmp_path / "host").mkdir()
-    monkeypatch.setattr(calibration, "calibration_dir", lambda: tmp_path)
+    monkeypatch.setattr(calibration_files, "calibration_dir", lambda: tmp_path)
     with pytest.raises(ValueError, match="missing .*eager_pytorch.json"):
-        stepcost.eager_steps()
+        calibration.eager_steps()
     path = tmp_path / calibration.HOST_EAGER_FILE
     path.write_text('{"eager_steps": []}')
     with pytest.raises(ValueError, match="non-empty list"):
-        stepcost.eager_steps()
+        calibration.eager_steps()
     path.write_text('{"eager_steps": [{"model": "deepseek-v2", "tp": 8}]}')
     with pytest.raises(ValueError, match=r"eager_steps\[0\] needs model, gpu, tp, batch, step_s and source"):
-        stepcost.eager_steps()
+        calibration.eager_steps()
     row = {"model": "deepseek-v2", "gpu": "A100", "tp": 8, "batch": 1, "step_s": -1.0, "source": "x"}
     path.write_text(json.dumps({"eager_steps": [row]}))
     with pytest.raises(ValueError, match=r"step_s in \(0, 10\)"):
-        stepcost.eager_steps()
+        calibration.eager_steps()
