@@ -490,8 +490,10 @@ def forward_flops_per_token(model: ModelSpec, context_len: int = 4096, causal: b
     )
 
 
+@lru_cache(maxsize=256)
 def active_non_embedding_params(model: ModelSpec) -> int:
-    """Active parameters minus the input embedding (output head kept)."""
+    """Active parameters minus the input embedding (output head kept); remembered per model, as
+    ``MoEModel`` remembers its counts."""
     return sum(active_params_breakdown(model).values()) - params_breakdown(model)["embedding"]
 
 
