@@ -546,7 +546,7 @@ class StepCostModel:
         the send and receive kernels (charged on the compute stream) that it already holds.
 
         DeepEP's low-latency table times one kernel launched without the receive hook, send phase,
-        transfer and receive phase in one launch (kernels_numba.published.DEEPEP_LOW_LATENCY_CONTAINS,
+        transfer and receive phase in one launch (sim.calibration.published.deepep_tables,
         from DeepEP's tests/test_low_latency.py). A hooked step runs the send kernel, the transfer,
         then the receive-hook kernel. How each phase sits in the timed kernel
         (csrc/kernels/internode_ll.cu @ebfe47e and @d8dd185):
