@@ -134,31 +134,24 @@ def two_stream_schedule(layers: Sequence[LayerCost], micro_batches: int) -> Sche
     compute_busy = 0.0
     comm_busy = 0.0
     for layer in layers:
-        dispatched = [0.0] * micro_batches
-        for mb in range(micro_batches):
-            start = max(compute_free, ready[mb])
-            compute_free = start + layer.attention_s
-            compute_busy += layer.attention_s
-            if layer.dispatch_s > 0:
-                s = max(comm_free, compute_free)
-                comm_free = s + layer.dispatch_s
-                comm_busy += layer.dispatch_s
-                dispatched[mb] = comm_free
-            else:
-                dispatched[mb] = compute_free
-        for mb in range(micro_batches):
-            compute_free += layer.shared_s  # needs only the attention output, not the dispatch
-            compute_busy += layer.shared_s
-            start = max(compute_free, dispatched[mb])
-            compute_free = start + layer.ffn_s
-            compute_busy += layer.ffn_s
-            if layer.combine_s > 0:
-                s = max(comm_free, compute_free)
-                comm_free = s + layer.combine_s
-                comm_busy += layer.combine_s
-                ready[mb] = comm_free
-            else:
-                ready[mb] = compute_free
+        # attention, then its dispatch; the shared expert (it needs only the attention output, not the
+        # dispatch), then the FFN or routed experts, then their combine: ready[mb] is when micro-batch
+        # mb's last step finished
+        for before_s, compute_s, comm_s in (
+            (0.0, layer.attention_s, layer.dispatch_s),
+            (layer.shared_s, layer.ffn_s, layer.combine_s),
+        ):
+            for mb in range(micro_batches):
+                compute_free += before_s
+                compute_busy += before_s
+                compute_free = max(compute_free, ready[mb]) + compute_s
+                compute_busy += compute_s
+                if comm_s > 0:
+                    comm_free = max(comm_free, compute_free) + comm_s
+                    comm_busy += comm_s
+                    ready[mb] = comm_free
+                else:
+                    ready[mb] = compute_free
     return Schedule(max(ready + [compute_free]), compute_busy, comm_busy)
 
 
@@ -787,6 +780,27 @@ class StepCostModel:
         input preparation between steps, ``InstanceSpec.step_overhead_s``)."""
         return self._host_wait(cost, self.inst.step_overhead_s, "host_step")
 
+    def _step_cost(self, sched: Schedule, parts: dict[str, float], head_s: float) -> StepCost:
+        """The step of layer schedule ``sched`` followed by the output head (``head_s`` seconds of
+        compute), with ``parts`` (to which the head is added) as its breakdown."""
+        parts["head"] = head_s
+        return StepCost(
+            sched.total_s + head_s,
+            sched.compute_busy_s + head_s,
+            sched.comm_busy_s,
+            sched.exposed_comm_s,
+            parts,
+            _bound(parts, sched.compute_busy_s, self.comm_kind(), sched),
+        )
+
+    def _mtp_layer(self, layers: list[LayerCost], tokens_per_micro_batch: int) -> LayerCost:
+        """The MTP module as one layer: the first MoE layer of ``layers`` (the last layer where none
+        is MoE) with the module's entry projection over ``tokens_per_micro_batch`` tokens added to
+        its attention time."""
+        moe_layer = next((x for x, f in zip(layers, self.moe_layer_flags, strict=True) if f), layers[-1])
+        join = (self._mtp_join(tokens_per_micro_batch)) * self.sm_slowdown
+        return replace(moe_layer, attention_s=moe_layer.attention_s + join)
+
     def decode_step(self, batch_per_gpu: int, kv_len: int) -> StepCost:
         """One decode iteration: ``batch_per_gpu`` requests on the busiest GPU, mean KV length ``kv_len``;
         each request verifies ``1 + draft`` tokens, then the MTP module drafts ``draft`` tokens."""
@@ -806,26 +820,13 @@ class StepCostModel:
             # the positions verified this step (it needs their hidden states and its own KV entries),
             # then the shared output head over one position per request for the draft
             mtp_layers, _ = self._layers(b_mb * q, self.decode_attention(b_mb, q, kv_len), prefill=False)
-            moe_layer = next(
-                (x for x, f in zip(mtp_layers, self.moe_layer_flags, strict=True) if f), mtp_layers[-1]
-            )
-            join = (self._mtp_join(b_mb * q)) * self.sm_slowdown
-            moe_layer = replace(moe_layer, attention_s=moe_layer.attention_s + join)
+            moe_layer = self._mtp_layer(mtp_layers, b_mb * q)
             layers = layers + [moe_layer] * self.draft
             parts["mtp"] = self.draft * mb * _layer_busy_s(moe_layer)
         sched = decode_pipeline_schedule(layers, mb)
         head = sum(x for _, x in self.head_ops(batch_per_gpu * q, batch_per_gpu * q))
         head += self.draft * sum(x for _, x in self.head_ops(batch_per_gpu, batch_per_gpu))
-        parts["head"] = head
-        total = sched.total_s + head
-        result = StepCost(
-            total,
-            sched.compute_busy_s + head,
-            sched.comm_busy_s,
-            sched.exposed_comm_s,
-            parts,
-            _bound(parts, sched.compute_busy_s, self.comm_kind(), sched),
-        )
+        result = self._step_cost(sched, parts, head)
         if not self.inst.cuda_graphs:
             head_s = [x for _, x in self.head_ops(batch_per_gpu * q, batch_per_gpu * q)]
             head_s += self.draft * [x for _, x in self.head_ops(batch_per_gpu, batch_per_gpu)]
@@ -843,25 +844,14 @@ class StepCostModel:
         if self.draft:
             # the MTP module over the prompt (its KV entries and the first draft): entry projection
             # and one MoE decoder layer
-            moe_layer = next((x for x, f in zip(layers, self.moe_layer_flags, strict=True) if f), layers[-1])
-            join = (self._mtp_join(t_mb)) * self.sm_slowdown
-            mtp_layer = replace(moe_layer, attention_s=moe_layer.attention_s + join)
+            mtp_layer = self._mtp_layer(layers, t_mb)
             layers = layers + [mtp_layer]
             parts["mtp"] = mb * _layer_busy_s(mtp_layer)
         sched = two_stream_schedule(layers, mb)
         # logits of the last position of each request only (at least one request per 64 tokens)
         head_ops = self.head_ops(max(1, tokens_per_gpu // 64), tokens_per_gpu)
         head = sum(x for _, x in head_ops)
-        parts["head"] = head
-        total = sched.total_s + head
-        result = StepCost(
-            total,
-            sched.compute_busy_s + head,
-            sched.comm_busy_s,
-            sched.exposed_comm_s,
-            parts,
-            _bound(parts, sched.compute_busy_s, self.comm_kind(), sched),
-        )
+        result = self._step_cost(sched, parts, head)
         if not self.inst.cuda_graphs:
             head_s = [x for _, x in head_ops]
             host = self.host_issue_s(t_mb, attention_s / mb, True, mb, int(bool(self.draft)), head_s)
@@ -888,33 +878,18 @@ class StepCostModel:
             # requests' verified positions and the prefill chunk's, whose KV entries it needs), over
             # the decode positions again for each further draft; then the shared head drafts one
             # token per decode request per draft
-            moe_layer = next((x for x, f in zip(layers, self.moe_layer_flags, strict=True) if f), layers[-1])
-            join = (self._mtp_join(t_mb)) * self.sm_slowdown
-            mtp = [replace(moe_layer, attention_s=moe_layer.attention_s + join)]
+            mtp = [self._mtp_layer(layers, t_mb)]
             if self.draft > 1 and decode_batch:
                 d_mb = int(math.ceil(decode_batch * q / mb))
                 d_attn = self.decode_attention(decode_batch, q, kv_len) / mb
                 d_layers, _ = self._layers(d_mb, d_attn, prefill=False)
-                d_moe = next(
-                    (x for x, f in zip(d_layers, self.moe_layer_flags, strict=True) if f), d_layers[-1]
-                )
-                d_join = (self._mtp_join(d_mb)) * self.sm_slowdown
-                mtp += [replace(d_moe, attention_s=d_moe.attention_s + d_join)] * (self.draft - 1)
+                mtp += [self._mtp_layer(d_layers, d_mb)] * (self.draft - 1)
             layers = layers + mtp
             parts["mtp"] = mb * sum(_layer_busy_s(x) for x in mtp)
             if decode_batch:
                 head += self.draft * self.head(decode_batch)
         sched = two_stream_schedule(layers, mb)
-        parts["head"] = head
-        total = sched.total_s + head
-        result = StepCost(
-            total,
-            sched.compute_busy_s + head,
-            sched.comm_busy_s,
-            sched.exposed_comm_s,
-            parts,
-            _bound(parts, sched.compute_busy_s, self.comm_kind(), sched),
-        )
+        result = self._step_cost(sched, parts, head)
         if not self.inst.cuda_graphs:
             rows = max(1, decode_batch * q + (1 if prefill_tokens else 0))
             head_s = [x for _, x in self.head_ops(rows, rows)]
