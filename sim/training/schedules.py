@@ -25,6 +25,7 @@ import dataclasses
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 __all__ = [
     "Chunk",
@@ -154,21 +155,64 @@ class Schedule:
         raise NotImplementedError
 
 
-def _straight_layout(
-    name: str, pp: int, n: int, orders: list[list[Action]], parameter_copies: int = 1
+def _layout(
+    name: str,
+    orders: list[list[Action]],
+    num_microbatches: int,
+    stage_owner: tuple[tuple[int, ...], ...],
+    model_stage: tuple[tuple[int, ...], ...],
+    parameter_copies: int,
+    microbatch_direction: tuple[int, ...] | None = None,
 ) -> ScheduleLayout:
-    owners = (tuple(range(pp)),)
+    """The layout of one rank order per rank; ``stage_owner`` and ``model_stage`` give, per direction,
+    each path position's rank and model piece (their length is the number of stages); every
+    micro-batch runs in direction 0 unless ``microbatch_direction`` says otherwise."""
     return ScheduleLayout(
         name=name,
-        num_ranks=pp,
-        num_microbatches=n,
-        num_stages=pp,
+        num_ranks=len(orders),
+        num_microbatches=num_microbatches,
+        num_stages=len(stage_owner[0]),
         orders=tuple(tuple(o) for o in orders),
-        stage_owner=owners,
-        microbatch_direction=tuple(0 for _ in range(n)),
+        stage_owner=stage_owner,
+        microbatch_direction=microbatch_direction or tuple(0 for _ in range(num_microbatches)),
         parameter_copies=parameter_copies,
-        model_stage=(tuple(range(pp)),),
+        model_stage=model_stage,
     )
+
+
+def _straight_layout(name: str, pp: int, n: int, orders: list[list[Action]]) -> ScheduleLayout:
+    """Stage s on rank s, one direction, one copy of the parameters (1F1B, ZB-H1)."""
+    return _layout(name, orders, n, (tuple(range(pp)),), (tuple(range(pp)),), parameter_copies=1)
+
+
+def _one_f_one_b_order(
+    total: int, warmup: int, chunk: Callable[[str, int], Chunk], weight_lag: int | None = None
+) -> list[Action]:
+    """One rank's 1F1B order over its ``total`` forward chunks and as many backward ones: ``warmup``
+    forwards, then one forward and one backward at a time, then the remaining backwards;
+    ``chunk(kind, k)`` is the rank's k-th chunk of that kind. Backwards are full (BW) or, with
+    ``weight_lag`` (ZB-H1), split: each B's W runs once ``weight_lag`` more B's have run (in the
+    steady or cool-down phase), and the Ws still waiting at the end run last."""
+    order = [Action((chunk("F", k),), "forward") for k in range(warmup)]
+    pending: deque[int] = deque()
+
+    def backward(k: int, phase: str, weight_phase: str) -> None:
+        if weight_lag is None:
+            order.append(Action((chunk("BW", k),), phase))
+            return
+        order.append(Action((chunk("B", k),), phase))
+        pending.append(k)
+        if len(pending) > weight_lag:
+            order.append(Action((chunk("W", pending.popleft()),), weight_phase))
+
+    for i in range(total - warmup):
+        order.append(Action((chunk("F", warmup + i),), "steady"))
+        backward(i, "steady", "steady")
+    for k in range(total - warmup, total):
+        backward(k, "backward", "weight")
+    while pending:
+        order.append(Action((chunk("W", pending.popleft()),), "weight"))
+    return order
 
 
 class OneFOneB(Schedule):
@@ -178,16 +222,9 @@ class OneFOneB(Schedule):
     def build(self, pp: int, num_microbatches: int, virtual_stages: int = 1) -> ScheduleLayout:
         self.validate(pp, num_microbatches, virtual_stages)
         n = num_microbatches
-        orders: list[list[Action]] = []
-        for rank in range(pp):
-            warmup = min(pp - rank - 1, n)
-            order = [Action((Chunk("F", m, rank),), "forward") for m in range(warmup)]
-            for i in range(n - warmup):
-                order.append(Action((Chunk("F", warmup + i, rank),), "steady"))
-                order.append(Action((Chunk("BW", i, rank),), "steady"))
-            for m in range(n - warmup, n):
-                order.append(Action((Chunk("BW", m, rank),), "backward"))
-            orders.append(order)
+        orders = [
+            _one_f_one_b_order(n, min(pp - rank - 1, n), partial(Chunk, stage=rank)) for rank in range(pp)
+        ]
         return _straight_layout(self.name, pp, n, orders)
 
     def closed_form_bubble_s(self, pp: int, f_s: float, b_s: float, w_s: float, fb_s: float) -> float:
@@ -211,26 +248,10 @@ class ZeroBubbleH1(Schedule):
     def build(self, pp: int, num_microbatches: int, virtual_stages: int = 1) -> ScheduleLayout:
         self.validate(pp, num_microbatches, virtual_stages)
         n = num_microbatches
-        orders: list[list[Action]] = []
-        for rank in range(pp):
-            warmup = min(pp - rank - 1, n)
-            lag = rank
-            pending: deque[int] = deque()
-            order = [Action((Chunk("F", m, rank),), "forward") for m in range(warmup)]
-            for i in range(n - warmup):
-                order.append(Action((Chunk("F", warmup + i, rank),), "steady"))
-                order.append(Action((Chunk("B", i, rank),), "steady"))
-                pending.append(i)
-                if len(pending) > lag:
-                    order.append(Action((Chunk("W", pending.popleft(), rank),), "steady"))
-            for m in range(n - warmup, n):
-                order.append(Action((Chunk("B", m, rank),), "backward"))
-                pending.append(m)
-                if len(pending) > lag:
-                    order.append(Action((Chunk("W", pending.popleft(), rank),), "weight"))
-            while pending:
-                order.append(Action((Chunk("W", pending.popleft(), rank),), "weight"))
-            orders.append(order)
+        orders = [
+            _one_f_one_b_order(n, min(pp - rank - 1, n), partial(Chunk, stage=rank), weight_lag=rank)
+            for rank in range(pp)
+        ]
         return _straight_layout(self.name, pp, n, orders)
 
     def closed_form_bubble_s(self, pp: int, f_s: float, b_s: float, w_s: float, fb_s: float) -> float:
@@ -261,13 +282,14 @@ class Interleaved1F1B(Schedule):
         n, v = num_microbatches, virtual_stages
         total = n * v
 
-        def piece_and_mb(k: int, forward: bool) -> tuple[int, int]:
-            group = k // pp
-            c = group % v
-            if not forward:
+        def chunk(kind: str, k: int, rank: int) -> Chunk:
+            """The rank's k-th chunk of ``kind``: forwards go through the pieces in order, backwards
+            in reverse, ``pp`` micro-batches at a time."""
+            c = (k // pp) % v
+            if kind != "F":
                 c = v - 1 - c
             mb = (k // (pp * v)) * pp + k % pp
-            return c, mb
+            return Chunk(kind, mb, c * pp + rank)
 
         orders: list[list[Action]] = []
         for rank in range(pp):
@@ -275,32 +297,10 @@ class Interleaved1F1B(Schedule):
                 warmup = total
             else:
                 warmup = min((pp - rank - 1) * 2 + (v - 1) * pp, total)
-            order: list[Action] = []
-            for k in range(warmup):
-                c, mb = piece_and_mb(k, True)
-                order.append(Action((Chunk("F", mb, c * pp + rank),), "forward"))
-            for i in range(total - warmup):
-                c, mb = piece_and_mb(warmup + i, True)
-                order.append(Action((Chunk("F", mb, c * pp + rank),), "steady"))
-                c, mb = piece_and_mb(i, False)
-                order.append(Action((Chunk("BW", mb, c * pp + rank),), "steady"))
-            for k in range(total - warmup, total):
-                c, mb = piece_and_mb(k, False)
-                order.append(Action((Chunk("BW", mb, c * pp + rank),), "backward"))
-            orders.append(order)
+            orders.append(_one_f_one_b_order(total, warmup, partial(chunk, rank=rank)))
         stages = pp * v
         owners = (tuple(s % pp for s in range(stages)),)
-        return ScheduleLayout(
-            name=self.name,
-            num_ranks=pp,
-            num_microbatches=n,
-            num_stages=stages,
-            orders=tuple(tuple(o) for o in orders),
-            stage_owner=owners,
-            microbatch_direction=tuple(0 for _ in range(n)),
-            parameter_copies=v,
-            model_stage=(tuple(range(stages)),),
-        )
+        return _layout(self.name, orders, n, owners, (tuple(range(stages)),), parameter_copies=v)
 
     def closed_form_bubble_s(self, pp: int, f_s: float, b_s: float, w_s: float, fb_s: float) -> float:
         """(PP-1)(F+B) with F and B the times of one *virtual* chunk (1/v of a stage's layers):
@@ -427,16 +427,10 @@ class DualPipe(Schedule):
             middle = rank in (half - 1, half)
             orders.append(_DualPipeProgram(half, hr, n_dir, middle, make).run())
         owners = (tuple(range(pp)), tuple(pp - 1 - s for s in range(pp)))
-        return ScheduleLayout(
-            name=self.name,
-            num_ranks=pp,
-            num_microbatches=n,
-            num_stages=pp,
-            orders=tuple(tuple(o) for o in orders),
-            stage_owner=owners,
-            microbatch_direction=tuple(0 if m < n_dir else 1 for m in range(n)),
-            parameter_copies=2,
-            model_stage=(tuple(range(pp)), tuple(range(pp))),
+        directions = tuple(0 if m < n_dir else 1 for m in range(n))
+        pieces = (tuple(range(pp)), tuple(range(pp)))
+        return _layout(
+            self.name, orders, n, owners, pieces, parameter_copies=2, microbatch_direction=directions
         )
 
     def closed_form_bubble_s(self, pp: int, f_s: float, b_s: float, w_s: float, fb_s: float) -> float:
@@ -475,17 +469,7 @@ class DualPipeV(Schedule):
             orders.append(_DualPipeProgram(pp, rank, n, rank == pp - 1, make).run())
         stages = 2 * pp
         owners = (tuple(s if s < pp else 2 * pp - 1 - s for s in range(stages)),)
-        return ScheduleLayout(
-            name=self.name,
-            num_ranks=pp,
-            num_microbatches=n,
-            num_stages=stages,
-            orders=tuple(tuple(o) for o in orders),
-            stage_owner=owners,
-            microbatch_direction=tuple(0 for _ in range(n)),
-            parameter_copies=2,
-            model_stage=(tuple(range(stages)),),
-        )
+        return _layout(self.name, orders, n, owners, (tuple(range(stages)),), parameter_copies=2)
 
     def closed_form_bubble_s(self, pp: int, f_s: float, b_s: float, w_s: float, fb_s: float) -> float:
         """DualPipe README: (PP/2-1)(F&B+B-3W) where PP counts the pieces (2x the ranks here)."""
