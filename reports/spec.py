@@ -29,11 +29,12 @@ import itertools
 import json
 import math
 import re
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sim.tomlfile import read_toml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -57,14 +58,7 @@ class Run:
     parameters: Mapping[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "scenario": self.scenario,
-            "notebook": self.notebook,
-            "model": self.model,
-            "gpu": self.gpu,
-            "parameters": dict(self.parameters),
-        }
+        return {**asdict(self), "parameters": dict(self.parameters)}
 
 
 @dataclass(frozen=True)
@@ -79,14 +73,7 @@ class ReportSpec:
     runs: tuple[Run, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": str(self.path),
-            "title": self.title,
-            "workers": self.workers,
-            "cell_timeout_s": self.cell_timeout_s,
-            "show_code": self.show_code,
-            "runs": [run.to_dict() for run in self.runs],
-        }
+        return {**asdict(self), "path": str(self.path), "runs": [run.to_dict() for run in self.runs]}
 
 
 def notebook_path(name: str, notebooks_dir: Path = NOTEBOOKS_DIR) -> Path:
@@ -291,10 +278,5 @@ def check_runs(spec: ReportSpec, notebooks_dir: Path = NOTEBOOKS_DIR) -> None:
 def load_spec(path: str | Path = DEFAULT_SPEC) -> ReportSpec:
     """Read and check a spec file."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"spec file {path} does not exist (the default is {DEFAULT_SPEC}).")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"{path} is not valid TOML: {error}") from error
+    data = read_toml(path, f"spec file {path} does not exist (the default is {DEFAULT_SPEC}).")
     return parse_spec(data, path)

@@ -33,11 +33,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from sim.tomlfile import read_toml
 
 KINDS = ("serving", "training")
 _TOP_KEYS = {"title", "kind", "chunk_size", "retries", "seed", "grid"}
@@ -365,13 +366,7 @@ def parse_sweep_spec(data: Mapping[str, Any], path: str | Path = "<spec>") -> Sw
 def load_sweep_spec(path: str | Path) -> SweepSpec:
     """Read and check a spec file (TOML)."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"sweep spec {path} does not exist.")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"{path} is not valid TOML: {error}") from error
-    return parse_sweep_spec(data, path)
+    return parse_sweep_spec(read_toml(path, f"sweep spec {path} does not exist."), path)
 
 
 def as_spec(spec: SweepSpec | Mapping[str, Any] | str | Path) -> SweepSpec:
