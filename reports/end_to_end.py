@@ -479,33 +479,29 @@ _GPT_OSS_H100_BF16: dict[str, Any] = {
     "grad_dtype": "bf16",
     "pipeline_split": "even",
 }
+# qwen3-235b-a22b's H100 recipe keys, the same in the 25.11 and 26.04 containers; 25.09's lack the EP
+# A2A overlap (sources below)
+_QWEN3_235B_H100: dict[str, Any] = {
+    "dispatcher": "alltoall",
+    "a2a_overlap": True,
+    "recompute": "none",
+    "grad_dtype": "bf16",
+    "sequence_parallel": True,
+    "account_for_embedding_in_pipeline_split": True,
+    "account_for_loss_in_pipeline_split": True,
+}
 MEGATRON_BRIDGE_RECIPES: dict[tuple[str, str, int, int, int, int], tuple[dict[str, Any], str]] = {
     ("25.09", "qwen3-30b-a3b", 16, 1, 2, 8): (
         {"dispatcher": "alltoall", "recompute": "none", "grad_dtype": "bf16", "pipeline_split": "even"},
         _MB_2509 + "; Megatron's even layer split (no layout, account_for_* off for the 30B recipe)",
     ),
     ("25.09", "qwen3-235b-a22b", 256, 2, 8, 32): (
-        {
-            "dispatcher": "alltoall",
-            "recompute": "none",
-            "grad_dtype": "bf16",
-            "sequence_parallel": True,
-            "account_for_embedding_in_pipeline_split": True,
-            "account_for_loss_in_pipeline_split": True,
-        },
+        {k: v for k, v in _QWEN3_235B_H100.items() if k != "a2a_overlap"},
         _MB_2509 + "; recipes/qwen/qwen3_moe.py qwen3_235b_a22b_pretrain_config (sequence parallelism, the "
         "embedding and the loss counted as pipeline layers)",
     ),
     ("25.11", "qwen3-235b-a22b", 256, 2, 8, 32): (
-        {
-            "dispatcher": "alltoall",
-            "a2a_overlap": True,
-            "recompute": "none",
-            "grad_dtype": "bf16",
-            "sequence_parallel": True,
-            "account_for_embedding_in_pipeline_split": True,
-            "account_for_loss_in_pipeline_split": True,
-        },
+        dict(_QWEN3_235B_H100),
         f"{_MB} @2effdfa31 (2025-12-03) scripts/performance/configs/qwen/qwen3_workload_base_configs.py "
         "QWEN3_235B_A22B_PRETRAIN_CONFIG_H100_FP8_CS (moe_a2a_overlap=True), qwen3_llm_pretrain.py "
         "(recompute off, grad_reduce_in_fp32=False), models/qwen/qwen_provider.py (alltoall), "
@@ -547,15 +543,7 @@ MEGATRON_BRIDGE_RECIPES: dict[tuple[str, str, int, int, int, int], tuple[dict[st
         "moe_dispatch_fwd_dtype 'bf16' by default, the FP8 payload only for the ncclep backend's MXFP8",
     ),
     ("26.04", "qwen3-235b-a22b", 256, 2, 8, 32): (
-        {
-            "dispatcher": "alltoall",
-            "a2a_overlap": True,
-            "recompute": "none",
-            "grad_dtype": "bf16",
-            "sequence_parallel": True,
-            "account_for_embedding_in_pipeline_split": True,
-            "account_for_loss_in_pipeline_split": True,
-        },
+        dict(_QWEN3_235B_H100),
         f"{_MB} @067f987 src/megatron/bridge/perf_recipes/qwen/h100/qwen3_moe.py "
         "qwen3_235b_a22b_pretrain_256gpu_h100_fp8cs_config (alltoall dispatcher, moe_a2a_overlap=True with "
         "delay_wgrad_compute, sequence_parallel=True, recompute off); recipes/qwen/h100/qwen3_moe.py (the "
