@@ -56,6 +56,8 @@ summary_path = ""
 
 # %%
 import copy
+from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 import plotly.graph_objects as go
@@ -97,40 +99,37 @@ for model in models:
 
 
 # %%
-rows = []
-for (model, gpu, target), search in searches.items():
+def best_plan_row(
+    labels: dict[str, Any],
+    search: Any,
+    figures: dict[str, Callable[[Any], Any]],
+    infeasible_in: str,
+    no_reason: str,
+) -> dict[str, Any]:
+    """A table row for one search: ``labels``, each of ``figures`` for its cheapest plan, what bounds
+    that plan and its deployment; where no plan meets the targets, the figures are empty but for
+    ``infeasible_in`` ("infeasible") and "bound by" is the last rejection (``no_reason`` if none)."""
     if search.plans:
         p = search.plans[0]
-        simulated = (p.simulated or {}).get("usd_per_million_output_tokens")
-        rows.append(
-            {
-                "model": model,
-                "GPU": gpu,
-                "tok/s/user": target,
-                "USD/M output": p.usd_per_million_output_tokens,
-                "simulated": simulated,
-                "GPUs": p.total_gpus,
-                "out tok/s/GPU": p.output_tokens_per_s_per_gpu,
-                "bound by": f"{p.bound_by} ({p.limit})",
-                "deployment": p.summary(),
-            }
-        )
-        summary[f"usd_m_output_{model}_{gpu}_{target:.0f}"] = p.usd_per_million_output_tokens
-    else:
-        why = search.rejected_examples[-1] if search.rejected_examples else "no configuration"
-        rows.append(
-            {
-                "model": model,
-                "GPU": gpu,
-                "tok/s/user": target,
-                "USD/M output": "infeasible",
-                "simulated": None,
-                "GPUs": None,
-                "out tok/s/GPU": None,
-                "bound by": why[:160],
-                "deployment": "",
-            }
-        )
+        found = {name: figure(p) for name, figure in figures.items()}
+        return {**labels, **found, "bound by": f"{p.bound_by} ({p.limit})", "deployment": p.summary()}
+    why = search.rejected_examples[-1] if search.rejected_examples else no_reason
+    empty = {name: None for name in figures} | {infeasible_in: "infeasible"}
+    return {**labels, **empty, "bound by": why[:160], "deployment": ""}
+
+
+cheapest_figures: dict[str, Callable[[Any], Any]] = {
+    "USD/M output": attrgetter("usd_per_million_output_tokens"),
+    "simulated": lambda p: (p.simulated or {}).get("usd_per_million_output_tokens"),
+    "GPUs": attrgetter("total_gpus"),
+    "out tok/s/GPU": attrgetter("output_tokens_per_s_per_gpu"),
+}
+rows = []
+for (model, gpu, target), search in searches.items():
+    labels = {"model": model, "GPU": gpu, "tok/s/user": target}
+    rows.append(best_plan_row(labels, search, cheapest_figures, "USD/M output", "no configuration"))
+    if search.plans:
+        summary[f"usd_m_output_{model}_{gpu}_{target:.0f}"] = search.plans[0].usd_per_million_output_tokens
 show_table(rows)
 for model in models:
     fig = go.Figure()
@@ -264,6 +263,13 @@ show_table(rows)
 
 
 # %%
+long_context_figures: dict[str, Callable[[Any], Any]] = {
+    "TTFT (screen) s": attrgetter("ttft_estimate_s"),
+    "USD per request": attrgetter("usd_per_request"),
+    "USD/M input": attrgetter("usd_per_million_input_tokens"),
+    "USD/M output": attrgetter("usd_per_million_output_tokens"),
+    "GPUs": attrgetter("total_gpus"),
+}
 rows = []
 for length, ttft in zip(long_context_inputs, long_context_ttft_s, strict=True):
     for gpu in gpu_names:
@@ -276,39 +282,10 @@ for length, ttft in zip(long_context_inputs, long_context_ttft_s, strict=True):
             refine_top=0,
             seed=seed,
         )
+        labels = {"input tokens": length, "GPU": gpu, "TTFT target s": ttft}
+        rows.append(best_plan_row(labels, search, long_context_figures, "USD per request", ""))
         if search.plans:
-            p = search.plans[0]
-            rows.append(
-                {
-                    "input tokens": length,
-                    "GPU": gpu,
-                    "TTFT target s": ttft,
-                    "TTFT (screen) s": p.ttft_estimate_s,
-                    "USD per request": p.usd_per_request,
-                    "USD/M input": p.usd_per_million_input_tokens,
-                    "USD/M output": p.usd_per_million_output_tokens,
-                    "GPUs": p.total_gpus,
-                    "bound by": f"{p.bound_by} ({p.limit})",
-                    "deployment": p.summary(),
-                }
-            )
-            summary[f"long_usd_per_request_{length}_{gpu}"] = p.usd_per_request
-        else:
-            why = search.rejected_examples[-1] if search.rejected_examples else ""
-            rows.append(
-                {
-                    "input tokens": length,
-                    "GPU": gpu,
-                    "TTFT target s": ttft,
-                    "TTFT (screen) s": None,
-                    "USD per request": "infeasible",
-                    "USD/M input": None,
-                    "USD/M output": None,
-                    "GPUs": None,
-                    "bound by": why[:160],
-                    "deployment": "",
-                }
-            )
+            summary[f"long_usd_per_request_{length}_{gpu}"] = search.plans[0].usd_per_request
 show_table(rows)
 
 
