@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sim.tomlfile import read_toml
+from sim.tomlfile import read_toml, reject_unknown_keys
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -96,11 +96,7 @@ def _slug(text: str) -> str:
 
 def parse_spec(data: Mapping[str, Any], path: Path) -> ReportSpec:
     """Check a spec's contents and expand it into runs; bad input raises ValueError saying what."""
-    unknown = set(data) - _TOP_KEYS
-    if unknown:
-        raise ValueError(
-            f"{path}: unknown key(s) {sorted(unknown)}; allowed top-level keys are {sorted(_TOP_KEYS)}."
-        )
+    reject_unknown_keys(data, _TOP_KEYS, str(path), "top-level keys")
     title = data.get("title", path.stem)
     if not isinstance(title, str):
         raise ValueError(f"{path}: title must be a string.")
@@ -132,11 +128,7 @@ def parse_spec(data: Mapping[str, Any], path: Path) -> ReportSpec:
         where = f"{path}: scenario #{index + 1}"
         if not isinstance(scenario, Mapping):
             raise ValueError(f"{where} must be a table.")
-        unknown = set(scenario) - _SCENARIO_KEYS
-        if unknown:
-            raise ValueError(
-                f"{where}: unknown key(s) {sorted(unknown)}; allowed keys are {sorted(_SCENARIO_KEYS)}."
-            )
+        reject_unknown_keys(scenario, _SCENARIO_KEYS, where, "keys")
         name = scenario.get("name")
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise ValueError(f"{where}: name must use only letters, digits, '-' and '_', got {name!r}.")

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sim.tomlfile import read_toml
+from sim.tomlfile import read_toml, reject_unknown_keys
 
 KINDS = ("serving", "training")
 _TOP_KEYS = {"title", "kind", "chunk_size", "retries", "seed", "grid"}
@@ -305,11 +305,7 @@ def parse_sweep_spec(data: Mapping[str, Any], path: str | Path = "<spec>") -> Sw
     where = str(path)
     if not isinstance(data, Mapping):
         raise ValueError(f"{where}: a sweep spec is a table, got {type(data).__name__}.")
-    unknown = set(data) - _TOP_KEYS
-    if unknown:
-        raise ValueError(
-            f"{where}: unknown key(s) {sorted(unknown)}; allowed top-level keys: {sorted(_TOP_KEYS)}."
-        )
+    reject_unknown_keys(data, _TOP_KEYS, where, "top-level keys")
     kind = data.get("kind", "serving")
     if kind not in KINDS:
         raise ValueError(f"{where}: kind must be one of {list(KINDS)}, got {kind!r}.")
