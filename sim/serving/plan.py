@@ -511,10 +511,11 @@ class _Screen:
         self.gpu = gpu
         self.seed = seed
         self.evaluations = 0
-        self._points: dict[tuple[int, int], _Point] = {}
+        self._points: dict[tuple[Any, ...], _Point] = {}
 
     def decode_point(self, shape: _Shape, b: int) -> _Point:
-        key = (id(shape), b)
+        # shapes that share a cost model, role, chunk budget and workload have the same points
+        key = (id(shape.cost), shape.role, shape.inst.max_tokens_per_gpu, id(shape.workload), b)
         p = self._points.get(key)
         if p is not None:
             return p
@@ -735,6 +736,10 @@ def plan_serving(
         # step-cost models by what a step's cost reads of an instance (stacks that differ only in what
         # bounds the batch, such as the KV cache's memory fraction, time the same steps)
         cost_models: dict[tuple[Any, ...], StepCostModel] = {}
+        # operator seconds and timed layer operators on this GPU, shared by its cost models
+        op_seconds: dict[Any, float] = {}
+        layer_ops: dict[tuple[Any, ...], Any] = {}
+        prefill_caps: dict[tuple[int, int, int], PrefillCapacity] = {}  # by cost model, tokens, workload
         weights = sp.weight_dtypes or (("fp4",) if g.supports("fp4") else ()) + ("fp8", "bf16")
         dtype_pairs = [(w, k) for w in weights for k in sp.kv_dtypes]
         variants = [(w, k, on) for (w, k) in dtype_pairs for on in wls]
@@ -758,6 +763,8 @@ def plan_serving(
             g: GPUProfile = g,
             imbalances: dict[tuple[int, int, float], dict[int, float]] = imbalances,
             cost_models: dict[tuple[Any, ...], StepCostModel] = cost_models,
+            op_seconds: dict[Any, float] = op_seconds,
+            layer_ops: dict[tuple[Any, ...], Any] = layer_ops,
         ) -> _Shape | str:
             full = {**spec, "weight_dtype": w, "kv_dtype": k, "max_tokens_per_gpu": tokens}
             full["max_batch_per_gpu"] = max(sp.batch_caps) if role != "prefill" else None
@@ -777,7 +784,16 @@ def plan_serving(
             cost = cost_models.get(cost_key)
             if cost is None:
                 shared = imbalances.setdefault((inst.ep, inst.redundant_experts, inst.routing_skew), {})
-                cost = StepCostModel(m, g, inst, wl.mtp_draft_tokens, np.random.default_rng(seed), shared)
+                cost = StepCostModel(
+                    m,
+                    g,
+                    inst,
+                    wl.mtp_draft_tokens,
+                    np.random.default_rng(seed),
+                    shared,
+                    op_seconds,
+                    layer_ops,
+                )
                 cost_models[cost_key] = cost
             return _Shape(role, full, names, inst, cost, wl, kv_cap)
 
@@ -793,8 +809,11 @@ def plan_serving(
                     if isinstance(shape, str):
                         reject("does not fit", len(names), f"{g.name} prefill {spec['nodes']} nodes: {shape}")
                         continue
-                    cap = _prefill_capacity(shape.inst, wl, shape.cost)
-                    evaluations += 1
+                    cap_key = (id(shape.cost), tokens, id(wl))
+                    cap = prefill_caps.get(cap_key)
+                    if cap is None:
+                        cap = prefill_caps[cap_key] = _prefill_capacity(shape.inst, wl, shape.cost)
+                        evaluations += 1
                     shapes_costed += 1
                     costed += len(names)
                     if 2 * cap.batch_time_s > tg.ttft_limit_s:
