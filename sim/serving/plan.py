@@ -54,7 +54,6 @@ from sim.serving.deployment import (
     memory_plan,
     parse_instance,
 )
-from sim.serving.fleet import PrefillCapacity
 from sim.serving.stack import get as get_stack
 from sim.serving.stack import names as stack_names
 from sim.serving.stepcost import StepCost, StepCostModel
@@ -66,10 +65,13 @@ if TYPE_CHECKING:
     from sim.serving.api import ServingResult
 
 __all__ = [
+    "DecodeCapacity",
+    "PrefillCapacity",
     "ServingPlan",
     "ServingSearch",
     "ServingSpace",
     "ServingTargets",
+    "decode_operating_point",
     "framework_flags",
     "plan_serving",
     "refine_plan",
@@ -422,6 +424,40 @@ def framework_flags(
     return {k: "\n".join(v) for k, v in out.items()}
 
 
+@dataclass(frozen=True)
+class DecodeCapacity:
+    """Largest decode batch per attention-data-parallel rank (``batch_per_gpu``: a rank is one GPU,
+    or ``tp`` GPUs with tensor-parallel attention) meeting a TPOT target, and what it yields
+    (:func:`decode_operating_point`)."""
+
+    feasible: bool
+    batch_per_gpu: int
+    step_time_s: float
+    tpot_s: float
+    tokens_per_s_per_user: float
+    output_tokens_per_s_per_gpu: float
+    requests_per_s_per_instance: float
+    bound_by: str
+    limit: str  # what stopped the batch growing: "latency", "kv_capacity", "max_batch"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PrefillCapacity:
+    """Throughput of one prefill instance running full batches of a workload's mean request."""
+
+    input_tokens_per_s_per_instance: float
+    computed_tokens_per_s_per_instance: float
+    batch_time_s: float
+    requests_per_s_per_instance: float
+    bound_by: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 # ------------------------------------------------------------------------------------------------
 # The screen
 
@@ -594,6 +630,58 @@ def _prefill_capacity(inst: InstanceSpec, wl: Workload, cost: StepCostModel) -> 
     step = cost.prefill_step(tokens_per_gpu, max(k * a / dp, a))
     reqs = k / step.time_s
     return PrefillCapacity(reqs * n_in, reqs * new, step.time_s, reqs, step.bound_by)
+
+
+def _kv_capacity_requests(kv_capacity_tokens: float, inst: InstanceSpec, wl: Workload) -> int:
+    """Requests of the workload's mean length (input + output) the KV cache holds per attention rank."""
+    return int(kv_capacity_tokens // inst.attn_dp // (wl.mean_input_len + wl.mean_output_len))
+
+
+def decode_operating_point(
+    model: MoEModel,
+    gpu: GPUProfile,
+    inst: InstanceSpec,
+    workload: Workload,
+    tpot_target_s: float,
+    rng: np.random.Generator | None = None,
+    max_batch: int = 1024,
+) -> DecodeCapacity:
+    """The screen's decode operating point of one given decode instance (what fleet sizing and sweeps
+    ask of a deployment they fix): every request at the mean KV length, the largest batch per attention
+    rank up to ``max_batch``, the KV cache's requests and the instance's batch cap whose TPOT (step /
+    tokens per step) meets ``tpot_target_s``, by bisection (:func:`_largest_batch`); infeasible when the
+    KV cache holds no request or one request alone misses the target."""
+    rng = rng if rng is not None else np.random.default_rng(0)
+    cost = StepCostModel(model, gpu, inst, workload.mtp_draft_tokens, rng)
+    kv_cap = _kv_capacity_requests(
+        memory_plan(model, gpu, inst, workload.mtp_draft_tokens).kv_capacity_tokens, inst, workload
+    )
+    cap = min(max_batch, kv_cap, inst.max_batch_per_gpu or max_batch)
+    if cap < 1:
+        return DecodeCapacity(False, 0, math.nan, math.nan, 0.0, 0.0, 0.0, "kv_capacity", "kv_capacity")
+    shape = _Shape("decode", {}, (), inst, cost, workload, kv_cap)
+    screen = _Screen(model, gpu, 0)
+    r = workload.tokens_per_decode_step
+    one = screen.decode_point(shape, 1)
+    if one.tpot_s > tpot_target_s:
+        return DecodeCapacity(
+            False, 0, one.step_s, one.step_s / r, r / one.step_s, 0.0, 0.0, one.bound_by, "latency"
+        )
+    b = _largest_batch(screen.tpot_of(shape), cap, tpot_target_s)
+    point = screen.decode_point(shape, b)
+    limit = "latency" if b < cap else ("kv_capacity" if cap == kv_cap else "max_batch")
+    per_gpu = b * r / point.step_s / inst.tp  # ``b`` requests per attention rank of tp GPUs
+    return DecodeCapacity(
+        True,
+        b,
+        point.step_s,
+        point.step_s / r,
+        r / point.step_s,
+        per_gpu,
+        per_gpu * inst.gpus / max(workload.mean_output_len, 1.0),
+        point.bound_by,
+        limit,
+    )
 
 
 def _bucket(tokens: int) -> int:
@@ -773,12 +861,11 @@ def plan_serving(
                 plan = memory_plan(m, g, inst, wl.mtp_draft_tokens)
             except ValueError as err:
                 return str(err)
-            per_request = wl.mean_input_len + wl.mean_output_len
-            kv_cap = int(plan.kv_capacity_tokens // inst.attn_dp // per_request)
+            kv_cap = _kv_capacity_requests(plan.kv_capacity_tokens, inst, wl)
             if role != "prefill" and kv_cap < 1:
                 return (
                     f"the KV cache holds {plan.kv_capacity_tokens // inst.attn_dp} tokens per attention "
-                    f"rank, less than one {per_request:.0f}-token request"
+                    f"rank, less than one {wl.mean_input_len + wl.mean_output_len:.0f}-token request"
                 )
             cost_key = (wl.mtp_draft_tokens, replace(inst, **_NOT_STEP_COST_FIELDS))
             cost = cost_models.get(cost_key)
