@@ -330,6 +330,38 @@ class ServingSearch:
 # Framework flags
 
 
+# What vLLM and SGLang call the same settings: two-batch overlap, the batch cap, the token budget per
+# step, an FP8 KV cache
+_VLLM_FLAGS = {
+    "tbo": "--enable-dbo",
+    "cap": "--max-num-seqs",
+    "tokens": "--max-num-batched-tokens",
+    "kv_fp8": "--kv-cache-dtype fp8",
+}
+_SGLANG_FLAGS = {
+    "tbo": "--enable-two-batch-overlap",
+    "cap": "--max-running-requests",
+    "tokens": "--chunked-prefill-size",
+    "kv_fp8": "--kv-cache-dtype fp8_e4m3",
+}
+
+
+def _engine_flags(names: Mapping[str, str], spec: Mapping[str, Any], tbo: bool, nccl: bool) -> list[str]:
+    """The flags vLLM and SGLang share in kind, in their order: two-batch overlap, NCCL all-reduce, the
+    batch cap, the token budget, FP8 KV cache and weights (``names``: the engine's own flag names)."""
+    flags = [names["tbo"]] if tbo else []
+    if nccl:
+        flags.append("--disable-custom-all-reduce")
+    if spec.get("max_batch_per_gpu"):
+        flags.append(f"{names['cap']} {spec['max_batch_per_gpu']}")
+    flags.append(f"{names['tokens']} {int(spec['max_tokens_per_gpu'])}")
+    if spec.get("kv_dtype") == "fp8":
+        flags.append(names["kv_fp8"])
+    if spec.get("weight_dtype") == "fp8":
+        flags.append("--quantization fp8")
+    return flags
+
+
 def framework_flags(
     deployment: Mapping[str, Any], mtp_draft_tokens: int, model_name: str = "<model>"
 ) -> dict[str, str]:
@@ -353,17 +385,7 @@ def framework_flags(
         v = [f"vllm serve {model_name}", f"--tensor-parallel-size {tp}", f"--data-parallel-size {attn_dp}"]
         if moe_tp == 1 and ep > 1:
             v.append("--enable-expert-parallel")
-        if tbo:
-            v.append("--enable-dbo")
-        if nccl:
-            v.append("--disable-custom-all-reduce")
-        if cap:
-            v.append(f"--max-num-seqs {cap}")
-        v.append(f"--max-num-batched-tokens {tokens}")
-        if spec.get("kv_dtype") == "fp8":
-            v.append("--kv-cache-dtype fp8")
-        if spec.get("weight_dtype") == "fp8":
-            v.append("--quantization fp8")
+        v += _engine_flags(_VLLM_FLAGS, spec, tbo, nccl)
         if mtp_draft_tokens:
             v.append(
                 f'--speculative-config \'{{"method": "deepseek_mtp", '
@@ -386,17 +408,7 @@ def framework_flags(
             s.append(f"--ep-size {ep}")
         if deepep:
             s.append("--enable-deepep-moe")
-        if tbo:
-            s.append("--enable-two-batch-overlap")
-        if nccl:
-            s.append("--disable-custom-all-reduce")
-        if cap:
-            s.append(f"--max-running-requests {cap}")
-        s.append(f"--chunked-prefill-size {tokens}")
-        if spec.get("kv_dtype") == "fp8":
-            s.append("--kv-cache-dtype fp8_e4m3")
-        if spec.get("weight_dtype") == "fp8":
-            s.append("--quantization fp8")
+        s += _engine_flags(_SGLANG_FLAGS, spec, tbo, nccl)
         if mtp_draft_tokens:
             s += ["--speculative-algorithm EAGLE", f"--speculative-num-draft-tokens {mtp_draft_tokens + 1}"]
         if role != "colocated":
