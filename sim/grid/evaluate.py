@@ -1,11 +1,12 @@
 """One configuration of a sweep to one row of figures, with the simulators' own cost models.
 
 ``serving``: the closed-form capacity of an instance shape, as fleet sizing computes it
-(``sim.serving.fleet.decode_capacity`` and ``prefill_capacity``, the same step-cost model the
-serving simulator runs): the largest decode batch per GPU that meets the TPOT target (bisection
-over decode steps at the mean KV length), its tokens/s per GPU and per user, the prefill
-throughput of full batches, and the rental cost per million output and input tokens. It takes a
-few milliseconds, where a discrete-event run of ``sim.estimate_serving`` takes a few hundred.
+(``sim.serving.plan.decode_operating_point`` and ``sim.serving.fleet.prefill_capacity``, the same
+step-cost model the serving simulator runs): the largest decode batch per GPU that meets the TPOT
+target (the plan search's bisection over decode steps at the mean KV length), its tokens/s per GPU
+and per user, the prefill throughput of full batches, and the rental cost per million output and
+input tokens. It takes a few milliseconds, where a discrete-event run of ``sim.estimate_serving``
+takes a few hundred.
 
 ``training``: ``sim.estimate_training`` (one optimizer step simulated with SimPy, about 0.1 s).
 
@@ -112,7 +113,8 @@ def _serving_capacity(config: Mapping[str, Any], seed: int) -> dict[str, Any]:
     import gpus
     import moe
     from sim.serving.deployment import parse_deployment
-    from sim.serving.fleet import decode_capacity, prefill_capacity
+    from sim.serving.fleet import prefill_capacity
+    from sim.serving.plan import decode_operating_point
     from sim.serving.workloads import parse_workload
 
     model = moe.get(config["model"])
@@ -137,7 +139,7 @@ def _serving_capacity(config: Mapping[str, Any], seed: int) -> dict[str, Any]:
     )
     if deployment.prefill is None or deployment.decode is None:  # parse_deployment guarantees both
         raise RuntimeError("a disaggregated deployment came back without a prefill or decode instance")
-    decode = decode_capacity(
+    decode = decode_operating_point(
         model, gpu, deployment.decode, workload, float(config["tpot_target_s"]), np.random.default_rng(seed)
     )
     prefill = prefill_capacity(model, gpu, deployment.prefill, workload, np.random.default_rng(seed))

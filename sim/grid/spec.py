@@ -71,11 +71,9 @@ def _instance_keys() -> frozenset[str]:
 
 def _plan_keys() -> frozenset[str]:
     """The keywords of ``sim.estimate_training`` a training plan may set."""
-    import inspect
+    from sim.training.estimate import training_plan_keys
 
-    from sim.training.estimate import estimate_training
-
-    return frozenset(inspect.signature(estimate_training).parameters) - _NOT_PLAN_KEYS
+    return training_plan_keys() - _NOT_PLAN_KEYS
 
 
 def _number(value: Any) -> bool:

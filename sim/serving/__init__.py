@@ -1,9 +1,8 @@
 """SimPy serving simulator: workloads, deployments, KV cache, step costs, metrics, fleet sizing.
 
 Public entry points: ``sim.estimate_serving`` (``sim.serving.api``) and ``sim.plan_serving``
-(``sim.serving.plan``: the cheapest deployment that meets a target). Also:
-``sim.serving.projections()`` (V4 on H100/H800/H20/A800 at interactivity targets),
-``sim.serving.size_fleet`` and ``sim.serving.pareto_sweep``. Imports are lazy.
+(``sim.serving.plan``: the cheapest deployment that meets a target, across GPUs; projections are
+plan searches). Also: ``sim.serving.size_fleet`` and ``sim.serving.pareto_sweep``. Imports are lazy.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from typing import Any
 __all__ = [
     "estimate_serving",
     "plan_serving",
-    "projections",
     "size_fleet",
     "pareto_sweep",
     "isca_decode_bound",
@@ -29,7 +27,7 @@ def __getattr__(name: str) -> Any:
         from sim.serving.plan import plan_serving
 
         return plan_serving
-    if name in ("projections", "size_fleet", "isca_decode_bound"):
+    if name in ("size_fleet", "isca_decode_bound"):
         from sim.serving import fleet
 
         return getattr(fleet, name)

@@ -434,8 +434,19 @@ def weight_bytes_per_gpu(model: MoEModel, inst: InstanceSpec, include_mtp: bool)
 def kv_bytes_per_token(model: MoEModel, kv_dtype: str, context_len: int = 4096) -> float:
     """KV-cache bytes per token of context (all layers) in ``kv_dtype``: the model's BF16 figure
     scaled by the format's bits (so a 6-bit cache is 6/16 of BF16)."""
-    bf16 = float(model.kv_cache_bytes_per_token(dtype="bf16", context_len=max(1, int(context_len))))
-    return bf16 * DTYPE_BYTES[kv_dtype] / 2.0
+    length = max(1, int(context_len))
+    held = _KV_BF16.get((id(model), length))
+    if held is None or held[0] is not model:
+        held = _KV_BF16[(id(model), length)] = (
+            model,
+            float(model.kv_cache_bytes_per_token(dtype="bf16", context_len=length)),
+        )
+    return held[1] * DTYPE_BYTES[kv_dtype] / 2.0
+
+
+# the BF16 figure per model object (held, so that its id is not reused) and context length: a plan search
+# asks for it for every shape and step
+_KV_BF16: dict[tuple[int, int], tuple[Any, float]] = {}
 
 
 def kv_bytes_per_token_per_gpu(model: MoEModel, inst: InstanceSpec, context_len: int = 4096) -> float:

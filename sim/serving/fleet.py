@@ -1,26 +1,29 @@
-"""Capacity at a latency target, fleet sizing over a daily load curve, bounds and projections.
+"""Fleet sizing over a daily load curve, prefill capacity, and the ISCA'25 decode bound.
 
 These use the same step-cost model as the simulator (:class:`sim.serving.stepcost.StepCostModel`)
-analytically: a decode instance whose every request sees the mean KV length runs steps of
-``decode_step(batch, kv)``; its TPOT is step time / tokens per step. The simulator also charges
+analytically: a decode instance's capacity at a TPOT target is the plan search's decode operating
+point (:func:`sim.serving.plan.decode_operating_point`: every request at the mean KV length, steps of
+``decode_step(batch, kv)``, TPOT = step time / tokens per step). The simulator also charges
 core attention at the busiest attention-DP rank's KV (``ServingResult.kv_imbalance``, a few
 percent above the mean at the Day-6 shape); these analytic sizes do not. Fleet sizes are checked
 against the discrete-event simulation in the tests and the report (one instance pair at the
-per-instance load: instances scale linearly, a property the tests check).
+per-instance load: instances scale linearly, a property the tests check). Projections across
+models and GPUs are plan searches (:func:`sim.plan_serving`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sim import comm
-from sim.cost import SECONDS_PER_HOUR, api_price, is_finite_number, price_range
-from sim.serving.deployment import InstanceSpec, memory_plan, parse_deployment
+from sim.cost import is_finite_number, price_range
+from sim.serving.deployment import InstanceSpec, parse_deployment
+from sim.serving.plan import DecodeCapacity, PrefillCapacity, decode_operating_point
 from sim.serving.stepcost import LayerCost, StepCostModel, two_stream_schedule
 from sim.serving.workloads import DailyLoadCurve, Workload, parse_workload
 
@@ -28,93 +31,6 @@ if TYPE_CHECKING:
     from gpus import GPUProfile
     from moe import MoEModel
     from sim.serving.api import ServingResult
-
-
-@dataclass(frozen=True)
-class DecodeCapacity:
-    """Largest decode batch per attention-data-parallel rank (``batch_per_gpu``: a rank is one GPU,
-    or ``tp`` GPUs with tensor-parallel attention) meeting a TPOT target, and what it yields."""
-
-    feasible: bool
-    batch_per_gpu: int
-    step_time_s: float
-    tpot_s: float
-    tokens_per_s_per_user: float
-    output_tokens_per_s_per_gpu: float
-    requests_per_s_per_instance: float
-    bound_by: str
-    limit: str  # what stopped the batch growing: "latency", "kv_capacity", "max_batch"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def decode_capacity(
-    model: MoEModel,
-    gpu: GPUProfile,
-    inst: InstanceSpec,
-    workload: Workload,
-    tpot_target_s: float,
-    rng: np.random.Generator | None = None,
-    max_batch: int = 1024,
-) -> DecodeCapacity:
-    """Bisection on the batch per GPU for the largest with step / tokens-per-step <= target."""
-    rng = rng if rng is not None else np.random.default_rng(0)
-    cost = StepCostModel(model, gpu, inst, workload.mtp_draft_tokens, rng)
-    r = workload.tokens_per_decode_step
-    n_in, n_out = workload.mean_input_len, workload.mean_output_len
-    kv = int(round(n_in + n_out / 2.0))
-    plan = memory_plan(model, gpu, inst, workload.mtp_draft_tokens)
-    kv_cap = int(plan.kv_capacity_tokens // inst.attn_dp // (n_in + n_out))
-    cap = min(max_batch, kv_cap, inst.max_batch_per_gpu or max_batch)
-    if cap < 1:
-        return DecodeCapacity(False, 0, math.nan, math.nan, 0.0, 0.0, 0.0, "kv_capacity", "kv_capacity")
-
-    def tpot(b: int) -> float:
-        return cost.decode_step(b, kv).time_s / r
-
-    if tpot(1) > tpot_target_s:
-        step = cost.decode_step(1, kv)
-        return DecodeCapacity(
-            False, 0, step.time_s, step.time_s / r, r / step.time_s, 0.0, 0.0, step.bound_by, "latency"
-        )
-    lo, hi = 1, cap
-    if tpot(hi) <= tpot_target_s:
-        lo = hi
-        limit = "kv_capacity" if cap == kv_cap else "max_batch"
-    else:
-        limit = "latency"
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if tpot(mid) <= tpot_target_s:
-                lo = mid
-            else:
-                hi = mid
-    step = cost.decode_step(lo, kv)
-    per_gpu = lo * r / step.time_s / inst.tp  # ``lo`` requests per attention rank of tp GPUs
-    return DecodeCapacity(
-        True,
-        lo,
-        step.time_s,
-        step.time_s / r,
-        r / step.time_s,
-        per_gpu,
-        per_gpu * inst.gpus / max(n_out, 1.0),
-        step.bound_by,
-        limit,
-    )
-
-
-@dataclass(frozen=True)
-class PrefillCapacity:
-    input_tokens_per_s_per_instance: float
-    computed_tokens_per_s_per_instance: float
-    batch_time_s: float
-    requests_per_s_per_instance: float
-    bound_by: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def prefill_capacity(
@@ -211,7 +127,7 @@ def size_fleet(
             "Fleet sizing takes a disaggregated deployment (prefill and decode instance shapes)."
         )
     rng = np.random.default_rng(seed)
-    dcap = decode_capacity(m, g, dep.decode, wl, tpot_target_s, rng)
+    dcap = decode_operating_point(m, g, dep.decode, wl, tpot_target_s, rng)
     if not dcap.feasible:
         raise ValueError(
             f"No decode batch meets TPOT {tpot_target_s * 1e3:.1f} ms on this instance shape: one "
@@ -315,130 +231,6 @@ def isca_decode_bound(
     layers = [LayerCost(0.0, 0.0, dispatch, combine)] * num_layers
     sched = two_stream_schedule(layers, 2)
     return DecodeBound(dispatch + combine, sched.total_s / num_layers, sched.total_s, 1.0 / sched.total_s)
-
-
-# ------------------------------------------------------------------------------------------------
-# Projections
-
-
-def _api_output_price(model_name: str) -> float | None:
-    """DeepSeek's API list price per million output tokens (sim/data/api_prices.toml), or None."""
-    price = api_price(model_name)
-    return None if price is None else price.usd_per_million_output
-
-
-PROJECTION_NODES = (1, 2, 4, 8, 16, 18, 32)
-PROJECTION_TP = (1, 2, 4, 8)  # attention tensor parallelism inside a node (where it divides the node)
-
-
-def projections(
-    models: Sequence[str] = ("deepseek-v4-flash", "deepseek-v4-pro"),
-    gpu_names: Sequence[str] = ("H100", "H800", "H20", "A800"),
-    tokens_per_s_per_user: Sequence[float] = (20.0, 50.0, 100.0),
-    input_len: float = 4383,
-    output_len: float = 1211,
-    cache_hit_rate: float = 0.563,
-    nodes_options: Sequence[int] = PROJECTION_NODES,
-    tp_options: Sequence[int] = PROJECTION_TP,
-) -> list[dict[str, Any]]:
-    """USD per million output tokens of decode at each interactivity target, for each model and GPU.
-
-    For each decode instance shape (nodes; attention tensor-parallel over ``tp`` GPUs of a node and
-    data-parallel over the rest, ``tp`` dividing the node; EP over all its GPUs; the model's own MTP
-    with 85% acceptance; KV cache in FP8 where the GPU has FP8 and BF16 otherwise), the largest batch
-    meeting the target TPOT; the cheapest per output token wins. Priced at each GPU profile's rental
-    price (and its low-high range). "infeasible" names the bound of the fastest single-request step
-    when no shape meets the target (tensor parallelism is what shortens that step: it splits the
-    attention and dense weights that every step reads).
-    """
-    import gpus
-    import moe
-
-    for name, options in (("nodes_options", nodes_options), ("tp_options", tp_options)):
-        if not options or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in options):
-            raise ValueError(f"{name} must be a non-empty list of whole numbers >= 1, got {options!r}.")
-    rows = []
-    for model_name in models:
-        m = moe.get(model_name)
-        for gpu_name in gpu_names:
-            g = gpus.get(gpu_name)
-            wl = parse_workload(
-                {
-                    "input_len": input_len,
-                    "output_len": output_len,
-                    "cache_hit_rate": cache_hit_rate,
-                    "arrival_rate_per_s": 1.0,
-                },
-                default_mtp_draft_tokens=min(1, int(m.num_mtp_modules or 0)),
-                default_mtp_acceptance=0.85,
-            )
-            price = price_range(g.price)
-            for target in tokens_per_s_per_user:
-                best: dict[str, Any] | None = None
-                fastest: tuple[float, str] | None = None
-                shapes = [(n, t) for n in nodes_options for t in tp_options if g.node.gpus_per_node % t == 0]
-                for nodes, tp in shapes:
-                    num = nodes * g.node.gpus_per_node
-                    ep = num
-                    routed = int(m.num_routed_experts)
-                    redundant = (-routed) % ep
-                    spec = {
-                        "nodes": nodes,
-                        "tp": tp,
-                        "ep": ep,
-                        "redundant_experts": redundant,
-                        "kv_dtype": "fp8" if g.supports("fp8") else "bf16",
-                    }
-                    try:
-                        dep = parse_deployment(
-                            {"mode": "disaggregated", "prefill": spec, "decode": spec}, m, g
-                        )
-                    except ValueError as err:
-                        if fastest is None:
-                            fastest = (math.inf, "memory capacity: " + str(err).split(":")[0])
-                        continue
-                    assert dep.decode is not None
-                    cap = decode_capacity(m, g, dep.decode, wl, 1.0 / target)
-                    if not cap.feasible:
-                        if fastest is None or cap.tpot_s < fastest[0]:
-                            fastest = (
-                                cap.tpot_s,
-                                f"{cap.bound_by} (one request: "
-                                f"{cap.tokens_per_s_per_user:.0f} tok/s/user on {nodes} nodes, tp {tp})",
-                            )
-                        continue
-                    usd = price.usd_per_gpu_hour / SECONDS_PER_HOUR / cap.output_tokens_per_s_per_gpu * 1e6
-                    if best is None or usd < best["usd_per_million_output_tokens"]:
-                        best = {
-                            "usd_per_million_output_tokens": usd,
-                            "usd_low": price.usd_per_gpu_hour_low
-                            / SECONDS_PER_HOUR
-                            / cap.output_tokens_per_s_per_gpu
-                            * 1e6,
-                            "usd_high": price.usd_per_gpu_hour_high
-                            / SECONDS_PER_HOUR
-                            / cap.output_tokens_per_s_per_gpu
-                            * 1e6,
-                            "decode_nodes": nodes,
-                            "tp": tp,
-                            "batch_per_gpu": cap.batch_per_gpu,
-                            "bound_by": cap.bound_by,
-                            "limit": cap.limit,
-                        }
-                row: dict[str, Any] = {
-                    "model": model_name,
-                    "gpu": gpu_name,
-                    "tokens_per_s_per_user": target,
-                    "api_usd_per_million_output": _api_output_price(model_name),
-                }
-                if best is None:
-                    row["result"] = "infeasible"
-                    row["bound_by"] = fastest[1] if fastest else "unknown"
-                else:
-                    row["result"] = "ok"
-                    row.update(best)
-                rows.append(row)
-    return rows
 
 
 def verify_fleet_hour(

@@ -54,7 +54,6 @@ from sim.serving.deployment import (
     memory_plan,
     parse_instance,
 )
-from sim.serving.fleet import PrefillCapacity
 from sim.serving.stack import get as get_stack
 from sim.serving.stack import names as stack_names
 from sim.serving.stepcost import StepCost, StepCostModel
@@ -66,10 +65,13 @@ if TYPE_CHECKING:
     from sim.serving.api import ServingResult
 
 __all__ = [
+    "DecodeCapacity",
+    "PrefillCapacity",
     "ServingPlan",
     "ServingSearch",
     "ServingSpace",
     "ServingTargets",
+    "decode_operating_point",
     "framework_flags",
     "plan_serving",
     "refine_plan",
@@ -328,6 +330,38 @@ class ServingSearch:
 # Framework flags
 
 
+# What vLLM and SGLang call the same settings: two-batch overlap, the batch cap, the token budget per
+# step, an FP8 KV cache
+_VLLM_FLAGS = {
+    "tbo": "--enable-dbo",
+    "cap": "--max-num-seqs",
+    "tokens": "--max-num-batched-tokens",
+    "kv_fp8": "--kv-cache-dtype fp8",
+}
+_SGLANG_FLAGS = {
+    "tbo": "--enable-two-batch-overlap",
+    "cap": "--max-running-requests",
+    "tokens": "--chunked-prefill-size",
+    "kv_fp8": "--kv-cache-dtype fp8_e4m3",
+}
+
+
+def _engine_flags(names: Mapping[str, str], spec: Mapping[str, Any], tbo: bool, nccl: bool) -> list[str]:
+    """The flags vLLM and SGLang share in kind, in their order: two-batch overlap, NCCL all-reduce, the
+    batch cap, the token budget, FP8 KV cache and weights (``names``: the engine's own flag names)."""
+    flags = [names["tbo"]] if tbo else []
+    if nccl:
+        flags.append("--disable-custom-all-reduce")
+    if spec.get("max_batch_per_gpu"):
+        flags.append(f"{names['cap']} {spec['max_batch_per_gpu']}")
+    flags.append(f"{names['tokens']} {int(spec['max_tokens_per_gpu'])}")
+    if spec.get("kv_dtype") == "fp8":
+        flags.append(names["kv_fp8"])
+    if spec.get("weight_dtype") == "fp8":
+        flags.append("--quantization fp8")
+    return flags
+
+
 def framework_flags(
     deployment: Mapping[str, Any], mtp_draft_tokens: int, model_name: str = "<model>"
 ) -> dict[str, str]:
@@ -351,17 +385,7 @@ def framework_flags(
         v = [f"vllm serve {model_name}", f"--tensor-parallel-size {tp}", f"--data-parallel-size {attn_dp}"]
         if moe_tp == 1 and ep > 1:
             v.append("--enable-expert-parallel")
-        if tbo:
-            v.append("--enable-dbo")
-        if nccl:
-            v.append("--disable-custom-all-reduce")
-        if cap:
-            v.append(f"--max-num-seqs {cap}")
-        v.append(f"--max-num-batched-tokens {tokens}")
-        if spec.get("kv_dtype") == "fp8":
-            v.append("--kv-cache-dtype fp8")
-        if spec.get("weight_dtype") == "fp8":
-            v.append("--quantization fp8")
+        v += _engine_flags(_VLLM_FLAGS, spec, tbo, nccl)
         if mtp_draft_tokens:
             v.append(
                 f'--speculative-config \'{{"method": "deepseek_mtp", '
@@ -384,17 +408,7 @@ def framework_flags(
             s.append(f"--ep-size {ep}")
         if deepep:
             s.append("--enable-deepep-moe")
-        if tbo:
-            s.append("--enable-two-batch-overlap")
-        if nccl:
-            s.append("--disable-custom-all-reduce")
-        if cap:
-            s.append(f"--max-running-requests {cap}")
-        s.append(f"--chunked-prefill-size {tokens}")
-        if spec.get("kv_dtype") == "fp8":
-            s.append("--kv-cache-dtype fp8_e4m3")
-        if spec.get("weight_dtype") == "fp8":
-            s.append("--quantization fp8")
+        s += _engine_flags(_SGLANG_FLAGS, spec, tbo, nccl)
         if mtp_draft_tokens:
             s += ["--speculative-algorithm EAGLE", f"--speculative-num-draft-tokens {mtp_draft_tokens + 1}"]
         if role != "colocated":
@@ -420,6 +434,40 @@ def framework_flags(
         out["sglang"].append(prefix + " ".join(s))
         out["trtllm"].append(prefix + " ".join(t))
     return {k: "\n".join(v) for k, v in out.items()}
+
+
+@dataclass(frozen=True)
+class DecodeCapacity:
+    """Largest decode batch per attention-data-parallel rank (``batch_per_gpu``: a rank is one GPU,
+    or ``tp`` GPUs with tensor-parallel attention) meeting a TPOT target, and what it yields
+    (:func:`decode_operating_point`)."""
+
+    feasible: bool
+    batch_per_gpu: int
+    step_time_s: float
+    tpot_s: float
+    tokens_per_s_per_user: float
+    output_tokens_per_s_per_gpu: float
+    requests_per_s_per_instance: float
+    bound_by: str
+    limit: str  # what stopped the batch growing: "latency", "kv_capacity", "max_batch"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PrefillCapacity:
+    """Throughput of one prefill instance running full batches of a workload's mean request."""
+
+    input_tokens_per_s_per_instance: float
+    computed_tokens_per_s_per_instance: float
+    batch_time_s: float
+    requests_per_s_per_instance: float
+    bound_by: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -511,10 +559,11 @@ class _Screen:
         self.gpu = gpu
         self.seed = seed
         self.evaluations = 0
-        self._points: dict[tuple[int, int], _Point] = {}
+        self._points: dict[tuple[Any, ...], _Point] = {}
 
     def decode_point(self, shape: _Shape, b: int) -> _Point:
-        key = (id(shape), b)
+        # shapes that share a cost model, role, chunk budget and workload have the same points
+        key = (id(shape.cost), shape.role, shape.inst.max_tokens_per_gpu, id(shape.workload), b)
         p = self._points.get(key)
         if p is not None:
             return p
@@ -593,6 +642,58 @@ def _prefill_capacity(inst: InstanceSpec, wl: Workload, cost: StepCostModel) -> 
     step = cost.prefill_step(tokens_per_gpu, max(k * a / dp, a))
     reqs = k / step.time_s
     return PrefillCapacity(reqs * n_in, reqs * new, step.time_s, reqs, step.bound_by)
+
+
+def _kv_capacity_requests(kv_capacity_tokens: float, inst: InstanceSpec, wl: Workload) -> int:
+    """Requests of the workload's mean length (input + output) the KV cache holds per attention rank."""
+    return int(kv_capacity_tokens // inst.attn_dp // (wl.mean_input_len + wl.mean_output_len))
+
+
+def decode_operating_point(
+    model: MoEModel,
+    gpu: GPUProfile,
+    inst: InstanceSpec,
+    workload: Workload,
+    tpot_target_s: float,
+    rng: np.random.Generator | None = None,
+    max_batch: int = 1024,
+) -> DecodeCapacity:
+    """The screen's decode operating point of one given decode instance (what fleet sizing and sweeps
+    ask of a deployment they fix): every request at the mean KV length, the largest batch per attention
+    rank up to ``max_batch``, the KV cache's requests and the instance's batch cap whose TPOT (step /
+    tokens per step) meets ``tpot_target_s``, by bisection (:func:`_largest_batch`); infeasible when the
+    KV cache holds no request or one request alone misses the target."""
+    rng = rng if rng is not None else np.random.default_rng(0)
+    cost = StepCostModel(model, gpu, inst, workload.mtp_draft_tokens, rng)
+    kv_cap = _kv_capacity_requests(
+        memory_plan(model, gpu, inst, workload.mtp_draft_tokens).kv_capacity_tokens, inst, workload
+    )
+    cap = min(max_batch, kv_cap, inst.max_batch_per_gpu or max_batch)
+    if cap < 1:
+        return DecodeCapacity(False, 0, math.nan, math.nan, 0.0, 0.0, 0.0, "kv_capacity", "kv_capacity")
+    shape = _Shape("decode", {}, (), inst, cost, workload, kv_cap)
+    screen = _Screen(model, gpu, 0)
+    r = workload.tokens_per_decode_step
+    one = screen.decode_point(shape, 1)
+    if one.tpot_s > tpot_target_s:
+        return DecodeCapacity(
+            False, 0, one.step_s, one.step_s / r, r / one.step_s, 0.0, 0.0, one.bound_by, "latency"
+        )
+    b = _largest_batch(screen.tpot_of(shape), cap, tpot_target_s)
+    point = screen.decode_point(shape, b)
+    limit = "latency" if b < cap else ("kv_capacity" if cap == kv_cap else "max_batch")
+    per_gpu = b * r / point.step_s / inst.tp  # ``b`` requests per attention rank of tp GPUs
+    return DecodeCapacity(
+        True,
+        b,
+        point.step_s,
+        point.step_s / r,
+        r / point.step_s,
+        per_gpu,
+        per_gpu * inst.gpus / max(workload.mean_output_len, 1.0),
+        point.bound_by,
+        limit,
+    )
 
 
 def _bucket(tokens: int) -> int:
@@ -735,6 +836,10 @@ def plan_serving(
         # step-cost models by what a step's cost reads of an instance (stacks that differ only in what
         # bounds the batch, such as the KV cache's memory fraction, time the same steps)
         cost_models: dict[tuple[Any, ...], StepCostModel] = {}
+        # operator seconds and timed layer operators on this GPU, shared by its cost models
+        op_seconds: dict[Any, float] = {}
+        layer_ops: dict[tuple[Any, ...], Any] = {}
+        prefill_caps: dict[tuple[int, int, int], PrefillCapacity] = {}  # by cost model, tokens, workload
         weights = sp.weight_dtypes or (("fp4",) if g.supports("fp4") else ()) + ("fp8", "bf16")
         dtype_pairs = [(w, k) for w in weights for k in sp.kv_dtypes]
         variants = [(w, k, on) for (w, k) in dtype_pairs for on in wls]
@@ -758,6 +863,8 @@ def plan_serving(
             g: GPUProfile = g,
             imbalances: dict[tuple[int, int, float], dict[int, float]] = imbalances,
             cost_models: dict[tuple[Any, ...], StepCostModel] = cost_models,
+            op_seconds: dict[Any, float] = op_seconds,
+            layer_ops: dict[tuple[Any, ...], Any] = layer_ops,
         ) -> _Shape | str:
             full = {**spec, "weight_dtype": w, "kv_dtype": k, "max_tokens_per_gpu": tokens}
             full["max_batch_per_gpu"] = max(sp.batch_caps) if role != "prefill" else None
@@ -766,18 +873,26 @@ def plan_serving(
                 plan = memory_plan(m, g, inst, wl.mtp_draft_tokens)
             except ValueError as err:
                 return str(err)
-            per_request = wl.mean_input_len + wl.mean_output_len
-            kv_cap = int(plan.kv_capacity_tokens // inst.attn_dp // per_request)
+            kv_cap = _kv_capacity_requests(plan.kv_capacity_tokens, inst, wl)
             if role != "prefill" and kv_cap < 1:
                 return (
                     f"the KV cache holds {plan.kv_capacity_tokens // inst.attn_dp} tokens per attention "
-                    f"rank, less than one {per_request:.0f}-token request"
+                    f"rank, less than one {wl.mean_input_len + wl.mean_output_len:.0f}-token request"
                 )
             cost_key = (wl.mtp_draft_tokens, replace(inst, **_NOT_STEP_COST_FIELDS))
             cost = cost_models.get(cost_key)
             if cost is None:
                 shared = imbalances.setdefault((inst.ep, inst.redundant_experts, inst.routing_skew), {})
-                cost = StepCostModel(m, g, inst, wl.mtp_draft_tokens, np.random.default_rng(seed), shared)
+                cost = StepCostModel(
+                    m,
+                    g,
+                    inst,
+                    wl.mtp_draft_tokens,
+                    np.random.default_rng(seed),
+                    shared,
+                    op_seconds,
+                    layer_ops,
+                )
                 cost_models[cost_key] = cost
             return _Shape(role, full, names, inst, cost, wl, kv_cap)
 
@@ -793,8 +908,11 @@ def plan_serving(
                     if isinstance(shape, str):
                         reject("does not fit", len(names), f"{g.name} prefill {spec['nodes']} nodes: {shape}")
                         continue
-                    cap = _prefill_capacity(shape.inst, wl, shape.cost)
-                    evaluations += 1
+                    cap_key = (id(shape.cost), tokens, id(wl))
+                    cap = prefill_caps.get(cap_key)
+                    if cap is None:
+                        cap = prefill_caps[cap_key] = _prefill_capacity(shape.inst, wl, shape.cost)
+                        evaluations += 1
                     shapes_costed += 1
                     costed += len(names)
                     if 2 * cap.batch_time_s > tg.ttft_limit_s:

@@ -282,10 +282,16 @@ class StepCostModel:
         mtp_draft_tokens: int,
         rng: np.random.Generator,
         imbalance_cache: dict[int, float] | None = None,
+        op_seconds_cache: dict[Work, float] | None = None,
+        layer_cache: dict[tuple[Any, ...], Any] | None = None,
     ) -> None:
         """``imbalance_cache``: expert-load imbalance by load bucket to share with other models of shapes
         with the same ``ep``, redundant experts and routing skew (the plan search does; it depends on
-        nothing else)."""
+        nothing else). ``op_seconds_cache``: operator seconds by work record to share with other models
+        on the same GPU profile (``sim.timing.op_seconds`` is a function of the two). ``layer_cache``: a
+        micro-batch's timed layer operators and their sums, to share with other models of the same model
+        on the same GPU profile (they are functions of the inventory's shape, the tokens, the phase and
+        the routed rows, which key them)."""
         import gpus
 
         self.model = model
@@ -316,7 +322,8 @@ class StepCostModel:
                 pass
         self._imbalance: dict[int, float] = {} if imbalance_cache is None else imbalance_cache
         self._cache: dict[tuple[Any, ...], Any] = {}
-        self._op_seconds: dict[Work, float] = {}
+        self._op_seconds: dict[Work, float] = {} if op_seconds_cache is None else op_seconds_cache
+        self._layer_cache: dict[tuple[Any, ...], Any] = {} if layer_cache is None else layer_cache
         self.shape = ServingShape(
             tp=inst.tp,
             ep=inst.ep,
@@ -434,13 +441,12 @@ class StepCostModel:
 
     def _layer_base(self, tokens_mb: int, prefill: bool) -> dict[str, list[tuple[Op, float]]]:
         """:meth:`timed_layer_ops` with the core attention left at zero, built and timed once per shape."""
-        key = ("layer_ops", tokens_mb, prefill)
-        base = self._cache.get(key)
+        rows = self.routed_rows(tokens_mb)
+        key = ("layer_ops", self.shape, tokens_mb, prefill, rows)
+        base = self._layer_cache.get(key)
         if base is None:
-            ops = serving_layer_ops(
-                self.model, self.shape, tokens_mb, self._phase(prefill), 0.0, self.routed_rows(tokens_mb)
-            )
-            base = self._cache[key] = {stage: self._timed(v) for stage, v in ops.items()}
+            ops = serving_layer_ops(self.model, self.shape, tokens_mb, self._phase(prefill), 0.0, rows)
+            base = self._layer_cache[key] = {stage: self._timed(v) for stage, v in ops.items()}
         return base
 
     def timed_layer_ops(
@@ -622,8 +628,8 @@ class StepCostModel:
     def _layer_sums(self, tokens_mb: int, prefill: bool) -> _LayerSums:
         """What :meth:`_layers` reads of one micro-batch's layer operators, without the core attention
         (the per-step part), summed once per shape."""
-        key = ("layer_sums", tokens_mb, prefill)
-        sums = self._cache.get(key)
+        key = ("layer_sums", self.shape, tokens_mb, prefill, self.routed_rows(tokens_mb))
+        sums = self._layer_cache.get(key)
         if sums is not None:
             return sums
         ops = self._layer_base(tokens_mb, prefill)
@@ -646,7 +652,7 @@ class StepCostModel:
                 op.name: x for v in ops.values() for op, x in v if op.kind is OpKind.LOW_LATENCY_COMM
             },
         )
-        self._cache[key] = sums
+        self._layer_cache[key] = sums
         return sums
 
     def _layers(

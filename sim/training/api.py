@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,13 +35,22 @@ from sim.training.plan import (
     recompute_module_set,
     split_by_counts,
 )
-from sim.training.schedules import ScheduleLayout, get_schedule, overlap_steady_pairs
+from sim.training.schedules import Schedule, ScheduleLayout, get_schedule, overlap_steady_pairs
 
 if TYPE_CHECKING:
     from gpus import GPUProfile
     from moe import MoEModel
 
-__all__ = ["BuiltPlan", "TrainingResult", "build_plan", "simulate_plan", "resolve", "check_budget"]
+__all__ = [
+    "BuiltPlan",
+    "PlanCache",
+    "TrainingResult",
+    "build_plan",
+    "check_budget",
+    "resolve",
+    "simulate_plan",
+    "unit_cost_key",
+]
 
 SECONDS_PER_HOUR = 3600.0
 PHASE_NAMES = {
@@ -102,16 +111,80 @@ class BuiltPlan:
     plan: TrainingPlan
     """Parallel degrees, schedule, precision and the layer split (which units each piece holds,
     which pieces each pipeline rank runs, each piece's non-expert and expert parameters)."""
-    layout: ScheduleLayout
-    """The schedule's program: each pipeline rank's ordered actions over micro-batches and stages."""
     cost: TrainingCostModel
     """The cost model of this plan on its cluster: the timed segments of every chunk."""
     pieces: list[list[Unit]]
     """The units (embedding, layers, MTP modules, head) of each model piece, in pipeline order;
     ``plan.piece_units`` names them."""
+    build_layout: Callable[[], ScheduleLayout] = field(repr=False, compare=False)
+    """Builds :attr:`layout` (its shape already validated) on first use."""
     notes: tuple[str, ...] = ()
     """What the plan changed on its own that a user should know (e.g. GEMMs in BF16 on a GPU
     without the requested FP8)."""
+
+    @cached_property
+    def layout(self) -> ScheduleLayout:
+        """The schedule's program: each pipeline rank's ordered actions over micro-batches and stages
+        (built on first use: a plan search screens plans without it)."""
+        return self.build_layout()
+
+
+@dataclass
+class PlanCache:
+    """What the plans of one search share, each part built once: schedule layouts by (schedule, pp,
+    micro-batches, virtual stages); each pipeline rank's model pieces by (schedule, pp, virtual stages);
+    and, by :func:`unit_cost_key` (the plan without the fields a unit's cost does not read), the units'
+    timed segments and the layer splits (by the layer counts asked for and the number of pieces). Unit
+    costs are shared only under unskewed routing (a skewed draw differs per plan). One cache serves one
+    model object on one GPU profile and GPU count (ValueError otherwise)."""
+
+    layouts: dict[tuple[str, int, int, int], ScheduleLayout] = field(default_factory=dict)
+    pieces_of_rank: dict[tuple[str, int, int], tuple[tuple[int, ...], ...]] = field(default_factory=dict)
+    unit_costs: dict[Any, dict[Any, Any]] = field(default_factory=dict)
+    splits: dict[Any, _Split] = field(default_factory=dict)
+    owner: tuple[Any, Any, int] | None = None
+
+    def check(self, model: MoEModel, gpu: GPUProfile, num_gpus: int) -> None:
+        if self.owner is None:
+            self.owner = (model, gpu, num_gpus)
+        elif self.owner[0] is not model or self.owner[1] is not gpu or self.owner[2] != num_gpus:
+            raise ValueError("a PlanCache serves one model object on one GPU profile and GPU count.")
+
+
+# Plan fields a unit's segments do not read (TrainingCostModel reads them for the pipeline, the
+# gradient synchronisation and the optimizer step only): left out of :func:`unit_cost_key`, so that a
+# field added later keeps plans apart until it is listed here.
+_PIPELINE_FIELDS = frozenset(
+    {
+        "pp",
+        "dp",
+        "schedule",
+        "virtual_stages",
+        "num_microbatches",
+        "global_batch_seqs",
+        "precision",
+        "comm_sm_count",
+        "pp_across_nodes",
+        "layers_per_piece",
+        "piece_units",
+        "piece_params",
+        "pieces_of_rank",
+        "weight_bytes_per_param",
+        "grad_bytes_per_param",
+        "optimizer_bytes_moved_per_param",
+        "a2a_overlap",
+        "distributed_optimizer",
+    }
+)
+_UNIT_FIELDS = tuple(f.name for f in dataclasses.fields(TrainingPlan) if f.name not in _PIPELINE_FIELDS)
+
+
+def unit_cost_key(plan: TrainingPlan, free_comm: bool = False) -> tuple[Any, ...]:
+    """What a unit's timed segments depend on: the plan's fields but its pipeline, gradient and
+    optimizer ones (the GEMM dtype, tp, cp, ep, moe_tp, the micro-batch, recomputation, the dispatcher
+    and its routing limit stay), and whether communication is free. Plans of one search with equal keys
+    share their units' costs (:class:`PlanCache`)."""
+    return (*(getattr(plan, name) for name in _UNIT_FIELDS), bool(free_comm))
 
 
 def resolve(model: str | MoEModel, gpu: str | GPUProfile) -> tuple[MoEModel, GPUProfile]:
@@ -155,10 +228,10 @@ def build_plan(
     account_for_loss_in_pipeline_split: bool = False,
     dispatch_dtype: str | None = None,
     pipeline_split: str = "balanced",
-    unit_cache: dict[Any, Any] | None = None,
-    layouts: dict[tuple[str, int, int, int], ScheduleLayout] | None = None,
+    cache: PlanCache | None = None,
 ) -> BuiltPlan:
-    """Validate a plan; build its schedule layout and cost model (see :class:`BuiltPlan`).
+    """Validate a plan; build its cost model, and its schedule layout on first use (see :class:`BuiltPlan`).
+    ``cache`` shares layouts, layer splits and unit costs among the plans of one search.
 
     Checks, in this order: the parallel degrees and batch (:func:`_check_degrees`), the Megatron
     plan keys (:func:`_check_megatron_keys`), the schedule, the cluster, the SMs held by
@@ -197,16 +270,20 @@ def build_plan(
         grad_dtype=grad_dtype,
         moe_tp=moe_tp,
     )
+    if cache is not None:
+        cache.check(model, gpu, num_gpus)
     sched = get_schedule(schedule)
+    sched.validate(pp, num_microbatches, virtual_stages)
     layout_key = (sched.name, pp, num_microbatches, virtual_stages)
-    if layouts is not None and layout_key in layouts:
-        layout = layouts[layout_key]  # a plan search shares layouts among plans of the same pipeline
-    else:
-        layout = sched.build(pp, num_microbatches, virtual_stages)
-        if layouts is not None:
-            layouts[layout_key] = layout
-    if a2a_overlap:
-        layout = overlap_steady_pairs(layout)
+
+    def build_layout() -> ScheduleLayout:
+        layout = cache.layouts.get(layout_key) if cache is not None else None
+        if layout is None:
+            layout = sched.build(pp, num_microbatches, virtual_stages)
+            if cache is not None:
+                cache.layouts[layout_key] = layout
+        return overlap_steady_pairs(layout) if a2a_overlap else layout
+
     gemm_dtype = gpu.nearest_dtype(precision)
     if gemm_dtype != precision:
         notes.append(f"{gpu.name} has no {precision} tensor cores; GEMMs run in {gemm_dtype}.")
@@ -215,8 +292,7 @@ def build_plan(
     comm_sms = _check_comm_sm_count(comm_sm_count, sched.name, ep, gpu)
     nodes_per_token = _check_max_nodes_per_token(max_nodes_per_token, model, ep, gpn)
     _check_routing_skew(routing_skew)
-    units = layer_units(model)
-    params = _unit_params(model, units)
+    units, params = _units_and_params(model)
     weight_bytes, grad_bytes, optimizer_bytes_moved = _bytes_per_param(model, gemm_dtype, grad_dtype)
     base = TrainingPlan(
         tp=tp,
@@ -252,17 +328,28 @@ def build_plan(
         moe_tp=int(moe_tp),
     )
     num_pieces = sched.num_model_pieces(pp, virtual_stages)
-    rng = np.random.default_rng(seed)
-    probe = TrainingCostModel(
-        model=model,
-        gpu=gpu,
-        cluster=cluster,
-        plan=base,
-        pieces=[[u] for u in units],
-        free_comm=free_comm,
-        routing_skew=0.0,
-        unit_cache=unit_cache if routing_skew == 0 else None,
-    )
+    shared = cache is not None and routing_skew == 0  # a skewed draw differs per plan
+    unit_key = unit_cost_key(base, free_comm) if shared else None
+    unit_cache = cache.unit_costs.setdefault(unit_key, {}) if cache is not None and shared else None
+
+    def unit_times() -> tuple[float, ...]:
+        """Each unit's forward + backward + weight seconds, from a cost model with one unit per piece."""
+        probe = TrainingCostModel(
+            model=model,
+            gpu=gpu,
+            cluster=cluster,
+            plan=base,
+            pieces=[[u] for u in units],
+            free_comm=free_comm,
+            routing_skew=0.0,
+            unit_cache=unit_cache,
+        )
+        times = []
+        for u in units:
+            lc = probe.unit_cost(u)
+            times.append(sum(s.duration_s for s in lc.forward + lc.backward + lc.weight))
+        return tuple(times)
+
     if pipeline_split not in PIPELINE_SPLITS:
         raise ValueError(
             f"unknown pipeline_split {pipeline_split!r}; allowed: {', '.join(PIPELINE_SPLITS)} ('balanced': "
@@ -281,13 +368,19 @@ def build_plan(
             embedding=bool(account_for_embedding_in_pipeline_split),
             loss=bool(account_for_loss_in_pipeline_split),
         )
-    pieces = _split_units(units, probe, layers_per_stage, num_pieces)
+    split_key = (unit_key, None if layers_per_stage is None else tuple(layers_per_stage), num_pieces)
+    split = cache.splits.get(split_key) if cache is not None and unit_key is not None else None
+    if split is None:
+        split = _split(units, params, unit_times, layers_per_stage, num_pieces)
+        if cache is not None and unit_key is not None:
+            cache.splits[split_key] = split
+    pieces = [list(p) for p in split.pieces]
     plan = dataclasses.replace(
         base,
-        layers_per_piece=tuple(sum(1 for u in p if u.kind in ("layer", "mtp")) for p in pieces),
-        piece_units=tuple(tuple(_unit_name(u) for u in p) for p in pieces),
-        piece_params=_piece_params(pieces, units, params),
-        pieces_of_rank=pieces_of_ranks(layout),
+        layers_per_piece=split.layers_per_piece,
+        piece_units=split.piece_units,
+        piece_params=split.piece_params,
+        pieces_of_rank=_pieces_of_rank(sched, pp, virtual_stages, cache),
     )
     cost = TrainingCostModel(
         model=model,
@@ -297,10 +390,25 @@ def build_plan(
         pieces=pieces,
         free_comm=free_comm,
         routing_skew=routing_skew,
-        rng=rng,
+        rng=np.random.default_rng(seed),
         unit_cache=unit_cache,
     )
-    return BuiltPlan(plan, layout, cost, pieces, tuple(notes))
+    return BuiltPlan(plan, cost, pieces, build_layout, tuple(notes))
+
+
+def _pieces_of_rank(
+    sched: Schedule, pp: int, virtual_stages: int, cache: PlanCache | None
+) -> tuple[tuple[int, ...], ...]:
+    """The model pieces each pipeline rank holds: they depend on the schedule, pp and the virtual
+    stages, not on the number of micro-batches, so a layout of 2*pp micro-batches (valid for every
+    schedule whose shape was validated) tells them."""
+    key = (sched.name, pp, virtual_stages)
+    held = cache.pieces_of_rank.get(key) if cache is not None else None
+    if held is None:
+        held = pieces_of_ranks(sched.build(pp, 2 * pp, virtual_stages))
+        if cache is not None:
+            cache.pieces_of_rank[key] = held
+    return held
 
 
 def _check_degrees(
@@ -507,18 +615,18 @@ def _check_routing_skew(routing_skew: float) -> None:
 
 
 # per model object (held, so that its id is not reused): a plan search builds many plans of one model
-_UNIT_PARAMS: dict[int, tuple[Any, tuple[Unit, ...], list[tuple[float, float]]]] = {}
+_UNITS: dict[int, tuple[Any, tuple[Unit, ...], tuple[tuple[float, float], ...]]] = {}
 _BYTES_PER_PARAM: dict[tuple[int, str, str | None], tuple[Any, tuple[float, float, float]]] = {}
 
 
-def _unit_params(model: MoEModel, units: Sequence[Unit]) -> list[tuple[float, float]]:
-    """(non-expert, expert) parameters of each unit (:func:`_unit_params_uncached`), remembered."""
-    held = _UNIT_PARAMS.get(id(model))
-    if held is not None and held[0] is model and held[1] == tuple(units):
-        return list(held[2])
-    out = _unit_params_uncached(model, units)
-    _UNIT_PARAMS[id(model)] = (model, tuple(units), list(out))
-    return out
+def _units_and_params(model: MoEModel) -> tuple[tuple[Unit, ...], tuple[tuple[float, float], ...]]:
+    """The model's units (:func:`layer_units`) and each one's (non-expert, expert) parameters
+    (:func:`_unit_params_uncached`), remembered per model object."""
+    held = _UNITS.get(id(model))
+    if held is None or held[0] is not model:
+        units = tuple(layer_units(model))
+        held = _UNITS[id(model)] = (model, units, tuple(_unit_params_uncached(model, units)))
+    return held[1], held[2]
 
 
 def _unit_params_uncached(model: MoEModel, units: Sequence[Unit]) -> list[tuple[float, float]]:
@@ -583,26 +691,40 @@ def _bytes_per_param_uncached(
     )
 
 
-def _split_units(
-    units: list[Unit],
-    probe: TrainingCostModel,
+@dataclass(frozen=True)
+class _Split:
+    """The units cut into model pieces, and the plan fields that say so."""
+
+    pieces: tuple[tuple[Unit, ...], ...]
+    layers_per_piece: tuple[int, ...]
+    piece_units: tuple[tuple[str, ...], ...]
+    piece_params: tuple[tuple[float, float], ...]
+
+
+def _split(
+    units: Sequence[Unit],
+    params: Sequence[tuple[float, float]],
+    unit_times: Callable[[], tuple[float, ...]],
     layers_per_stage: Sequence[int] | None,
     num_pieces: int,
-) -> list[list[Unit]]:
+) -> _Split:
     """The units cut into the schedule's ``num_pieces`` model pieces: by the given layer counts, or
     else as the contiguous split that minimises the slowest piece's forward + backward + weight time
-    under ``probe`` (a cost model with one unit per piece)."""
+    (``unit_times()``, one per unit)."""
     if layers_per_stage is not None:
         if len(layers_per_stage) != num_pieces:
             raise ValueError(
                 f"layers_per_stage has {len(layers_per_stage)} entries; the schedule needs {num_pieces}."
             )
-        return split_by_counts(units, layers_per_stage)
-    costs = []
-    for u in units:
-        lc = probe.unit_cost(u)
-        costs.append(sum(s.duration_s for s in lc.forward + lc.backward + lc.weight))
-    return [list(p) for p in _partition(tuple(units), tuple(costs), num_pieces)]
+        pieces = [tuple(p) for p in split_by_counts(units, layers_per_stage)]
+    else:
+        pieces = [tuple(p) for p in _partition(tuple(units), unit_times(), num_pieces)]
+    return _Split(
+        pieces=tuple(pieces),
+        layers_per_piece=tuple(sum(1 for u in p if u.kind in ("layer", "mtp")) for p in pieces),
+        piece_units=tuple(tuple(_unit_name(u) for u in p) for p in pieces),
+        piece_params=_piece_params(pieces, params),
+    )
 
 
 @lru_cache(maxsize=4096)
@@ -614,12 +736,15 @@ def _partition(
 
 
 def _piece_params(
-    pieces: list[list[Unit]], units: list[Unit], params: list[tuple[float, float]]
+    pieces: Sequence[Sequence[Unit]], params: Sequence[tuple[float, float]]
 ) -> tuple[tuple[float, float], ...]:
-    """(non-expert, expert) parameters of each piece: the sums over its units."""
+    """(non-expert, expert) parameters of each piece: the sums over its units (the pieces are
+    consecutive runs of the units, in order)."""
     piece_params = []
+    start = 0
     for p in pieces:
-        idx = [units.index(u) for u in p]
+        idx = range(start, start + len(p))
+        start += len(p)
         piece_params.append((sum(params[i][0] for i in idx), sum(params[i][1] for i in idx)))
     return tuple(piece_params)
 

@@ -314,21 +314,26 @@ def breakdown(timeline: RankTimeline) -> dict[str, float]:
         points.append((end, -1, -1, category))
     points.sort(key=lambda p: (p[0], p[1]))
     active_comm: dict[str, int] = defaultdict(int)
-    active_compute: dict[int, int] = defaultdict(int)
+    # open compute segments by first opening (each segment opens and closes once; a closed one leaves)
+    active_compute: dict[int, int] = {}
     out: dict[str, float] = defaultdict(float)
     last = 0.0
     for t, delta, index, name in points:
         if t > last:
             span = t - last
-            running = [i for i, c in active_compute.items() if c > 0]
-            if running:
-                for category, share in mixes[running[0]]:
+            running = next((i for i, c in active_compute.items() if c > 0), None)
+            if running is not None:
+                for category, share in mixes[running]:
                     out["compute_" + category] += span * share
             else:
                 out[_exposed(active_comm)] += span
             last = t
         if index >= 0:
-            active_compute[index] += delta
+            count = active_compute.get(index, 0) + delta
+            if count == 0:
+                active_compute.pop(index, None)
+            else:
+                active_compute[index] = count
         else:
             active_comm[name] += delta
     if timeline.end_s > last:

@@ -7,16 +7,49 @@ that neither imports the other's importer: search builds on the api, this module
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+import inspect
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from sim.training.api import TrainingResult, check_budget, resolve, simulate_plan
+from sim.training.api import TrainingResult, build_plan, check_budget, resolve, simulate_plan
 
 if TYPE_CHECKING:
     from gpus import GPUProfile
     from moe import MoEModel
 
-__all__ = ["estimate_training"]
+__all__ = ["estimate_training", "training_plan_keys"]
+
+# build_plan's keywords that estimate_training sets itself (under its own names: cp is context_parallel)
+# or that belong to a search, not to a plan
+_SET_HERE = frozenset(
+    {
+        "tp",
+        "pp",
+        "ep",
+        "dp",
+        "cp",
+        "seq_len",
+        "global_batch_seqs",
+        "precision",
+        "schedule",
+        "virtual_stages",
+        "micro_batch_seqs",
+        "cache",
+    }
+)
+
+
+@cache
+def _further_plan_keys() -> frozenset[str]:
+    """The plan keys estimate_training passes on to :func:`sim.training.api.build_plan` as they are."""
+    keys = inspect.signature(build_plan).parameters.values()
+    return frozenset(p.name for p in keys if p.kind is p.KEYWORD_ONLY) - _SET_HERE
+
+
+def training_plan_keys() -> frozenset[str]:
+    """Every keyword :func:`estimate_training` takes: its own and the further plan keys of build_plan."""
+    own = inspect.signature(estimate_training).parameters.values()
+    return frozenset(p.name for p in own if p.kind is not p.VAR_KEYWORD) | _further_plan_keys()
 
 
 def estimate_training(
@@ -38,24 +71,7 @@ def estimate_training(
     virtual_stages: int = 1,
     micro_batch_seqs: int = 1,
     context_parallel: int = 1,
-    recompute: str = "selective",
-    comm_sm_count: int | None = None,
-    max_nodes_per_token: int | None = None,
-    layers_per_stage: Sequence[int] | None = None,
-    free_comm: bool = False,
-    routing_skew: float = 0.0,
-    seed: int = 0,
-    recompute_modules: Sequence[str] | None = None,
-    dispatcher: str = "deepep",
-    a2a_overlap: bool = False,
-    sequence_parallel: bool | None = None,
-    distributed_optimizer: bool = True,
-    grad_dtype: str | None = None,
-    moe_tp: int = 1,
-    account_for_embedding_in_pipeline_split: bool = False,
-    account_for_loss_in_pipeline_split: bool = False,
-    dispatch_dtype: str | None = None,
-    pipeline_split: str = "balanced",
+    **plan_keys: Any,
 ) -> TrainingResult:
     """Simulate one optimizer step of ``model`` on ``num_gpus`` ``gpu``s and cost ``tokens`` of training.
 
@@ -63,16 +79,25 @@ def estimate_training(
     and schedule for the fastest plan that fits (:func:`sim.training.search.plan_training`) and
     returns it, with the simulated runners-up in ``runners_up`` (with the default Megatron keys).
 
-    Plans as Megatron-LM expresses them (README "Megatron-LM plans"; the defaults are DeepSeek-V3's
-    own system): ``dispatcher`` ("deepep", "alltoall", "allgather"), ``dispatch_dtype``,
-    ``a2a_overlap`` (1F1B EP A2A overlap), ``recompute_modules`` (with ``recompute="selective"``),
-    ``sequence_parallel`` (default: on when tp > 1), ``distributed_optimizer``, ``grad_dtype``,
-    ``moe_tp``, ``pipeline_split`` ("balanced" or Megatron's "even") and the
-    ``account_for_embedding_in_pipeline_split`` / ``account_for_loss_in_pipeline_split`` flags.
+    ``plan_keys``: the further keys of a plan, as :func:`sim.training.api.build_plan` takes and checks
+    them: ``recompute`` ("selective", "none", "full"), ``comm_sm_count``, ``max_nodes_per_token``,
+    ``layers_per_stage``, ``free_comm``, ``routing_skew``, ``seed``, and plans as Megatron-LM expresses
+    them (README "Megatron-LM plans"; the defaults are DeepSeek-V3's own system): ``dispatcher``
+    ("deepep", "alltoall", "allgather"), ``dispatch_dtype``, ``a2a_overlap`` (1F1B EP A2A overlap),
+    ``recompute_modules`` (with ``recompute="selective"``), ``sequence_parallel`` (default: on when
+    tp > 1), ``distributed_optimizer``, ``grad_dtype``, ``moe_tp``, ``pipeline_split`` ("balanced" or
+    Megatron's "even") and the ``account_for_embedding_in_pipeline_split`` /
+    ``account_for_loss_in_pipeline_split`` flags. A key that is none of these is a ValueError.
     """
     m, g = resolve(model, gpu)
     if plan is not None and plan != "auto":
         raise ValueError(f"plan must be None or 'auto', got {plan!r}.")
+    unknown = sorted(set(plan_keys) - _further_plan_keys())
+    if unknown:
+        raise ValueError(
+            f"unknown plan key(s) {', '.join(unknown)}; estimate_training takes "
+            f"{', '.join(sorted(training_plan_keys()))}."
+        )
     check_budget(tokens, usd_per_gpu_hour)
     if plan == "auto":
         from sim.training.search import plan_training
@@ -104,22 +129,5 @@ def estimate_training(
         schedule=schedule,
         virtual_stages=virtual_stages,
         micro_batch_seqs=micro_batch_seqs,
-        recompute=recompute,
-        comm_sm_count=comm_sm_count,
-        max_nodes_per_token=max_nodes_per_token,
-        layers_per_stage=layers_per_stage,
-        free_comm=free_comm,
-        routing_skew=routing_skew,
-        seed=seed,
-        recompute_modules=recompute_modules,
-        dispatcher=dispatcher,
-        a2a_overlap=a2a_overlap,
-        sequence_parallel=sequence_parallel,
-        distributed_optimizer=distributed_optimizer,
-        grad_dtype=grad_dtype,
-        moe_tp=moe_tp,
-        account_for_embedding_in_pipeline_split=account_for_embedding_in_pipeline_split,
-        account_for_loss_in_pipeline_split=account_for_loss_in_pipeline_split,
-        dispatch_dtype=dispatch_dtype,
-        pipeline_split=pipeline_split,
+        **plan_keys,
     )

@@ -17,6 +17,7 @@ of micro-batches in flight on the rank, walked from the schedule's own order.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,14 @@ if TYPE_CHECKING:
     from moe import MoEModel
     from sim.training.plan import TrainingPlan
 
-__all__ = ["MemoryReport", "activation_bytes_per_token", "memory_report"]
+__all__ = [
+    "MemoryReport",
+    "activation_bytes_per_token",
+    "activation_peaks",
+    "memory_report",
+    "piece_activation_bytes",
+    "rank_memory",
+]
 
 
 @dataclass(frozen=True)
@@ -119,26 +127,40 @@ def activation_bytes_per_token(model: MoEModel, unit: Unit, plan: TrainingPlan) 
     return total
 
 
-def memory_report(
-    model: MoEModel, gpu: GPUProfile, plan: TrainingPlan, layout: ScheduleLayout, pieces: list[list[Unit]]
-) -> list[MemoryReport]:
-    """Memory of each pipeline rank (every DP/EP peer of a rank holds the same)."""
+# per model object (held, so that its id is not reused): a plan search checks many plans of one model
+_RECIPE_BYTES: dict[tuple[int, str], tuple[Any, tuple[float, float]]] = {}
+
+
+def _recipe_bytes_per_param(model: MoEModel, recipe: str) -> tuple[float, float]:
+    """(weight bytes, master-weight + optimizer-state bytes) per parameter under ``recipe``
+    (:func:`moe.accounting.memory_bytes`), remembered per model object."""
     import moe
 
-    recipe = "fp8" if plan.gemm_dtype == "fp8" else "bf16"
-    mem = moe.accounting.memory_bytes(model, recipe)
-    params = mem.params if getattr(mem, "params", 0) else 1
-    w = mem.weights_bytes / params
-    g = plan.grad_bytes_per_param  # the recipe's, or the plan's gradient dtype
-    o = (mem.master_weights_bytes + mem.optimizer_bytes) / params
+    held = _RECIPE_BYTES.get((id(model), recipe))
+    if held is None or held[0] is not model:
+        mem = moe.accounting.memory_bytes(model, recipe)
+        params = mem.params if getattr(mem, "params", 0) else 1
+        value = (mem.weights_bytes / params, (mem.master_weights_bytes + mem.optimizer_bytes) / params)
+        held = _RECIPE_BYTES[(id(model), recipe)] = (model, value)
+    return held[1]
+
+
+def piece_activation_bytes(model: MoEModel, plan: TrainingPlan, pieces: list[list[Unit]]) -> list[float]:
+    """Saved activation bytes of one micro-batch in each model piece on one GPU."""
     tokens = plan.micro_batch_seqs * plan.seq_len // plan.cp
-    piece_act = [tokens * sum(activation_bytes_per_token(model, u, plan) for u in p) for p in pieces]
-    reports = []
-    for rank in range(layout.num_ranks):
-        dense = sum(plan.piece_params[p][0] for p in plan.pieces_of_rank[rank]) / plan.tp
-        expert = sum(plan.piece_params[p][1] for p in plan.pieces_of_rank[rank]) / (plan.ep * plan.moe_tp)
+    return [tokens * sum(activation_bytes_per_token(model, u, plan) for u in p) for p in pieces]
+
+
+def activation_peaks(
+    model: MoEModel, plan: TrainingPlan, layout: ScheduleLayout, pieces: list[list[Unit]]
+) -> list[float]:
+    """Each pipeline rank's peak saved activation bytes, walked from the schedule's own order: a
+    forward adds its piece's micro-batch activations, a BW or W releases them (a B keeps them for its W)."""
+    piece_act = piece_activation_bytes(model, plan, pieces)
+    peaks = []
+    for order in layout.orders:
         live = peak = 0.0
-        for action in layout.orders[rank]:
+        for action in order:
             for c in action.chunks:
                 if c.kind == "F":
                     live += piece_act[layout.model_piece(c.microbatch, c.stage)]
@@ -146,6 +168,28 @@ def memory_report(
             for c in action.chunks:
                 if c.kind in ("BW", "W"):
                     live -= piece_act[layout.model_piece(c.microbatch, c.stage)]
+        peaks.append(peak)
+    return peaks
+
+
+def memory_report(
+    model: MoEModel, gpu: GPUProfile, plan: TrainingPlan, layout: ScheduleLayout, pieces: list[list[Unit]]
+) -> list[MemoryReport]:
+    """Memory of each pipeline rank (every DP/EP peer of a rank holds the same)."""
+    return rank_memory(model, gpu, plan, activation_peaks(model, plan, layout, pieces))
+
+
+def rank_memory(
+    model: MoEModel, gpu: GPUProfile, plan: TrainingPlan, peaks: Sequence[float]
+) -> list[MemoryReport]:
+    """Memory of each pipeline rank given its peak activation bytes (:func:`activation_peaks`)."""
+    recipe = "fp8" if plan.gemm_dtype == "fp8" else "bf16"
+    w, o = _recipe_bytes_per_param(model, recipe)
+    g = plan.grad_bytes_per_param  # the recipe's, or the plan's gradient dtype
+    reports = []
+    for rank, peak in enumerate(peaks):
+        dense = sum(plan.piece_params[p][0] for p in plan.pieces_of_rank[rank]) / plan.tp
+        expert = sum(plan.piece_params[p][1] for p in plan.pieces_of_rank[rank]) / (plan.ep * plan.moe_tp)
         reports.append(
             MemoryReport(
                 rank=rank,

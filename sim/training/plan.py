@@ -15,6 +15,7 @@ first and last pieces sit on the same rank, as the V3 report describes (V3-TR 3.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, TypeVar
@@ -191,17 +192,24 @@ def partition_units(units: Sequence[UnitT], costs: Sequence[float], num_pieces: 
     prefix = [0.0]
     for c in block_costs:
         prefix.append(prefix[-1] + c)
+    # best[p][i]: the least largest piece cost of the first i blocks in p pieces; cut[p][i]: the first
+    # j that reaches it scanning j upwards (a later j counts only if better by more than 1e-15).
     inf = float("inf")
     best = [[inf] * (n + 1) for _ in range(num_pieces + 1)]
     cut = [[0] * (n + 1) for _ in range(num_pieces + 1)]
     best[0][0] = 0.0
+    # Each block costs clearly more than the scan's tolerance: the cost of the last piece,
+    # prefix[i] - prefix[j], then falls by more than 1e-15 (and its rounding) at each step of j.
+    tolerance = 1e-15 + 8 * math.ulp(prefix[-1])
+    steps_clear = all(b - a > tolerance for a, b in zip(prefix, prefix[1:], strict=False))
     for p in range(1, num_pieces + 1):
-        for i in range(p, n - (num_pieces - p) + 1):
-            for j in range(p - 1, i):
-                v = max(best[p - 1][j], prefix[i] - prefix[j])
-                if v < best[p][i] - 1e-15:
-                    best[p][i] = v
-                    cut[p][i] = j
+        before, row, cuts = best[p - 1], best[p], cut[p]
+        first, last = p - 1, n - (num_pieces - p)  # j from first; i up to last
+        rising = all(a <= b for a, b in zip(before[first:last], before[first + 1 : last], strict=False))
+        if steps_clear and rising:
+            _crossing_row(before, row, cuts, prefix, first, last)
+        else:
+            _scan_row(before, row, cuts, prefix, first, last)
     bounds = []
     i = n
     for p in range(num_pieces, 0, -1):
@@ -210,6 +218,50 @@ def partition_units(units: Sequence[UnitT], costs: Sequence[float], num_pieces: 
         i = j
     bounds.reverse()
     return [[u for b in blocks[j:i] for u in b] for j, i in bounds]
+
+
+def _scan_row(
+    before: list[float], row: list[float], cuts: list[int], prefix: list[float], first: int, last: int
+) -> None:
+    """One row of :func:`partition_units`'s table by its definition: for each i, scan j = first..i-1
+    for max(before[j], prefix[i] - prefix[j]), keeping a j that beats the best so far by more than 1e-15."""
+    for i in range(first + 1, last + 1):
+        end = prefix[i]
+        value, at, threshold = float("inf"), 0, float("inf")
+        pairs = zip(before[first:i], prefix[first:i], strict=True)
+        for j, (earlier, start) in enumerate(pairs, start=first):
+            v = end - start  # max(earlier, end - start), without the call
+            if earlier > v:
+                v = earlier
+            if v < threshold:
+                value, at, threshold = v, j, v - 1e-15
+        row[i], cuts[i] = value, at
+
+
+def _crossing_row(
+    before: list[float], row: list[float], cuts: list[int], prefix: list[float], first: int, last: int
+) -> None:
+    """:func:`_scan_row`'s result without the scan, when ``before`` does not fall over the j scanned and
+    each block costs clearly more than the tolerance. Then the last piece's cost ``prefix[i] - prefix[j]``
+    falls with j while ``before[j]`` does not: the scan keeps every j up to the crossing ``c`` (the first j
+    with before[j] >= prefix[i] - prefix[j]), keeps ``c`` itself only if before[c] beats the cost at c - 1
+    by more than 1e-15, and nothing after it (max(before[j], ...) >= before[c] there). The crossing only
+    moves right as i grows."""
+    c = first
+    for i in range(first + 1, last + 1):
+        end = prefix[i]
+        while c < i and before[c] < end - prefix[c]:
+            c += 1
+        if c == i:  # no crossing: the last j scanned wins
+            row[i], cuts[i] = end - prefix[i - 1], i - 1
+        elif c == first:
+            row[i], cuts[i] = before[c], c
+        else:
+            previous = end - prefix[c - 1]
+            if before[c] < previous - 1e-15:
+                row[i], cuts[i] = before[c], c
+            else:
+                row[i], cuts[i] = previous, c - 1
 
 
 def split_by_counts(units: Sequence[UnitT], layers_per_stage: Sequence[int]) -> list[list[UnitT]]:

@@ -18,14 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sim.training.api import TrainingResult, build_plan, simulate_plan
-from sim.training.memory import memory_report
+from sim.training.api import BuiltPlan, PlanCache, TrainingResult, build_plan, simulate_plan, unit_cost_key
+from sim.training.memory import memory_report, piece_activation_bytes, rank_memory
+from sim.training.schedules import Schedule, get_schedule
 
 if TYPE_CHECKING:
     from gpus import GPUProfile
     from moe import MoEModel
-    from sim.training.costs import TrainingCostModel
-    from sim.training.schedules import ScheduleLayout
+    from sim.training.costs import LayerCost, TrainingCostModel
+    from sim.training.schedules import Chunk, ScheduleLayout
 
 __all__ = [
     "TrainingSearch",
@@ -81,55 +82,174 @@ def screen_bound_s(layout: ScheduleLayout, cost: TrainingCostModel) -> float:
     return worst
 
 
-def _action_counts(
-    layout: ScheduleLayout, routing_samples: int = 1
-) -> list[list[tuple[int, tuple[Any, ...], bool]]]:
-    """Each rank's actions grouped by what they cost (chunk kinds, model pieces, routing sample, as
-    :meth:`TrainingCostModel.chunk_segments` keys them): (count, one action's chunks, overlapped)."""
-    out = []
-    for order in layout.orders:
-        groups: dict[tuple[Any, ...], list[Any]] = {}
-        for action in order:
-            key = (
-                tuple(
-                    (
-                        c.kind,
-                        layout.model_piece(c.microbatch, c.stage),
-                        (c.microbatch * 7919 + c.stage) % routing_samples,
-                    )
-                    for c in action.chunks
-                ),
-                action.overlapped,
-            )
-            entry = groups.get(key)
-            if entry is None:
-                groups[key] = [1, action.chunks, action.overlapped]
-            else:
-                entry[0] += 1
-        out.append([(int(n), chunks, bool(o)) for n, chunks, o in groups.values()])
-    return out
+Group = tuple[int, tuple[tuple["Chunk", int], ...], bool]
+"""Actions of one rank that cost the same: (how many, one action's chunks with their model pieces,
+whether they overlap)."""
 
 
-def fast_screen_bound_s(
-    layout: ScheduleLayout, cost: TrainingCostModel, counts: list[list[tuple[int, tuple[Any, ...], bool]]]
-) -> float:
-    """:func:`screen_bound_s` from the layout's grouped actions (:func:`_action_counts`): the same sum,
-    each distinct action costed once (routing samples make actions distinct only with skewed routing)."""
+@dataclass(frozen=True)
+class LayoutSummary:
+    """What the plan search needs of a schedule layout, per pipeline rank: its actions grouped by what
+    they cost (:data:`Group`, in order of first appearance), and the Pareto front of its in-flight
+    micro-batch counts per model piece (in ``pieces`` order) taken at each forward: the peak of saved
+    activations is the largest activation sum over the front. Only for unskewed routing (one routing
+    sample: a chunk's cost depends on its kind and model piece alone)."""
+
+    pieces: tuple[tuple[int, ...], ...]
+    groups: tuple[tuple[Group, ...], ...]
+    fronts: tuple[tuple[tuple[int, ...], ...], ...]
+
+    @staticmethod
+    def of(layout: ScheduleLayout) -> LayoutSummary:
+        pieces, groups, fronts = [], [], []
+        for rank, order in enumerate(layout.orders):
+            held = layout.pieces_on_rank(rank)
+            position = {p: i for i, p in enumerate(held)}
+            live = [0] * len(held)
+            seen: set[tuple[int, ...]] = set()
+            grouped: dict[tuple[Any, ...], list[Any]] = {}
+            for action in order:
+                specs = tuple((c, layout.model_piece(c.microbatch, c.stage)) for c in action.chunks)
+                key = (tuple((c.kind, p) for c, p in specs), action.overlapped)
+                entry = grouped.get(key)
+                if entry is None:
+                    grouped[key] = [1, specs, action.overlapped]
+                else:
+                    entry[0] += 1
+                for c, p in specs:
+                    if c.kind == "F":
+                        live[position[p]] += 1
+                        seen.add(tuple(live))
+                for c, p in specs:
+                    if c.kind in ("BW", "W"):
+                        live[position[p]] -= 1
+            pieces.append(held)
+            groups.append(tuple((int(n), specs, bool(o)) for n, specs, o in grouped.values()))
+            fronts.append(_pareto_front(seen))
+        return LayoutSummary(tuple(pieces), tuple(groups), tuple(fronts))
+
+    def activation_peaks(self, piece_act: list[float]) -> list[float]:
+        """Each rank's peak saved activation bytes, given each model piece's bytes per micro-batch
+        (equal to :func:`sim.training.memory.activation_peaks` up to rounding: a sum, not a walk)."""
+        peaks = []
+        for held, front in zip(self.pieces, self.fronts, strict=True):
+            acts = [piece_act[p] for p in held]
+            peaks.append(max([0.0] + [sum(n * a for n, a in zip(v, acts, strict=True)) for v in front]))
+        return peaks
+
+    def shape(self) -> tuple[Any, ...]:
+        """Everything but the group counts (and the representative chunks)."""
+        kinds = tuple(
+            tuple((tuple((c.kind, p) for c, p in specs), o) for _, specs, o in g) for g in self.groups
+        )
+        return self.pieces, kinds, self.fronts
+
+    def counts(self) -> list[int]:
+        return [n for g in self.groups for n, _, _ in g]
+
+
+def _pareto_front(vectors: set[tuple[int, ...]]) -> tuple[tuple[int, ...], ...]:
+    """The vectors no other vector is at least as large as in every position, sorted."""
+    ordered = sorted(vectors, reverse=True)
+    front: list[tuple[int, ...]] = []
+    for v in ordered:
+        if not any(all(a >= b for a, b in zip(u, v, strict=True)) for u in front):
+            front.append(v)
+    return tuple(sorted(front))
+
+
+class LayoutSummaries:
+    """Layout summaries of one search by (schedule, pp, micro-batches, virtual stages).
+
+    A long layout is summarised without being built. Every schedule here runs a warm-up, a steady
+    loop and a cool-down, and its steady loop repeats after a period of micro-batches (1 for 1F1B, ZB1P
+    and DualPipeV, 2 for DualPipe's two directions, pp for interleaved 1F1B: the least of 1, 2, pp, 2*pp
+    that the schedule accepts as a step of micro-batches): one period more adds the same actions to each
+    rank's groups and no new in-flight counts. So the summaries of ``n1``, ``n1 + period`` and
+    ``n1 + 2 period`` (``n1`` the least of ``n``'s residue class at or above 2*pp) are built and checked
+    to be affine in the micro-batches, and the summary of ``n`` is extrapolated from them; if the check
+    fails for a few starts, the layout of ``n`` is built whole.
+    ``tests/sim/training/test_plan_training.py`` checks extrapolated summaries against built ones."""
+
+    def __init__(self, cache: PlanCache) -> None:
+        self.cache = cache
+        self.summaries: dict[tuple[str, int, int, int], LayoutSummary] = {}
+        self.built: dict[tuple[str, int, int, int], LayoutSummary] = {}
+
+    def get(self, schedule: str, pp: int, n: int, virtual_stages: int) -> LayoutSummary:
+        key = (schedule, pp, n, virtual_stages)
+        held = self.summaries.get(key)
+        if held is None:
+            held = self.summaries[key] = self._summarise(schedule, pp, n, virtual_stages)
+        return held
+
+    def _summarise(self, schedule: str, pp: int, n: int, virtual_stages: int) -> LayoutSummary:
+        sched = get_schedule(schedule)
+        for period in (1, 2, pp, 2 * pp):
+            n1 = 2 * pp + (n - 2 * pp) % period
+            try:
+                for k in range(3):
+                    sched.validate(pp, n1 + k * period, virtual_stages)
+            except ValueError:
+                continue
+            for _ in range(3):  # a few starts, in case the steady loop has not settled at the first
+                if n < n1 + 2 * period:
+                    break
+                s1, s2, s3 = (self._built(sched, pp, n1 + k * period, virtual_stages) for k in range(3))
+                extrapolated = _extrapolate(s1, s2, s3, (n - n1) // period)
+                if extrapolated is not None:
+                    return extrapolated
+                n1 += period
+            break
+        return self._built(sched, pp, n, virtual_stages)
+
+    def _built(self, sched: Schedule, pp: int, n: int, virtual_stages: int) -> LayoutSummary:
+        """The summary of the layout built whole."""
+        key = (sched.name, pp, n, virtual_stages)
+        held = self.built.get(key)
+        if held is None:
+            held = self.built[key] = LayoutSummary.of(sched.build(pp, n, virtual_stages))
+        return held
+
+
+def _extrapolate(s1: LayoutSummary, s2: LayoutSummary, s3: LayoutSummary, steps: int) -> LayoutSummary | None:
+    """``s1`` with each group count advanced ``steps`` times by its step from ``s1`` to ``s2``, when
+    ``s1``, ``s2``, ``s3`` (one period apart) have the same shape (:meth:`LayoutSummary.shape`) and
+    counts that grow by the same step twice; else None."""
+    if not s1.shape() == s2.shape() == s3.shape():
+        return None
+    c1, c2, c3 = s1.counts(), s2.counts(), s3.counts()
+    if any(b - a != c - b for a, b, c in zip(c1, c2, c3, strict=True)):
+        return None
+    advanced = iter([a + steps * (b - a) for a, b in zip(c1, c2, strict=True)])
+    groups = tuple(tuple((next(advanced), specs, o) for _, specs, o in g) for g in s1.groups)
+    return LayoutSummary(s1.pieces, groups, s1.fronts)
+
+
+def summary_bound_s(summary: LayoutSummary, action_s: Callable[[int, Group], float]) -> float:
+    """The no-wait bound (:func:`screen_bound_s`) from a layout's grouped actions: each rank's sum of
+    group count x one action's time (``action_s(rank, group)``), the largest over the ranks."""
     worst = 0.0
-    for rank, groups in enumerate(counts):
+    for rank, groups in enumerate(summary.groups):
         total = 0.0
-        for n, chunks, overlapped in groups:
-            compute = comm = 0.0
-            for chunk in chunks:
-                piece = layout.model_piece(chunk.microbatch, chunk.stage)
-                for seg in cost.chunk_segments(chunk, piece, rank, overlapped):
-                    if seg.stream == "compute":
-                        compute += seg.duration_s
-                    else:
-                        comm += seg.duration_s
-            total += n * (max(compute, comm) if overlapped else compute + comm)
+        for group in groups:
+            total += group[0] * action_s(rank, group)
         worst = max(worst, total)
     return worst
+
+
+def action_time_s(cost: TrainingCostModel, rank: int, group: Group) -> float:
+    """One action's time without waiting: the larger of its compute and communication when its chunks
+    overlap, their sum otherwise."""
+    _, specs, overlapped = group
+    compute = comm = 0.0
+    for chunk, piece in specs:
+        for seg in cost.chunk_segments(chunk, piece, rank, overlapped):
+            if seg.stream == "compute":
+                compute += seg.duration_s
+            else:
+                comm += seg.duration_s
+    return max(compute, comm) if overlapped else compute + comm
 
 
 def search_plans(
@@ -307,6 +427,109 @@ def _training_candidates(
     return out
 
 
+ESTIMATE_RELATIVE_ERROR = 1e-9
+"""How far :meth:`_Screen.estimate_s` may be from the bound, relative (its sums are regrouped: rounding
+only, about 1e-13): plans whose estimate puts them clearly outside the ranks shown are not bounded."""
+
+
+class _Screen:
+    """The screen of one search, with what plans share built once (layouts, splits and unit costs in a
+    :class:`PlanCache`; layout summaries; each unit cost's summed segments; piece activations by the
+    plan's unit-cost key): a plan's memory overflow, an estimate of its no-wait bound, and the bound."""
+
+    def __init__(self, model: MoEModel, gpu: GPUProfile) -> None:
+        self.model, self.gpu = model, gpu
+        self.cache = PlanCache()
+        self.summaries = LayoutSummaries(self.cache)
+        self.piece_acts: dict[tuple[Any, ...], list[float]] = {}
+        self.unit_sums: dict[int, tuple[LayerCost, dict[str, tuple[float, float, float]]]] = {}
+        self.piece_sums: dict[tuple[Any, ...], dict[str, tuple[float, float, float]]] = {}
+
+    def summary(self, built: BuiltPlan) -> LayoutSummary:
+        plan = built.plan
+        return self.summaries.get(plan.schedule, plan.pp, plan.num_microbatches, plan.virtual_stages)
+
+    def overflow_and_estimate(self, built: BuiltPlan) -> tuple[float, float]:
+        """(bytes by which the fullest pipeline rank overflows its GPU, negative when the plan fits, as
+        :func:`sim.training.memory.memory_report` finds; :meth:`estimate_s` when the plan fits, else
+        infinity)."""
+        plan = built.plan
+        summary = self.summary(built)
+        ukey = unit_cost_key(plan)
+        acts = self.piece_acts.get((ukey, plan.piece_units))
+        if acts is None:
+            acts = self.piece_acts[(ukey, plan.piece_units)] = piece_activation_bytes(
+                self.model, plan, built.pieces
+            )
+        capacity = float(self.gpu.hbm_bytes)
+        ranks = rank_memory(self.model, self.gpu, plan, summary.activation_peaks(acts))
+        worst = max(r.total_bytes - capacity for r in ranks)
+        if abs(worst) <= 1e-6 * capacity:  # too close to call on a sum: walk the layout
+            ranks = memory_report(self.model, self.gpu, plan, built.layout, built.pieces)
+            worst = max(r.total_bytes - capacity for r in ranks)
+        return worst, (self.estimate_s(built, summary, ukey) if worst <= 0 else float("inf"))
+
+    def estimate_s(self, built: BuiltPlan, summary: LayoutSummary, ukey: tuple[Any, ...]) -> float:
+        """:meth:`bound_s` from each piece's summed unit segments (compute, its math-bound part,
+        communication) instead of each chunk's merged segments: equal but for rounding."""
+        cost = built.cost
+        stretch = cost.sm_scale - 1.0
+        pieces = []
+        for units, names in zip(built.pieces, built.plan.piece_units, strict=True):
+            held = self.piece_sums.get((ukey, names))
+            if held is None:
+                sums = [self._unit_sums(cost.unit_cost(u)) for u in units]
+                held = self.piece_sums[(ukey, names)] = {
+                    kind: (
+                        sum(s[kind][0] for s in sums),
+                        sum(s[kind][1] for s in sums),
+                        sum(s[kind][2] for s in sums),
+                    )
+                    for kind in ("F", "B", "W", "BW")
+                }
+            pieces.append(held)
+
+        def action_s(rank: int, group: Group) -> float:
+            _, specs, overlapped = group
+            compute = comm = 0.0
+            for chunk, piece in specs:
+                busy, math, talk = pieces[piece][chunk.kind]
+                compute += busy + math * stretch if overlapped else busy
+                comm += talk
+            return max(compute, comm) if overlapped else compute + comm
+
+        return summary_bound_s(summary, action_s)
+
+    def _unit_sums(self, lc: LayerCost) -> dict[str, tuple[float, float, float]]:
+        """Per chunk kind, one unit's summed segments: (compute seconds, of which math-bound,
+        communication seconds)."""
+        held = self.unit_sums.get(id(lc))
+        if held is None or held[0] is not lc:
+            sums = {}
+            for kind, segs in (
+                ("F", lc.forward),
+                ("B", lc.backward),
+                ("W", lc.weight),
+                ("BW", lc.backward + lc.weight),
+            ):
+                busy = math = talk = 0.0
+                for seg in segs:
+                    if seg.stream == "compute":
+                        busy += seg.duration_s
+                        math += seg.compute_bound_s
+                    else:
+                        talk += seg.duration_s
+                sums[kind] = (busy, math, talk)
+            held = self.unit_sums[id(lc)] = (lc, sums)
+        return held[1]
+
+    def bound_s(self, built: BuiltPlan) -> float:
+        """The no-wait bound (:func:`screen_bound_s`) from the layout's summary."""
+        return summary_bound_s(
+            self.summary(built), lambda rank, group: action_time_s(built.cost, rank, group)
+        )
+
+
 def plan_training(
     model: str | MoEModel,
     gpu: str | GPUProfile = "H800",
@@ -358,33 +581,27 @@ def plan_training(
     common = {"seq_len": seq_len, "global_batch_seqs": global_batch_seqs, "precision": precision}
     rejected = {"does not fit": 0, "not valid": 0}
     examples: list[str] = []
-    screened: list[tuple[float, dict[str, Any]]] = []
     costed = 0
     space_size = len(cands) * len(RECOMPUTE_LADDER)
-    unit_caches: dict[tuple[Any, ...], dict[Any, Any]] = {}
-    layouts: dict[tuple[str, int, int, int], ScheduleLayout] = {}
-    counts: dict[int, list[list[tuple[int, tuple[Any, ...], bool]]]] = {}
+    screen = _Screen(m, g)
+    fitting: list[dict[str, tuple[float, dict[str, Any], BuiltPlan]]] = []  # per candidate, by recomputation
     for i, cand in enumerate(cands):
-        fits: dict[str, tuple[float, dict[str, Any]]] = {}
+        fits: dict[str, tuple[float, dict[str, Any], BuiltPlan]] = {}
         for recompute in RECOMPUTE_LADDER:
             if recompute == "none" and "selective" not in fits:
                 continue  # more activations than selective, which did not fit
             if recompute == "full" and "selective" in fits:
                 continue  # slower than selective, which fits
             kwargs = {**cand, **common, "recompute": recompute}
-            shared = unit_caches.setdefault(
-                (cand["tp"], cand["ep"], cand["cp"], cand["micro_batch_seqs"], cand["moe_tp"], recompute), {}
-            )
             try:
-                built = build_plan(m, g, num_gpus, **kwargs, unit_cache=shared, layouts=layouts)
+                built = build_plan(m, g, num_gpus, **kwargs, cache=screen.cache)
             except ValueError as err:
                 rejected["not valid"] += 1
                 if len(examples) < 3:
                     examples.append(f"not valid: {cand}: {err}")
                 break
             costed += 1
-            report = memory_report(m, g, built.plan, built.layout, built.pieces)
-            worst = max(r.total_bytes - r.capacity_bytes for r in report)
+            worst, estimate = screen.overflow_and_estimate(built)
             if worst > 0:
                 rejected["does not fit"] += 1
                 if recompute == "full" and len([e for e in examples if e.startswith("does")]) < 3:
@@ -392,14 +609,26 @@ def plan_training(
                         f"does not fit: {cand}: {worst / 1e9:.1f} GB over even with full recomputation"
                     )
                 continue
-            grouped = counts.get(id(built.layout))
-            if grouped is None:
-                grouped = counts[id(built.layout)] = _action_counts(built.layout, built.cost.routing_samples)
-            fits[recompute] = (fast_screen_bound_s(built.layout, built.cost, grouped), kwargs)
+            fits[recompute] = (estimate, kwargs, built)
         if fits:
-            screened.append(min(fits.values(), key=lambda x: x[0]))
+            fitting.append(fits)
         if progress is not None and (i % 16 == 0 or i == len(cands) - 1):
             progress(i + 1, len(cands), g.name)
+    # The bound of every plan that may rank among the refine_top + 20 shown: the others' estimates
+    # (within ESTIMATE_RELATIVE_ERROR of their bounds) put them after those, in an order never shown.
+    tolerance = ESTIMATE_RELATIVE_ERROR
+    estimates = [min(e for e, _, _ in fits.values()) for fits in fitting]
+    shown = refine_top + 20
+    cutoff = (
+        sorted(e * (1 + tolerance) for e in estimates)[shown - 1] if len(estimates) >= shown else float("inf")
+    )
+    screened: list[tuple[float, dict[str, Any]]] = []
+    for estimate, fits in zip(estimates, fitting, strict=True):
+        if estimate * (1 - tolerance) <= cutoff:
+            bounds = [(screen.bound_s(built), kwargs) for _, kwargs, built in fits.values()]
+            screened.append(min(bounds, key=lambda x: x[0]))
+        else:
+            screened.append(min(((e, kw) for e, kw, _ in fits.values()), key=lambda x: x[0]))
     screen_wall = time.perf_counter() - t0
     if not screened:
         raise ValueError(

@@ -83,7 +83,8 @@ def serving_reference() -> dict[str, Any]:
     """Every simulation of the serving reference tests (their scenarios: sim/scenarios/*.toml), each
     result flattened whole."""
     from sim import scenarios
-    from sim.serving.fleet import isca_decode_bound, projections, size_fleet
+    from sim.serving.fleet import isca_decode_bound, size_fleet
+    from sim.serving.plan import plan_serving
     from sim.serving.workloads import day6_load_curve
 
     day6 = scenarios.get("day6")
@@ -111,15 +112,37 @@ def serving_reference() -> dict[str, Any]:
         usd_per_gpu_hour=2.0,
     )
     out.update(flatten(plan, "day6_fleet"))
+    # the V4 projections of tests/sim/serving/test_serving_reference.py: plan searches (as notebook 6's)
+    workload = {k: v for k, v in day6.workload.items() if k != "concurrency"}
+    space = {
+        "modes": ["disaggregated"],
+        "nodes": [1, 4],
+        "prefill_nodes": [1],
+        "moe_tp": [1],
+        "stacks": ["deepseek"],
+        "weight_dtypes": ["fp8"],
+        "kv_dtypes": ["fp8"],
+        "mtp": [True],
+        "prefill_tokens_per_gpu": [8192],
+    }
     for tp_options in ((1, 2, 4, 8), (1,)):
-        rows = projections(
-            models=("deepseek-v4-flash",),
-            gpu_names=("H800", "A800"),
-            tokens_per_s_per_user=(20.0, 100.0),
-            nodes_options=(1, 4),
-            tp_options=tp_options,
-        )
-        out.update(flatten(rows, f"projections[tp={','.join(map(str, tp_options))}]"))
+        for gpu in ("H800", "A800"):
+            for target in (20.0, 100.0):
+                search = plan_serving(
+                    "deepseek-v4-flash",
+                    gpu,
+                    workload,
+                    {"tokens_per_s_per_user": target, "ttft_p99_s": 5.0},
+                    space={**space, "tp": list(tp_options)},
+                    refine_top=0,
+                )
+                found = {
+                    "best": search.plans[0] if search.plans else None,
+                    "rejected": search.rejected,
+                    "configurations_costed": search.configurations_costed,
+                }
+                tp = ",".join(map(str, tp_options))
+                out.update(flatten(found, f"v4_projection[{gpu},{target:g},tp={tp}]"))
     return out
 
 

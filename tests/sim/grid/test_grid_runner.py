@@ -17,7 +17,8 @@ from sim.grid import runner, store
 from sim.grid.evaluate import columns, evaluate_config
 from sim.grid.spec import parse_sweep_spec
 from sim.serving.deployment import parse_deployment
-from sim.serving.fleet import decode_capacity, prefill_capacity
+from sim.serving.fleet import prefill_capacity
+from sim.serving.plan import decode_operating_point
 from sim.serving.workloads import parse_workload
 
 SPEC: dict[str, Any] = {
@@ -56,7 +57,7 @@ def test_a_serving_row_holds_what_fleet_sizing_computes_for_the_same_configurati
     )
     workload = parse_workload({"input_len": 1024, "output_len": 256, "arrival_rate_per_s": 1.0})
     assert deployment.decode is not None and deployment.prefill is not None
-    decode = decode_capacity(model, gpu, deployment.decode, workload, 0.05, np.random.default_rng(0))
+    decode = decode_operating_point(model, gpu, deployment.decode, workload, 0.05, np.random.default_rng(0))
     prefill = prefill_capacity(model, gpu, deployment.prefill, workload, np.random.default_rng(0))
     assert row["ok"] and row["error"] is None
     assert row["decode_batch_per_gpu"] == decode.batch_per_gpu

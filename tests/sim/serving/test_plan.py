@@ -193,3 +193,69 @@ def test_deepseek_day6_plan_is_no_dearer_than_deepseeks_deployment() -> None:
     assert best.simulated["meets_targets"] == 1.0
     assert best.simulated["usd_per_million_output_tokens"] <= deepseek_usd
     assert math.isfinite(best.usd_per_request)
+
+
+def test_shared_step_caches_change_no_step_cost() -> None:
+    """Cost models that share operator times and timed layer operators (as plan_serving's do) give the
+    same step costs as models that share nothing, whatever the order they fill the caches in."""
+    import numpy as np
+
+    import gpus
+    import moe
+    from sim.serving.deployment import parse_instance
+    from sim.serving.stepcost import StepCostModel
+
+    m, g = moe.get("deepseek-v3"), gpus.get("H800")
+    specs = [
+        {
+            "nodes": 1,
+            "tp": tp,
+            "attn_dp": 8 // tp,
+            "moe_tp": moe_tp,
+            "ep": 8 // moe_tp,
+            "kv_dtype": kv,
+            "stack": st,
+        }
+        for tp in (1, 8)
+        for moe_tp in (1, 8)
+        for kv in ("fp8", "bf16")
+        for st in ("deepseek", "sglang-0.4")
+    ]
+    ops: dict = {}
+    layers: dict = {}
+    for role in ("decode", "colocated"):
+        for draft in (0, 1):
+            for spec in specs:
+                inst = parse_instance(role, {**spec, "redundant_experts": 0, "weight_dtype": "fp8"}, m, g)
+                shared = StepCostModel(m, g, inst, draft, np.random.default_rng(0), {}, ops, layers)
+                alone = StepCostModel(m, g, inst, draft, np.random.default_rng(0))
+                for b in (1, 7, 64):
+                    assert shared.decode_step(b, 3000) == alone.decode_step(b, 3000)
+                    assert shared.mixed_step(b, 3000, 512, 1e-4) == alone.mixed_step(b, 3000, 512, 1e-4)
+                assert shared.prefill_step(4096, 2e-3) == alone.prefill_step(4096, 2e-3)
+
+
+def test_plan_serving_ranks_as_without_shared_step_caches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The screen with its cost models sharing operator times and layer operators ranks, rejects and
+    counts as one whose cost models share nothing."""
+    import sim.serving.plan as plan_module
+    from sim.serving.stepcost import StepCostModel
+
+    class Unshared(StepCostModel):
+        def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            super().__init__(*args[:6])  # the imbalance draws stay shared, as plan_serving has them
+
+    space = {
+        **SMALL_SPACE,
+        "nodes": [1, 2],
+        "stacks": None,
+        "kv_dtypes": ["fp8", "bf16"],
+        "mtp": [True, False],
+    }
+    shared = plan_serving("deepseek-v2-lite", "H20", WORKLOAD, TARGETS, space=space, refine_top=0)
+    monkeypatch.setattr(plan_module, "StepCostModel", Unshared)
+    alone = plan_serving("deepseek-v2-lite", "H20", WORKLOAD, TARGETS, space=space, refine_top=0)
+    strip = ("wall_s", "screen_wall_s", "configurations_per_s", "notes", "step_evaluations")
+    a, b = shared.to_dict(), alone.to_dict()
+    assert {k: v for k, v in a.items() if k not in strip} == {k: v for k, v in b.items() if k not in strip}
+    assert a["plans"] and a["rejected"] == b["rejected"]

@@ -355,16 +355,17 @@ def test_colocated_cache_hits_cost_their_prefix_attention():
 
 @pytest.mark.parametrize("tp", [1, 2])
 def test_fleet_decode_capacity_agrees_with_the_simulation_per_gpu(tp):
-    """The analytic decode capacity (fleet sizing, projections) counts output per GPU the way the
+    """The analytic decode capacity (fleet sizing, the plan search) counts output per GPU the way the
     simulation does, with tensor-parallel attention too: a rank of ``tp`` GPUs shares its requests."""
-    from sim.serving.fleet import decode_capacity
+    from sim.serving.plan import decode_operating_point
 
     m, g = moe.get(V2L), gpus.get("H800")
     decode = {"nodes": 1, "gpus_per_node": 2, "tp": tp}
     lengths = {"input_len": 1000, "output_len": 400, "mtp_draft_tokens": 0}
     dep = parse_deployment({"mode": "disaggregated", "prefill": decode, "decode": decode}, m, g)
     assert dep.decode is not None
-    cap = decode_capacity(m, g, dep.decode, parse_workload({**lengths, "arrival_rate_per_s": 1.0}), 1 / 30)
+    workload = parse_workload({**lengths, "arrival_rate_per_s": 1.0})
+    cap = decode_operating_point(m, g, dep.decode, workload, 1 / 30)
     assert cap.feasible and cap.batch_per_gpu > 1
     ranks = dep.decode.attn_dp
     run = estimate_serving(

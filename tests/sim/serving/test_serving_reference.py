@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 
 from sim import scenarios
-from sim.serving.fleet import isca_decode_bound, projections, size_fleet
+from sim.serving.fleet import isca_decode_bound, size_fleet
+from sim.serving.plan import plan_serving
 from sim.serving.workloads import day6_load_curve
 
 # The configurations and their published figures (value, tolerance, source): sim/scenarios/*.toml
@@ -177,37 +178,46 @@ def test_day6_fleet_sizing():
     assert plan.decode.tokens_per_s_per_user >= 20
 
 
-@pytest.mark.parametrize("bad", [{"nodes_options": ()}, {"tp_options": (0,)}, {"tp_options": (1.5,)}])
-def test_projections_refuse_impossible_search_options(bad):
-    with pytest.raises(ValueError, match="whole numbers >= 1"):
-        projections(models=("deepseek-v4-flash",), gpu_names=("H800",), **bad)
+# V4 projections are plan searches (notebook 6): the Day-6 request mix, decode on 1 or 4 nodes with
+# attention tensor-parallel over part of a node, one stack, FP8 weights and KV cache, the model's MTP
+V4_PROJECTION_SPACE = {
+    "modes": ["disaggregated"],
+    "nodes": [1, 4],
+    "prefill_nodes": [1],
+    "tp": [1, 2, 4, 8],
+    "moe_tp": [1],
+    "stacks": ["deepseek"],
+    "weight_dtypes": ["fp8"],
+    "kv_dtypes": ["fp8"],
+    "mtp": [True],
+    "prefill_tokens_per_gpu": [8192],
+}
 
 
-def test_projections_shape():
-    rows = projections(
-        models=("deepseek-v4-flash",),
-        gpu_names=("H800", "A800"),
-        tokens_per_s_per_user=(20.0, 100.0),
-        nodes_options=(1, 4),
-    )
-    assert len(rows) == 4
-    for row in rows:
-        assert row["result"] in ("ok", "infeasible")
-        assert row["api_usd_per_million_output"] == 0.28
-        if row["result"] == "infeasible":
-            assert row["bound_by"]
-        else:
-            assert row["usd_per_million_output_tokens"] > 0
-            assert row["tp"] in (1, 2, 4, 8)
-    # a wider search (tensor-parallel attention too) is never dearer than data-parallel alone
-    narrow = projections(
-        models=("deepseek-v4-flash",),
-        gpu_names=("H800", "A800"),
-        tokens_per_s_per_user=(20.0, 100.0),
-        nodes_options=(1, 4),
-        tp_options=(1,),
-    )
-    for wide, only_dp in zip(rows, narrow, strict=True):
-        if only_dp["result"] == "ok":
-            assert wide["result"] == "ok"
-            assert wide["usd_per_million_output_tokens"] <= only_dp["usd_per_million_output_tokens"]
+def v4_projection(gpu: str, tokens_per_s_per_user: float, tp: tuple[int, ...]):
+    workload = {k: v for k, v in DAY6.workload.items() if k != "concurrency"}
+    targets = {"tokens_per_s_per_user": tokens_per_s_per_user, "ttft_p99_s": 5.0}
+    space = {**V4_PROJECTION_SPACE, "tp": list(tp)}
+    return plan_serving("deepseek-v4-flash", gpu, workload, targets, space=space, refine_top=0)
+
+
+@pytest.mark.parametrize("bad", [{"nodes": []}, {"tp": [0]}, {"tp": [1.5]}])
+def test_projection_searches_refuse_impossible_options(bad):
+    with pytest.raises(ValueError, match="non-empty list|whole numbers >= 1"):
+        plan_serving("deepseek-v4-flash", "H800", space={**V4_PROJECTION_SPACE, **bad}, refine_top=0)
+
+
+@pytest.mark.parametrize("gpu", ["H800", "A800"])
+def test_v4_projections(gpu):
+    for target in (20.0, 100.0):
+        wide = v4_projection(gpu, target, (1, 2, 4, 8))
+        if not wide.plans:
+            assert wide.rejected_examples and "misses the target" in wide.explain()
+            continue
+        best = wide.best
+        assert best.usd_per_million_output_tokens > 0 and best.tokens_per_s_per_user >= target
+        assert best.deployment["decode"]["tp"] in (1, 2, 4, 8)
+        # a wider search (tensor-parallel attention too) is never dearer than data-parallel alone
+        only_dp = v4_projection(gpu, target, (1,))
+        if only_dp.plans:
+            assert best.usd_per_million_output_tokens <= only_dp.best.usd_per_million_output_tokens

@@ -77,3 +77,133 @@ def test_estimate_training_auto_runs_the_search() -> None:
 def test_bad_input_is_a_clear_error(change: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         plan_training(**{**SMALL, **change})
+
+
+# --- the screen's shortcuts give what the long way gives ------------------------------------------
+
+
+def _exhaustive(**search) -> tuple[list[tuple[float, dict]], dict[str, int], int]:
+    """plan_training's screen the long way: every plan built whole without a shared cache, its memory
+    walked from its layout (memory_report), its no-wait bound from its built layout's grouped actions;
+    (the fitting candidates' best bounds, sorted; rejections; configurations costed)."""
+    import gpus
+    import moe
+    from sim.training.api import build_plan
+    from sim.training.memory import memory_report
+    from sim.training.search import (
+        RECOMPUTE_LADDER,
+        LayoutSummary,
+        _training_candidates,
+        action_time_s,
+        summary_bound_s,
+    )
+
+    m, g = moe.get(search["model"]), gpus.get(search["gpu"])
+    common = {k: search[k] for k in ("seq_len", "global_batch_seqs")} | {"precision": "fp8"}
+    cands = _training_candidates(
+        m, g, search["num_gpus"], search["global_batch_seqs"], search["seq_len"], TrainingSpace()
+    )
+    screened, rejected, costed = [], {"does not fit": 0, "not valid": 0}, 0
+    for cand in cands:
+        fits: dict[str, tuple[float, dict]] = {}
+        for recompute in RECOMPUTE_LADDER:
+            if (recompute == "none" and "selective" not in fits) or (
+                recompute == "full" and "selective" in fits
+            ):
+                continue
+            kwargs = {**cand, **common, "recompute": recompute}
+            try:
+                built = build_plan(m, g, search["num_gpus"], **kwargs)
+            except ValueError:
+                rejected["not valid"] += 1
+                break
+            costed += 1
+            report = memory_report(m, g, built.plan, built.layout, built.pieces)
+            if max(r.total_bytes - r.capacity_bytes for r in report) > 0:
+                rejected["does not fit"] += 1
+                continue
+            summary = LayoutSummary.of(built.layout)
+            bound = summary_bound_s(summary, lambda rank, group, b=built: action_time_s(b.cost, rank, group))
+            fits[recompute] = (bound, kwargs)
+        if fits:
+            screened.append(min(fits.values(), key=lambda x: x[0]))
+    screened.sort(key=lambda x: x[0])
+    return screened, rejected, costed
+
+
+def test_the_screen_ranks_as_the_exhaustive_screen(search) -> None:
+    """Shared caches, extrapolated layout summaries, summed activation peaks and estimated bounds
+    change nothing: the plans shown, their bounds (exactly), the rejections and the counts."""
+    screened, rejected, costed = _exhaustive(**SMALL)
+    assert search.rejected == rejected and search.configurations_costed == costed
+    assert f"{len(screened)} fit" in search.notes[-1]
+    shown = [(r["screen_step_s"], r["plan"]) for r in search.ranked]
+    simulated = sorted(shown[: search.refined], key=lambda x: x[0])  # the refined, re-sorted by bound
+    assert simulated + shown[search.refined :] == screened[: len(shown)]
+
+
+def test_extrapolated_layout_summaries_equal_built_ones() -> None:
+    from sim.training.api import PlanCache
+    from sim.training.schedules import get_schedule
+    from sim.training.search import LayoutSummaries, LayoutSummary
+
+    summaries = LayoutSummaries(PlanCache())
+    checked = 0
+    for name in ("1f1b", "zb1p", "interleaved-1f1b", "dualpipe", "dualpipev"):
+        for pp in (2, 4, 6, 8):
+            for v in (2, 3) if name == "interleaved-1f1b" else (1,):
+                for n in range(2 * pp, 14 * pp + 3):
+                    try:
+                        get_schedule(name).validate(pp, n, v)
+                    except ValueError:
+                        continue
+                    got = summaries.get(name, pp, n, v)
+                    want = LayoutSummary.of(get_schedule(name).build(pp, n, v))
+                    assert (got.shape(), got.counts()) == (want.shape(), want.counts()), (name, pp, n, v)
+                    checked += 1
+    assert checked > 500
+    assert len(summaries.built) < checked / 3  # most were extrapolated, not built
+
+
+def _partition_by_definition(costs: list[float], num_pieces: int) -> list[tuple[int, int]]:
+    """The linear partition's (start, end) blocks by the dynamic programme's definition (the scan
+    partition_units shortcuts where it can)."""
+    n = len(costs)
+    prefix = [0.0]
+    for c in costs:
+        prefix.append(prefix[-1] + c)
+    inf = float("inf")
+    best = [[inf] * (n + 1) for _ in range(num_pieces + 1)]
+    cut = [[0] * (n + 1) for _ in range(num_pieces + 1)]
+    best[0][0] = 0.0
+    for p in range(1, num_pieces + 1):
+        for i in range(p, n - (num_pieces - p) + 1):
+            for j in range(p - 1, i):
+                v = max(best[p - 1][j], prefix[i] - prefix[j])
+                if v < best[p][i] - 1e-15:
+                    best[p][i] = v
+                    cut[p][i] = j
+    bounds, i = [], n
+    for p in range(num_pieces, 0, -1):
+        bounds.append((cut[p][i], i))
+        i = cut[p][i]
+    return bounds[::-1]
+
+
+def test_partition_units_equals_the_dynamic_programme() -> None:
+    """Random block costs, with plateaus and near-ties (the shortcut's conditions) and without."""
+    import numpy as np
+
+    from sim.training.costs import Unit
+    from sim.training.plan import partition_units
+
+    rng = np.random.default_rng(18)
+    for _ in range(400):
+        n = int(rng.integers(1, 40))
+        kinds = rng.choice([0.3, 1.0, 1.0, 1.0, 2.5, 1e-16], size=n)
+        costs = [float(c) * (1 + 1e-15 * int(rng.integers(0, 3))) for c in kinds]
+        pieces = int(rng.integers(1, n + 1))
+        units = [Unit("layer", i, True) for i in range(n)]
+        got = partition_units(units, costs, pieces)
+        want = _partition_by_definition(costs, pieces)
+        assert [(p[0].index, p[-1].index + 1) for p in got] == want

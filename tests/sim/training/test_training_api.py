@@ -42,6 +42,8 @@ SMALL = dict(
         ({"comm_sm_count": -1}, "comm_sm_count must be >= 0 and leave SMs"),
         ({"comm_sm_count": 132}, "comm_sm_count must be >= 0 and leave SMs"),
         ({"max_nodes_per_token": 0}, "max_nodes_per_token must be a whole number >= 1"),
+        ({"recomputation": "full"}, "unknown plan key\\(s\\) recomputation; .* recompute, "),
+        ({"cp": 2}, "unknown plan key\\(s\\) cp; .* context_parallel"),
     ],
 )
 def test_bad_input_is_a_clear_error(change: dict, match: str) -> None:
