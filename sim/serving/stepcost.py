@@ -441,12 +441,16 @@ class StepCostModel:
 
     def _layer_base(self, tokens_mb: int, prefill: bool) -> dict[str, list[tuple[Op, float]]]:
         """:meth:`timed_layer_ops` with the core attention left at zero, built and timed once per shape."""
-        rows = self.routed_rows(tokens_mb)
-        key = ("layer_ops", self.shape, tokens_mb, prefill, rows)
-        base = self._layer_cache.get(key)
+        key = ("layer_ops", tokens_mb, prefill)
+        base = self._cache.get(key)
         if base is None:
-            ops = serving_layer_ops(self.model, self.shape, tokens_mb, self._phase(prefill), 0.0, rows)
-            base = self._layer_cache[key] = {stage: self._timed(v) for stage, v in ops.items()}
+            rows = self.routed_rows(tokens_mb)
+            shared = ("layer_ops", self.shape, tokens_mb, prefill, rows)
+            base = self._layer_cache.get(shared)
+            if base is None:
+                ops = serving_layer_ops(self.model, self.shape, tokens_mb, self._phase(prefill), 0.0, rows)
+                base = self._layer_cache[shared] = {stage: self._timed(v) for stage, v in ops.items()}
+            self._cache[key] = base
         return base
 
     def timed_layer_ops(
@@ -628,9 +632,14 @@ class StepCostModel:
     def _layer_sums(self, tokens_mb: int, prefill: bool) -> _LayerSums:
         """What :meth:`_layers` reads of one micro-batch's layer operators, without the core attention
         (the per-step part), summed once per shape."""
-        key = ("layer_sums", self.shape, tokens_mb, prefill, self.routed_rows(tokens_mb))
-        sums = self._layer_cache.get(key)
+        key = ("layer_sums", tokens_mb, prefill)
+        sums = self._cache.get(key)
         if sums is not None:
+            return sums
+        shared = ("layer_sums", self.shape, tokens_mb, prefill, self.routed_rows(tokens_mb))
+        sums = self._layer_cache.get(shared)
+        if sums is not None:
+            self._cache[key] = sums
             return sums
         ops = self._layer_base(tokens_mb, prefill)
         categories: dict[str, dict[str, float]] = {}
@@ -652,7 +661,7 @@ class StepCostModel:
                 op.name: x for v in ops.values() for op, x in v if op.kind is OpKind.LOW_LATENCY_COMM
             },
         )
-        self._layer_cache[key] = sums
+        self._cache[key] = self._layer_cache[shared] = sums
         return sums
 
     def _layers(
