@@ -2,7 +2,9 @@
 
 The subprocess (``python -m kernels_numba.simcheck``) sets NUMBA_ENABLE_CUDASIM=1 before numba
 loads and exits non-zero if the simulator is not active; sizes and head dims are reduced.
-Each check must finish within 10 s (issue 3).
+Issue 3's target, each check within 10 s, is measured by ``benchmarks/bench_simcheck.py`` (median
+of repeated runs); here the timeout only stops a hung simulator, generous enough that a loaded
+machine does not fail a correct kernel.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NAMES = [name for name, _ in checks.suite(small=True)]
 
 
-def _run(*args: str, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
+def _run(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(ROOT))
     return subprocess.run(
         [sys.executable, "-m", "kernels_numba.simcheck", *args],
