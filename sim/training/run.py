@@ -18,10 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sim.training.api import TrainingResult
 from sim.training.estimate import estimate_training
+
+if TYPE_CHECKING:
+    from sim.training.search import TrainingSpace
 
 __all__ = ["Phase", "RunResult", "estimate_run", "deepseek_v3_run", "projections"]
 
@@ -135,15 +138,17 @@ def projections(
     models: Sequence[str] = tuple(PROJECTION_MODELS),
     gpus_: Sequence[str] = PROJECTION_GPUS,
     num_gpus: int = 2048,
-    max_candidates: int | None = 12,
+    space: TrainingSpace | None = None,
+    refine_top: int = 4,
 ) -> list[dict[str, Any]]:
-    """V4 pre-training on 2,048 GPUs of each kind with the best plan found (FP8 where supported).
+    """V4 pre-training on 2,048 GPUs of each kind with the fastest plan :func:`sim.plan_training`
+    finds in ``space`` (its default when None; FP8 where supported).
 
     Assumes V3's sequence length and batch (4,096 x 15,360); V4's own are not published.
     """
     import gpus as gpu_registry
     import moe
-    from sim.training.search import search_plans
+    from sim.training.search import plan_training
 
     rows: list[dict[str, Any]] = []
     for name in models:
@@ -152,7 +157,7 @@ def projections(
         for gname in gpus_:
             g = gpu_registry.get(gname)
             try:
-                r = search_plans(
+                r = plan_training(
                     m,
                     g,
                     num_gpus,
@@ -160,9 +165,9 @@ def projections(
                     global_batch_seqs=15360,
                     tokens=tokens,
                     precision="fp8",
-                    usd_per_gpu_hour=None,
-                    max_candidates=max_candidates,
-                )
+                    space=space,
+                    refine_top=refine_top,
+                ).best
             except ValueError as err:
                 rows.append({"model": name, "gpu": gname, "error": str(err)})
                 continue
@@ -179,17 +184,31 @@ def projections(
                     "usd_per_gpu_hour": r.usd_per_gpu_hour,
                     "bound_by": r.bound_by,
                     "mfu": r.mfu,
-                    "plan": r.plan["schedule"] + f" TP{r.plan['tp']} PP{r.plan['pp']} EP{r.plan['ep']}",
+                    "plan": _plan_label(r.plan),
                     "notes": list(r.notes),
                 }
             )
     return rows
 
 
+def _plan_label(plan: dict[str, Any]) -> str:
+    """A plan in a few words: schedule, parallel degrees (those above one beyond TP, PP and EP),
+    micro-batch size and recomputation."""
+    parts = [str(plan["schedule"]), f"TP{plan['tp']}", f"PP{plan['pp']}"]
+    if plan.get("virtual_stages", 1) > 1:
+        parts.append(f"V{plan['virtual_stages']}")
+    parts.append(f"EP{plan['ep']}")
+    for key, tag in (("moe_tp", "MoE-TP"), ("cp", "CP"), ("micro_batch_seqs", "mbs")):
+        if plan.get(key, 1) > 1:
+            parts.append(f"{tag}{plan[key]}")
+    parts.append(f"{plan.get('recompute', 'selective')} recompute")
+    return " ".join(parts)
+
+
 def format_projections(rows: Sequence[dict[str, Any]]) -> str:
     """Plain-text table of :func:`projections` rows."""
     head = (
-        f"{'model':<18} {'gpu':<6} {'plan':<24} {'days':>6} {'GPU-hours':>11} {'USD (M)':>8} "
+        f"{'model':<18} {'gpu':<6} {'plan':<52} {'days':>6} {'GPU-hours':>11} {'USD (M)':>8} "
         f"{'USD range (M)':>15} {'$/GPU-h':>7} {'bound':>8}"
     )
     lines = [head, "-" * len(head)]
@@ -198,7 +217,7 @@ def format_projections(rows: Sequence[dict[str, Any]]) -> str:
             lines.append(f"{r['model']:<18} {r['gpu']:<6} no plan fits: {r['error'][:80]}")
             continue
         lines.append(
-            f"{r['model']:<18} {r['gpu']:<6} {r['plan']:<24} {r['days']:>6.1f} "
+            f"{r['model']:<18} {r['gpu']:<6} {r['plan']:<52} {r['days']:>6.1f} "
             f"{r['gpu_hours'] / 1e3:>10,.0f}K "
             f"{r['usd'] / 1e6:>8.2f} {r['usd_low'] / 1e6:>7.2f}-{r['usd_high'] / 1e6:<7.2f} "
             f"{r['usd_per_gpu_hour']:>7.2f} {r['bound_by']:>8}"

@@ -1,14 +1,15 @@
-"""``plan="auto"``: search TP/PP/EP/schedule combinations that fit, return the fastest.
+"""Training plan search: ``sim.plan_training`` and ``estimate_training(plan="auto")``.
 
-The space: tp in {1, 2, 4, 8} (dividing the heads and a node), pp in {4, 8, 16} (at most the
-layers), ep among the three largest powers of two that divide the experts and tp*dp,
-schedules dualpipe, zb1p and 1f1b, one sequence per micro-batch; each with selective
-recomputation, or full recomputation when selective does not fit.
+The space (:class:`TrainingSpace`): TP, PP, virtual stages, the largest expert-parallel degrees,
+MoE tensor parallelism, context parallelism, micro-batch size and five schedules, each plan with the
+least recomputation that fits (selective, then none where selective fits, else full).
 
-Two stages: every valid plan that fits in memory is screened by a bound that needs no
-simulation (the busiest rank's total chunk time, with communication counted as exposed
-unless the schedule overlaps F&B pairs); the ``simulate_top`` best by that bound are then
-simulated with the discrete-event engine, and the fastest simulated step wins.
+Two stages: every valid plan that fits in memory is screened by a bound that needs no simulation
+(:func:`screen_bound_s`: the busiest rank's total chunk time, with communication counted as exposed
+unless the schedule overlaps F&B pairs), computed from the same chunk costs the discrete-event engine
+runs; the ``refine_top`` best by that bound are then simulated, and the fastest (or cheapest)
+simulated step wins. This is the only training plan search: the V4 projections
+(:func:`sim.training.run.projections`) and the CLI call it.
 """
 
 from __future__ import annotations
@@ -31,35 +32,9 @@ if TYPE_CHECKING:
 __all__ = [
     "TrainingSearch",
     "TrainingSpace",
-    "candidate_plans",
     "plan_training",
     "screen_bound_s",
-    "search_plans",
 ]
-
-SEARCH_SCHEDULES = ("dualpipe", "zb1p", "1f1b")
-
-
-def candidate_plans(
-    model: MoEModel, gpu: GPUProfile, num_gpus: int, global_batch_seqs: int
-) -> list[dict[str, Any]]:
-    gpn = int(gpu.node.gpus_per_node)
-    out = []
-    for tp in (1, 2, 4, 8):
-        if tp > gpn or model.attention.num_heads % tp or num_gpus % tp:
-            continue
-        for pp in (4, 8, 16):
-            if num_gpus % (tp * pp) or pp > model.num_layers:
-                continue
-            dp = num_gpus // (tp * pp)
-            if global_batch_seqs % dp:
-                continue
-            experts = model.num_routed_experts
-            eps = [e for e in (8, 16, 32, 64, 128, 256) if experts % e == 0 and (tp * dp) % e == 0]
-            for ep in eps[-3:]:
-                for schedule in SEARCH_SCHEDULES:
-                    out.append({"tp": tp, "pp": pp, "ep": ep, "schedule": schedule})
-    return out
 
 
 def screen_bound_s(layout: ScheduleLayout, cost: TrainingCostModel) -> float:
@@ -252,68 +227,8 @@ def action_time_s(cost: TrainingCostModel, rank: int, group: Group) -> float:
     return max(compute, comm) if overlapped else compute + comm
 
 
-def search_plans(
-    model: MoEModel,
-    gpu: GPUProfile,
-    num_gpus: int,
-    *,
-    seq_len: int,
-    global_batch_seqs: int,
-    tokens: float,
-    precision: str,
-    usd_per_gpu_hour: float | None,
-    max_candidates: int | None = None,
-    simulate_top: int = 4,
-) -> TrainingResult:
-    screened: list[tuple[float, dict[str, Any]]] = []
-    rejected: list[str] = []
-    candidates = candidate_plans(model, gpu, num_gpus, global_batch_seqs)
-    if max_candidates is not None:
-        candidates = candidates[:max_candidates]
-    common = {"seq_len": seq_len, "global_batch_seqs": global_batch_seqs, "precision": precision}
-    for cand in candidates:
-        for recompute in ("selective", "full"):
-            kwargs = {**cand, **common, "recompute": recompute}
-            try:
-                built = build_plan(model, gpu, num_gpus, **kwargs)
-            except ValueError as err:
-                rejected.append(f"{cand}: {err}")
-                break
-            report = memory_report(model, gpu, built.plan, built.layout, built.pieces)
-            worst = max(r.total_bytes - r.capacity_bytes for r in report)
-            if worst <= 0:
-                screened.append((screen_bound_s(built.layout, built.cost), kwargs))
-                break
-            if recompute == "full":
-                rejected.append(f"{cand}: does not fit by {worst / 1e9:.1f} GB even with full recomputation")
-    if not screened:
-        raise ValueError(
-            f"no plan for {model.name} on {num_gpus} {gpu.name} fits and is valid; first reasons: "
-            + " | ".join(rejected[:3])
-        )
-    screened.sort(key=lambda x: x[0])
-    results = [
-        simulate_plan(model, gpu, num_gpus, tokens, usd_per_gpu_hour, **kwargs)
-        for _, kwargs in screened[: max(1, simulate_top)]
-    ]
-    results.sort(key=lambda r: r.step_time_s)
-    best = results[0]
-    runners = tuple(
-        {"plan": r.plan, "step_time_s": r.step_time_s, "gpu_hours": r.gpu_hours, "bound_by": r.bound_by}
-        for r in results[1:]
-    ) + tuple(
-        {"plan": kw, "screen_bound_s": bound} for bound, kw in screened[len(results) : len(results) + 5]
-    )
-    notes = best.notes + (
-        f"plan search: {len(screened)} plans fit; the {len(results)} best by a no-wait bound were simulated; "
-        f"{len(rejected)} rejected.",
-    )
-    return dataclasses.replace(best, runners_up=runners, notes=notes)
-
-
 # ------------------------------------------------------------------------------------------------
-# plan_training: the wider search (virtual stages, micro-batch size, context parallelism, expert
-# tensor parallelism, recomputation, five schedules)
+# plan_training
 
 TRAINING_SCHEDULES = ("dualpipe", "dualpipev", "zb1p", "1f1b", "interleaved-1f1b")
 RECOMPUTE_LADDER = ("selective", "none", "full")

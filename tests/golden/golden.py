@@ -213,7 +213,13 @@ def training_reference() -> dict[str, Any]:
         tp=1, pp=4, ep=8, precision="bf16", schedule="1f1b",
     )  # fmt: skip
     out.update(flatten(run, "v2_lite_run"))
-    rows = projections(models=("deepseek-v4-flash",), gpus_=("H800",), max_candidates=2)
+    from sim.training.search import TrainingSpace
+
+    # one schedule and micro-batch size, no MoE TP or CP: the search's shape, in a second
+    space = TrainingSpace(
+        pp=(8, 16), ep_choices=2, moe_tp=(1,), cp=(1,), micro_batch_seqs=(1,), schedules=("dualpipe",)
+    )
+    rows = projections(models=("deepseek-v4-flash",), gpus_=("H800",), space=space, refine_top=1)
     out.update(flatten(rows, "projections"))
     return out
 

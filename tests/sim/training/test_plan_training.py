@@ -142,6 +142,31 @@ def test_the_screen_ranks_as_the_exhaustive_screen(search) -> None:
     assert simulated + shown[search.refined :] == screened[: len(shown)]
 
 
+def test_grouped_bound_equals_the_walked_definition() -> None:
+    """summary_bound_s over a layout's grouped actions (what the screen computes) equals
+    screen_bound_s, which walks every action of every rank, on plans of each schedule."""
+    import gpus
+    import moe
+    from sim.training.api import build_plan
+    from sim.training.search import LayoutSummary, action_time_s, screen_bound_s, summary_bound_s
+
+    m, g = moe.get("deepseek-v2-lite"), gpus.get("H100")
+    plans = [
+        dict(tp=1, pp=4, ep=4, schedule="1f1b"),
+        dict(tp=2, pp=2, ep=8, schedule="zb1p", recompute="full"),
+        dict(tp=1, pp=2, ep=8, schedule="interleaved-1f1b", virtual_stages=2),
+        dict(tp=1, pp=4, ep=4, schedule="dualpipe", micro_batch_seqs=2),
+        dict(tp=1, pp=2, ep=8, schedule="dualpipev", cp=2),
+    ]
+    for plan in plans:
+        built = build_plan(m, g, 16, seq_len=2048, global_batch_seqs=64, precision="fp8", **plan)
+        walked = screen_bound_s(built.layout, built.cost)
+        grouped = summary_bound_s(
+            LayoutSummary.of(built.layout), lambda rank, group, b=built: action_time_s(b.cost, rank, group)
+        )
+        assert walked > 0 and grouped == pytest.approx(walked, rel=1e-12), plan
+
+
 def test_extrapolated_layout_summaries_equal_built_ones() -> None:
     from sim.training.api import PlanCache
     from sim.training.schedules import get_schedule

@@ -159,8 +159,12 @@ def test_run_sums_phases_and_takes_given_hours() -> None:
 
 def test_projection_rows_have_days_hours_usd_range_and_bound() -> None:
     from sim.training.run import projections
+    from sim.training.search import TrainingSpace
 
-    rows = projections(models=("deepseek-v4-flash",), gpus_=("H800",), max_candidates=2)
+    space = TrainingSpace(
+        pp=(8, 16), ep_choices=2, moe_tp=(1,), cp=(1,), micro_batch_seqs=(1,), schedules=("dualpipe",)
+    )
+    rows = projections(models=("deepseek-v4-flash",), gpus_=("H800",), space=space, refine_top=1)
     row = rows[0]
     assert row["model"] == "deepseek-v4-flash" and row["gpu"] == "H800"
     assert row["usd_low"] <= row["usd"] <= row["usd_high"]
