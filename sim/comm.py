@@ -282,7 +282,7 @@ def custom_all_reduce_time(cluster: Cluster, bytes_per_gpu: float, num_gpus: int
     if n > d:
         return all_reduce_time(cluster, size, n)
     path = cal.calibration_dir() / CUSTOM_ALL_REDUCE_FILE
-    sizes, times, table_bw, device = _custom_all_reduce_table(n, path.stat().st_mtime_ns)
+    sizes, times, table_bw, device = _custom_all_reduce_table(n, cal.mtime_ns(path))
     if size >= sizes[-1]:  # beyond the table: its last two sizes' slope
         slope = (times[-1] - times[-2]) / (sizes[-1] - sizes[-2])
         t = times[-1] + slope * (size - sizes[-1])

@@ -9,7 +9,7 @@ What the timing model reads (this module, importable without anything heavy):
   (:class:`FamilyParams`, :func:`predict_seconds`), the families and their fallbacks;
 * :mod:`sim.calibration.files`: finding and reading the files (:func:`find_calibration`,
   :func:`family_params`, :func:`kernel_table`, :func:`kernel_params`, :func:`eager_call_s`,
-  :func:`eager_steps`, ...) and
+  :func:`eager_steps`, ...; :func:`files_held` for a search that reads them many times) and
   writing them (:func:`write_json`, :func:`write_eager_call`);
 * :mod:`sim.calibration.fitting`: the least-squares fit (:func:`fit_params`), the fixed held-out
   split (:func:`split_fit_holdout`) and error summaries (:func:`summarise`).
@@ -48,11 +48,13 @@ from sim.calibration.files import (
     eager_call_s,
     eager_steps,
     family_params,
+    files_held,
     find_calibration,
     kernel_params,
     kernel_table,
     kernel_table_names,
     load_file,
+    mtime_ns,
     write_eager_call,
     write_json,
 )
@@ -92,12 +94,14 @@ __all__ = [
     "dtype_bytes",
     "eager_call_s",
     "family_params",
+    "files_held",
     "find_calibration",
     "fit_params",
     "kernel_params",
     "kernel_table",
     "kernel_table_names",
     "load_file",
+    "mtime_ns",
     "predict_seconds",
     "split_fit_holdout",
     "summarise",

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -32,6 +33,47 @@ def calibration_dir() -> Path:
     return _package_calibration_dir()
 
 
+# mtime_ns's answers while files_held() is open (None outside): path -> modification time, or -1 when
+# the path does not exist
+_HELD_MTIMES: dict[str, int] | None = None
+
+
+@contextmanager
+def files_held() -> Iterator[None]:
+    """Within the block, each calibration file's (and folder's) modification time is read once and
+    then taken as unchanged: a plan search looks files up hundreds of thousands of times, and a
+    ``stat`` per lookup was a tenth of its time. A file rewritten inside the block is seen after it.
+    Blocks nest; the outermost one's readings hold until it closes."""
+    global _HELD_MTIMES
+    outer = _HELD_MTIMES
+    if outer is None:
+        _HELD_MTIMES = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _HELD_MTIMES = None
+
+
+def mtime_ns(path: Path) -> int:
+    """``path``'s modification time in nanoseconds (raises FileNotFoundError when it does not exist),
+    read once per :func:`files_held` block."""
+    held = _HELD_MTIMES
+    if held is None:
+        return path.stat().st_mtime_ns
+    key = str(path)
+    value = held.get(key)
+    if value is None:
+        try:
+            value = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            value = -1
+        held[key] = value
+    if value < 0:
+        raise FileNotFoundError(f"no such file: {path}")
+    return value
+
+
 @lru_cache(maxsize=8)
 def _listing(folder: str, mtime_ns: int) -> tuple[Path, ...]:
     return tuple(sorted(Path(folder).glob("*.json")))
@@ -43,10 +85,10 @@ def calibration_files() -> tuple[Path, ...]:
     looks files up on every operator, and scanning the folder each time dominated a serving run)."""
     folder = calibration_dir()
     try:
-        mtime_ns = folder.stat().st_mtime_ns
+        folder_mtime_ns = mtime_ns(folder)
     except FileNotFoundError:
         return ()
-    return _listing(str(folder), mtime_ns)
+    return _listing(str(folder), folder_mtime_ns)
 
 
 def calibration_sha256(length: int = 16) -> dict[str, str]:
@@ -72,7 +114,7 @@ def _load_json(path: str, mtime_ns: int) -> dict[str, Any]:
 
 def load_file(path: Path) -> dict[str, Any]:
     """Parsed calibration JSON (cached by modification time, so re-written files are re-read)."""
-    return _load_json(str(path), path.stat().st_mtime_ns)
+    return _load_json(str(path), mtime_ns(path))
 
 
 @lru_cache(maxsize=1024)
@@ -219,10 +261,10 @@ def find_calibration(names: Sequence[str]) -> dict[str, Any] | None:
     found = _FOUND.get((key, files))
     if found is not None:
         # the same names against the same listing: one stat tells whether the matched file changed
-        path, mtime_ns, data = found
+        path, found_mtime_ns, data = found
         if path is None:
             return None
-        if path.stat().st_mtime_ns == mtime_ns:
+        if mtime_ns(path) == found_mtime_ns:
             return data
     path = _calibration_path(key, files)
     if path is None:
@@ -236,7 +278,7 @@ def find_calibration(names: Sequence[str]) -> dict[str, Any] | None:
         data = None if path is None else load_file(path)
     if len(_FOUND) > 1024:
         _FOUND.clear()
-    _FOUND[(key, files)] = (path, 0 if path is None else path.stat().st_mtime_ns, data)
+    _FOUND[(key, files)] = (path, 0 if path is None else mtime_ns(path), data)
     return data
 
 

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sim.calibration import files_held
 from sim.cost import SECONDS_PER_HOUR, is_finite_number, price_range
 from sim.serving.deployment import (
     DEFAULT_PREFILL_TOKENS_PER_GPU,
@@ -775,6 +776,7 @@ def _instance_specs(
     return out
 
 
+@files_held()
 def plan_serving(
     model: str | MoEModel,
     gpus: str | GPUProfile | Sequence[str | GPUProfile] = ("H800",),

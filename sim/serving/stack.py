@@ -55,6 +55,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from sim.calibration import mtime_ns
 from sim.comm import DISPATCHERS
 
 __all__ = ["DEFAULT_STACK", "DISPATCHERS", "MEMORY_BASES", "SETTINGS", "Stack", "get", "names", "stacks_dir"]
@@ -143,7 +144,7 @@ def get(name: str) -> Stack:
     path = stacks_dir() / f"{name}.toml" if isinstance(name, str) and name else None
     if path is None or "/" in name or not path.is_file():
         raise ValueError(f"unknown serving stack {name!r}; known stacks: {', '.join(names())}")
-    return _load(str(path), path.stat().st_mtime_ns)
+    return _load(str(path), mtime_ns(path))
 
 
 def _seconds(where: str, setting: str, value: Any) -> float:

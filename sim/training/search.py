@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sim.calibration import files_held
 from sim.training.api import BuiltPlan, PlanCache, TrainingResult, build_plan, simulate_plan, unit_cost_key
 from sim.training.memory import memory_report, piece_activation_bytes, rank_memory
 from sim.training.schedules import Schedule, get_schedule
@@ -445,6 +446,7 @@ class _Screen:
         )
 
 
+@files_held()
 def plan_training(
     model: str | MoEModel,
     gpu: str | GPUProfile = "H800",
