@@ -10,44 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = [
-    "estimate_training",
-    "estimate_serving",
-    "plan_serving",
-    "plan_training",
-    "sweep",
-    "query_sweep",
-    "load_sweep_spec",
-]
+from sim.lazy import lazy_attribute
+
+LAZY_IMPORTS = {
+    "estimate_training": "sim.training.estimate",
+    "estimate_serving": "sim.serving.api",
+    "plan_serving": "sim.serving.plan",
+    "plan_training": "sim.training.search",
+    "sweep": "sim.grid.runner",
+    "query_sweep": "sim.grid.query:query",
+    "load_sweep_spec": "sim.grid.spec",
+}
+__all__ = list(LAZY_IMPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name == "estimate_training":
-        from sim.training.estimate import estimate_training
-
-        return estimate_training
-    if name == "estimate_serving":
-        from sim.serving.api import estimate_serving
-
-        return estimate_serving
-    if name == "plan_serving":
-        from sim.serving.plan import plan_serving
-
-        return plan_serving
-    if name == "plan_training":
-        from sim.training.search import plan_training
-
-        return plan_training
-    if name == "sweep":
-        from sim.grid.runner import sweep
-
-        return sweep
-    if name == "query_sweep":
-        from sim.grid.query import query
-
-        return query
-    if name == "load_sweep_spec":
-        from sim.grid.spec import load_sweep_spec
-
-        return load_sweep_spec
-    raise AttributeError(f"module 'sim' has no attribute {name!r}")
+    return lazy_attribute(__name__, LAZY_IMPORTS, name)

@@ -6,7 +6,8 @@ Read from the sources with ``ast`` (nothing is imported), over every module of `
 * **Every import counts**, wherever it stands: at module level, inside a function, or under
   ``if TYPE_CHECKING:``. A cycle that a function-level or type-only import keeps from failing at
   import time is still a cycle in the design. A call ``importlib.import_module("x")`` with a
-  literal name counts as ``import x``.
+  literal name counts as ``import x``, and each entry of a module-level ``LAZY_IMPORTS`` table
+  (:mod:`sim.lazy`: ``{"name": "x"}`` or ``dict(name="x:attribute")``) as ``from x import name``.
 * **An import is an edge to the module it names and to the packages above that module which the
   importer is not inside.** ``import a.b.c``, ``from a.b.c import f`` and ``from a.b import c``
   (``c`` a submodule) name ``a.b.c``; ``from a.b import f`` (``f`` not a submodule) names the
@@ -65,6 +66,10 @@ class ModuleImports:
                 self._import_from(node)
             elif isinstance(node, ast.Call) and _literal_import_module(node) is not None:
                 self._names(str(_literal_import_module(node)), node.lineno)
+        for statement in tree.body:
+            for name, target in _lazy_imports(statement):
+                module, _, attribute = target.partition(":")
+                self._names(f"{module}.{attribute or name}", statement.lineno)
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute):
                 self._attribute(node)
@@ -146,6 +151,28 @@ def _literal_import_module(node: ast.Call) -> str | None:
         return None
     arg = node.args[0]
     return arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else None
+
+
+def _lazy_imports(statement: ast.stmt) -> list[tuple[str, str]]:
+    """(exported name, "module[:attribute]") of each entry of a ``LAZY_IMPORTS = {...}`` or
+    ``LAZY_IMPORTS = dict(...)`` statement with literal strings; [] for any other statement."""
+    if not (
+        isinstance(statement, ast.Assign)
+        and [t.id for t in statement.targets if isinstance(t, ast.Name)] == ["LAZY_IMPORTS"]
+    ):
+        return []
+    value = statement.value
+    pairs: list[tuple[ast.expr | None, ast.expr]] = []
+    if isinstance(value, ast.Dict):
+        pairs = list(zip(value.keys, value.values, strict=True))
+    elif isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "dict":
+        pairs = [(ast.Constant(k.arg), k.value) for k in value.keywords]
+    out = []
+    for key, target in pairs:
+        if not (isinstance(key, ast.Constant) and isinstance(target, ast.Constant)):
+            raise AssertionError(f"LAZY_IMPORTS at line {statement.lineno}: entries must be literal strings")
+        out.append((str(key.value), str(target.value)))
+    return out
 
 
 def graph(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> dict[str, ModuleImports]:
@@ -248,16 +275,21 @@ def test_the_rules_on_a_made_up_package(tmp_path: Path) -> None:
         "up/__init__.py": "import importlib\nimportlib.import_module('low.x')\n",
         "low/__init__.py": "",
         "low/x.py": "from up import something\n",
+        "lazy/__init__.py": "LAZY_IMPORTS = {'f': 'lazy.m:g'}\n",
+        "lazy/m.py": "import lazy\n",
+        "lazy2/__init__.py": "LAZY_IMPORTS = dict(h='lazy2.n')\n",
+        "lazy2/n.py": "",
     }
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    modules = graph(tmp_path, ("pkg", "up", "low"))
+    modules = graph(tmp_path, ("pkg", "up", "low", "lazy", "lazy2"))
     edges = {name: imports.edges for name, imports in modules.items()}
     assert edges["pkg"] == {"pkg.a", "pkg.b"}  # the package's own submodules, not itself
     assert edges["pkg.c"] == {"pkg.b"}  # inside pkg: no edge to pkg's __init__
     assert edges["low.x"] == {"up"}
-    assert cycles(edges) == [["low.x", "up"], ["pkg.b", "pkg.c"]]
+    assert edges["lazy"] == {"lazy.m"} and edges["lazy2"] == {"lazy2.n"}  # a table's entries are imports
+    assert cycles(edges) == [["lazy", "lazy.m"], ["low.x", "up"], ["pkg.b", "pkg.c"]]
     assert shortest_cycle(edges, ["pkg.b", "pkg.c"]) == ["pkg.b", "pkg.c", "pkg.b"]
     assert sorted(modules["pkg.d"].private) == [
         "pkg.d:1 imports pkg.a._own",

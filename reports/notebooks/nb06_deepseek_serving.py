@@ -45,6 +45,7 @@ from reports.nbtools import setup_plotly, show_table, write_summary
 from reports.published import API_PRICES_SOURCE, DAY6_FLEET, DAY6_FLEET_SOURCE, api_prices
 from sim import scenarios
 from sim.serving.fleet import size_fleet
+from sim.serving.plan import DEEPSEEK_SPACE
 from sim.serving.workloads import DAY6_NODE_COUNT_BY_HOUR, day6_load_curve
 
 pio.renderers.default = "notebook"  # plotly.js inlined: figures show in JupyterLab and in offline HTML
@@ -264,16 +265,6 @@ for name, plan in plans.items():
 
 
 # %%
-projection_space: dict[str, Any] = {
-    "nodes": [1, 2, 4, 8, 16, 32],
-    "prefill_nodes": [1, 2, 4],
-    "tp": [1, 2, 4, 8],
-    "moe_tp": [1],
-    "stacks": ["deepseek"],
-    "weight_dtypes": ["fp8"],
-    "kv_dtypes": ["fp8"],
-    "mtp": [True],
-}
 projection_workload = {k: v for k, v in day6.workload.items() if k != "concurrency"}
 table: list[dict[str, Any]] = []
 for model_name in projection_models:
@@ -284,7 +275,7 @@ for model_name in projection_models:
                 gpu_name,
                 projection_workload,
                 {"tokens_per_s_per_user": target, "ttft_p99_s": ttft_target_s},
-                space=projection_space,
+                space=DEEPSEEK_SPACE,
                 refine_top=0,
                 seed=seed,
             )

@@ -22,16 +22,7 @@ gpu_names = ["H100", "H800", "H20", "A800"]
 tokens_per_s_per_user = [20.0, 50.0, 100.0]
 ttft_p99_s = 5.0  # an assumed target: DeepSeek publishes none
 workload = {"input_len": 4383, "output_len": 1211, "cache_hit_rate": 0.563}  # Day 6's request mix
-space = {
-    "nodes": [1, 2, 4, 8, 16, 32],
-    "prefill_nodes": [1, 2, 4],
-    "tp": [1, 2, 4, 8],
-    "moe_tp": [1],
-    "stacks": ["deepseek"],
-    "weight_dtypes": ["fp8"],
-    "kv_dtypes": ["fp8"],
-    "mtp": [True],
-}
+space = None  # None: DeepSeek's own way (sim.serving.plan.DEEPSEEK_SPACE); or a dict of ServingSpace keys
 refine_top = 1  # plans simulated per search
 refine_duration_s = 60.0  # simulated seconds of each refinement (after its warm-up)
 training_gpus = 2048
@@ -67,6 +58,7 @@ from plotly.subplots import make_subplots
 
 import sim
 from reports.nbtools import setup_plotly, show_table, write_summary
+from sim.serving.plan import DEEPSEEK_SPACE
 from sim.training.search import TrainingSpace
 
 pio.renderers.default = "notebook"  # plotly.js inlined: figures show in JupyterLab and in offline HTML
@@ -81,7 +73,7 @@ for model in models:
                 gpu,
                 workload,
                 {"tokens_per_s_per_user": target, "ttft_p99_s": ttft_p99_s},
-                space=space,
+                space=DEEPSEEK_SPACE if space is None else space,
                 refine_top=refine_top,
                 duration_s=refine_duration_s,
                 seed=seed,

@@ -199,6 +199,35 @@ class Row:
     shape: dict[str, Any] = field(default_factory=dict)
     family: str = ""
 
+    @staticmethod
+    def predicted(
+        table: str,
+        key: tuple[Any, ...],
+        measured_s: float,
+        source: str,
+        time: Any,
+        shape: dict[str, Any],
+        family: str,
+        count: int = 1,
+    ) -> Row:
+        """A row predicted by ``time`` (a :mod:`sim.timing` result, ``count`` kernels of it)."""
+        return Row(
+            table, key, measured_s, source, time.compute_s * count, time.memory_s * count, shape, family
+        )
+
+
+def _h800_matches(
+    records: list[dict[str, Any]], pattern: str
+) -> list[tuple[dict[str, Any], tuple[int, ...]]]:
+    """The H800 records whose metric matches ``pattern``, with its groups as integers."""
+    compiled = re.compile(pattern)
+    out = []
+    for r in records:
+        match = compiled.match(str(r.get("metric", "")))
+        if match and "H800" in str(r.get("hardware")):
+            out.append((r, tuple(int(g) for g in match.groups())))
+    return out
+
 
 def load_reference(path: Path = REFERENCE) -> list[dict[str, Any]]:
     if not path.exists():
@@ -220,28 +249,12 @@ def gemm_rows(records: list[dict[str, Any]], as_of: Vintage | None = None) -> li
 
     gpu = _h800()
     rows = []
-    pattern = re.compile(r"^GEMM TFLOPS M=(\d+) N=(\d+) K=(\d+)$")
-    for r in records:
-        match = pattern.match(str(r.get("metric", "")))
-        if not match or "H800" not in str(r.get("hardware")):
-            continue
-        m, n, k = (int(g) for g in match.groups())
+    for r, (m, n, k) in _h800_matches(records, r"^GEMM TFLOPS M=(\d+) N=(\d+) K=(\d+)$"):
         t = timing.gemm_time(gpu, m, n, k, "fp8")
         shape = {"m": m, "n": n, "k": k, "dtype": "fp8"}
         tflops, source = _figure(r, as_of.deepgemm_dense_tflops if as_of else None, (m, n, k), as_of)
         measured = 2.0 * m * n * k / (tflops * 1e12)
-        rows.append(
-            Row(
-                "deepgemm_gemm",
-                (m, n, k),
-                measured,
-                source,
-                t.compute_s,
-                t.memory_s,
-                shape,
-                "gemm",
-            )
-        )
+        rows.append(Row.predicted("deepgemm_gemm", (m, n, k), measured, source, t, shape, "gemm"))
     return rows
 
 
@@ -251,29 +264,15 @@ def grouped_rows(records: list[dict[str, Any]], as_of: Vintage | None = None) ->
 
     gpu = _h800()
     rows = []
-    pattern = re.compile(r"^grouped GEMM TFLOPS groups=(\d+) M/group=(\d+) N=(\d+) K=(\d+)$")
-    for r in records:
-        match = pattern.match(str(r.get("metric", "")))
-        if not match or "H800" not in str(r.get("hardware")):
-            continue
-        g, m, n, k = (int(x) for x in match.groups())
+    pattern = r"^grouped GEMM TFLOPS groups=(\d+) M/group=(\d+) N=(\d+) K=(\d+)$"
+    for r, (g, m, n, k) in _h800_matches(records, pattern):
         layout = "contiguous" if m * g >= 16384 else "masked"  # the README's two tables
         t = timing.grouped_gemm_time(gpu, [m] * g, n, k, "fp8")
         shape = {"group_sizes": [m] * g, "n": n, "k": k, "dtype": "fp8"}
         tflops, source = _figure(r, as_of.deepgemm_contiguous_tflops if as_of else None, (g, m, n, k), as_of)
         measured = 2.0 * g * m * n * k / (tflops * 1e12)
-        rows.append(
-            Row(
-                "deepgemm_grouped_gemm",
-                (layout, g, m, n, k),
-                measured,
-                source,
-                t.compute_s,
-                t.memory_s,
-                shape,
-                "grouped_gemm",
-            )
-        )
+        key = (layout, g, m, n, k)
+        rows.append(Row.predicted("deepgemm_grouped_gemm", key, measured, source, t, shape, "grouped_gemm"))
     return rows
 
 
@@ -309,16 +308,7 @@ def flashmla_rows(records: list[dict[str, Any]], as_of: Vintage | None = None) -
             "dtype": "bf16",
         }
         rows.append(
-            Row(
-                "flashmla",
-                (kind, h_q, s_q),
-                measured,
-                source,
-                t.compute_s,
-                t.memory_s,
-                shape,
-                "attention_decode",
-            )
+            Row.predicted("flashmla", (kind, h_q, s_q), measured, source, t, shape, "attention_decode")
         )
     return rows
 
@@ -754,16 +744,22 @@ def _compute_sms_h800() -> Any:
     )
 
 
-def _union_s(events: list[dict[str, Any]]) -> float:
-    spans = sorted((float(e["ts"]), float(e["ts"]) + float(e["dur"])) for e in events)
-    total, (cur_s, cur_e) = 0.0, spans[0]
-    for s0, e0 in spans[1:]:
+def span_union(spans: list[tuple[float, float]]) -> float:
+    """Length of the union of (start, end) intervals (a stream's busy time when kernels overlap)."""
+    ordered = sorted(spans)
+    total, (cur_s, cur_e) = 0.0, ordered[0]
+    for s0, e0 in ordered[1:]:
         if s0 > cur_e:
             total += cur_e - cur_s
             cur_s, cur_e = s0, e0
         else:
             cur_e = max(cur_e, e0)
-    return (total + cur_e - cur_s) * 1e-6
+    return total + cur_e - cur_s
+
+
+def _union_s(events: list[dict[str, Any]]) -> float:
+    """Seconds during which any of the trace ``events`` (microsecond ``ts`` and ``dur``) runs."""
+    return span_union([(float(e["ts"]), float(e["ts"]) + float(e["dur"])) for e in events]) * 1e-6
 
 
 def _wgrad_shapes(model: Any) -> dict[str, tuple[int, int, int, int]]:
@@ -836,18 +832,12 @@ def wgrad_trace_rows(kernels: list[dict[str, Any]] | None = None) -> list[Row]:
             if len(events) != count:
                 raise ValueError(f"layer {layer}: {name} has {len(events)} kernels, expected {count}")
             t = timing.gemm_time(gpu, m, n, k, "fp8", phase="wgrad")
-            rows.append(
-                Row(
-                    "v3_trace_wgrad",
-                    (name, layer),
-                    _union_s(events),
-                    TRACE_FAMILY_SOURCE,
-                    t.compute_s * count,
-                    t.memory_s * count,
-                    {"m": m, "n": n, "k": k, "dtype": "fp8", "phase": "wgrad", "kernels": count},
-                    "gemm_wgrad",
-                )
+            shape = {"m": m, "n": n, "k": k, "dtype": "fp8", "phase": "wgrad", "kernels": count}
+            key, measured = (name, layer), _union_s(events)
+            row = Row.predicted(
+                "v3_trace_wgrad", key, measured, TRACE_FAMILY_SOURCE, t, shape, "gemm_wgrad", count
             )
+            rows.append(row)
             rows[-1].shape["launches"] = count
     return rows
 
@@ -955,16 +945,12 @@ def attention_bwd_trace_rows(kernels: list[dict[str, Any]] | None = None) -> lis
         t = timing.attention_time(
             gpu, 1, TRACE_TOKENS, TRACE_TOKENS, a.num_heads, qk, a.v_head_dim, True, "bf16", backward=True
         )
+        shape = {"batch": 1, "q_len": TRACE_TOKENS, "kv_len": TRACE_TOKENS, "backward": True}
+        key = ("FlashAttnBwd", float(e["ts"]))
+        measured = float(e["dur"]) * 1e-6
         rows.append(
-            Row(
-                "v3_trace_attention_bwd",
-                ("FlashAttnBwd", float(e["ts"])),
-                float(e["dur"]) * 1e-6,
-                TRACE_FAMILY_SOURCE,
-                t.compute_s,
-                t.memory_s,
-                {"batch": 1, "q_len": TRACE_TOKENS, "kv_len": TRACE_TOKENS, "backward": True},
-                "attention_backward",
+            Row.predicted(
+                "v3_trace_attention_bwd", key, measured, TRACE_FAMILY_SOURCE, t, shape, "attention_backward"
             )
         )
     return rows

@@ -9,30 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = [
-    "estimate_serving",
-    "plan_serving",
-    "size_fleet",
-    "pareto_sweep",
-    "isca_decode_bound",
-]
+from sim.lazy import lazy_attribute
+
+LAZY_IMPORTS = dict(
+    estimate_serving="sim.serving.api",
+    plan_serving="sim.serving.plan",
+    size_fleet="sim.serving.fleet",
+    isca_decode_bound="sim.serving.fleet",
+    pareto_sweep="sim.serving.sweep",
+)
+__all__ = list(LAZY_IMPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name == "estimate_serving":
-        from sim.serving.api import estimate_serving
-
-        return estimate_serving
-    if name == "plan_serving":
-        from sim.serving.plan import plan_serving
-
-        return plan_serving
-    if name in ("size_fleet", "isca_decode_bound"):
-        from sim.serving import fleet
-
-        return getattr(fleet, name)
-    if name == "pareto_sweep":
-        from sim.serving.sweep import pareto_sweep
-
-        return pareto_sweep
-    raise AttributeError(f"module 'sim.serving' has no attribute {name!r}")
+    return lazy_attribute(__name__, LAZY_IMPORTS, name)

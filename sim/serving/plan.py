@@ -43,6 +43,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -170,6 +171,24 @@ class ServingSpace:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+DEEPSEEK_SPACE: Mapping[str, Any] = MappingProxyType(
+    {
+        "nodes": (1, 2, 4, 8, 16, 32),
+        "prefill_nodes": (1, 2, 4),
+        "tp": (1, 2, 4, 8),
+        "moe_tp": (1,),
+        "stacks": ("deepseek",),
+        "weight_dtypes": ("fp8",),
+        "kv_dtypes": ("fp8",),
+        "mtp": (True,),
+    }
+)
+"""DeepSeek's own way of serving, as a search space (notebooks 6 and 8 search it): its stack, FP8
+weights and KV cache, the model's MTP, attention tensor-parallel over 1 to 8 GPUs of a node and
+data-parallel over the rest, experts over all the instance's GPUs without MoE TP, 1 to 32 decode nodes
+and 1 to 4 prefill nodes per instance; colocated or disaggregated, every batch cap."""
 
 
 def parse_space(spec: Mapping[str, Any] | ServingSpace | None) -> ServingSpace:

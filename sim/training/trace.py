@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from moe.operators import Attention, Gemm, GroupedGemm, OpKind
-from sim.calibration.published import trace_kernel_events
+from sim.calibration.published import span_union, trace_kernel_events
 
 if TYPE_CHECKING:
     from gpus import GPUProfile
@@ -91,31 +91,27 @@ def kernel_family(name: str) -> str | None:
     head = n.split("<", 1)[0]  # the kernel's own name, without template arguments
     if "transpose" in head or "cast" in head:
         return f[10] if "swiglu" in head else f[7]
-    if "fp8_dptp128c_acc" in n:
-        return f[2]
-    if "m_grouped_fp8" in n:
-        return f[1]
-    if "fp8_ptp128c" in n:
-        return f[0]
-    if "xmma_gemm" in n or "gemm" in n:
-        return f[3]
-    if "flashattnbwdpre" in n or "flashattnbwdpost" in n:
-        return f[6]
-    if "flashattnbwd" in n:
-        return f[5]
-    if "flash" in n:
-        return f[4]
-    if "swiglu" in n:
-        return f[10]
-    if "cast" in n or "transpose" in n:
-        return f[7]
-    if "layer_norm" in n or "ln_fwd" in n or "ln_bwd" in n:
-        return f[8]
-    if "rotary" in n or "copy_tensor" in n or "direct_copy" in n:
-        return f[9]
-    if "fused" in n or "clean_and_count_expert" in n:
-        return f[11]
+    for needles, family in _NAME_FAMILIES:
+        if any(needle in n for needle in needles):
+            return f[family]
     return f[12]
+
+
+# (substrings of a kernel's lower-cased name, its KERNEL_FAMILIES index), first match wins
+_NAME_FAMILIES: tuple[tuple[tuple[str, ...], int], ...] = (
+    (("fp8_dptp128c_acc",), 2),
+    (("m_grouped_fp8",), 1),
+    (("fp8_ptp128c",), 0),
+    (("gemm",), 3),  # cuBLAS xmma_gemm and any other GEMM
+    (("flashattnbwdpre", "flashattnbwdpost"), 6),
+    (("flashattnbwd",), 5),
+    (("flash",), 4),
+    (("swiglu",), 10),
+    (("cast", "transpose"), 7),
+    (("layer_norm", "ln_fwd", "ln_bwd"), 8),
+    (("rotary", "copy_tensor", "direct_copy"), 9),
+    (("fused", "clean_and_count_expert"), 11),
+)
 
 
 def op_family(op: OpCost) -> str:
@@ -188,20 +184,13 @@ def trace_per_layer(path: str | Path) -> dict[str, Any]:
     end = max(e["ts"] + e["dur"] for e in kernels)
     # Wall time with any compute kernel running (the weight-gradient GEMMs also run on a second
     # stream, concurrently with the main compute stream): the union of their intervals.
-    spans = sorted(
-        (e["ts"], e["ts"] + e["dur"])
-        for e in kernels
-        if categorize_kernel(e["name"]) not in ("ep_dispatch", "ep_combine")
+    union = span_union(
+        [
+            (e["ts"], e["ts"] + e["dur"])
+            for e in kernels
+            if categorize_kernel(e["name"]) not in ("ep_dispatch", "ep_combine")
+        ]
     )
-    union = 0.0
-    cur_s, cur_e = spans[0]
-    for s0, e0 in spans[1:]:
-        if s0 > cur_e:
-            union += cur_e - cur_s
-            cur_s, cur_e = s0, e0
-        else:
-            cur_e = max(cur_e, e0)
-    union += cur_e - cur_s
     return {
         "per_layer_s": {k: v / TRACE_LAYERS for k, v in sorted(totals.items())},
         "compute_busy_per_layer_s": per_stream[compute_tid] * 1e-6 / TRACE_LAYERS,
