@@ -215,6 +215,19 @@ class Row:
             table, key, measured_s, source, time.compute_s * count, time.memory_s * count, shape, family
         )
 
+    def scored(self, table: str, family: str, held_out: bool, predicted_s: float) -> dict[str, Any]:
+        """The row as a fit's result lists it: measured beside predicted, and whether it was held out."""
+        return {
+            "table": table,
+            "key": list(self.key),
+            "held_out": held_out,
+            "measured_s": self.measured_s,
+            "predicted_s": predicted_s,
+            "source": self.source,
+            "family": family,
+            "shape": self.shape,
+        }
+
 
 def _h800_matches(
     records: list[dict[str, Any]], pattern: str
@@ -452,18 +465,7 @@ def fit_and_score(records: list[dict[str, Any]] | None = None, as_of: str | None
             }
         }
         for i, r in enumerate(rows):
-            out["rows"].append(
-                {
-                    "table": name,
-                    "key": list(r.key),
-                    "held_out": i in held_idx,
-                    "measured_s": r.measured_s,
-                    "predicted_s": predict(params, i),
-                    "source": r.source,
-                    "family": family,
-                    "shape": r.shape,
-                }
-            )
+            out["rows"].append(r.scored(name, family, i in held_idx, predict(params, i)))
     kernels = load_trace_kernels()
     for name, family, free in TRACE_TABLES:
         rows = trace_rows(name, kernels)
@@ -512,18 +514,7 @@ def fit_and_score(records: list[dict[str, Any]] | None = None, as_of: str | None
             }
         }
         for i, r in enumerate(rows):
-            out["rows"].append(
-                {
-                    "table": name,
-                    "key": list(r.key),
-                    "held_out": i in held_idx,
-                    "measured_s": r.measured_s,
-                    "predicted_s": predict_trace(params, i),
-                    "source": r.source,
-                    "family": family,
-                    "shape": r.shape,
-                }
-            )
+            out["rows"].append(r.scored(name, family, i in held_idx, predict_trace(params, i)))
     rows = deepep_rows(old)
     link_source = deepep_tables()[2] if old is None else old.source
     contains = list(deepep_tables()[3] if old is None else old.deepep_low_latency_contains)
@@ -553,18 +544,7 @@ def fit_and_score(records: list[dict[str, Any]] | None = None, as_of: str | None
         },
     }
     for i, r in enumerate(rows):
-        out["rows"].append(
-            {
-                "table": "deepep",
-                "key": list(r.key),
-                "held_out": i in held_idx,
-                "measured_s": r.measured_s,
-                "predicted_s": deepep_predict(x, r),
-                "source": r.source,
-                "family": "deepep",
-                "shape": r.shape,
-            }
-        )
+        out["rows"].append(r.scored("deepep", "deepep", i in held_idx, deepep_predict(x, r)))
     return out
 
 
