@@ -31,13 +31,14 @@ each GPU's NIC, all-gather in the domain). Reduce-scatter and all-gather are the
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sim import calibration as cal
+from sim.record import Record
 from sim.timing import finite_non_negative, positive_int
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ _REFERENCE_FILE = "h800"  # the one device with published link measurements (Dee
 
 
 @dataclass(frozen=True)
-class Link:
+class Link(Record):
     """One link type of a cluster: effective bandwidth per direction per GPU, and latency."""
 
     kind: str
@@ -81,12 +82,9 @@ class Link:
     # "combine_recv") whose GPU work is inside the times this link was fitted to
     low_latency_contains: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class CommTime:
+class CommTime(Record):
     """Time of one collective: seconds, what bounds it ("nvlink", "ib", "pcie", "latency")."""
 
     predicted_s: float
@@ -94,9 +92,6 @@ class CommTime:
     link: str
     bytes_per_gpu: float = 0.0
     calibration: str = "default"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _peak(cluster: Cluster, kind: str) -> float:

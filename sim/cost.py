@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sim.record import Record
+
 if TYPE_CHECKING:
     from gpus import PriceSpec
 
@@ -42,7 +44,7 @@ def _check_amount(value: Any, name: str, what: str, positive: bool = False) -> f
 
 
 @dataclass(frozen=True)
-class PriceRange:
+class PriceRange(Record):
     """A GPU-hour price with its low-high range, in USD per GPU-hour."""
 
     usd_per_gpu_hour: float
@@ -62,9 +64,6 @@ class PriceRange:
                 "A price range needs low <= price <= high, got "
                 f"{self.usd_per_gpu_hour_low} <= {self.usd_per_gpu_hour} <= {self.usd_per_gpu_hour_high}."
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

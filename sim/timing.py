@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,7 @@ import numpy as np
 from moe.accounting import weight_scale_bytes
 from moe.operators.op import Attention, Comm, Gating, Gemm, Given, GroupedGemm, Memory, Op, Permute, Work
 from sim import calibration as cal
+from sim.record import Record
 
 if TYPE_CHECKING:
     from gpus import GPUProfile
@@ -63,7 +64,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class OpTime:
+class OpTime(Record):
     """Times of one operator, seconds; ``bound_by`` is "compute", "memory" or "latency"."""
 
     roofline_s: float
@@ -77,9 +78,6 @@ class OpTime:
     compute_s: float = 0.0  # tile- and wave-quantised FLOPs over the peak (model input)
     memory_s: float = 0.0  # bytes over the peak bandwidth (model input)
     launches: int = 1  # kernel or library calls the implementation issues (model input)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from moe.accounting import weight_scale_bytes
+from sim.record import Record
 from sim.serving.policies import DEFAULT_POLICIES, POLICY_KEYS, check_policy
 from sim.serving.stack import DEFAULT_STACK, DISPATCHERS
 from sim.serving.stack import get as get_stack
@@ -460,7 +461,7 @@ def kv_bytes_per_token_per_gpu(model: MoEModel, inst: InstanceSpec, context_len:
 
 
 @dataclass(frozen=True)
-class MemoryPlan:
+class MemoryPlan(Record):
     """Bytes per GPU: weights, workspace, what is left for the KV cache; capacity of the instance."""
 
     hbm_bytes: float
@@ -469,9 +470,6 @@ class MemoryPlan:
     kv_cache_bytes: float
     kv_bytes_per_token_per_gpu: float
     kv_capacity_tokens: int  # whole instance (all attention data-parallel groups)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def workspace_bytes_per_gpu(model: MoEModel, inst: InstanceSpec, tokens_per_gpu: int) -> float:

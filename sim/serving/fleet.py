@@ -22,6 +22,7 @@ import numpy as np
 
 from sim import comm
 from sim.cost import is_finite_number, price_range
+from sim.record import Record
 from sim.serving.deployment import InstanceSpec, parse_deployment
 from sim.serving.plan import DecodeCapacity, PrefillCapacity, decode_operating_point
 from sim.serving.stepcost import LayerCost, StepCostModel, two_stream_schedule
@@ -181,14 +182,11 @@ def size_fleet(
 
 
 @dataclass(frozen=True)
-class DecodeBound:
+class DecodeBound(Record):
     ep_step_s: float
     layer_s: float
     tpot_s: float
     tokens_per_s_per_user: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def isca_decode_bound(

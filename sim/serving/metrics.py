@@ -10,10 +10,12 @@ Statistics cover requests that arrived after the warm-up and finished before the
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+
+from sim.record import Record
 
 if TYPE_CHECKING:
     from sim.serving.stepcost import StepCost
@@ -70,7 +72,7 @@ class RequestLog:
 
 
 @dataclass(frozen=True)
-class LatencyStats:
+class LatencyStats(Record):
     """Percentiles and means in seconds (or tokens/s for ``tokens_per_s_per_user``)."""
 
     num_requests: int
@@ -89,9 +91,6 @@ class LatencyStats:
     queueing_p99_s: float
     tokens_per_s_per_user: float
     decode_wait_mean_s: float = float("nan")  # first token to decode admission (KV transfer, capacity)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _pct(x: np.ndarray, q: float) -> float:

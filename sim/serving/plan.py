@@ -50,6 +50,7 @@ import numpy as np
 
 from sim.calibration import files_held
 from sim.cost import SECONDS_PER_HOUR, is_finite_number, price_range
+from sim.record import Record
 from sim.serving.deployment import (
     DEFAULT_PREFILL_TOKENS_PER_GPU,
     InstanceSpec,
@@ -149,7 +150,7 @@ def parse_targets(spec: Mapping[str, Any] | ServingTargets | None) -> ServingTar
 
 
 @dataclass(frozen=True)
-class ServingSpace:
+class ServingSpace(Record):
     """The deployment keys searched. ``weight_dtypes`` None: FP8 and BF16 (and FP4 where the GPU
     has FP4 tensor cores); ``stacks`` None: every stack file; ``mtp`` True/False: the model's own MTP
     depth (85% acceptance) or none. ``batch_caps`` are the decode batch caps per attention rank
@@ -168,9 +169,6 @@ class ServingSpace:
     prefill_tokens_per_gpu: tuple[int, ...] = (DEFAULT_PREFILL_TOKENS_PER_GPU, 8192, 4096)
     chunk_tokens_per_gpu: tuple[int, ...] = (8192,)
     max_decode_instances: int = 8
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 DEEPSEEK_SPACE: Mapping[str, Any] = MappingProxyType(
@@ -457,7 +455,7 @@ def framework_flags(
 
 
 @dataclass(frozen=True)
-class DecodeCapacity:
+class DecodeCapacity(Record):
     """Largest decode batch per attention-data-parallel rank (``batch_per_gpu``: a rank is one GPU,
     or ``tp`` GPUs with tensor-parallel attention) meeting a TPOT target, and what it yields
     (:func:`decode_operating_point`)."""
@@ -472,12 +470,9 @@ class DecodeCapacity:
     bound_by: str
     limit: str  # what stopped the batch growing: "latency", "kv_capacity", "max_batch"
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class PrefillCapacity:
+class PrefillCapacity(Record):
     """Throughput of one prefill instance running full batches of a workload's mean request."""
 
     input_tokens_per_s_per_instance: float
@@ -485,9 +480,6 @@ class PrefillCapacity:
     batch_time_s: float
     requests_per_s_per_instance: float
     bound_by: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -69,6 +69,7 @@ from moe.operators import (
     serving_prefill_core_ops,
 )
 from sim import comm, timing
+from sim.record import Record
 from sim.serving.deployment import (
     DTYPE_BYTES,
     InstanceSpec,
@@ -234,7 +235,7 @@ class _LayerSums:
 
 
 @dataclass(frozen=True)
-class StepCost:
+class StepCost(Record):
     """One step on one GPU: total time and where it went (seconds)."""
 
     time_s: float
@@ -243,9 +244,6 @@ class StepCost:
     exposed_comm_s: float
     breakdown_s: dict[str, float] = field(default_factory=dict)
     bound_by: str = "compute"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _bound(breakdown: dict[str, float], compute_s: float, comm_kind: str, schedule: Schedule) -> str:

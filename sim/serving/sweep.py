@@ -5,11 +5,12 @@ per user), each with its cost."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sim.record import Record
 from sim.serving.api import estimate_serving
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class ParetoPoint:
+class ParetoPoint(Record):
     concurrency: int
     output_tokens_per_s_per_gpu: float
     decode_output_tokens_per_s_per_node: float
@@ -29,9 +30,6 @@ class ParetoPoint:
     usd_per_million_input_tokens: float
     usd_per_million_output_tokens: float
     bound_by: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def pareto_front(points: Sequence[ParetoPoint]) -> list[ParetoPoint]:

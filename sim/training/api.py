@@ -13,13 +13,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sim.cost import is_finite_number
+from sim.record import Record
 from sim.training import engine
 from sim.training.costs import BF16_BYTES, TrainingCostModel, Unit, layer_units
 from sim.training.memory import memory_report
@@ -64,7 +65,7 @@ PHASE_NAMES = {
 
 
 @dataclass(frozen=True)
-class TrainingResult:
+class TrainingResult(Record):
     """One training configuration's simulated step and its cost at a token budget."""
 
     model: str
@@ -98,9 +99,6 @@ class TrainingResult:
     def gpu_hours_per_trillion_tokens(self) -> float:
         """GPU-hours per trillion training tokens at this throughput (the V3 report's headline unit)."""
         return 1e12 / self.tokens_per_s_per_gpu / 3600.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

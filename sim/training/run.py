@@ -17,9 +17,10 @@ not give the long-context parallel layout).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sim.record import Record
 from sim.training.api import TrainingResult
 from sim.training.estimate import estimate_training
 
@@ -41,14 +42,11 @@ class Phase:
 
 
 @dataclass(frozen=True)
-class RunResult:
+class RunResult(Record):
     phases: tuple[dict[str, Any], ...]
     gpu_hours: float
     days: float
     cost_usd: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def estimate_run(phases: Sequence[Phase], usd_per_gpu_hour: float | None = None, **plan: Any) -> RunResult:

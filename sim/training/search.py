@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sim.calibration import files_held
+from sim.record import Record
 from sim.training.api import BuiltPlan, PlanCache, TrainingResult, build_plan, simulate_plan, unit_cost_key
 from sim.training.memory import memory_report, piece_activation_bytes, rank_memory
 from sim.training.schedules import Schedule, get_schedule
@@ -236,7 +237,7 @@ RECOMPUTE_LADDER = ("selective", "none", "full")
 
 
 @dataclass(frozen=True)
-class TrainingSpace:
+class TrainingSpace(Record):
     """The plan keys searched. ``ep_choices``: how many of the largest expert-parallel degrees (powers
     of two dividing the experts and tp*dp) to try; ``virtual_stages`` apply to interleaved 1F1B."""
 
@@ -248,9 +249,6 @@ class TrainingSpace:
     cp: tuple[int, ...] = (1, 2)
     micro_batch_seqs: tuple[int, ...] = (1, 2)
     schedules: tuple[str, ...] = TRAINING_SCHEDULES
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
