@@ -528,20 +528,14 @@ def fit_and_score(records: list[dict[str, Any]] | None = None, as_of: str | None
     summary["fit_n"] = len(fit_idx)
     out["tables"]["deepep"] = summary
     out["links"] = {
-        "nvlink": {
-            "bandwidth_bytes_per_s": float(x[1]),
+        kind: {
+            "bandwidth_bytes_per_s": float(bandwidth),
             "latency_s": float(x[0]),
-            "peak_bandwidth_bytes_per_s": H800_NVLINK_PEAK,
+            "peak_bandwidth_bytes_per_s": peak,
             "low_latency_kernel_contains": contains,
             "source": f"fitted to {link_source}",
-        },
-        "ib": {
-            "bandwidth_bytes_per_s": float(x[2]),
-            "latency_s": float(x[0]),
-            "peak_bandwidth_bytes_per_s": H800_IB_PEAK,
-            "low_latency_kernel_contains": contains,
-            "source": f"fitted to {link_source}",
-        },
+        }
+        for kind, bandwidth, peak in (("nvlink", x[1], H800_NVLINK_PEAK), ("ib", x[2], H800_IB_PEAK))
     }
     for i, r in enumerate(rows):
         out["rows"].append(r.scored("deepep", "deepep", i in held_idx, deepep_predict(x, r)))
