@@ -129,9 +129,10 @@ def device_key(name: str) -> str:
 def defaults() -> dict[str, Any]:
     """The uncalibrated defaults (``gpus/calibration/defaults.json``)."""
     path = calibration_dir() / "defaults.json"
-    if not path.exists():
-        raise ValueError(f"missing {path}: the timing model needs its documented defaults file")
-    return load_file(path)
+    try:
+        return load_file(path)
+    except FileNotFoundError:
+        raise ValueError(f"missing {path}: the timing model needs its documented defaults file") from None
 
 
 def _labels(data: Mapping[str, Any]) -> set[str]:
@@ -258,17 +259,19 @@ def find_calibration(names: Sequence[str]) -> dict[str, Any] | None:
     if not files:
         return None
     key = tuple(str(n) for n in names)
-    found = _FOUND.get((key, files))
-    if found is not None:
-        # the same names against the same listing: one stat tells whether the matched file changed
-        path, found_mtime_ns, data = found
+    found = _FOUND.get(key)
+    # the same names against the same folder listing (the listing is cached: the same tuple while the
+    # folder is unchanged, so identity is enough and no path is hashed): one stat tells whether the
+    # matched file changed
+    if found is not None and found[0] is files:
+        _, path, found_mtime_ns, data = found
         if path is None:
             return None
         if mtime_ns(path) == found_mtime_ns:
             return data
     path = _calibration_path(key, files)
     if path is None:
-        _FOUND[(key, files)] = (None, 0, None)
+        _FOUND[key] = (files, None, 0, None)
         return None
     data = load_file(path)
     wanted = {device_key(n) for n in key if n}
@@ -278,13 +281,14 @@ def find_calibration(names: Sequence[str]) -> dict[str, Any] | None:
         data = None if path is None else load_file(path)
     if len(_FOUND) > 1024:
         _FOUND.clear()
-    _FOUND[(key, files)] = (path, 0 if path is None else mtime_ns(path), data)
+    _FOUND[key] = (files, path, 0 if path is None else mtime_ns(path), data)
     return data
 
 
-# find_calibration's answers per (names, folder listing): the matched file, its modification time
-# when matched and its parsed contents (a timing model asks once per operator it times)
-_FOUND: dict[tuple[tuple[str, ...], tuple[Path, ...]], tuple[Path | None, int, dict[str, Any] | None]] = {}
+# find_calibration's answers per names: the folder listing they were matched against, the matched
+# file, its modification time when matched and its parsed contents (a timing model asks once per
+# operator it times)
+_FOUND: dict[tuple[str, ...], tuple[tuple[Path, ...], Path | None, int, dict[str, Any] | None]] = {}
 
 
 def family_params(
